@@ -1,0 +1,3 @@
+module github.com/podfim/podfim
+
+go 1.26
