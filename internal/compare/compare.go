@@ -1,0 +1,203 @@
+// Package compare turns a baseline and a scan into findings: what was added,
+// what was removed and what changed, with the attributes that changed.
+//
+// It works on plain values (two sorted slices of attr.Entry) so that it is
+// tested without a file system, and it is the only place that decides what
+// counts as a change.
+package compare
+
+import (
+	"bytes"
+	"slices"
+
+	"github.com/podfim/podfim/internal/attr"
+)
+
+// Kind is the kind of a finding.
+type Kind string
+
+// Finding kinds.
+const (
+	Added   Kind = "added"
+	Removed Kind = "removed"
+	Changed Kind = "changed"
+)
+
+// Finding is one difference between the baseline and the current state.
+type Finding struct {
+	Path string
+	Kind Kind
+	// Attributes names what changed, in canonical order ("type", "mode", ...,
+	// "sha256"); extended attributes are named "acl", "caps", "selinux" or
+	// "xattrs" (attr.XattrLabel). Empty for added and removed files.
+	Attributes []string
+	Old, New   *attr.Entry // nil for added (Old) and removed (New)
+}
+
+// Counts counts findings by kind.
+type Counts struct {
+	Added, Removed, Changed int
+}
+
+// Total is the number of findings.
+func (c Counts) Total() int { return c.Added + c.Removed + c.Changed }
+
+// Result is the outcome of a comparison.
+type Result struct {
+	Findings []Finding // at most the limit given to Entries, in path order
+	Counts   Counts    // every finding, listed or not
+	// Omitted is how many findings were counted but not listed because of
+	// the limit.
+	Omitted int
+}
+
+// Entries compares the baseline entries old with the current entries cur.
+// Both must be sorted by attr.ComparePaths (as scans and baselines are).
+// At most maxFindings findings are listed (0 means no limit); the rest are
+// counted.
+func Entries(old, cur []attr.Entry, maxFindings int) Result {
+	var r Result
+	add := func(f Finding) {
+		switch f.Kind {
+		case Added:
+			r.Counts.Added++
+		case Removed:
+			r.Counts.Removed++
+		case Changed:
+			r.Counts.Changed++
+		}
+		if maxFindings > 0 && len(r.Findings) >= maxFindings {
+			r.Omitted++
+			return
+		}
+		r.Findings = append(r.Findings, f)
+	}
+	i, j := 0, 0
+	for i < len(old) || j < len(cur) {
+		var c int
+		switch {
+		case i == len(old):
+			c = 1
+		case j == len(cur):
+			c = -1
+		default:
+			c = attr.ComparePaths(old[i].Path, cur[j].Path)
+		}
+		switch {
+		case c < 0:
+			add(Finding{Path: old[i].Path, Kind: Removed, Old: &old[i]})
+			i++
+		case c > 0:
+			add(Finding{Path: cur[j].Path, Kind: Added, New: &cur[j]})
+			j++
+		default:
+			if names := Diff(&old[i], &cur[j]); len(names) > 0 {
+				add(Finding{Path: cur[j].Path, Kind: Changed, Attributes: names, Old: &old[i], New: &cur[j]})
+			}
+			i++
+			j++
+		}
+	}
+	return r
+}
+
+// Diff returns the names of the attributes that differ between the baseline
+// entry o and the current entry n, or nil when they match.
+//
+// Only attributes collected on both sides are compared, so a policy that
+// collects less than the baseline holds does not invent changes. The type is
+// always compared. Under the Growing modifier (on either side) the size may
+// grow but not shrink, and when it grew the content hash, mtime and ctime
+// are expected to change and are not compared.
+func Diff(o, n *attr.Entry) []string {
+	both := o.Attrs & n.Attrs
+	growing := (o.Attrs | n.Attrs).Has(attr.Growing)
+	grew := growing && n.Size > o.Size
+	var changed attr.Set
+	if o.Type != n.Type || o.Rdev != n.Rdev {
+		changed |= attr.Type
+	}
+	cmp := func(bit attr.Set, differ bool) {
+		if both.Has(bit) && differ {
+			changed |= bit
+		}
+	}
+	cmp(attr.Mode, o.Mode != n.Mode)
+	cmp(attr.UID, o.UID != n.UID)
+	cmp(attr.GID, o.GID != n.GID)
+	if growing {
+		cmp(attr.Size, n.Size < o.Size)
+	} else {
+		cmp(attr.Size, o.Size != n.Size)
+	}
+	cmp(attr.Inode, o.Inode != n.Inode)
+	cmp(attr.Nlink, o.Nlink != n.Nlink)
+	cmp(attr.Target, o.Target != n.Target)
+	if !grew {
+		cmp(attr.Mtime, o.Mtime != n.Mtime)
+		cmp(attr.Ctime, o.Ctime != n.Ctime)
+		// A hash is comparable only when both sides used the same algorithm.
+		if alg := o.HashAlg(); alg != 0 && alg == n.HashAlg() && (o.Type == attr.TypeRegular || n.Type == attr.TypeRegular) {
+			cmp(alg, !bytes.Equal(o.Hash, n.Hash))
+		}
+	}
+	names := (changed &^ attr.Xattrs).Names()
+	if both.Has(attr.Xattrs) {
+		names = append(names, xattrLabels(o.Xattrs, n.Xattrs)...)
+	}
+	if len(names) == 0 {
+		return nil
+	}
+	return names
+}
+
+// xattrLabels returns the report labels of the extended attributes that were
+// added, removed or changed, each label once, in a fixed order.
+func xattrLabels(o, n []attr.Xattr) []string {
+	seen := map[string]bool{}
+	om := make(map[string][]byte, len(o))
+	for _, x := range o {
+		om[x.Name] = x.Value
+	}
+	for _, x := range n {
+		if v, ok := om[x.Name]; !ok || !bytes.Equal(v, x.Value) {
+			seen[attr.XattrLabel(x.Name)] = true
+		}
+		delete(om, x.Name)
+	}
+	for name := range om {
+		seen[attr.XattrLabel(name)] = true
+	}
+	var out []string
+	for _, l := range []string{"acl", "caps", "selinux", "xattrs"} {
+		if seen[l] {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// ExitCode is the bitmask a check exits with: 1 when files were added, 2
+// when removed, 4 when changed (like AIDE's).
+func (c Counts) ExitCode() int {
+	code := 0
+	if c.Added > 0 {
+		code |= 1
+	}
+	if c.Removed > 0 {
+		code |= 2
+	}
+	if c.Changed > 0 {
+		code |= 4
+	}
+	return code
+}
+
+// Paths returns the paths of the listed findings (for tests and logs).
+func (r Result) Paths() []string {
+	out := make([]string, 0, len(r.Findings))
+	for _, f := range r.Findings {
+		out = append(out, f.Path)
+	}
+	return slices.Clip(out)
+}
