@@ -1,0 +1,149 @@
+package report
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/podfim/podfim/internal/attr"
+	"github.com/podfim/podfim/internal/compare"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+
+func entry(path string, mod func(*attr.Entry)) attr.Entry {
+	e := attr.Entry{
+		Path: path, Attrs: attr.All, Type: attr.TypeRegular, Mode: 0o644,
+		Size: 14, Inode: 42, Nlink: 1, Mtime: 1_700_000_000_123_456_789, Ctime: 1_700_000_000_123_456_789,
+		Hash: bytes.Repeat([]byte{0xab}, 32),
+	}
+	if mod != nil {
+		mod(&e)
+	}
+	return e
+}
+
+// sample is a report with one finding of every kind and shape.
+func sample() *Report {
+	old := []attr.Entry{
+		entry("/etc/passwd", nil),
+		entry("/usr/bin/ping", func(e *attr.Entry) {
+			e.Mode = 0o755
+			e.Xattrs = []attr.Xattr{{Name: "security.capability", Value: []byte{1, 0, 0, 2}}}
+		}),
+		entry("/usr/bin/sh", func(e *attr.Entry) { e.Type = attr.TypeSymlink; e.Target = "dash"; e.Hash = nil }),
+		entry("/var/www/index.html", nil),
+	}
+	cur := []attr.Entry{
+		entry("/etc/cron.d/\xffevil", func(e *attr.Entry) { e.Mode = 0o600; e.Size = 4096 }),
+		entry("/etc/passwd", func(e *attr.Entry) {
+			e.Mtime++
+			e.Hash = bytes.Repeat([]byte{0xcd}, 32)
+			e.Xattrs = []attr.Xattr{{Name: "system.posix_acl_access", Value: EncodeACL(
+				[3]uint32{aclUserObj, 6, 0}, [3]uint32{aclUser, 6, 1000}, [3]uint32{aclGroupObj, 4, 0},
+				[3]uint32{aclMask, 6, 0}, [3]uint32{aclOther, 4, 0})}}
+		}),
+		entry("/usr/bin/ping", func(e *attr.Entry) { e.Mode = 0o4755 }),
+		entry("/usr/bin/sh", func(e *attr.Entry) { e.Type = attr.TypeSymlink; e.Target = "/proc/self/root/bin/busybox"; e.Hash = nil }),
+	}
+	res := compare.Entries(old, cur, 0)
+	s := NewSummary(res)
+	s.Root = "/srv/app"
+	s.BaselineEntries, s.ScannedEntries = len(old), len(cur)
+	s.Hashed, s.HashedBytes = 3, 4124
+	s.BaselineDigest = "0f1e2d3c"
+	s.Signed, s.KeyID, s.Verified = true, "a1b2c3d4e5f60718", true
+	s.DurationSeconds = 0.25
+	return &Report{Findings: res.Findings, Summary: s, Warnings: []Warning{{Path: "/var/log/\nfake", Op: "open", Error: "permission denied"}}}
+}
+
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs from the golden file (go test -update rewrites it):\n%s", name, got)
+	}
+}
+
+func TestTextGolden(t *testing.T) {
+	var b bytes.Buffer
+	if err := Text(&b, sample()); err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "sample.txt", b.Bytes())
+	// A hostile name must not be able to start a line of its own.
+	if bytes.Contains(b.Bytes(), []byte("\nfake")) {
+		t.Error("newline in a path reached the text report")
+	}
+}
+
+func TestJSONGolden(t *testing.T) {
+	var b bytes.Buffer
+	if err := JSON(&b, sample()); err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "sample.json", b.Bytes())
+
+	var doc struct {
+		Findings []struct {
+			Path       string         `json:"path"`
+			PathB64    string         `json:"path_b64"`
+			Kind       string         `json:"kind"`
+			Attributes []string       `json:"attributes"`
+			Old        map[string]any `json:"old"`
+			New        map[string]any `json:"new"`
+		} `json:"findings"`
+		Summary map[string]any `json:"summary"`
+	}
+	if err := json.Unmarshal(b.Bytes(), &doc); err != nil {
+		t.Fatal(err)
+	}
+	if len(doc.Findings) != 5 {
+		t.Fatalf("%d findings, want 5", len(doc.Findings))
+	}
+	if f := doc.Findings[0]; f.Kind != "added" || f.PathB64 != "L2V0Yy9jcm9uLmQv/2V2aWw=" {
+		t.Errorf("first finding %+v: want an added non-UTF-8 path with path_b64", f)
+	}
+	if doc.Summary["exit_code"].(float64) != 7 {
+		t.Errorf("exit_code = %v, want 7", doc.Summary["exit_code"])
+	}
+}
+
+func TestEmptyReportIsValidJSON(t *testing.T) {
+	var b bytes.Buffer
+	if err := JSON(&b, &Report{}); err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(b.Bytes(), &doc); err != nil {
+		t.Fatal(err)
+	}
+	if f, ok := doc["findings"].([]any); !ok || len(f) != 0 {
+		t.Errorf("findings = %#v, want an empty array", doc["findings"])
+	}
+}
+
+func TestDecodeACL(t *testing.T) {
+	v := EncodeACL([3]uint32{aclUserObj, 7, 0}, [3]uint32{aclGroup, 5, 33}, [3]uint32{aclOther, 0, 0})
+	got, ok := DecodeACL(v)
+	if !ok || got != "user::rwx,group:33:r-x,other::---" {
+		t.Errorf("DecodeACL = %q, %v", got, ok)
+	}
+	for _, bad := range [][]byte{nil, {1, 0, 0, 0}, append(v, 0), EncodeACL([3]uint32{0x99, 0, 0})} {
+		if _, ok := DecodeACL(bad); ok {
+			t.Errorf("DecodeACL(%x) accepted", bad)
+		}
+	}
+}
