@@ -1,0 +1,389 @@
+// Package watch is the sidecar's detection loop for one target root: a full
+// verification at start, inotify on every watched directory for low latency,
+// and scheduled quick and full checks. A lost event (queue overflow, a watch
+// gone, the watch limit hit) always falls back to a rescan: there are no
+// silent gaps.
+package watch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/podfim/podfim/internal/attr"
+	"github.com/podfim/podfim/internal/compare"
+	"github.com/podfim/podfim/internal/scan"
+)
+
+// Scan kinds, as reported to the Sink.
+const (
+	KindFull  = "full"
+	KindQuick = "quick"
+	KindEvent = "event"
+)
+
+// Rescan reasons, as reported to the Sink.
+const (
+	ReasonOverflow   = "overflow"
+	ReasonWatchLost  = "watch_lost"
+	ReasonWatchLimit = "watch_limit"
+	ReasonDirChange  = "dir_change"
+)
+
+// Matcher is the compiled policy (policy.Matcher satisfies it).
+type Matcher interface {
+	scan.Matcher
+}
+
+// Baseline is the trusted state (baseline.Baseline satisfies it).
+type Baseline interface {
+	scan.Prior
+}
+
+// Sink receives what the monitor finds; the respond stage implements it.
+type Sink interface {
+	// Finding is called once per distinct state of a violation.
+	// detected is when the change was first seen (event read, or scan start).
+	Finding(ctx context.Context, f compare.Finding, detected time.Time)
+	// Resolved is called when a path with an open violation matches the
+	// baseline again.
+	Resolved(path string)
+	// Scanned reports a check of the whole tree (full or quick) or of the
+	// paths of an event batch.
+	Scanned(kind string, err error, took time.Duration, entries int)
+	// Rescan reports a fall back to a whole-tree check and why.
+	Rescan(reason string)
+}
+
+// Config says how the monitor checks.
+type Config struct {
+	Matcher   Matcher
+	Entries   []attr.Entry // the baseline's entries, sorted (for whole-tree comparisons)
+	Baseline  Baseline     // lookups of single paths
+	Scan      scan.Options // Matcher and Quick are set by the monitor
+	Inotify   bool
+	Quick     time.Duration // interval of quick checks; 0 disables them
+	Full      time.Duration // interval of full checks; 0 disables them
+	Coalesce  time.Duration // how long to gather a burst of events; default 2 ms
+	MaxEvents int           // events handled one by one per batch before falling back to a quick rescan; default 1024
+}
+
+// Monitor checks one root until its context ends.
+type Monitor struct {
+	cfg  Config
+	root *scan.Root
+	sink Sink
+
+	mu   sync.Mutex
+	open map[string]string // path -> state of its open violation
+
+	in *inotify
+}
+
+// New returns a monitor of root.
+func New(root *scan.Root, cfg Config, sink Sink) *Monitor {
+	if cfg.Coalesce <= 0 {
+		cfg.Coalesce = 2 * time.Millisecond
+	}
+	if cfg.MaxEvents <= 0 {
+		cfg.MaxEvents = 1024
+	}
+	cfg.Scan.Matcher = cfg.Matcher
+	return &Monitor{cfg: cfg, root: root, sink: sink, open: map[string]string{}}
+}
+
+// Run verifies the whole root, then watches it until ctx ends. It returns
+// ctx's error, or an error when the root can no longer be scanned (the
+// target died).
+func (m *Monitor) Run(ctx context.Context) error {
+	res, err := m.check(ctx, KindFull, time.Now())
+	if err != nil {
+		return err
+	}
+	var events chan []Event
+	if m.cfg.Inotify {
+		in, err := newInotify()
+		if err != nil {
+			return err
+		}
+		m.in = in
+		defer in.close()
+		m.syncWatches(res)
+		events = make(chan []Event, 64)
+		go m.readEvents(events)
+	}
+	quick, full := ticker(m.cfg.Quick), ticker(m.cfg.Full)
+	defer quick.Stop()
+	defer full.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-quick.C:
+			if err := m.rescan(ctx, KindQuick, time.Now()); err != nil {
+				return err
+			}
+		case <-full.C:
+			if err := m.rescan(ctx, KindFull, time.Now()); err != nil {
+				return err
+			}
+		case batch, ok := <-events:
+			if !ok {
+				return fmt.Errorf("inotify reader stopped")
+			}
+			if err := m.handle(ctx, m.coalesce(batch, events)); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// ticker returns a ticker that never fires for d == 0.
+func ticker(d time.Duration) *time.Ticker {
+	if d <= 0 {
+		t := time.NewTicker(time.Hour)
+		t.Stop()
+		return t
+	}
+	return time.NewTicker(d)
+}
+
+func (m *Monitor) readEvents(out chan<- []Event) {
+	defer close(out)
+	buf := make([]byte, 64<<10)
+	for {
+		evs, err := m.in.read(buf, nil)
+		if err != nil {
+			return
+		}
+		if len(evs) > 0 {
+			out <- evs
+		}
+	}
+}
+
+// coalesce gathers the events that arrive within the coalescing window, so
+// a burst (an editor's write, rename and chmod) is checked once.
+func (m *Monitor) coalesce(batch []Event, more <-chan []Event) []Event {
+	t := time.NewTimer(m.cfg.Coalesce)
+	defer t.Stop()
+	for {
+		select {
+		case evs, ok := <-more:
+			if !ok {
+				return batch
+			}
+			batch = append(batch, evs...)
+		case <-t.C:
+			return batch
+		}
+	}
+}
+
+// handle checks the paths an event batch names, or rescans when the batch
+// cannot be trusted to be complete.
+func (m *Monitor) handle(ctx context.Context, batch []Event) error {
+	detected := time.Now()
+	paths := map[string]bool{}
+	reason := ""
+	for _, ev := range batch {
+		switch {
+		case ev.Overflow:
+			reason = ReasonOverflow
+		case ev.Lost:
+			// A watched directory went away: deleted (its parent says so
+			// too) or its file system unmounted. Only a rescan is sure.
+			if reason == "" {
+				reason = ReasonWatchLost
+			}
+		case ev.Dir:
+			// A directory created, removed or moved: its whole subtree
+			// changed. A quick rescan re-syncs the watches too.
+			if reason == "" {
+				reason = ReasonDirChange
+			}
+		default:
+			paths[ev.Path] = true
+			paths[parent(ev.Path)] = true
+		}
+	}
+	if reason == "" && len(paths) > m.cfg.MaxEvents {
+		reason = ReasonOverflow
+	}
+	if reason != "" {
+		m.sink.Rescan(reason)
+		return m.rescan(ctx, KindQuick, detected)
+	}
+	start := time.Now()
+	for p := range paths {
+		if err := m.checkPath(ctx, p, detected); err != nil {
+			m.sink.Scanned(KindEvent, err, time.Since(start), len(paths))
+			return err
+		}
+	}
+	m.sink.Scanned(KindEvent, nil, time.Since(start), len(paths))
+	return nil
+}
+
+func parent(p string) string {
+	if p == "/" {
+		return "/"
+	}
+	return path.Dir(p)
+}
+
+// checkPath compares one path with the baseline.
+func (m *Monitor) checkPath(ctx context.Context, p string, detected time.Time) error {
+	attrs, skip := m.cfg.Matcher.Match(p)
+	if skip {
+		return nil
+	}
+	old, inBase := m.cfg.Baseline.Lookup(p)
+	cur, err := m.root.Entry(p, attrs)
+	exists := true
+	if err != nil {
+		var w scan.Warning
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			exists = false
+		case errors.As(err, &w):
+			// Collected with a warning (e.g. changed while hashed): compare
+			// what was collected; the next event or scan sees the rest.
+		default:
+			return fmt.Errorf("failed to check %q: %w", p, err)
+		}
+	}
+	var f *compare.Finding
+	switch {
+	case !inBase && !exists:
+	case !inBase:
+		f = &compare.Finding{Path: p, Kind: compare.Added, New: &cur}
+	case !exists:
+		f = &compare.Finding{Path: p, Kind: compare.Removed, Old: old}
+	default:
+		if names := compare.Diff(old, &cur); len(names) > 0 {
+			f = &compare.Finding{Path: p, Kind: compare.Changed, Attributes: names, Old: old, New: &cur}
+		}
+	}
+	if f == nil {
+		m.resolve(p)
+		return nil
+	}
+	m.report(ctx, *f, detected)
+	return nil
+}
+
+// rescan checks the whole tree and re-syncs the watches.
+func (m *Monitor) rescan(ctx context.Context, kind string, detected time.Time) error {
+	res, err := m.check(ctx, kind, detected)
+	if err != nil {
+		return err
+	}
+	if m.in != nil {
+		m.syncWatches(res)
+	}
+	return nil
+}
+
+// check scans the whole root and reports every finding; open violations
+// that are gone are resolved.
+func (m *Monitor) check(ctx context.Context, kind string, detected time.Time) (*scan.Result, error) {
+	opts := m.cfg.Scan
+	if kind == KindQuick {
+		opts.Quick = m.cfg.Baseline
+	}
+	start := time.Now()
+	res, err := m.root.Tree(ctx, opts)
+	if err != nil {
+		m.sink.Scanned(kind, err, time.Since(start), 0)
+		return nil, fmt.Errorf("%s check failed: %w", kind, err)
+	}
+	r := compare.Entries(m.cfg.Entries, res.Entries, 0)
+	seen := make(map[string]bool, len(r.Findings))
+	for _, f := range r.Findings {
+		seen[f.Path] = true
+		m.report(ctx, f, detected)
+	}
+	m.mu.Lock()
+	var gone []string
+	for p := range m.open {
+		if !seen[p] {
+			gone = append(gone, p)
+		}
+	}
+	m.mu.Unlock()
+	for _, p := range gone {
+		m.resolve(p)
+	}
+	m.sink.Scanned(kind, nil, time.Since(start), len(res.Entries))
+	return res, nil
+}
+
+// report passes a finding on unless the same state was reported already.
+func (m *Monitor) report(ctx context.Context, f compare.Finding, detected time.Time) {
+	st := state(f)
+	m.mu.Lock()
+	if m.open[f.Path] == st {
+		m.mu.Unlock()
+		return
+	}
+	m.open[f.Path] = st
+	m.mu.Unlock()
+	m.sink.Finding(ctx, f, detected)
+}
+
+func (m *Monitor) resolve(p string) {
+	m.mu.Lock()
+	_, ok := m.open[p]
+	delete(m.open, p)
+	m.mu.Unlock()
+	if ok {
+		m.sink.Resolved(p)
+	}
+}
+
+// state identifies the current state of a violation: the same tampering
+// seen again (by an event and then a scheduled check) is reported once, a
+// further change (new ctime, new content) again.
+func state(f compare.Finding) string {
+	s := string(f.Kind)
+	for _, a := range f.Attributes {
+		s += "," + a
+	}
+	if f.New != nil {
+		s += "|" + strconv.FormatInt(f.New.Ctime, 10) + "|" + string(f.New.Hash) + "|" + strconv.FormatUint(f.New.Inode, 10)
+	}
+	return s
+}
+
+// syncWatches places a watch on every directory of the scan that has none.
+func (m *Monitor) syncWatches(res *scan.Result) {
+	for i := range res.Entries {
+		e := &res.Entries[i]
+		if e.Type != attr.TypeDir {
+			continue
+		}
+		m.in.mu.Lock()
+		_, ok := m.in.wds[e.Path]
+		m.in.mu.Unlock()
+		if ok {
+			continue
+		}
+		f, err := m.root.OpenDir(e.Path)
+		if err != nil {
+			continue // gone since the scan: the next event or check sees it
+		}
+		err = m.in.add(int(f.Fd()), e.Path)
+		f.Close()
+		if errors.Is(err, ErrWatchLimit) {
+			// No more watches: the scheduled checks cover the rest.
+			m.sink.Rescan(ReasonWatchLimit)
+			return
+		}
+	}
+}

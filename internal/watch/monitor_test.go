@@ -1,0 +1,296 @@
+package watch
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/podfim/podfim/internal/attr"
+	"github.com/podfim/podfim/internal/compare"
+	"github.com/podfim/podfim/internal/scan"
+)
+
+type allMatcher struct{}
+
+func (allMatcher) Match(string) (attr.Set, bool) { return attr.All, false }
+
+type entries []attr.Entry
+
+func (es entries) Lookup(p string) (*attr.Entry, bool) {
+	i, ok := slices.BinarySearchFunc(es, p, func(e attr.Entry, p string) int { return attr.ComparePaths(e.Path, p) })
+	if !ok {
+		return nil, false
+	}
+	return &es[i], true
+}
+
+type sinkEvent struct {
+	kind     string // finding kind, "resolved", "rescan:<reason>"
+	path     string
+	attrs    []string
+	detected time.Time
+	at       time.Time
+}
+
+type recorder struct {
+	mu     sync.Mutex
+	events []sinkEvent
+	scans  map[string]int
+	notify chan struct{}
+}
+
+func newRecorder() *recorder {
+	return &recorder{scans: map[string]int{}, notify: make(chan struct{}, 1000)}
+}
+
+func (r *recorder) add(e sinkEvent) {
+	r.mu.Lock()
+	r.events = append(r.events, e)
+	r.mu.Unlock()
+	select {
+	case r.notify <- struct{}{}:
+	default:
+	}
+}
+
+func (r *recorder) Finding(_ context.Context, f compare.Finding, detected time.Time) {
+	r.add(sinkEvent{kind: string(f.Kind), path: f.Path, attrs: f.Attributes, detected: detected, at: time.Now()})
+}
+func (r *recorder) Resolved(p string)   { r.add(sinkEvent{kind: "resolved", path: p, at: time.Now()}) }
+func (r *recorder) Rescan(reason string) { r.add(sinkEvent{kind: "rescan:" + reason, at: time.Now()}) }
+func (r *recorder) Scanned(kind string, err error, _ time.Duration, _ int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err == nil {
+		r.scans[kind]++
+	}
+}
+
+// wait returns the first recorded event matching ok, failing after timeout.
+func (r *recorder) wait(t *testing.T, timeout time.Duration, what string, ok func(sinkEvent) bool) sinkEvent {
+	t.Helper()
+	deadline := time.After(timeout)
+	for {
+		r.mu.Lock()
+		for _, e := range r.events {
+			if ok(e) {
+				r.mu.Unlock()
+				return e
+			}
+		}
+		r.mu.Unlock()
+		select {
+		case <-r.notify:
+		case <-deadline:
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			t.Fatalf("timed out after %v waiting for %s; got %+v", timeout, what, r.events)
+		}
+	}
+}
+
+func (r *recorder) count(ok func(sinkEvent) bool) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, e := range r.events {
+		if ok(e) {
+			n++
+		}
+	}
+	return n
+}
+
+// start baselines dir and runs a monitor on it.
+func start(t *testing.T, dir string, cfg Config) (*recorder, context.CancelFunc, chan error) {
+	t.Helper()
+	root, err := scan.OpenRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { root.Close() })
+	res, err := root.Tree(context.Background(), scan.Options{Matcher: allMatcher{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Matcher = allMatcher{}
+	cfg.Entries = res.Entries
+	cfg.Baseline = entries(res.Entries)
+	rec := newRecorder()
+	m := New(root, cfg, rec)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	// The first full check has run once a "full" scan is counted.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		rec.mu.Lock()
+		n := rec.scans[KindFull]
+		rec.mu.Unlock()
+		if n > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("first full check did not finish")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return rec, cancel, done
+}
+
+func tree(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "www", "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"www/index.html", "www/sub/a.css", "app.conf"} {
+		if err := os.WriteFile(filepath.Join(dir, f), []byte("Hello, world!\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+func TestInotifyDetectsWriteAndResolve(t *testing.T) {
+	dir := tree(t)
+	rec, _, _ := start(t, dir, Config{Inotify: true})
+	index := filepath.Join(dir, "www", "index.html")
+	orig, _ := os.ReadFile(index)
+	if err := os.WriteFile(index, []byte("Hacked!\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ev := rec.wait(t, 2*time.Second, "changed /www/index.html", func(e sinkEvent) bool {
+		return e.kind == "changed" && e.path == "/www/index.html"
+	})
+	if !slices.Contains(ev.attrs, "sha256") {
+		t.Errorf("attributes %q lack sha256", ev.attrs)
+	}
+	if lat := ev.at.Sub(ev.detected); lat > 50*time.Millisecond {
+		t.Logf("note: detection to finding took %v", lat)
+	}
+	// Put the bytes back: content matches but mtime/ctime do not, so the
+	// violation stays open (a full FIM must see the metadata change too).
+	if err := os.WriteFile(index, orig, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rec.wait(t, 2*time.Second, "a second state of the violation", func(e sinkEvent) bool {
+		return e.kind == "changed" && e.path == "/www/index.html" && !slices.Contains(e.attrs, "sha256")
+	})
+}
+
+func TestInotifyAddedRemovedAndNewDirectory(t *testing.T) {
+	dir := tree(t)
+	rec, _, _ := start(t, dir, Config{Inotify: true})
+	if err := os.WriteFile(filepath.Join(dir, "www", "evil.php"), []byte("<?php"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rec.wait(t, 2*time.Second, "added /www/evil.php", func(e sinkEvent) bool { return e.kind == "added" && e.path == "/www/evil.php" })
+	if err := os.Remove(filepath.Join(dir, "app.conf")); err != nil {
+		t.Fatal(err)
+	}
+	rec.wait(t, 2*time.Second, "removed /app.conf", func(e sinkEvent) bool { return e.kind == "removed" && e.path == "/app.conf" })
+
+	// A new directory: rescanned, then watched, so a file written into it
+	// later is seen by inotify alone.
+	if err := os.Mkdir(filepath.Join(dir, "www", "new"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	rec.wait(t, 2*time.Second, "added /www/new", func(e sinkEvent) bool { return e.kind == "added" && e.path == "/www/new" })
+	rec.wait(t, 2*time.Second, "dir_change rescan", func(e sinkEvent) bool { return e.kind == "rescan:"+ReasonDirChange })
+	time.Sleep(20 * time.Millisecond)
+	if err := os.WriteFile(filepath.Join(dir, "www", "new", "x"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rec.wait(t, 2*time.Second, "added /www/new/x", func(e sinkEvent) bool { return e.kind == "added" && e.path == "/www/new/x" })
+}
+
+func TestSameStateReportedOnce(t *testing.T) {
+	dir := tree(t)
+	rec, _, _ := start(t, dir, Config{Inotify: true, Quick: 20 * time.Millisecond})
+	if err := os.Chmod(filepath.Join(dir, "app.conf"), 0o666); err != nil {
+		t.Fatal(err)
+	}
+	rec.wait(t, 2*time.Second, "mode change", func(e sinkEvent) bool { return e.kind == "changed" && e.path == "/app.conf" })
+	// Several quick checks later, still one finding for this state.
+	time.Sleep(150 * time.Millisecond)
+	if n := rec.count(func(e sinkEvent) bool { return e.path == "/app.conf" && e.kind == "changed" }); n != 1 {
+		t.Errorf("same state reported %d times, want once", n)
+	}
+}
+
+func TestPollingOnlyDetectsAndResolves(t *testing.T) {
+	dir := tree(t)
+	rec, _, _ := start(t, dir, Config{Inotify: false, Quick: 20 * time.Millisecond})
+	conf := filepath.Join(dir, "app.conf")
+	if err := os.Chmod(conf, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rec.wait(t, 2*time.Second, "mode change by polling", func(e sinkEvent) bool { return e.kind == "changed" && e.path == "/app.conf" })
+	if err := os.Chmod(conf, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// ctime moved on, so it is not resolved by chmod back: that is correct.
+	// Removing an added file resolves its violation, though.
+	evil := filepath.Join(dir, "evil")
+	if err := os.WriteFile(evil, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rec.wait(t, 2*time.Second, "added /evil", func(e sinkEvent) bool { return e.kind == "added" && e.path == "/evil" })
+	if err := os.Remove(evil); err != nil {
+		t.Fatal(err)
+	}
+	rec.wait(t, 2*time.Second, "resolved /evil", func(e sinkEvent) bool { return e.kind == "resolved" && e.path == "/evil" })
+}
+
+func TestQueueOverflowFallsBackToRescan(t *testing.T) {
+	const knob = "/proc/sys/fs/inotify/max_queued_events"
+	old, err := os.ReadFile(knob)
+	if err != nil {
+		t.Fatalf("this test needs %s: %v", knob, err)
+	}
+	if err := os.WriteFile(knob, []byte("8"), 0o644); err != nil {
+		t.Fatalf("this test needs root to shrink the inotify queue: %v", err)
+	}
+	// The limit applies to instances created from now on; restore it once
+	// ours exists.
+	dir := tree(t)
+	rec, _, _ := start(t, dir, Config{Inotify: true, Coalesce: 50 * time.Millisecond})
+	if err := os.WriteFile(knob, old, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 200 {
+		if err := os.WriteFile(filepath.Join(dir, "www", "f"+strconv.Itoa(i)), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rec.wait(t, 3*time.Second, "overflow rescan", func(e sinkEvent) bool { return e.kind == "rescan:"+ReasonOverflow })
+	// The rescan finds every file, including those whose events were lost.
+	rec.wait(t, 3*time.Second, "added /www/f199", func(e sinkEvent) bool { return e.kind == "added" && e.path == "/www/f199" })
+	rec.wait(t, 3*time.Second, "added /www/f0", func(e sinkEvent) bool { return e.kind == "added" && e.path == "/www/f0" })
+}
+
+func TestTargetGoneEndsRun(t *testing.T) {
+	dir := tree(t)
+	_, _, done := start(t, dir, Config{Inotify: false, Quick: 10 * time.Millisecond})
+	// Removing the whole tree makes the root's directory unreachable: the
+	// quick check sees everything removed; a deleted root is still an open
+	// directory, so the run continues until cancelled.
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("run ended early: %v", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+}
