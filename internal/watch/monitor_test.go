@@ -61,7 +61,7 @@ func (r *recorder) add(e sinkEvent) {
 func (r *recorder) Finding(_ context.Context, f compare.Finding, detected time.Time) {
 	r.add(sinkEvent{kind: string(f.Kind), path: f.Path, attrs: f.Attributes, detected: detected, at: time.Now()})
 }
-func (r *recorder) Resolved(p string)   { r.add(sinkEvent{kind: "resolved", path: p, at: time.Now()}) }
+func (r *recorder) Resolved(p string)    { r.add(sinkEvent{kind: "resolved", path: p, at: time.Now()}) }
 func (r *recorder) Rescan(reason string) { r.add(sinkEvent{kind: "rescan:" + reason, at: time.Now()}) }
 func (r *recorder) Scanned(kind string, err error, _ time.Duration, _ int) {
 	r.mu.Lock()
