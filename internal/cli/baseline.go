@@ -1,0 +1,43 @@
+package cli
+
+import (
+	"github.com/spf13/cobra"
+)
+
+func newBaselineCmd(s *streams) *cobra.Command {
+	var (
+		sf      scanFlags
+		out     string
+		signKey string
+	)
+	c := &cobra.Command{
+		Use:   "baseline --root DIR --out FILE",
+		Short: "Record the trusted state of a tree in a baseline file",
+		Long: `baseline scans --root with the policy and writes the attributes and content
+hashes of every entry to --out (atomically: an existing file is replaced only
+when the new one is complete). With --sign-key the baseline is signed (ed25519,
+see 'podfim keygen') and check can refuse any baseline not signed by that key.`,
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			key, err := signingKey(signKey)
+			if err != nil {
+				return err
+			}
+			p, m, err := sf.loadPolicy()
+			if err != nil {
+				return err
+			}
+			res, _, err := sf.scanTree(c.Context(), m, nil)
+			if err != nil {
+				return err
+			}
+			printWarnings(s, res)
+			return writeBaseline(s, out, p, res, key)
+		},
+	}
+	sf.register(c)
+	c.Flags().StringVar(&out, "out", "", "baseline file to write (required)")
+	c.Flags().StringVar(&signKey, "sign-key", "", "private key file (from 'podfim keygen') to sign the baseline with")
+	_ = c.MarkFlagRequired("out")
+	return c
+}

@@ -1,0 +1,129 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/podfim/podfim/internal/baseline"
+	"github.com/podfim/podfim/internal/compare"
+	"github.com/podfim/podfim/internal/policy"
+	"github.com/podfim/podfim/internal/report"
+	"github.com/podfim/podfim/internal/scan"
+)
+
+// checkFlags are the flags shared by check and update.
+type checkFlags struct {
+	scanFlags
+	baseline  string
+	verifyKey string
+	format    string
+	quick     bool
+}
+
+func (f *checkFlags) register(c *cobra.Command) {
+	f.scanFlags.register(c)
+	c.Flags().StringVar(&f.baseline, "baseline", "", "baseline file made by 'podfim baseline' (required)")
+	c.Flags().StringVar(&f.verifyKey, "verify-key", "", "public key file: refuse the baseline unless it is signed by this key")
+	c.Flags().StringVar(&f.format, "format", "text", "report format: text (for people) or json (for machines)")
+	c.Flags().BoolVar(&f.quick, "quick", false, "hash only files whose size, mtime, ctime or inode changed (see docs/design.md for why this is sound)")
+	_ = c.MarkFlagRequired("baseline")
+}
+
+func (f *checkFlags) validate() error {
+	if f.format != "text" && f.format != "json" {
+		return failf(ExitUsage, "--format must be text or json, not %q", f.format)
+	}
+	return nil
+}
+
+// checked is the outcome of comparing a tree with its baseline.
+type checked struct {
+	policy *policy.Policy
+	base   *baseline.Baseline
+	scan   *scan.Result
+	result compare.Result
+	report *report.Report
+}
+
+// runCheck reads the baseline, scans the tree and compares them.
+func (f *checkFlags) run(ctx context.Context, s *streams) (*checked, error) {
+	if err := f.validate(); err != nil {
+		return nil, err
+	}
+	p, m, err := f.loadPolicy()
+	if err != nil {
+		return nil, err
+	}
+	b, err := readBaseline(f.baseline, f.verifyKey)
+	if err != nil {
+		return nil, err
+	}
+	if b.PolicyDigest != p.Digest() {
+		fmt.Fprintf(s.errOut, "podfim: warning: the policy differs from the one baseline %s was made with; "+
+			"only attributes collected by both are compared, and paths one of them skips show as added or removed\n", f.baseline)
+	}
+	var prior scan.Prior
+	if f.quick {
+		prior = b
+	}
+	res, took, err := f.scanTree(ctx, m, prior)
+	if err != nil {
+		return nil, err
+	}
+	cmp := compare.Entries(b.Entries, res.Entries, m.Limits().MaxFindings)
+	sum := report.NewSummary(cmp)
+	sum.Root = f.root
+	sum.Quick = f.quick
+	sum.BaselineEntries = len(b.Entries)
+	sum.ScannedEntries = len(res.Entries)
+	sum.Hashed, sum.HashedBytes, sum.Reused = res.Stats.Hashed, res.Stats.HashedBytes, res.Stats.Reused
+	sum.BaselineDigest = fmt.Sprintf("%x", b.Digest)
+	sum.Signed, sum.KeyID, sum.Verified = b.Signed, b.KeyID, b.Signed && f.verifyKey != ""
+	sum.DurationSeconds = took.Seconds()
+	rep := &report.Report{Findings: cmp.Findings, Summary: sum, Warnings: warnings(res)}
+	return &checked{policy: p, base: b, scan: res, result: cmp, report: rep}, nil
+}
+
+func (f *checkFlags) write(s *streams, rep *report.Report) error {
+	var err error
+	if f.format == "json" {
+		err = report.JSON(s.out, rep)
+	} else {
+		err = report.Text(s.out, rep)
+	}
+	return fail(ExitIO, err)
+}
+
+func newCheckCmd(s *streams) *cobra.Command {
+	var f checkFlags
+	c := &cobra.Command{
+		Use:   "check --root DIR --baseline FILE",
+		Short: "Compare a tree with its baseline and report every difference",
+		Long: `check scans --root and compares it with --baseline. It reports files added,
+removed and changed (with the attributes that changed) as text or JSON on
+standard output.
+
+Exit status: 0 no differences; otherwise the OR of 1 (added), 2 (removed) and
+4 (changed). 14 and above are errors: 15 usage, 16 policy, 17 scan, 18 I/O,
+19 baseline from a newer podfim, 20 corrupt baseline, 21 signature, 130
+interrupted (see docs/cli.md).`,
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			chk, err := f.run(c.Context(), s)
+			if err != nil {
+				return err
+			}
+			if err := f.write(s, chk.report); err != nil {
+				return err
+			}
+			if code := chk.result.Counts.ExitCode(); code != 0 {
+				return checkStatus(code)
+			}
+			return nil
+		},
+	}
+	f.register(c)
+	return c
+}

@@ -1,0 +1,140 @@
+package cli
+
+import (
+	"context"
+	"crypto/ed25519"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/podfim/podfim/internal/baseline"
+	"github.com/podfim/podfim/internal/policy"
+	"github.com/podfim/podfim/internal/report"
+	"github.com/podfim/podfim/internal/scan"
+)
+
+// scanFlags are the flags of every command that scans a tree.
+type scanFlags struct {
+	root    string
+	policy  string
+	workers int
+}
+
+func (f *scanFlags) register(c *cobra.Command) {
+	c.Flags().StringVar(&f.root, "root", "", "directory tree to scan (required); paths are reported relative to it")
+	c.Flags().StringVar(&f.policy, "policy", "", "policy file (YAML); default: the built-in policy for container images (see docs/policy.md)")
+	c.Flags().IntVar(&f.workers, "workers", 0, "files hashed in parallel; 0 means one per CPU")
+	_ = c.MarkFlagRequired("root")
+}
+
+// loadPolicy returns the policy named by --policy, or the built-in default.
+func (f *scanFlags) loadPolicy() (*policy.Policy, *policy.Matcher, error) {
+	p := policy.Default()
+	if f.policy != "" {
+		var err error
+		if p, err = policy.Load(f.policy); err != nil {
+			return nil, nil, fail(ExitPolicy, err)
+		}
+	}
+	m, err := p.Compile()
+	if err != nil {
+		return nil, nil, fail(ExitPolicy, err)
+	}
+	return p, m, nil
+}
+
+// scanTree scans the root with the policy's matcher and limits. prior, when
+// not nil, makes it a quick scan.
+func (f *scanFlags) scanTree(ctx context.Context, m *policy.Matcher, prior scan.Prior) (*scan.Result, time.Duration, error) {
+	if f.workers < 0 {
+		return nil, 0, failf(ExitUsage, "--workers must be 0 or more, not %d", f.workers)
+	}
+	l := m.Limits()
+	start := time.Now()
+	res, err := scan.Tree(ctx, f.root, scan.Options{
+		Matcher:      m,
+		Workers:      f.workers,
+		MaxFiles:     l.MaxFiles,
+		MaxDepth:     l.MaxDepth,
+		MaxFileBytes: l.MaxFileBytes,
+		Quick:        prior,
+	})
+	if err != nil {
+		return nil, 0, scanError(fmt.Errorf("failed to scan %q: %w", f.root, err))
+	}
+	return res, time.Since(start), nil
+}
+
+func warnings(res *scan.Result) []report.Warning {
+	out := make([]report.Warning, 0, len(res.Warnings))
+	for _, w := range res.Warnings {
+		msg := ""
+		if w.Err != nil {
+			msg = w.Err.Error()
+		}
+		out = append(out, report.Warning{Path: w.Path, Op: w.Op, Error: msg})
+	}
+	return out
+}
+
+// readBaseline reads and verifies a baseline; verifyKey is a public key file
+// or "".
+func readBaseline(path, verifyKey string) (*baseline.Baseline, error) {
+	var opts baseline.ReadOptions
+	if verifyKey != "" {
+		pub, err := baseline.LoadPublicKey(verifyKey)
+		if err != nil {
+			return nil, fail(ExitIO, err)
+		}
+		opts.VerifyKey = pub
+	}
+	b, err := baseline.ReadFile(path, opts)
+	if err != nil {
+		return nil, baselineReadError(err)
+	}
+	return b, nil
+}
+
+// signingKey loads the private key named by a --sign-key flag, or nil.
+func signingKey(path string) (ed25519.PrivateKey, error) {
+	if path == "" {
+		return nil, nil
+	}
+	k, err := baseline.LoadPrivateKey(path)
+	if err != nil {
+		return nil, fail(ExitIO, err)
+	}
+	return k, nil
+}
+
+// writeBaseline stores the scan as a baseline and says so on out.
+func writeBaseline(s *streams, path string, p *policy.Policy, res *scan.Result, key ed25519.PrivateKey) error {
+	b := &baseline.Baseline{Version: baseline.Version, PolicyDigest: p.Digest(), Entries: res.Entries}
+	if err := baseline.WriteFile(path, b, key); err != nil {
+		return fail(ExitIO, err)
+	}
+	// Read it back: the digest it reports is the one every check will show,
+	// and a baseline that cannot be read must fail now, not at the first check.
+	var opts baseline.ReadOptions
+	if key != nil {
+		opts.VerifyKey = key.Public().(ed25519.PublicKey)
+	}
+	written, err := baseline.ReadFile(path, opts)
+	if err != nil {
+		return fail(ExitIO, fmt.Errorf("baseline %q does not read back: %w", path, err))
+	}
+	sig := "unsigned"
+	if written.Signed {
+		sig = "signed by " + written.KeyID
+	}
+	fmt.Fprintf(s.out, "wrote baseline %s: %d entries, %d hashed, digest sha256:%x, %s\n",
+		path, len(written.Entries), res.Stats.Hashed+res.Stats.Reused, written.Digest, sig)
+	return nil
+}
+
+func printWarnings(s *streams, res *scan.Result) {
+	for _, w := range warnings(res) {
+		fmt.Fprintf(s.errOut, "podfim: warning: %q: %s: %s\n", w.Path, w.Op, w.Error)
+	}
+}
