@@ -1,0 +1,75 @@
+package scan
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"reflect"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/podfim/podfim/internal/attr"
+)
+
+func TestEntry(t *testing.T) {
+	root := t.TempDir()
+	write(t, filepath.Join(root, "dir", "sub", "file"), "entry")
+	must(t, unix.Setxattr(filepath.Join(root, "dir", "sub", "file"), "user.x", []byte("y"), 0))
+	must(t, os.Symlink("dir", filepath.Join(root, "dirlink")))
+	must(t, os.Symlink("sub", filepath.Join(root, "dir", "sublink")))
+	must(t, os.Symlink("/etc", filepath.Join(root, "etc")))
+	must(t, unix.Mkfifo(filepath.Join(root, "dir", "fifo"), 0o600))
+	res := scanT(t, root, Options{})
+	r, err := OpenRoot(root)
+	must(t, err)
+	defer r.Close()
+
+	for _, steps := range []bool{false, true} {
+		// Every entry of the tree, the same as Tree recorded it (Racy aside:
+		// it depends on the time of each call).
+		for _, want := range res.Entries {
+			got, err := r.Entry(want.Path, attr.All)
+			if err != nil {
+				t.Errorf("Entry(%q): %v", want.Path, err)
+				continue
+			}
+			got.Racy, want.Racy = false, false
+			if want.Type == attr.TypeDir { // listing a directory does not change it, but be exact about what matters
+				got.Xattrs, want.Xattrs = nil, nil
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("Entry(%q) = %+v, Tree recorded %+v", want.Path, got, want)
+			}
+		}
+		if !steps {
+			continue
+		}
+		fd, err := r.openDirSteps("/dir/sub")
+		must(t, err)
+		unix.Close(fd)
+		if _, err := r.openDirSteps("/dirlink/sub"); !errors.Is(err, fs.ErrNotExist) || !errors.Is(err, unix.ELOOP) && !errors.Is(err, unix.ENOTDIR) {
+			t.Errorf("openDirSteps through a symlink: %v", err)
+		}
+	}
+	notExist := []string{"/missing", "/dir/missing", "/missing/file", "/dirlink/sub/file", "/dir/sublink/file", "/etc/passwd", "/dir/sub/file/x", "/dir/fifo/x"}
+	for _, p := range notExist {
+		if e, err := r.Entry(p, attr.All); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("Entry(%q) = %+v, %v; want fs.ErrNotExist", p, e, err)
+		}
+	}
+	for _, p := range []string{"", "dir", "/dir/", "//dir", "/dir/../etc", "/./dir", "/dir\x00"} {
+		if _, err := r.Entry(p, attr.All); err == nil || errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("Entry(%q): err = %v, want an invalid-path error", p, err)
+		}
+	}
+	e, err := r.Entry("/dir/sub/file", attr.Type|attr.Size)
+	if err != nil || e.Attrs != attr.Type|attr.Size || e.Size != 5 || e.Hash != nil || e.Inode != 0 {
+		t.Errorf("Entry with few attributes: %+v, %v", e, err)
+	}
+	must(t, r.Close())
+	if _, err := r.Entry("/dir", attr.All); err == nil {
+		t.Errorf("Entry after Close succeeded")
+	}
+}

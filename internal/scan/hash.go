@@ -1,0 +1,179 @@
+package scan
+
+import (
+	"crypto/sha256"
+	"crypto/sha512"
+	"errors"
+	"fmt"
+	"hash"
+
+	"github.com/zeebo/blake3"
+	"golang.org/x/sys/unix"
+
+	"github.com/podfim/podfim/internal/attr"
+)
+
+// outcome is what became of an attempt to open an object that was listed.
+type outcome int
+
+const (
+	opened   outcome = iota // done: the entry is complete (perhaps with a Warning)
+	vanished                // gone (ENOENT): not recorded
+	swapped                 // not the listed object any more: re-lstat and retry
+	failed                  // could not be opened: record what the lstat gave, with a Warning
+	aborted                 // the scan was cancelled
+)
+
+var errAborted = errors.New("scan aborted")
+
+// hasher returns a reset hash state for alg, created on first use and reused.
+func (w *worker) hasher(alg attr.Set) hash.Hash {
+	var h *hash.Hash
+	var mk func() hash.Hash
+	switch alg {
+	case attr.SHA256:
+		h, mk = &w.sha256, sha256.New
+	case attr.SHA512:
+		h, mk = &w.sha512, sha512.New
+	case attr.BLAKE3:
+		h, mk = &w.blake3, func() hash.Hash { return blake3.New() }
+	default:
+		return nil
+	}
+	if *h == nil {
+		*h = mk()
+	} else {
+		(*h).Reset()
+	}
+	return *h
+}
+
+// keep copies a digest into the worker's slab and returns a capped slice of
+// it: one allocation per slabSize bytes of digests instead of one per file.
+func (w *worker) keep(sum []byte) []byte {
+	if cap(w.slab)-len(w.slab) < len(sum) {
+		w.slab = make([]byte, 0, slabSize)
+	}
+	start := len(w.slab)
+	w.slab = append(w.slab, sum...)
+	return w.slab[start:len(w.slab):len(w.slab)]
+}
+
+// openFile opens a regular file for reading without following a symlink and
+// without blocking (should it have been swapped for a FIFO), and without
+// updating its atime when allowed (O_NOATIME needs ownership or CAP_FOWNER).
+func (w *worker) openFile(dirfd int, name string) (int, error) {
+	p := w.cname(name)
+	const flags = unix.O_RDONLY | unix.O_NOFOLLOW | unix.O_NONBLOCK | unix.O_CLOEXEC
+	if !w.cfg.noNoatime.Load() {
+		fd, err := openAt(dirfd, p, flags|unix.O_NOATIME)
+		if err != unix.EPERM {
+			return fd, err
+		}
+		w.cfg.noNoatime.Store(true)
+	}
+	return openAt(dirfd, p, flags)
+}
+
+// hashAt opens the regular file name in dirfd, checks that it is the inode
+// the listing saw (dev, ino), hashes it and completes e: metadata from the
+// fstat after reading (the version that was hashed), Hash, Xattrs.
+func (w *worker) hashAt(dirfd int, name string, e *attr.Entry, dev, ino uint64) outcome {
+	if w.cfg.beforeOpen != nil {
+		w.cfg.beforeOpen(e.Path)
+	}
+	fd, err := w.openFile(dirfd, name)
+	if err != nil {
+		switch err {
+		case unix.ENOENT:
+			return vanished
+		case unix.ELOOP, unix.ENXIO, unix.ENOTDIR, unix.EISDIR:
+			// ELOOP: now a symlink (O_NOFOLLOW); ENXIO: now a socket.
+			return swapped
+		}
+		w.warn(e.Path, "open", fmt.Errorf("failed to open %q: %w", e.Path, err))
+		w.finishUnopened(dirfd, name, e)
+		return failed
+	}
+	defer unix.Close(fd)
+	var before, after unix.Stat_t
+	if err := fstat(fd, &before); err != nil {
+		w.warn(e.Path, "open", fmt.Errorf("failed to fstat %q: %w", e.Path, err))
+		w.finishUnopened(dirfd, name, e)
+		return failed
+	}
+	if before.Dev != dev || before.Ino != ino || before.Mode&unix.S_IFMT != unix.S_IFREG {
+		return swapped // never read: it could be a FIFO or a device
+	}
+	alg := e.HashAlg()
+	for attempt := 0; ; attempt++ {
+		n, err := w.hashFd(fd, before.Size, alg)
+		if err == errAborted {
+			return aborted
+		}
+		if err == nil {
+			if w.cfg.afterRead != nil {
+				w.cfg.afterRead(e.Path)
+			}
+			err = fstat(fd, &after)
+		}
+		if err != nil {
+			fill(e, &before, w.cfg.racyNs)
+			w.finishOpen(fd, e)
+			if errors.Is(err, ErrLimit) {
+				w.warn(e.Path, "limit", err)
+			} else {
+				w.warn(e.Path, "read", fmt.Errorf("failed to read %q: %w", e.Path, err))
+			}
+			return failed
+		}
+		if sameContent(&before, &after) {
+			fill(e, &after, w.cfg.racyNs)
+			e.Hash = w.keep(w.sum[:n])
+			w.stats.Hashed++
+			w.finishOpen(fd, e)
+			return opened
+		}
+		if attempt == 1 {
+			// Changed during both reads (a log being written): record the
+			// metadata without a hash that is of no single version.
+			fill(e, &after, w.cfg.racyNs)
+			w.finishOpen(fd, e)
+			w.warn(e.Path, "changed", errChanged)
+			return opened
+		}
+		before = after
+	}
+}
+
+// hashFd reads fd from offset 0 and leaves the digest in w.sum[:n]. size is
+// the size fstat gave before reading: the loop stops there without the extra
+// read that would show EOF, since the fstat after reading catches a file that
+// grew. A size of 0 (proc-like files) reads to EOF.
+func (w *worker) hashFd(fd int, size int64, alg attr.Set) (int, error) {
+	h := w.hasher(alg)
+	limit := w.cfg.maxFileBytes
+	var off int64
+	for {
+		if w.aborted() {
+			return 0, errAborted
+		}
+		n, err := pread(fd, w.buf, off)
+		if err != nil {
+			return 0, err
+		}
+		if n == 0 {
+			break
+		}
+		h.Write(w.buf[:n])
+		off += int64(n)
+		w.stats.HashedBytes += int64(n)
+		if limit > 0 && off > limit {
+			return 0, fmt.Errorf("more than %d bytes, not hashed: %w", limit, ErrLimit)
+		}
+		if off == size {
+			break
+		}
+	}
+	return len(h.Sum(w.sum[:0])), nil
+}

@@ -1,0 +1,225 @@
+package scan
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/podfim/podfim/internal/attr"
+)
+
+func TestTreeLimits(t *testing.T) {
+	root := t.TempDir()
+	write(t, filepath.Join(root, "a", "b", "c", "d", "file"), "deep")
+	write(t, filepath.Join(root, "a", "small"), "small")
+	write(t, filepath.Join(root, "big"), strings.Repeat("x", 1000))
+	// "/", a, a/b, a/b/c, a/b/c/d, a/b/c/d/file, a/small, big
+	const total = 8
+
+	t.Run("depth", func(t *testing.T) {
+		res := scanT(t, root, Options{MaxDepth: 2, Now: future})
+		if e := mustFind(t, res, "/a/b/c"); e.Type != attr.TypeDir {
+			t.Errorf("/a/b/c: %+v", e)
+		}
+		if find(res, "/a/b/c/d") != nil || len(res.Entries) != 6 {
+			t.Errorf("descended past the depth limit: %q", paths(res))
+		}
+		if len(res.Warnings) != 1 || res.Warnings[0].Path != "/a/b/c" || !errors.Is(res.Warnings[0], ErrLimit) {
+			t.Errorf("warnings: %v", res.Warnings)
+		}
+	})
+	t.Run("files", func(t *testing.T) {
+		_, err := scanErr(t, root, Options{MaxFiles: total - 1})
+		if !errors.Is(err, ErrLimit) {
+			t.Errorf("MaxFiles %d: err = %v, want ErrLimit", total-1, err)
+		}
+		res := scanT(t, root, Options{MaxFiles: total})
+		if len(res.Entries) != total {
+			t.Errorf("MaxFiles %d: %d entries", total, len(res.Entries))
+		}
+	})
+	t.Run("bytes", func(t *testing.T) {
+		res := scanT(t, root, Options{MaxFileBytes: 999, Now: future})
+		if e := mustFind(t, res, "/big"); e.Hash != nil || e.Size != 1000 || !hasWarning(res, "/big", "limit") {
+			t.Errorf("/big: %+v, warnings %v", e, res.Warnings)
+		}
+		if e := mustFind(t, res, "/a/small"); !bytes.Equal(e.Hash, sum256([]byte("small"))) {
+			t.Errorf("/a/small: %+v", e)
+		}
+		res = scanT(t, root, Options{MaxFileBytes: 1000, Now: future})
+		if e := mustFind(t, res, "/big"); e.Hash == nil || len(res.Warnings) != 0 {
+			t.Errorf("/big at the limit: %+v, warnings %v", e, res.Warnings)
+		}
+	})
+}
+
+func TestTreeQuick(t *testing.T) {
+	root := t.TempDir()
+	for i := range 5 {
+		write(t, filepath.Join(root, "d", fmt.Sprintf("f%d", i)), fmt.Sprintf("content %d", i))
+	}
+	baseline := func(now func() time.Time) priorMap {
+		res := scanT(t, root, Options{Now: now})
+		m := priorMap{}
+		for i := range res.Entries {
+			m[res.Entries[i].Path] = &res.Entries[i]
+		}
+		return m
+	}
+	prior := baseline(future)
+	res := scanT(t, root, Options{Quick: prior, Now: future})
+	if res.Stats.Reused != 5 || res.Stats.Hashed != 0 {
+		t.Errorf("stats %+v, want 5 reused, 0 hashed", res.Stats)
+	}
+	for i := range 5 {
+		p := fmt.Sprintf("/d/f%d", i)
+		if e := mustFind(t, res, p); !bytes.Equal(e.Hash, prior[p].Hash) || !bytes.Equal(e.Hash, sum256(fmt.Appendf(nil, "content %d", i))) {
+			t.Errorf("%s: hash %x", p, e.Hash)
+		}
+	}
+
+	// Same size, mtime put back: ctime moved, so the file is hashed again.
+	p := filepath.Join(root, "d", "f1")
+	st := lstat(t, p)
+	time.Sleep(10 * time.Millisecond)
+	write(t, p, "CONTENT 1")
+	mtime := time.Unix(st.Mtim.Sec, st.Mtim.Nsec)
+	must(t, os.Chtimes(p, mtime, mtime))
+	if now := lstat(t, p); now.Mtim != st.Mtim || now.Size != st.Size || now.Ctim == st.Ctim {
+		t.Fatalf("could not set up the change: %+v vs %+v", now, st)
+	}
+	res = scanT(t, root, Options{Quick: prior, Now: future})
+	if res.Stats.Reused != 4 || res.Stats.Hashed != 1 {
+		t.Errorf("stats %+v, want 4 reused, 1 hashed", res.Stats)
+	}
+	if e := mustFind(t, res, "/d/f1"); !bytes.Equal(e.Hash, sum256([]byte("CONTENT 1"))) {
+		t.Errorf("/d/f1: change not seen: hash %x", e.Hash)
+	}
+
+	// A baseline taken right after the files changed is racy: nothing reused.
+	racy := baseline(time.Now)
+	if !racy["/d/f1"].Racy {
+		t.Errorf("/d/f1 not racy right after a write")
+	}
+	res = scanT(t, root, Options{Quick: racy, Now: future})
+	if res.Stats.Reused != 0 || res.Stats.Hashed != 5 {
+		t.Errorf("racy prior: stats %+v, want 0 reused", res.Stats)
+	}
+	// Another algorithm, or a prior without a hash: hashed.
+	other := scanT(t, root, Options{Matcher: setMatcher(attr.All&^attr.SHA256 | attr.BLAKE3), Now: future, Quick: prior})
+	if other.Stats.Reused != 0 {
+		t.Errorf("reused a hash of another algorithm: %+v", other.Stats)
+	}
+}
+
+func TestTreeCancel(t *testing.T) {
+	root := t.TempDir()
+	for i := range 50 {
+		write(t, filepath.Join(root, fmt.Sprintf("d%d", i), "f"), "x")
+	}
+	fds := openFDs(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := Tree(ctx, root, Options{}); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled before: err = %v", err)
+	}
+	ctx, cancel = context.WithCancel(context.Background())
+	n := 0
+	res, err := Tree(ctx, root, Options{Workers: 1, beforeOpen: func(string) {
+		if n++; n == 10 {
+			cancel()
+		}
+	}})
+	if !errors.Is(err, context.Canceled) || res != nil {
+		t.Errorf("cancelled during: err = %v", err)
+	}
+	if n > 12 {
+		t.Errorf("went on for %d opens after the cancellation", n-10)
+	}
+	// The limit aborts the same way.
+	if _, err := Tree(context.Background(), root, Options{MaxFiles: 10, Workers: 2}); !errors.Is(err, ErrLimit) {
+		t.Errorf("limit: err = %v", err)
+	}
+	if got := openFDs(t); got != fds {
+		t.Errorf("%d fds open after aborted scans, %d before", got, fds)
+	}
+}
+
+// TestTreeManyDirs scans a wider tree with several workers and checks every
+// file once, in order, with no fd left open.
+func TestTreeManyDirs(t *testing.T) {
+	root := t.TempDir()
+	want := map[string][]byte{}
+	rng := rand.New(rand.NewPCG(3, 4))
+	for d := range 40 {
+		for f := range 30 {
+			p := fmt.Sprintf("/d%02d/s%d/f%03d", d, d%3, f)
+			data := bytes.Repeat(fmt.Appendf(nil, "%s ", p), 1+rng.IntN(3000))
+			write(t, filepath.Join(root, p), string(data))
+			want[p] = sum256(data)
+		}
+	}
+	fds := openFDs(t)
+	for _, workers := range []int{1, 3, 8} {
+		res := scanT(t, root, Options{Workers: workers})
+		files := 0
+		for _, e := range res.Entries {
+			if e.Type != attr.TypeRegular {
+				continue
+			}
+			files++
+			if !bytes.Equal(e.Hash, want[e.Path]) {
+				t.Errorf("workers %d: %q hash %x", workers, e.Path, e.Hash)
+			}
+		}
+		if files != len(want) || res.Stats.Hashed != int64(len(want)) {
+			t.Errorf("workers %d: %d files, stats %+v, want %d", workers, files, res.Stats, len(want))
+		}
+	}
+	if got := openFDs(t); got != fds {
+		t.Errorf("%d fds open after scans, %d before", got, fds)
+	}
+}
+
+// TestComparePaths checks the fast comparison against attr.ComparePaths.
+func TestComparePaths(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	alphabet := []byte{'a', 'b', '.', '-', 0x01, 0xff, '/'}
+	gen := func() string {
+		var b []byte
+		for range 1 + rng.IntN(4) {
+			b = append(b, '/')
+			for range 1 + rng.IntN(3) {
+				b = append(b, alphabet[rng.IntN(len(alphabet)-1)])
+			}
+		}
+		return string(b)
+	}
+	fixed := []string{"/", "/a", "/a/b", "/a.b", "/a-b", "/ab", "/a/b/c", "/b", "/a\xff", "/a\x01"}
+	var all []string
+	all = append(all, fixed...)
+	for range 2000 {
+		all = append(all, gen())
+	}
+	for i, a := range all {
+		for _, b := range all[max(0, i-50):min(len(all), i+50)] {
+			if got, want := comparePaths(a, b), attr.ComparePaths(a, b); got != want {
+				t.Fatalf("comparePaths(%q, %q) = %d, attr.ComparePaths = %d", a, b, got, want)
+			}
+		}
+	}
+	for _, a := range fixed {
+		for _, b := range fixed {
+			if got, want := comparePaths(a, b), attr.ComparePaths(a, b); got != want {
+				t.Fatalf("comparePaths(%q, %q) = %d, attr.ComparePaths = %d", a, b, got, want)
+			}
+		}
+	}
+}

@@ -1,0 +1,121 @@
+package scan
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/podfim/podfim/internal/attr"
+)
+
+// ErrLimit is wrapped by the error of a scan that found more entries than
+// Options.MaxFiles, and by the Warnings about the other limits.
+var ErrLimit = errors.New("scan limit exceeded")
+
+// errSwapped and errChanged explain Warnings about objects that changed under
+// the scanner.
+var (
+	errSwapped = errors.New("replaced by another object during the scan")
+	errChanged = errors.New("changed while it was being hashed")
+)
+
+// Matcher says what to collect for a path. It is called concurrently from
+// several goroutines.
+type Matcher interface {
+	// Match returns the attributes to collect for path (relative to the
+	// root, starting with "/", raw bytes), and skip=true when the path (and
+	// for a directory everything beneath it) is excluded and must not be
+	// walked or recorded.
+	Match(path string) (attrs attr.Set, skip bool)
+}
+
+// Prior gives the baseline entry for a path; quick mode uses it. It is called
+// concurrently from several goroutines and its entries are only read.
+type Prior interface {
+	Lookup(path string) (*attr.Entry, bool)
+}
+
+// Options control a scan. The zero value collects attr.All for every path
+// with no limits.
+type Options struct {
+	// Matcher says what to collect; nil collects attr.All everywhere.
+	Matcher Matcher
+	// Workers is the number of goroutines; 0 means runtime.GOMAXPROCS(0).
+	Workers int
+	// MaxFiles > 0: a tree with more entries than this fails with an error
+	// wrapping ErrLimit (a partial result would look like deletions).
+	MaxFiles int
+	// MaxDepth > 0: directories deeper than this (the root is depth 0, "/a"
+	// depth 1) are recorded but not descended, with a Warning.
+	MaxDepth int
+	// MaxFileBytes > 0: regular files larger than this are recorded without
+	// a hash, with a Warning.
+	MaxFileBytes int64
+	// Quick, when set, turns on quick mode: a regular file whose prior
+	// entry has the same type, size, mtime, ctime and inode, the same hash
+	// algorithm, a hash, and was not racy (and that is not racy now) gets
+	// the prior hash without being opened. This is sound because any write
+	// to the content updates mtime and ctime; mtime can be set back with
+	// utimensat, but that sets ctime to the current time, and ctime cannot
+	// be set from user space; replacing the file by another changes the
+	// inode number. Racy files (changed within a second of the scan that
+	// recorded them) are always re-hashed, since a later write within the
+	// same timestamp tick would leave all of these equal. Everything else
+	// (metadata, xattrs) is still collected.
+	Quick Prior
+	// Now returns the time the scan starts, for the Racy flag; nil means
+	// time.Now.
+	Now func() time.Time
+
+	// Test hooks, set only by this package's tests: beforeOpen runs after a
+	// path was listed and lstat'ed and before it is opened; afterRead after
+	// a file was read for hashing and before the fstat that checks it did
+	// not change.
+	beforeOpen func(path string)
+	afterRead  func(path string)
+}
+
+// Warning is a non-fatal problem with one path: permission denied, an object
+// that vanished or was replaced during the scan, a limit that was hit. The
+// path was still recorded with what could be collected, unless it vanished.
+type Warning struct {
+	Path string
+	Op   string // lstat, open, readdir, read, readlink, xattr, limit, swap, changed, duplicate
+	Err  error
+}
+
+// Error makes a Warning usable as an error (Root.Entry returns them).
+func (w Warning) Error() string { return fmt.Sprintf("%s %q: %v", w.Op, w.Path, w.Err) }
+
+// Unwrap returns the underlying error, so errors.Is(w, ErrLimit) works.
+func (w Warning) Unwrap() error { return w.Err }
+
+// Stats counts the work of a scan.
+type Stats struct {
+	Entries     int64 // entries in the result
+	Dirs        int64 // directories among them
+	Hashed      int64 // regular files read and hashed
+	Reused      int64 // regular files whose hash quick mode took from the prior entry
+	HashedBytes int64 // bytes read for hashing, retries included
+}
+
+// Result is the outcome of a scan.
+type Result struct {
+	// Entries are sorted with attr.ComparePaths. Xattr values that repeat
+	// (SELinux labels, for one) may share their backing arrays: treat them
+	// as read-only.
+	Entries  []attr.Entry
+	Warnings []Warning
+	Stats    Stats
+}
+
+// Tree scans the tree at root: OpenRoot, Root.Tree, Close.
+func Tree(ctx context.Context, root string, opts Options) (*Result, error) {
+	r, err := OpenRoot(root)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	return r.Tree(ctx, opts)
+}

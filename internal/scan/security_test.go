@@ -1,0 +1,207 @@
+package scan
+
+import (
+	"bytes"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/podfim/podfim/internal/attr"
+)
+
+// TestTreeSymlinkEscape plants symlinks that lead out of the root, to the
+// scanner's own files; the scan records their targets as text and neither
+// lists nor reads anything through them.
+func TestTreeSymlinkEscape(t *testing.T) {
+	base := t.TempDir()
+	root := filepath.Join(base, "root")
+	outside := filepath.Join(base, "outside")
+	secret := "outside secret " + t.Name()
+	write(t, filepath.Join(outside, "secret"), secret)
+	write(t, filepath.Join(outside, "sub", "deeper"), secret+" 2")
+	write(t, filepath.Join(root, "etc", "real"), "inside")
+	links := map[string]string{
+		"/passwd":           "/etc/passwd",
+		"/environ":          "/proc/self/environ",
+		"/etc/shadow":       "../../../etc/shadow",
+		"/outdir":           outside,
+		"/outfile":          filepath.Join(outside, "secret"),
+		"/etc/up":           "../../outside",
+		"/slash":            "/",
+		"/self":             ".",
+		"/etc/loop":         "loop",
+		"/proc-root":        "/proc/self/root",
+		"/etc/via-outdir":   "../outdir/secret",
+		"/etc/proc-fd-root": "/proc/self/fd/3",
+	}
+	for name, target := range links {
+		must(t, os.Symlink(target, filepath.Join(root, name)))
+	}
+	res := scanT(t, root, Options{Now: future})
+	for name, target := range links {
+		e := mustFind(t, res, name)
+		if e.Type != attr.TypeSymlink || e.Target != target || e.Hash != nil {
+			t.Errorf("%q: %+v, want a symlink to %q", name, e, target)
+		}
+	}
+	secretHashes := [][]byte{sum256([]byte(secret)), sum256([]byte(secret + " 2"))}
+	for _, e := range res.Entries {
+		if strings.Contains(e.Path, "secret") || strings.Contains(e.Path, "deeper") ||
+			strings.HasPrefix(e.Path, "/outdir/") || strings.HasPrefix(e.Path, "/slash/") || strings.HasPrefix(e.Path, "/self/") {
+			t.Errorf("walked through a symlink: %q", e.Path)
+		}
+		for _, h := range secretHashes {
+			if bytes.Equal(e.Hash, h) {
+				t.Errorf("%q has the hash of a file outside the root", e.Path)
+			}
+		}
+	}
+	if want := 3 + len(links); len(res.Entries) != want { // "/", "/etc", "/etc/real"
+		t.Errorf("got %d entries %q, want %d", len(res.Entries), paths(res), want)
+	}
+	if len(res.Warnings) != 0 {
+		t.Errorf("warnings: %v", res.Warnings)
+	}
+	// The same through Entry: a symlink is described, never followed.
+	r, err := OpenRoot(root)
+	must(t, err)
+	defer r.Close()
+	for name, target := range links {
+		e, err := r.Entry(name, attr.All)
+		if err != nil || e.Type != attr.TypeSymlink || e.Target != target {
+			t.Errorf("Entry(%q) = %+v, %v", name, e, err)
+		}
+	}
+	for _, p := range []string{"/outdir/secret", "/slash/etc/passwd", "/self/etc/real", "/etc/up/secret", "/outdir/sub/deeper"} {
+		if e, err := r.Entry(p, attr.All); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("Entry(%q) = %+v, %v; want a not-exist error", p, e, err)
+		}
+	}
+}
+
+// TestTreeFIFONeverOpened: a FIFO with no writer would block an open for
+// reading forever; the scan must finish (scanT fails on a hang), and so must
+// one where a regular file is replaced by a FIFO between lstat and open.
+func TestTreeFIFONeverOpened(t *testing.T) {
+	root := t.TempDir()
+	must(t, unix.Mkfifo(filepath.Join(root, "fifo"), 0o644))
+	write(t, filepath.Join(root, "becomes-fifo"), "regular at first")
+	opts := Options{Now: future, beforeOpen: func(path string) {
+		if path == "/becomes-fifo" {
+			p := filepath.Join(root, path)
+			check(t, os.Remove(p))
+			check(t, unix.Mkfifo(p, 0o644))
+		}
+	}}
+	res := scanT(t, root, opts)
+	for _, p := range []string{"/fifo", "/becomes-fifo"} {
+		if e := mustFind(t, res, p); e.Type != attr.TypeFIFO || e.Hash != nil {
+			t.Errorf("%q: %+v", p, e)
+		}
+	}
+}
+
+// TestTreeSwaps replaces objects between listing and opening.
+func TestTreeSwaps(t *testing.T) {
+	base := t.TempDir()
+	root := filepath.Join(base, "root")
+	outside := filepath.Join(base, "outside")
+	write(t, filepath.Join(outside, "secret"), "outside")
+	write(t, filepath.Join(root, "gone"), "vanishes")
+	must(t, os.Mkdir(filepath.Join(root, "gonedir"), 0o755))
+	write(t, filepath.Join(root, "to-link"), "becomes a symlink")
+	write(t, filepath.Join(root, "dir-to-link", "inner"), "becomes a symlink")
+	write(t, filepath.Join(root, "flip"), "replaced at every open")
+	write(t, filepath.Join(root, "to-dir"), "becomes a dir")
+	write(t, filepath.Join(root, "stays"), "stays")
+	flips := 0
+	done := map[string]bool{}
+	opts := Options{Now: future, Workers: 1, beforeOpen: func(path string) {
+		p := filepath.Join(root, path)
+		if done[path] && path != "/flip" {
+			return // act once, not again on the retry
+		}
+		done[path] = true
+		switch path {
+		case "/gone", "/gonedir":
+			check(t, os.Remove(p))
+		case "/to-link":
+			check(t, os.Remove(p))
+			check(t, os.Symlink("/etc/passwd", p))
+		case "/dir-to-link":
+			check(t, os.RemoveAll(p))
+			check(t, os.Symlink(outside, p))
+		case "/flip":
+			flips++
+			// A new inode each time: never the one just lstat'ed.
+			check(t, os.Rename(p, p+".old"))
+			writeCheck(t, p, "flipped")
+			check(t, os.Remove(p+".old"))
+		case "/to-dir":
+			check(t, os.Remove(p))
+			writeCheck(t, filepath.Join(p, "child"), "in the new dir")
+		}
+	}}
+	res := scanT(t, root, opts)
+	if find(res, "/gone") != nil || find(res, "/gonedir") != nil {
+		t.Errorf("vanished objects recorded: %q", paths(res))
+	}
+	if e := mustFind(t, res, "/to-link"); e.Type != attr.TypeSymlink || e.Target != "/etc/passwd" || e.Hash != nil {
+		t.Errorf("/to-link: %+v", e)
+	}
+	if e := mustFind(t, res, "/dir-to-link"); e.Type != attr.TypeSymlink || e.Target != outside {
+		t.Errorf("/dir-to-link: %+v", e)
+	}
+	if find(res, "/dir-to-link/inner") != nil || find(res, "/dir-to-link/secret") != nil {
+		t.Errorf("walked into a directory swapped for a symlink: %q", paths(res))
+	}
+	if e := mustFind(t, res, "/flip"); e.Type != attr.TypeRegular || e.Hash != nil || !hasWarning(res, "/flip", "swap") || flips != 2 {
+		t.Errorf("/flip: %+v, %d flips, warnings %v", e, flips, res.Warnings)
+	}
+	if e := mustFind(t, res, "/to-dir"); e.Type != attr.TypeDir || e.Hash != nil {
+		t.Errorf("/to-dir: %+v", e)
+	}
+	if e := mustFind(t, res, "/to-dir/child"); !bytes.Equal(e.Hash, sum256([]byte("in the new dir"))) {
+		t.Errorf("/to-dir/child: %+v", e)
+	}
+	if e := mustFind(t, res, "/stays"); !bytes.Equal(e.Hash, sum256([]byte("stays"))) {
+		t.Errorf("/stays: %+v", e)
+	}
+	if len(res.Warnings) != 1 {
+		t.Errorf("warnings: %v", res.Warnings)
+	}
+}
+
+// TestTreeChangedWhileHashing: a file written during hashing is re-read once;
+// one that keeps changing is recorded without a hash and with a Warning.
+func TestTreeChangedWhileHashing(t *testing.T) {
+	root := t.TempDir()
+	write(t, filepath.Join(root, "once"), "first")
+	write(t, filepath.Join(root, "always"), "first")
+	reads := map[string]int{}
+	opts := Options{Now: future, afterRead: func(path string) {
+		reads[path]++
+		if path == "/always" || (path == "/once" && reads[path] == 1) {
+			f, err := os.OpenFile(filepath.Join(root, path), os.O_APPEND|os.O_WRONLY, 0)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			_, err = f.WriteString(" more")
+			check(t, err)
+			check(t, f.Close())
+		}
+	}, Workers: 1}
+	res := scanT(t, root, opts)
+	if e := mustFind(t, res, "/once"); !bytes.Equal(e.Hash, sum256([]byte("first more"))) || e.Size != 10 || hasWarning(res, "/once", "changed") {
+		t.Errorf("/once: %+v, warnings %v", e, res.Warnings)
+	}
+	if e := mustFind(t, res, "/always"); e.Hash != nil || !hasWarning(res, "/always", "changed") || reads["/always"] != 2 {
+		t.Errorf("/always: %+v, %d reads, warnings %v", e, reads["/always"], res.Warnings)
+	}
+}

@@ -1,0 +1,185 @@
+package scan
+
+import (
+	"hash"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/podfim/podfim/internal/attr"
+)
+
+// config is what the per-object code needs from a scan (or from one
+// Root.Entry call).
+type config struct {
+	racyNs       int64 // mtime or ctime at or after this: racy
+	maxFileBytes int64
+	maxDepth     int
+	maxFiles     int64
+	quick        Prior
+	match        func(string) (attr.Set, bool)
+	beforeOpen   func(path string)
+	afterRead    func(path string)
+	done         <-chan struct{} // closed when the scan is aborted; nil never
+	noNoatime    *atomic.Bool    // set once O_NOATIME was refused
+	noXattrat    *atomic.Bool    // set once listxattrat was missing or filtered
+}
+
+const (
+	readBufSize  = 256 << 10 // one per worker: big enough that hashing is not syscall-bound
+	direntSize   = 32 << 10
+	slabSize     = 32 << 10 // hash bytes are carved from slabs of this size
+	chunkEntries = 1024     // results are kept in chunks so they are never copied while growing
+	batchFiles   = 64       // a lister hands files to hashers in batches of this many...
+	batchBytes   = 4 << 20  // ...or this many bytes
+	maxInterned  = 4096     // bound on each worker's xattr intern tables
+	maxInternVal = 256      // longest xattr value shared between entries
+)
+
+// worker holds one goroutine's reusable state: buffers, hash states, and the
+// entries and warnings it produced.
+type worker struct {
+	cfg *config
+	wk  *walk // nil for Root.Entry
+
+	buf    []byte // read buffer for hashing
+	dirent []byte // getdents buffer
+	name   []byte // NUL-terminated name scratch
+	ppath  []byte // "/proc/self/fd/N/name" scratch
+	xlist  []byte // listxattr scratch
+	xval   []byte // getxattr scratch
+	xname  []byte // fgetxattr name scratch
+	sum    [64]byte
+	st     unix.Stat_t
+
+	sha256, sha512, blake3 hash.Hash
+
+	slab     []byte
+	names    map[string]string // interned xattr names
+	values   map[string][]byte // interned short xattr values
+	chunks   [][]attr.Entry
+	cur      []attr.Entry
+	warnings []Warning
+	stats    Stats
+
+	batch       []pending
+	batchParent *dirHandle
+	batchBytes  int64
+}
+
+func newWorker(cfg *config, wk *walk, bufSize int) *worker {
+	return &worker{
+		cfg:    cfg,
+		wk:     wk,
+		buf:    make([]byte, bufSize),
+		name:   make([]byte, 0, 256),
+		ppath:  make([]byte, 0, 256),
+		xlist:  make([]byte, 1024),
+		xval:   make([]byte, 1024),
+		names:  map[string]string{},
+		values: map[string][]byte{},
+	}
+}
+
+// aborted reports whether the scan was cancelled or failed.
+func (w *worker) aborted() bool {
+	select {
+	case <-w.cfg.done:
+		return true
+	default:
+		return false
+	}
+}
+
+func (w *worker) warn(path, op string, err error) {
+	w.warnings = append(w.warnings, Warning{Path: path, Op: op, Err: err})
+}
+
+// record appends a finished entry to the worker's results.
+func (w *worker) record(e *attr.Entry) {
+	if len(w.cur) == cap(w.cur) {
+		if w.cur != nil {
+			w.chunks = append(w.chunks, w.cur)
+		}
+		w.cur = make([]attr.Entry, 0, chunkEntries)
+	}
+	w.cur = append(w.cur, *e)
+	if e.Type == attr.TypeDir {
+		w.stats.Dirs++
+	}
+}
+
+// cname returns name as a NUL-terminated C string in the worker's scratch.
+func (w *worker) cname(name string) *byte { return cstr(&w.name, name) }
+
+// procPath returns "/proc/self/fd/<dirfd>/<name>" NUL-terminated.
+func (w *worker) procPath(dirfd int, name string) *byte {
+	b := append(w.ppath[:0], "/proc/self/fd/"...)
+	b = appendInt(b, dirfd)
+	b = append(b, '/')
+	b = append(b, name...)
+	b = append(b, 0)
+	w.ppath = b
+	return &b[0]
+}
+
+func appendInt(b []byte, n int) []byte {
+	var d [20]byte
+	i := len(d)
+	for {
+		i--
+		d[i] = byte('0' + n%10)
+		n /= 10
+		if n == 0 {
+			break
+		}
+	}
+	return append(b, d[i:]...)
+}
+
+// finishUnopened completes an entry for an object that is not opened: the
+// symlink target and the xattrs, both read through the confined dirfd.
+func (w *worker) finishUnopened(dirfd int, name string, e *attr.Entry) {
+	if e.Type == attr.TypeSymlink && e.Attrs.Has(attr.Target) {
+		t, err := w.readlink(dirfd, name)
+		if err != nil {
+			w.warn(e.Path, "readlink", err)
+		}
+		e.Target = t
+	}
+	if e.Attrs.Has(attr.Xattrs) {
+		x, err := w.xattrsAt(dirfd, name)
+		if err != nil {
+			w.warn(e.Path, "xattr", err)
+		}
+		e.Xattrs = x
+	}
+}
+
+// finishOpen reads the xattrs of an open object.
+func (w *worker) finishOpen(fd int, e *attr.Entry) {
+	if e.Attrs.Has(attr.Xattrs) {
+		x, err := w.xattrs(xsrc{fd: fd})
+		if err != nil {
+			w.warn(e.Path, "xattr", err)
+		}
+		e.Xattrs = x
+	}
+}
+
+// readlink returns the target of the symlink name in dirfd, never following it.
+func (w *worker) readlink(dirfd int, name string) (string, error) {
+	p := w.cname(name)
+	for size := 256; ; size *= 4 {
+		if len(w.xval) < size {
+			w.xval = make([]byte, size)
+		}
+		n, err := readlinkAt(dirfd, p, w.xval[:size])
+		if err != nil {
+			return "", err
+		}
+		if n < size || size >= 1<<20 {
+			return string(w.xval[:n]), nil
+		}
+	}
+}
