@@ -1,0 +1,334 @@
+package target
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// The tests run inside a small pod of their own, so that /proc shows what a
+// sidecar sees and nothing else of the machine:
+//
+//	go test's process (role "")  starts
+//	  "pause"    pid 1 of a new pid namespace, in a new mount namespace
+//	             with its own /proc; it starts and reaps
+//	  "sidecar"  in another mount namespace: runs the tests, which start
+//	  "app"      helpers (this binary again) and /bin/sleep in new mount
+//	             namespaces, the way a runtime starts containers.
+//
+// Finder's defaults (Proc "/proc", Self os.Getpid(), Infra 1) are thus the
+// ones under test. It needs root (CAP_SYS_ADMIN), as the Makefile's test
+// tier does.
+const roleEnv = "PODFIM_TARGET_TEST_ROLE"
+
+// App helper settings, in the environment of role "app".
+const (
+	workerEnv = "PODFIM_TARGET_TEST_WORKER" // "1": start a worker process
+	markEnv   = "PODFIM_TARGET_TEST_MARK"   // a directory: mount a tmpfs there, write "mark"
+	chrootEnv = "PODFIM_TARGET_TEST_CHROOT" // a directory: chroot into it (after the worker started)
+)
+
+func TestMain(m *testing.M) {
+	// Only the sidecar runs tests. The other roles leave with exit, not
+	// os.Exit: with the race detector, os.Exit sleeps a second
+	// (GORACE=atexit_sleep_ms) to catch late reports, in every process.
+	switch role := os.Getenv(roleEnv); role {
+	case "":
+		exit(runPod())
+	case "pause":
+		exit(pause())
+	case "sidecar":
+		os.Exit(m.Run())
+	case "app":
+		app()
+	case "worker":
+		time.Sleep(time.Minute)
+	case "probe":
+		probe()
+	default:
+		fmt.Fprintf(os.Stderr, "unknown %s %q\n", roleEnv, role)
+		exit(2)
+	}
+	exit(0)
+}
+
+func exit(code int) { syscall.Exit(code) }
+
+func selfCmd(role string, args ...string) *exec.Cmd {
+	exe, err := os.Executable()
+	if err != nil {
+		panic(err)
+	}
+	cmd := exec.Command(exe, args...)
+	cmd.Env = append(os.Environ(), roleEnv+"="+role)
+	return cmd
+}
+
+// runPod starts "pause" in new pid and mount namespaces and returns its exit
+// code, which is the tests'.
+func runPod() int {
+	cmd := selfCmd("pause", os.Args[1:]...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags: syscall.CLONE_NEWPID | syscall.CLONE_NEWNS,
+		Pdeathsig:  syscall.SIGKILL, // and with pid 1, the whole pod dies
+	}
+	if err := cmd.Run(); err != nil {
+		if ee, ok := err.(*exec.ExitError); ok {
+			return ee.ExitCode()
+		}
+		fmt.Fprintf(os.Stderr, "target tests need root to create pid and mount namespaces (a pod of their own): %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// pause is pid 1 of the test pod: it mounts the pod's /proc, starts the
+// sidecar in its own mount namespace and reaps every process until the
+// sidecar exits.
+func pause() int {
+	fail := func(err error) int {
+		fmt.Fprintf(os.Stderr, "test pod: %v\n", err)
+		return 1
+	}
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		return fail(fmt.Errorf("make mounts private: %w", err))
+	}
+	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+		return fail(fmt.Errorf("mount /proc: %w", err))
+	}
+	cmd := selfCmd("sidecar", os.Args[1:]...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNS, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return fail(err)
+	}
+	for {
+		var ws unix.WaitStatus
+		pid, err := unix.Wait4(-1, &ws, 0, nil)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return fail(fmt.Errorf("wait: %w", err))
+		}
+		if pid != cmd.Process.Pid {
+			continue // an orphan
+		}
+		if ws.Signaled() {
+			return fail(fmt.Errorf("sidecar killed by %v", ws.Signal()))
+		}
+		return ws.ExitStatus()
+	}
+}
+
+// app is a container's main process: it optionally mounts a tmpfs with a
+// mark file, starts a worker and chroots, then reports "ready <worker pid>"
+// and sleeps.
+func app() {
+	die := func(err error) {
+		fmt.Fprintf(os.Stderr, "app: %v\n", err)
+		exit(1)
+	}
+	if dir := os.Getenv(markEnv); dir != "" {
+		if err := unix.Mount("tmpfs", dir, "tmpfs", 0, ""); err != nil {
+			die(err)
+		}
+		if err := os.WriteFile(dir+"/mark", []byte("app"), 0o644); err != nil {
+			die(err)
+		}
+	}
+	worker := 0
+	if os.Getenv(workerEnv) == "1" {
+		cmd := selfCmd("worker")
+		cmd.Env = append(cmd.Env, workerEnv+"=", markEnv+"=", chrootEnv+"=")
+		// No Pdeathsig: the worker outlives the app when a test wants it
+		// to; tests kill it, and the pod's end kills it anyway.
+		if err := cmd.Start(); err != nil {
+			die(err)
+		}
+		worker = cmd.Process.Pid
+	}
+	if dir := os.Getenv(chrootEnv); dir != "" {
+		if err := unix.Chroot(dir); err != nil {
+			die(err)
+		}
+		if err := unix.Chdir("/"); err != nil {
+			die(err)
+		}
+	}
+	fmt.Printf("ready %d\n", worker)
+	time.Sleep(time.Minute)
+}
+
+// probe runs Containers with the credentials it was started with and prints
+// the outcome on one line: "ok <main pid>..." or "access <pid> <ptrace> <message>".
+func probe() {
+	cs, err := (&Finder{}).Containers()
+	var ae *AccessError
+	if errors.As(err, &ae) {
+		fmt.Printf("access %d %v %s\n", ae.PID, ae.Ptrace, ae)
+		return
+	}
+	if err != nil {
+		fmt.Printf("error %v\n", err)
+		return
+	}
+	fmt.Print("ok")
+	for _, c := range cs {
+		fmt.Printf(" %d", c.PID)
+		if f, err := c.OpenRoot(); err != nil {
+			fmt.Printf(" (%v)", err)
+		} else {
+			f.Close()
+		}
+	}
+	fmt.Println()
+}
+
+// proc is a process started by a test, killed and reaped when it ends.
+type proc struct {
+	cmd    *exec.Cmd
+	pid    int
+	worker int // pid of the app's worker, 0 if none
+}
+
+// appOpts configures startApp.
+type appOpts struct {
+	worker bool
+	mark   string // directory for the mark tmpfs
+	chroot string
+}
+
+// startApp starts this binary as an app in a new mount namespace.
+func startApp(t *testing.T, o appOpts) *proc {
+	t.Helper()
+	cmd := selfCmd("app")
+	if o.worker {
+		cmd.Env = append(cmd.Env, workerEnv+"=1")
+	}
+	cmd.Env = append(cmd.Env, markEnv+"="+o.mark, chrootEnv+"="+o.chroot)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := start(t, cmd)
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		t.Fatalf("app did not start: %v", err)
+	}
+	var w int
+	if _, err := fmt.Sscanf(line, "ready %d\n", &w); err != nil {
+		t.Fatalf("app said %q: %v", line, err)
+	}
+	p.worker = w
+	if w != 0 {
+		t.Cleanup(func() { killPID(t, w) })
+	}
+	return p
+}
+
+// startSleep starts /bin/sleep in a new mount namespace and waits until it
+// runs sleep.
+func startSleep(t *testing.T) *proc {
+	t.Helper()
+	p := start(t, exec.Command("/bin/sleep", "60"))
+	waitExe(t, p.pid, sleepExe(t))
+	return p
+}
+
+// start starts cmd in a new mount namespace, as a runtime starts a
+// container.
+func start(t *testing.T, cmd *exec.Cmd) *proc {
+	t.Helper()
+	return startIn(t, cmd, true)
+}
+
+// startIn starts cmd, in a new mount namespace if newNS is set.
+func startIn(t *testing.T, cmd *exec.Cmd, newNS bool) *proc {
+	t.Helper()
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if newNS {
+		cmd.SysProcAttr.Cloneflags = syscall.CLONE_NEWNS
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{cmd: cmd, pid: cmd.Process.Pid}
+	t.Cleanup(p.kill)
+	return p
+}
+
+// kill kills and reaps p; it may be called more than once.
+func (p *proc) kill() {
+	if p.cmd.ProcessState == nil {
+		p.cmd.Process.Kill()
+		p.cmd.Wait()
+	}
+}
+
+// killPID kills a process that is not our child and waits until it is gone
+// (pause reaps it).
+func killPID(t *testing.T, pid int) {
+	t.Helper()
+	unix.Kill(pid, unix.SIGKILL)
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+		if err != nil {
+			return
+		}
+		if st, err := parseStat(b); err == nil && st.dead() {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Errorf("pid %d still alive", pid)
+}
+
+// waitExe waits until pid runs exe (after fork, before exec, it runs the
+// parent's).
+func waitExe(t *testing.T, pid int, exe string) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		got, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/exe")
+		if err == nil && got == exe {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pid %d runs %q (%v), want %q", pid, got, err, exe)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// sleepExe is /bin/sleep as /proc/PID/exe shows it (/bin may be a
+// symlink).
+func sleepExe(t *testing.T) string {
+	t.Helper()
+	exe, err := filepath.EvalSymlinks("/bin/sleep")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return exe
+}
+
+func testExe(t *testing.T) string {
+	t.Helper()
+	exe, err := os.Readlink("/proc/self/exe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return exe
+}
