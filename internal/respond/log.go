@@ -1,0 +1,124 @@
+package respond
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/hex"
+	"log/slog"
+	"unicode/utf8"
+
+	"github.com/podfim/podfim/internal/attr"
+	"github.com/podfim/podfim/internal/compare"
+	"github.com/podfim/podfim/internal/report"
+)
+
+// Log keys, defined once so that every line of the package spells them the
+// same way and log queries can rely on them.
+const (
+	keyPath       = "path"
+	keyPathB64    = "path_b64" // the raw path when it is not valid UTF-8 (JSON would mangle it)
+	keyKind       = "kind"
+	keyAttributes = "attributes"
+	keyAction     = "action"
+	keyResult     = "result"
+	keyReason     = "reason"
+	keyError      = "error"
+	keyOld        = "old" // the baseline's attributes, as in the JSON report
+	keyNew        = "new" // the current attributes
+	keyOldSHA256  = "old_sha256"
+	keyNewSHA256  = "new_sha256"
+	keyOldSHA512  = "old_sha512"
+	keyNewSHA512  = "new_sha512"
+	keyOldBLAKE3  = "old_blake3"
+	keyNewBLAKE3  = "new_blake3"
+	keyKills      = "kills"
+	keyWindow     = "window"
+	keyEscalate   = "escalate"
+	keyAttempts   = "attempts"
+	keyStatus     = "status"
+)
+
+// Log messages.
+const (
+	msgViolation     = "integrity violation"
+	msgActionFailed  = "response failed"
+	msgActionSkipped = "response skipped"
+	msgRestored      = "file restored"
+	msgKilled        = "app container killed"
+	msgKillLimit     = "kill limit reached"
+	msgWebhookFailed = "webhook delivery failed"
+	msgWebhookSent   = "webhook delivered"
+)
+
+// logPath logs msg about path with attrs.
+func (r *Responder) logPath(ctx context.Context, level slog.Level, msg, path string, attrs ...slog.Attr) {
+	if !r.log.Enabled(ctx, level) {
+		return
+	}
+	r.log.LogAttrs(ctx, level, msg, append(pathAttrs(path), attrs...)...)
+}
+
+// pathAttrs returns the path, and its base64 form when it is not valid UTF-8.
+func pathAttrs(path string) []slog.Attr {
+	a := []slog.Attr{slog.String(keyPath, path)}
+	if !utf8.ValidString(path) {
+		a = append(a, slog.String(keyPathB64, base64.StdEncoding.EncodeToString([]byte(path))))
+	}
+	return a
+}
+
+// logFinding is the log action: one line per finding, at warning level,
+// with the old and new attributes as evidence.
+func (r *Responder) logFinding(ctx context.Context, f compare.Finding) {
+	names := f.Attributes
+	if names == nil {
+		names = []string{}
+	}
+	attrs := []slog.Attr{
+		slog.String(keyKind, string(f.Kind)),
+		slog.Any(keyAttributes, names),
+	}
+	if f.Old != nil {
+		if k, v, ok := hashAttr(f.Old, true); ok {
+			attrs = append(attrs, slog.String(k, v))
+		}
+	}
+	if f.New != nil {
+		if k, v, ok := hashAttr(f.New, false); ok {
+			attrs = append(attrs, slog.String(k, v))
+		}
+	}
+	if f.Old != nil {
+		attrs = append(attrs, slog.Any(keyOld, report.EntryFields(f.Old)))
+	}
+	if f.New != nil {
+		attrs = append(attrs, slog.Any(keyNew, report.EntryFields(f.New)))
+	}
+	r.logPath(ctx, slog.LevelWarn, msgViolation, f.Path, attrs...)
+}
+
+// hashAttr returns the key and hex value of an entry's content hash.
+func hashAttr(e *attr.Entry, old bool) (string, string, bool) {
+	if len(e.Hash) == 0 {
+		return "", "", false
+	}
+	var k string
+	switch e.HashAlg() {
+	case attr.SHA256:
+		k = pick(old, keyOldSHA256, keyNewSHA256)
+	case attr.SHA512:
+		k = pick(old, keyOldSHA512, keyNewSHA512)
+	case attr.BLAKE3:
+		k = pick(old, keyOldBLAKE3, keyNewBLAKE3)
+	default:
+		return "", "", false
+	}
+	return k, hex.EncodeToString(e.Hash), true
+}
+
+func pick(old bool, o, n string) string {
+	if old {
+		return o
+	}
+	return n
+}

@@ -1,0 +1,215 @@
+// Package respond owns what podfim does about a finding: log it, count it,
+// take the pod out of service, restore the file, kill the app container
+// (bounded, with escalation when killing does not help) and notify a
+// webhook. It decides and acts; finding changes and re-verifying after a
+// response are the caller's.
+package respond
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/podfim/podfim/internal/attr"
+	"github.com/podfim/podfim/internal/compare"
+	"github.com/podfim/podfim/internal/server"
+)
+
+// Target is the app container that kill and restore act on.
+type Target interface {
+	// Kill sends SIGKILL to every process of the app container, so that the
+	// kubelet starts a fresh container from the image.
+	Kill() error
+	// Root returns the writer restore uses, confined to the container's root.
+	Root() RootWriter
+}
+
+// RootWriter writes a file of the target back to its baseline state. The
+// sidecar implements it over a directory handle on the target's root
+// (openat2 with RESOLVE_IN_ROOT|RESOLVE_NO_SYMLINKS, or os.Root); the
+// target is hostile, so an implementation must keep this contract:
+//
+//   - path is relative to the target root (it starts with "/") and may be
+//     any bytes. No component of it, the last included, is ever followed as
+//     a symlink: a symlink anywhere on the way is an error, never an escape.
+//     Missing parent directories are an error, not created.
+//   - The file is replaced atomically: content is written to a new file in
+//     the same directory, fsynced, then renamed over path, so no reader sees
+//     a half-written file and an attacker's open descriptor keeps the old
+//     inode. Whatever is at path (a directory, a FIFO) is replaced only if it
+//     is not a directory.
+//   - Owner, mode and extended attributes are those of want, set on the
+//     descriptor of the new file before the rename, owner before mode
+//     (chown clears setuid and setgid), and only those want.Attrs holds.
+//     When want.Attrs holds xattrs, the new file gets exactly want.Xattrs.
+//     mtime is set to want.Mtime when collected.
+//
+// The inode and ctime of a restored file cannot match the baseline: the
+// caller's re-verification must not count them against a restored path.
+type RootWriter interface {
+	Restore(path string, want *attr.Entry, content []byte) error
+}
+
+// killHoldoff is how long after a kill further kill actions are coalesced
+// into it when the restart of the container is not reported with
+// TargetRestarted: every finding of one scan asks for a kill, and one kill
+// per restart is what the limit counts.
+const killHoldoff = 30 * time.Second
+
+// Responder runs a Plan for each finding. It is safe for concurrent use.
+type Responder struct {
+	plan   Plan
+	log    *slog.Logger
+	m      *server.Metrics
+	ready  *server.Readiness
+	target Target
+	clock  func() time.Time
+	hook   *webhook // nil when the plan has no webhook
+
+	mu          sync.Mutex
+	open        map[string]struct{} // paths with an unresolved violation
+	kills       []time.Time         // kills within the window, oldest first
+	killPending bool                // killed; the restart has not been reported
+	lastKill    time.Time
+	escalating  bool // the kill limit is reached; logged once per episode
+}
+
+// New returns a responder for p, which should have passed Validate; zero
+// fields of p take their defaults. m, ready and t may be nil when the plan
+// needs no metrics, readiness or target (the actions that would need them
+// then fail); log nil discards, clock nil is time.Now. A plan with a webhook
+// starts a background sender: Close stops it.
+func New(p Plan, log *slog.Logger, m *server.Metrics, ready *server.Readiness, t Target, clock func() time.Time) *Responder {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if clock == nil {
+		clock = time.Now
+	}
+	p = p.withDefaults()
+	r := &Responder{
+		plan: p, log: log, m: m, ready: ready, target: t, clock: clock,
+		open: make(map[string]struct{}),
+	}
+	if p.Webhook != nil && p.uses(ActionWebhook) {
+		r.hook = newWebhook(*p.Webhook, log, m)
+	}
+	return r
+}
+
+// eventTimeKey is the context key of WithEventTime.
+type eventTimeKey struct{}
+
+// WithEventTime returns a context that carries the time of the event
+// (inotify event, scan start) that revealed the finding, so that Handle
+// records podfim_response_latency_seconds.
+func WithEventTime(ctx context.Context, t time.Time) context.Context {
+	return context.WithValue(ctx, eventTimeKey{}, t)
+}
+
+// Handle responds to one finding: it opens a violation at f.Path and runs
+// the plan's actions in order. content is the file's original bytes when
+// the caller kept them (nil otherwise; an empty slice for an empty file)
+// and is used by restore only. The webhook is sent in the background; the
+// other actions are done when Handle returns, and their errors are joined
+// into its error. After a restore the caller re-verifies the path and calls
+// Resolved when it is clean.
+func (r *Responder) Handle(ctx context.Context, f compare.Finding, content []byte) error {
+	r.mu.Lock()
+	r.open[f.Path] = struct{}{}
+	n := len(r.open)
+	r.mu.Unlock()
+	r.m.SetViolationsOpen(n)
+
+	var errs []error
+	for _, a := range r.plan.Actions {
+		if err := r.run(ctx, a, f, content); err != nil {
+			errs = append(errs, fmt.Errorf("%s %q: %w", a, f.Path, err))
+		}
+	}
+	if t, ok := ctx.Value(eventTimeKey{}).(time.Time); ok {
+		r.m.ObserveResponseLatency(r.clock().Sub(t))
+	}
+	return errors.Join(errs...)
+}
+
+// Resolved closes the violation at path: it was restored and verified, or
+// the container restarted and verified clean. Readiness returns once no
+// violation is open.
+func (r *Responder) Resolved(path string) {
+	r.mu.Lock()
+	delete(r.open, path)
+	n := len(r.open)
+	r.mu.Unlock()
+	r.m.SetViolationsOpen(n)
+	if r.ready != nil {
+		r.ready.SetViolation(path, false)
+	}
+}
+
+// TargetRestarted tells the responder that the app container was seen
+// starting again, so the next kill action is a new kill (counted against the
+// limit) instead of being coalesced into the last one.
+func (r *Responder) TargetRestarted() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.killPending = false
+}
+
+// Close stops the background webhook sender. It delivers what is queued
+// until ctx ends, then abandons the rest (counted as errors) and returns
+// ctx's error. Findings handled after Close are not sent.
+func (r *Responder) Close(ctx context.Context) error {
+	if r.hook == nil {
+		return nil
+	}
+	return r.hook.close(ctx)
+}
+
+// run runs one action and counts its result.
+func (r *Responder) run(ctx context.Context, a Action, f compare.Finding, content []byte) error {
+	var (
+		res = server.ResultOK
+		err error
+	)
+	switch a {
+	case ActionLog:
+		r.logFinding(ctx, f)
+	case ActionMetric:
+		if r.m == nil {
+			res, err = server.ResultError, errors.New("no metrics")
+		} else {
+			r.m.Finding(f.Kind)
+		}
+	case ActionUnready:
+		if r.ready == nil {
+			res, err = server.ResultError, errors.New("no readiness endpoint")
+		} else {
+			r.ready.SetViolation(f.Path, true)
+		}
+	case ActionRestore:
+		res, err = r.restore(ctx, f, content)
+	case ActionKill:
+		// kill counts its own results and runs the escalation.
+		return r.kill(ctx, f, content)
+	case ActionWebhook:
+		if r.hook == nil {
+			res, err = server.ResultError, errors.New("no webhook configured")
+			break
+		}
+		// The sender counts the result once delivery is over.
+		r.hook.enqueue(ctx, f, r.clock())
+		return nil
+	default:
+		return fmt.Errorf("unknown action %q", a)
+	}
+	r.m.Action(string(a), res)
+	if err != nil {
+		r.logPath(ctx, slog.LevelError, msgActionFailed, f.Path,
+			slog.String(keyAction, string(a)), slog.String(keyResult, string(res)), slog.String(keyError, err.Error()))
+	}
+	return err
+}

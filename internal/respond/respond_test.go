@@ -1,0 +1,461 @@
+package respond
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/podfim/podfim/internal/attr"
+	"github.com/podfim/podfim/internal/compare"
+	"github.com/podfim/podfim/internal/server"
+)
+
+func TestValidate(t *testing.T) {
+	ok := []Plan{
+		{Actions: []Action{ActionLog}},
+		{Actions: []Action{ActionLog, ActionMetric, ActionUnready, ActionRestore, ActionKill}, KillLimit: 5, KillWindow: time.Hour,
+			Escalate: []Action{ActionUnready, ActionLog}, RestoreMaxBytes: 10},
+		{Actions: []Action{ActionWebhook}, Webhook: &WebhookConfig{URL: "http://127.0.0.1:8080/hook"}},
+		{Actions: []Action{ActionKill}, Escalate: []Action{ActionWebhook}, Webhook: &WebhookConfig{URL: "https://example.invalid/x"}},
+	}
+	for i, p := range ok {
+		if err := p.Validate(); err != nil {
+			t.Errorf("plan %d: %v", i, err)
+		}
+	}
+	for _, tc := range []struct {
+		p    Plan
+		want string
+	}{
+		{Plan{}, "actions: at least one action is required"},
+		{Plan{Actions: []Action{"kil"}}, `actions[0]: unknown action "kil" (known: log, metric, unready, restore, kill, webhook)`},
+		{Plan{Actions: []Action{ActionLog, "event"}}, `actions[1]: action "event" is not supported yet`},
+		{Plan{Actions: []Action{"delete"}}, `actions[0]: action "delete" is not supported yet`},
+		{Plan{Actions: []Action{ActionLog, ActionLog}}, `actions[1]: duplicate action "log"`},
+		{Plan{Actions: []Action{ActionKill}, Escalate: []Action{ActionKill}}, "escalate[0]: kill cannot be an escalation of kill"},
+		{Plan{Actions: []Action{ActionKill}, Escalate: []Action{"page"}}, `escalate[0]: unknown action "page"`},
+		{Plan{Actions: []Action{ActionKill}, KillLimit: -1}, "killLimit: -1 is negative"},
+		{Plan{Actions: []Action{ActionKill}, KillWindow: -time.Second}, "killWindow: -1s is negative"},
+		{Plan{Actions: []Action{ActionRestore}, RestoreMaxBytes: -1}, "restoreMaxBytes: -1 is negative"},
+		{Plan{Actions: []Action{ActionWebhook}}, "webhook: required by the webhook action"},
+		{Plan{Actions: []Action{ActionKill}, Escalate: []Action{ActionWebhook}}, "webhook: required by the webhook action"},
+		{Plan{Actions: []Action{ActionWebhook}, Webhook: &WebhookConfig{}}, "webhook.url: required"},
+		{Plan{Actions: []Action{ActionWebhook}, Webhook: &WebhookConfig{URL: "ftp://x/"}}, `webhook.url: scheme "ftp" is not http or https`},
+		{Plan{Actions: []Action{ActionWebhook}, Webhook: &WebhookConfig{URL: "http:///x"}}, "webhook.url: no host"},
+		{Plan{Actions: []Action{ActionWebhook}, Webhook: &WebhookConfig{URL: "https://u:p@host/"}}, "webhook.url: must not hold credentials"},
+		{Plan{Actions: []Action{ActionWebhook}, Webhook: &WebhookConfig{URL: "http://h/", Timeout: -1}}, "webhook.timeout"},
+		{Plan{Actions: []Action{ActionWebhook}, Webhook: &WebhookConfig{URL: "http://h/", Attempts: -1}}, "webhook.attempts"},
+		{Plan{Actions: []Action{ActionWebhook}, Webhook: &WebhookConfig{URL: "http://h/", Backoff: -1}}, "webhook.backoff"},
+		{Plan{Actions: []Action{ActionWebhook}, Webhook: &WebhookConfig{URL: "http://h/", QueueSize: -1}}, "webhook.queueSize"},
+		{Plan{Actions: []Action{ActionWebhook}, Webhook: &WebhookConfig{URL: "http://h/", CAFile: "/nonexistent"}}, "webhook.caFile: requires an https url"},
+		{Plan{Actions: []Action{ActionWebhook}, Webhook: &WebhookConfig{URL: "https://h/", CAFile: "/nonexistent"}}, "webhook.caFile: open /nonexistent"},
+		{Plan{Actions: []Action{ActionWebhook}, Webhook: &WebhookConfig{URL: "https://h/", TokenFile: "/nonexistent"}}, "webhook.tokenFile: open /nonexistent"},
+	} {
+		err := tc.p.Validate()
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: error %v, want %q", tc.p, err, tc.want)
+		}
+	}
+}
+
+// TestActionLabels checks that every action has its pre-created series in
+// podfim_actions_total: the list in package server mirrors this package's.
+func TestActionLabels(t *testing.T) {
+	e := newEnv(t, Plan{Actions: []Action{ActionLog}})
+	for _, a := range append(actions[:], reserved[:]...) {
+		for _, r := range []server.Result{server.ResultOK, server.ResultError, server.ResultSkipped} {
+			if v := e.action(t, a, r); v != 0 {
+				t.Errorf("%s %s = %v", a, r, v)
+			}
+		}
+	}
+}
+
+func TestLogLine(t *testing.T) {
+	e := newEnv(t, Plan{Actions: []Action{ActionLog}})
+	f := changed("/srv/www/index.html", []byte("Hello, world!\n"), []byte("Hacked\n"))
+	if err := e.r.Handle(t.Context(), f, nil); err != nil {
+		t.Fatal(err)
+	}
+	added := compare.Finding{Path: "/tmp/\xff\n", Kind: compare.Added, New: regular("/tmp/\xff\n", []byte("x"))}
+	if err := e.r.Handle(t.Context(), added, nil); err != nil {
+		t.Fatal(err)
+	}
+	lines := e.logs.lines(t)
+	if len(lines) != 2 {
+		t.Fatalf("%d log lines, want one per finding: %v", len(lines), lines)
+	}
+	l := lines[0]
+	for k, want := range map[string]any{
+		"msg": "integrity violation", "level": "WARN", keyPath: "/srv/www/index.html", keyKind: "changed",
+		keyOldSHA256: hexSHA256("Hello, world!\n"),
+		keyNewSHA256: hexSHA256("Hacked\n"),
+	} {
+		if l[k] != want {
+			t.Errorf("%s = %v, want %v", k, l[k], want)
+		}
+	}
+	if got := l[keyAttributes].([]any); !slices.Equal(anyStrings(got), []string{"size", "inode", "mtime", "ctime", "sha256"}) {
+		t.Errorf("attributes %v", got)
+	}
+	if old := l[keyOld].(map[string]any); old["mode"] != "0644" || old["size"] != float64(14) {
+		t.Errorf("old %v", old)
+	}
+	if _, ok := l[keyPathB64]; ok {
+		t.Error("path_b64 for a UTF-8 path")
+	}
+	l = lines[1]
+	if l[keyKind] != "added" || l[keyPathB64] != "L3RtcC//Cg==" || l[keyOld] != nil || l[keyOldSHA256] != nil {
+		t.Errorf("added finding: %v", l)
+	}
+	if attrs := l[keyAttributes].([]any); len(attrs) != 0 {
+		t.Errorf("added attributes %v, want []", attrs)
+	}
+	if v := e.action(t, ActionLog, server.ResultOK); v != 2 {
+		t.Errorf("log ok = %v", v)
+	}
+}
+
+func TestMetricAction(t *testing.T) {
+	e := newEnv(t, Plan{Actions: []Action{ActionMetric}})
+	ctx := WithEventTime(t.Context(), e.clock.Now())
+	e.clock.Add(3 * time.Millisecond)
+	for _, f := range []compare.Finding{
+		changed("/a", []byte("a"), []byte("b")),
+		{Path: "/b", Kind: compare.Removed, Old: regular("/b", nil)},
+		{Path: "/c", Kind: compare.Removed, Old: regular("/c", nil)},
+	} {
+		if err := e.r.Handle(ctx, f, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for kind, want := range map[string]float64{"added": 0, "removed": 2, "changed": 1} {
+		if v := e.metric(t, "podfim_findings_total", "kind", kind); v != want {
+			t.Errorf("findings %s = %v, want %v", kind, v, want)
+		}
+	}
+	if v := e.action(t, ActionMetric, server.ResultOK); v != 3 {
+		t.Errorf("metric ok = %v", v)
+	}
+	if v := e.metric(t, "podfim_violations_open"); v != 3 {
+		t.Errorf("violations open = %v", v)
+	}
+	if v := e.metric(t, "podfim_response_latency_seconds"); v != 3 {
+		t.Errorf("latency observations = %v", v)
+	}
+	if len(e.logs.lines(t)) != 0 {
+		t.Error("log lines without the log action")
+	}
+}
+
+func TestUnreadyResolved(t *testing.T) {
+	e := newEnv(t, Plan{Actions: []Action{ActionUnready}})
+	for _, p := range []string{"/etc/passwd", "/bin/sh"} {
+		if err := e.r.Handle(t.Context(), changed(p, []byte("a"), []byte("b")), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ok, reasons := e.ready.Ready()
+	if ok || !slices.Equal(reasons, []string{"integrity violation: /bin/sh", "integrity violation: /etc/passwd"}) {
+		t.Fatalf("ready %v %q", ok, reasons)
+	}
+	if v := e.metric(t, "podfim_violations_open"); v != 2 {
+		t.Errorf("violations open = %v", v)
+	}
+	e.r.Resolved("/etc/passwd")
+	if ok, _ := e.ready.Ready(); ok {
+		t.Error("ready with one violation still open")
+	}
+	e.r.Resolved("/bin/sh")
+	if ok, reasons := e.ready.Ready(); !ok {
+		t.Errorf("not ready after every violation resolved: %q", reasons)
+	}
+	if v := e.metric(t, "podfim_violations_open"); v != 0 {
+		t.Errorf("violations open = %v", v)
+	}
+	if v := e.action(t, ActionUnready, server.ResultOK); v != 2 {
+		t.Errorf("unready ok = %v", v)
+	}
+}
+
+func TestRestore(t *testing.T) {
+	e := newEnv(t, Plan{Actions: []Action{ActionRestore}, RestoreMaxBytes: 16})
+	orig := []byte("Hello, world!\n")
+	f := changed("/srv/www/index.html", orig, []byte("Hacked\n"))
+	f.Old.Xattrs = []attr.Xattr{{Name: "user.x", Value: []byte("1")}}
+	if err := e.r.Handle(t.Context(), f, orig); err != nil {
+		t.Fatal(err)
+	}
+	removed := compare.Finding{Path: "/etc/motd", Kind: compare.Removed, Old: regular("/etc/motd", []byte("hi"))}
+	if err := e.r.Handle(t.Context(), removed, []byte("hi")); err != nil {
+		t.Fatal(err)
+	}
+	empty := compare.Finding{Path: "/etc/empty", Kind: compare.Removed, Old: regular("/etc/empty", nil)}
+	if err := e.r.Handle(t.Context(), empty, nil); err != nil {
+		t.Fatal(err)
+	}
+	rs := e.target.restores
+	if len(rs) != 3 {
+		t.Fatalf("%d restores, want 3", len(rs))
+	}
+	if rs[0].path != f.Path || rs[0].want != f.Old || string(rs[0].content) != string(orig) {
+		t.Errorf("restore %q %p %q, want %q %p %q", rs[0].path, rs[0].want, rs[0].content, f.Path, f.Old, orig)
+	}
+	if rs[1].path != "/etc/motd" || string(rs[1].content) != "hi" {
+		t.Errorf("restore of a removed file: %+v", rs[1])
+	}
+	if rs[2].path != "/etc/empty" || rs[2].content == nil || len(rs[2].content) != 0 {
+		t.Errorf("restore of an empty file: %+v", rs[2])
+	}
+	if v := e.action(t, ActionRestore, server.ResultOK); v != 3 {
+		t.Errorf("restore ok = %v", v)
+	}
+
+	// Skipped: nothing kept, too large, added, not a regular file.
+	dir := &attr.Entry{Path: "/etc", Attrs: attr.All, Type: attr.TypeDir, Mode: 0o755}
+	big := []byte(strings.Repeat("x", 17))
+	for _, tc := range []struct {
+		f       compare.Finding
+		content []byte
+	}{
+		{changed("/a", orig, []byte("b")), nil},
+		{changed("/big", big, []byte("b")), big},
+		{compare.Finding{Path: "/new", Kind: compare.Added, New: regular("/new", orig)}, orig},
+		{compare.Finding{Path: "/etc", Kind: compare.Removed, Old: dir}, []byte{}},
+	} {
+		if err := e.r.Handle(t.Context(), tc.f, tc.content); err != nil {
+			t.Errorf("%s: %v", tc.f.Path, err)
+		}
+	}
+	if len(e.target.restores) != 3 {
+		t.Errorf("skipped restores reached the RootWriter: %+v", e.target.restores[3:])
+	}
+	if v := e.action(t, ActionRestore, server.ResultSkipped); v != 4 {
+		t.Errorf("restore skipped = %v", v)
+	}
+	if n := len(withMsg(e.logs.lines(t), msgActionSkipped)); n != 4 {
+		t.Errorf("%d skip lines, want 4", n)
+	}
+
+	// Errors: content that is not the baseline's, and a failing writer.
+	if err := e.r.Handle(t.Context(), changed("/c", orig, []byte("b")), []byte("Hello, World!\n")); err == nil ||
+		!strings.Contains(err.Error(), "does not match the baseline's sha256") {
+		t.Errorf("restore of the wrong content: %v", err)
+	}
+	e.target.writeErr = errors.New("symlink in path")
+	if err := e.r.Handle(t.Context(), changed("/d", orig, []byte("b")), orig); err == nil ||
+		!strings.Contains(err.Error(), "symlink in path") {
+		t.Errorf("failing writer: %v", err)
+	}
+	if v := e.action(t, ActionRestore, server.ResultError); v != 2 {
+		t.Errorf("restore error = %v", v)
+	}
+	if len(e.target.restores) != 4 {
+		t.Errorf("%d restores: wrong content reached the writer", len(e.target.restores))
+	}
+}
+
+func TestCheckContentHashes(t *testing.T) {
+	c := []byte("content")
+	for _, tc := range []struct {
+		alg  attr.Set
+		hash string
+	}{
+		{attr.SHA512, "b2d1d285b5199c85f988d03649c37e44fd3dde01e5d69c50fef90651962f48110e9340b60d49a479c4c0b53f5f07d690686dd87d2481937a512e8b85ee7c617f"},
+		{attr.BLAKE3, "3fb7a5c3a6bac1b4b7d04a2dc9b5c6bcb76e3b0e4d7b6a6fa03e1d6c0a9f1d3a"},
+	} {
+		e := &attr.Entry{Attrs: attr.Type | tc.alg, Type: attr.TypeRegular, Hash: mustHex(tc.hash)}
+		err := checkContent(e, c)
+		if tc.alg == attr.SHA512 && err != nil {
+			t.Errorf("sha512: %v", err)
+		}
+		if tc.alg == attr.BLAKE3 && err == nil {
+			t.Error("blake3: a wrong hash passed")
+		}
+	}
+	// The published BLAKE3 vector for the empty input.
+	e := &attr.Entry{Attrs: attr.Type | attr.BLAKE3, Type: attr.TypeRegular,
+		Hash: mustHex("af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262")}
+	if err := checkContent(e, []byte{}); err != nil {
+		t.Errorf("blake3 of nothing: %v", err)
+	}
+	// The right blake3 sum, at the default and at an extended length.
+	for _, n := range []int{32, 64} {
+		e := &attr.Entry{Attrs: attr.Type | attr.BLAKE3, Type: attr.TypeRegular, Hash: blake3Sum(c, n)}
+		if err := checkContent(e, c); err != nil {
+			t.Errorf("blake3 (%d bytes): %v", n, err)
+		}
+	}
+}
+
+func TestKillEscalation(t *testing.T) {
+	e := newEnv(t, Plan{Actions: []Action{ActionKill}, KillLimit: 3, KillWindow: 10 * time.Minute})
+	f := changed("/srv/www/index.html", []byte("a"), []byte("b"))
+	ctx := t.Context()
+	start := e.clock.Now()
+	for i := 1; i <= 3; i++ {
+		if err := e.r.Handle(ctx, f, nil); err != nil {
+			t.Fatal(err)
+		}
+		if k := e.target.Kills(); k != i {
+			t.Fatalf("after finding %d: %d kills", i, k)
+		}
+		e.clock.Add(time.Minute)
+		e.r.TargetRestarted()
+	}
+	if ok, _ := e.ready.Ready(); !ok {
+		t.Fatal("unready before escalation")
+	}
+	// Fourth restart, still modified: the limit is reached.
+	for range 2 {
+		if err := e.r.Handle(ctx, f, nil); err != nil {
+			t.Fatal(err)
+		}
+		e.r.TargetRestarted()
+	}
+	if k := e.target.Kills(); k != 3 {
+		t.Fatalf("%d kills beyond the limit", k)
+	}
+	if ok, reasons := e.ready.Ready(); ok || !slices.Equal(reasons, []string{"integrity violation: /srv/www/index.html"}) {
+		t.Errorf("escalation to unready: ready %v %q", ok, reasons)
+	}
+	limit := withMsg(e.logs.lines(t), msgKillLimit)
+	if len(limit) != 1 {
+		t.Fatalf("%d kill limit lines, want 1 per episode", len(limit))
+	}
+	wantMsg := "kill limit reached: 3 kills in 10m0s; the restarted container is still modified " +
+		"(tampered volume or a runtime that reuses the container?); escalating to [unready]"
+	if limit[0]["msg"] != wantMsg || limit[0][keyPath] != f.Path || limit[0][keyKills] != float64(3) {
+		t.Errorf("kill limit line: %v", limit[0])
+	}
+	if v := e.action(t, ActionKill, server.ResultOK); v != 3 {
+		t.Errorf("kill ok = %v", v)
+	}
+	if v := e.action(t, ActionKill, server.ResultSkipped); v != 2 {
+		t.Errorf("kill skipped = %v", v)
+	}
+	if v := e.action(t, ActionUnready, server.ResultOK); v != 2 {
+		t.Errorf("unready ok = %v", v)
+	}
+
+	// The window slides: once the first kill is 10 minutes old, one more
+	// kill is allowed, then the limit holds again.
+	e.clock.Add(start.Add(10*time.Minute + time.Nanosecond).Sub(e.clock.Now()))
+	if err := e.r.Handle(ctx, f, nil); err != nil {
+		t.Fatal(err)
+	}
+	if k := e.target.Kills(); k != 4 {
+		t.Fatalf("after the window: %d kills, want 4", k)
+	}
+	e.r.TargetRestarted()
+	if err := e.r.Handle(ctx, f, nil); err != nil {
+		t.Fatal(err)
+	}
+	if k := e.target.Kills(); k != 4 {
+		t.Fatalf("second kill after the window slid by one: %d kills", k)
+	}
+	if n := len(withMsg(e.logs.lines(t), msgKillLimit)); n != 2 {
+		t.Errorf("%d kill limit lines, want a new one for the new episode", n)
+	}
+
+	// After a whole quiet window the full budget is back.
+	e.clock.Add(time.Hour)
+	for i := 5; i <= 7; i++ {
+		e.r.TargetRestarted()
+		if err := e.r.Handle(ctx, f, nil); err != nil {
+			t.Fatal(err)
+		}
+		if k := e.target.Kills(); k != i {
+			t.Fatalf("after a quiet window: %d kills, want %d", k, i)
+		}
+	}
+}
+
+// TestKillCoalesced checks that the findings of one scan cause one kill, not
+// one each.
+func TestKillCoalesced(t *testing.T) {
+	e := newEnv(t, Plan{Actions: []Action{ActionKill}})
+	for _, p := range []string{"/a", "/b", "/c", "/d"} {
+		if err := e.r.Handle(t.Context(), changed(p, []byte("a"), []byte("b")), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if k := e.target.Kills(); k != 1 {
+		t.Fatalf("%d kills for one scan", k)
+	}
+	if v := e.action(t, ActionKill, server.ResultSkipped); v != 3 {
+		t.Errorf("kill skipped = %v", v)
+	}
+	// No restart reported: after the hold-off a kill is tried again.
+	e.clock.Add(killHoldoff)
+	if err := e.r.Handle(t.Context(), changed("/a", []byte("a"), []byte("b")), nil); err != nil {
+		t.Fatal(err)
+	}
+	if k := e.target.Kills(); k != 2 {
+		t.Fatalf("%d kills after the hold-off", k)
+	}
+}
+
+func TestKillError(t *testing.T) {
+	e := newEnv(t, Plan{Actions: []Action{ActionLog, ActionKill, ActionMetric}})
+	e.target.killErr = errors.New("no such process")
+	f := changed("/a", []byte("a"), []byte("b"))
+	err := e.r.Handle(t.Context(), f, nil)
+	if err == nil || !strings.Contains(err.Error(), "no such process") {
+		t.Fatalf("Handle: %v", err)
+	}
+	if v := e.action(t, ActionKill, server.ResultError); v != 1 {
+		t.Errorf("kill error = %v", v)
+	}
+	// The actions after the failed one still ran.
+	if v := e.action(t, ActionMetric, server.ResultOK); v != 1 {
+		t.Errorf("metric ok = %v", v)
+	}
+	// A failed kill is not pending: the next finding tries again.
+	if err := e.r.Handle(t.Context(), f, nil); err == nil {
+		t.Error("second failing kill: no error")
+	}
+	if k := e.target.Kills(); k != 2 {
+		t.Errorf("%d kill attempts", k)
+	}
+	if n := len(withMsg(e.logs.lines(t), msgActionFailed)); n != 2 {
+		t.Errorf("%d failure lines", n)
+	}
+}
+
+// TestEscalateOnlyMissing checks that escalation does not repeat an action
+// the plan already ran, and runs the others.
+func TestEscalateOnlyMissing(t *testing.T) {
+	e := newEnv(t, Plan{Actions: []Action{ActionUnready, ActionKill}, KillLimit: 1, Escalate: []Action{ActionUnready, ActionMetric}})
+	f := changed("/a", []byte("a"), []byte("b"))
+	for range 2 {
+		if err := e.r.Handle(t.Context(), f, nil); err != nil {
+			t.Fatal(err)
+		}
+		e.r.TargetRestarted()
+	}
+	if v := e.action(t, ActionUnready, server.ResultOK); v != 2 {
+		t.Errorf("unready ok = %v, want once per finding", v)
+	}
+	if v := e.action(t, ActionMetric, server.ResultOK); v != 1 {
+		t.Errorf("metric ok = %v, want once (escalation)", v)
+	}
+}
+
+func TestMissingSeams(t *testing.T) {
+	r := New(Plan{Actions: []Action{ActionMetric, ActionUnready, ActionKill, ActionRestore}}, nil, nil, nil, nil, nil)
+	orig := []byte("x")
+	err := r.Handle(context.Background(), changed("/a", orig, []byte("y")), orig)
+	for _, want := range []string{"no metrics", "no readiness endpoint", "no target"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v lacks %q", err, want)
+		}
+	}
+	r.Resolved("/a")
+	if err := r.Close(context.Background()); err != nil {
+		t.Error(err)
+	}
+}
