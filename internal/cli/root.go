@@ -43,6 +43,7 @@ version, 20 corrupt baseline, 21 signature, 130 interrupted.`,
 		newCheckCmd(s),
 		newUpdateCmd(s),
 		newKeygenCmd(s),
+		newSidecarCmd(s),
 		newVersionCmd(s),
 	)
 	return root

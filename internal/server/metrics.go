@@ -44,6 +44,7 @@ const (
 	RescanWatchLimit    RescanReason = "watch_limit"    // no more watches could be added
 	RescanSchedule      RescanReason = "schedule"       // the periodic full check
 	RescanTargetRestart RescanReason = "target_restart" // the app container was started again
+	RescanDirChange     RescanReason = "dir_change"     // a directory was created, removed or moved: its subtree is rechecked
 )
 
 // BaselineSource is the value of the "source" label of podfim_baseline_info.
@@ -155,7 +156,7 @@ func NewMetrics(reg prometheus.Registerer, version string) (*Metrics, error) {
 			m.actions.WithLabelValues(a, string(r)).Add(0)
 		}
 	}
-	for _, r := range []RescanReason{RescanOverflow, RescanWatchLost, RescanWatchLimit, RescanSchedule, RescanTargetRestart} {
+	for _, r := range []RescanReason{RescanOverflow, RescanWatchLost, RescanWatchLimit, RescanSchedule, RescanTargetRestart, RescanDirChange} {
 		m.rescans.WithLabelValues(string(r)).Add(0)
 	}
 	m.buildInfo.WithLabelValues(version, runtime.Version()).Set(1)

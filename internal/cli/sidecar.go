@@ -1,0 +1,227 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"sigs.k8s.io/yaml"
+
+	"github.com/podfim/podfim/internal/baseline"
+	"github.com/podfim/podfim/internal/policy"
+	"github.com/podfim/podfim/internal/respond"
+	"github.com/podfim/podfim/internal/sidecar"
+	"github.com/podfim/podfim/internal/target"
+)
+
+// sidecarFlags are the sidecar's settings. Each can come from a flag, an
+// environment variable PODFIM_<FLAG> (upper case, '-' as '_') or a key of
+// the --config file named like the flag; flags win over the environment,
+// which wins over the file.
+type sidecarFlags struct {
+	config       string
+	policy       string
+	baseline     string
+	verifyKey    string
+	stateDir     string
+	targetExe    string
+	targetID     string
+	inotify      bool
+	quick        time.Duration
+	full         time.Duration
+	retarget     time.Duration
+	respond      []string
+	escalate     []string
+	killLimit    int
+	killWindow   time.Duration
+	webhookURL   string
+	webhookTO    time.Duration
+	webhookToken string
+	webhookCA    string
+	listen       string
+	logLevel     string
+}
+
+func (f *sidecarFlags) register(fs *pflag.FlagSet) {
+	fs.StringVar(&f.config, "config", "", "YAML file of settings, keyed by flag name (e.g. \"quick-interval: 30s\"); flags and PODFIM_* variables win over it")
+	fs.StringVar(&f.policy, "policy", "", "policy file (YAML); default: the built-in policy for container images")
+	fs.StringVar(&f.baseline, "baseline", "", "trusted baseline file (e.g. from a ConfigMap or the sidecar image); empty: baseline the container at first sight into --state-dir")
+	fs.StringVar(&f.verifyKey, "verify-key", "", "public key file: refuse a --baseline not signed by this key")
+	fs.StringVar(&f.stateDir, "state-dir", "/var/lib/podfim", "directory only the sidecar mounts, for the first-sight baseline; it survives sidecar restarts so a tampered app is never re-baselined")
+	fs.StringVar(&f.targetExe, "target-exe", "", "select the app container by the path of its executable inside the container")
+	fs.StringVar(&f.targetID, "target-container", "", "select the app container by container ID (at least 12 hex digits)")
+	fs.BoolVar(&f.inotify, "inotify", true, "watch directories with inotify for changes within milliseconds")
+	fs.DurationVar(&f.quick, "quick-interval", time.Minute, "interval of quick checks (metadata; hash only what changed); 0 disables")
+	fs.DurationVar(&f.full, "full-interval", time.Hour, "interval of full checks (every file hashed: the compliance evidence); 0 disables")
+	fs.DurationVar(&f.retarget, "retarget-interval", target.DefaultInterval, "how often /proc is polled for the app container restarting")
+	fs.StringSliceVar(&f.respond, "respond", []string{"log", "metric", "unready"}, "actions for every finding, in order: log, metric, unready, kill, webhook")
+	fs.StringSliceVar(&f.escalate, "escalate", []string{"unready"}, "actions instead of kill once --kill-limit kills happened within --kill-window")
+	fs.IntVar(&f.killLimit, "kill-limit", respond.DefaultKillLimit, "most kills of the app container within --kill-window")
+	fs.DurationVar(&f.killWindow, "kill-window", respond.DefaultKillWindow, "sliding window of --kill-limit")
+	fs.StringVar(&f.webhookURL, "webhook-url", "", "URL the webhook action POSTs each finding to (JSON)")
+	fs.DurationVar(&f.webhookTO, "webhook-timeout", respond.DefaultWebhookTimeout, "timeout of one webhook attempt")
+	fs.StringVar(&f.webhookToken, "webhook-token-file", "", "file holding a bearer token for the webhook")
+	fs.StringVar(&f.webhookCA, "webhook-ca-file", "", "PEM CA bundle for an https webhook")
+	fs.StringVar(&f.listen, "listen", ":9090", "address of /metrics, /healthz and /readyz (read-only); empty disables")
+	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+}
+
+// resolve fills the flags not given on the command line from the
+// environment, then from the config file.
+func (f *sidecarFlags) resolve(fs *pflag.FlagSet, getenv func(string) string) error {
+	var file map[string]any
+	path := f.config
+	if !fs.Changed("config") {
+		if v := getenv("PODFIM_CONFIG"); v != "" {
+			path = v
+		}
+	}
+	if path != "" {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return fail(ExitIO, fmt.Errorf("failed to read config %q: %w", path, err))
+		}
+		if err := yaml.Unmarshal(data, &file); err != nil {
+			return fail(ExitUsage, fmt.Errorf("config %q: %w", path, err))
+		}
+		for k := range file {
+			if k == "config" || fs.Lookup(k) == nil {
+				return failf(ExitUsage, "config %q: unknown setting %q (settings are named like the sidecar's flags)", path, k)
+			}
+		}
+	}
+	var errs []error
+	fs.VisitAll(func(fl *pflag.Flag) {
+		if fl.Changed || fl.Name == "config" {
+			return
+		}
+		env := "PODFIM_" + strings.ToUpper(strings.ReplaceAll(fl.Name, "-", "_"))
+		val, from := getenv(env), env
+		if val == "" {
+			v, ok := file[fl.Name]
+			if !ok {
+				return
+			}
+			val, from = fileValue(v), "config "+path
+		}
+		if err := fs.Set(fl.Name, val); err != nil {
+			errs = append(errs, fmt.Errorf("%s: invalid %s: %w", from, fl.Name, err))
+		}
+	})
+	if err := errors.Join(errs...); err != nil {
+		return fail(ExitUsage, err)
+	}
+	return nil
+}
+
+// fileValue turns a YAML value into flag syntax (lists become a,b,c).
+func fileValue(v any) string {
+	if list, ok := v.([]any); ok {
+		parts := make([]string, len(list))
+		for i, x := range list {
+			parts[i] = fmt.Sprint(x)
+		}
+		return strings.Join(parts, ",")
+	}
+	return fmt.Sprint(v)
+}
+
+// build turns the resolved flags into a validated sidecar configuration.
+func (f *sidecarFlags) build() (sidecar.Config, *slog.Logger, error) {
+	var cfg sidecar.Config
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
+		return cfg, nil, failf(ExitUsage, "--log-level: %v", err)
+	}
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	p := policy.Default()
+	if f.policy != "" {
+		var err error
+		if p, err = policy.Load(f.policy); err != nil {
+			return cfg, nil, fail(ExitPolicy, err)
+		}
+	}
+	cfg = sidecar.Config{
+		Selector:     target.Selector{Exe: f.targetExe, ContainerID: f.targetID},
+		Policy:       p,
+		BaselineFile: f.baseline,
+		StateDir:     f.stateDir,
+		Inotify:      f.inotify,
+		Quick:        f.quick,
+		Full:         f.full,
+		Retarget:     f.retarget,
+		Listen:       f.listen,
+		Version:      versionString(),
+		Plan: respond.Plan{
+			Actions:    actions(f.respond),
+			Escalate:   actions(f.escalate),
+			KillLimit:  f.killLimit,
+			KillWindow: f.killWindow,
+		},
+	}
+	if f.webhookURL != "" {
+		cfg.Plan.Webhook = &respond.WebhookConfig{URL: f.webhookURL, Timeout: f.webhookTO, TokenFile: f.webhookToken, CAFile: f.webhookCA}
+	}
+	if f.verifyKey != "" {
+		pub, err := baseline.LoadPublicKey(f.verifyKey)
+		if err != nil {
+			return cfg, nil, fail(ExitIO, err)
+		}
+		cfg.VerifyKey = pub
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, nil, fail(ExitUsage, fmt.Errorf("invalid sidecar configuration: %w", err))
+	}
+	return cfg, log, nil
+}
+
+func actions(names []string) []respond.Action {
+	out := make([]respond.Action, 0, len(names))
+	for _, n := range names {
+		if n = strings.TrimSpace(n); n != "" {
+			out = append(out, respond.Action(n))
+		}
+	}
+	return out
+}
+
+func newSidecarCmd(s *streams) *cobra.Command {
+	var f sidecarFlags
+	c := &cobra.Command{
+		Use:   "sidecar",
+		Short: "Watch the app container of this pod and respond when its files change",
+		Long: `sidecar runs in a pod with shareProcessNamespace: true. It finds the app
+container's processes in /proc, reads its files through /proc/<pid>/root
+without ever following a symlink, compares them with a trusted baseline
+(--baseline, or the container at first sight kept in --state-dir), and
+responds to every change: log, metric, unready (/readyz fails while a
+violation is open), kill (SIGKILL the app's processes so the kubelet starts a
+fresh container; bounded by --kill-limit, then --escalate), webhook.
+
+Every flag can also be set with PODFIM_<FLAG> (e.g. PODFIM_QUICK_INTERVAL=30s)
+or in the --config file; flags win over the environment, which wins over the
+file. It needs CAP_SYS_PTRACE (read another container's /proc/<pid>/root),
+CAP_KILL (kill), and CAP_DAC_READ_SEARCH for files unreadable even to root.`,
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			if err := f.resolve(c.Flags(), os.Getenv); err != nil {
+				return err
+			}
+			cfg, log, err := f.build()
+			if err != nil {
+				return err
+			}
+			if err := sidecar.Run(c.Context(), cfg, log); err != nil {
+				return fail(ExitError, err)
+			}
+			return nil
+		},
+	}
+	f.register(c.Flags())
+	return c
+}

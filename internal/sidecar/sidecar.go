@@ -1,0 +1,375 @@
+// Package sidecar wires the stages of podfim's sidecar together: it follows
+// the app container (target), gets its trusted baseline (a file, or the
+// container at first sight kept in a private state directory), runs the
+// detection loop (watch) on the container's root, passes findings to the
+// responder (respond) and serves metrics and probes (server).
+package sidecar
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/podfim/podfim/internal/baseline"
+	"github.com/podfim/podfim/internal/compare"
+	"github.com/podfim/podfim/internal/policy"
+	"github.com/podfim/podfim/internal/respond"
+	"github.com/podfim/podfim/internal/scan"
+	"github.com/podfim/podfim/internal/server"
+	"github.com/podfim/podfim/internal/target"
+	"github.com/podfim/podfim/internal/watch"
+)
+
+// Log keys.
+const (
+	keyContainer = "container"
+	keyPID       = "pid"
+	keyExe       = "exe"
+	keyEvent     = "event"
+	keyBaseline  = "baseline"
+	keyEntries   = "entries"
+	keyDigest    = "digest"
+	keySource    = "source"
+	keyError     = "error"
+	keyAddr      = "addr"
+)
+
+// Baseline sources.
+const (
+	SourceFile       = "file"
+	SourceFirstSight = "first-sight"
+)
+
+// Config is the validated configuration of a sidecar.
+type Config struct {
+	Selector target.Selector
+	Policy   *policy.Policy
+	// BaselineFile, when set, is the trusted baseline (source "file");
+	// otherwise the container is baselined at first sight into StateDir.
+	BaselineFile string
+	VerifyKey    ed25519.PublicKey
+	StateDir     string
+	Inotify      bool
+	Quick, Full  time.Duration
+	Retarget     time.Duration
+	Plan         respond.Plan
+	Listen       string
+	Version      string
+	// Finder overrides target discovery (tests); nil is the default /proc.
+	Finder *target.Finder
+}
+
+// Source is the baseline source the configuration selects.
+func (c *Config) Source() string {
+	if c.BaselineFile != "" {
+		return SourceFile
+	}
+	return SourceFirstSight
+}
+
+// Validate checks the configuration before anything starts.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Policy == nil {
+		errs = append(errs, errors.New("no policy"))
+	}
+	if err := c.Selector.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.BaselineFile == "" && c.StateDir == "" {
+		errs = append(errs, errors.New("--state-dir is required when the baseline is taken at first sight (no --baseline)"))
+	}
+	if c.Quick < 0 || c.Full < 0 {
+		errs = append(errs, errors.New("check intervals must not be negative"))
+	}
+	if c.Quick == 0 && c.Full == 0 && !c.Inotify {
+		errs = append(errs, errors.New("nothing would detect changes: enable inotify or set a quick or full interval"))
+	}
+	if err := c.Plan.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	for _, a := range append(append([]respond.Action{}, c.Plan.Actions...), c.Plan.Escalate...) {
+		if a == respond.ActionRestore {
+			errs = append(errs, errors.New("the restore action is not available in the sidecar yet: use kill or unready"))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Run runs the sidecar until ctx ends.
+func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	matcher, err := cfg.Policy.Compile()
+	if err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	metrics, err := server.NewMetrics(reg, cfg.Version)
+	if err != nil {
+		return err
+	}
+	ready := &server.Readiness{}
+	finder := cfg.Finder
+	if finder == nil {
+		finder = &target.Finder{}
+	}
+	s := &sidecar{cfg: cfg, log: log, matcher: matcher, metrics: metrics, ready: ready, finder: finder}
+	s.resp = respond.New(cfg.Plan, log, metrics, ready, s, nil)
+	defer func() {
+		closeCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		s.resp.Close(closeCtx)
+	}()
+
+	if cfg.BaselineFile != "" {
+		b, err := baseline.ReadFile(cfg.BaselineFile, baseline.ReadOptions{VerifyKey: cfg.VerifyKey})
+		if err != nil {
+			return err
+		}
+		s.setBaseline(b, SourceFile)
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	srvErr := make(chan error, 1)
+	if cfg.Listen != "" {
+		srv := server.New(cfg.Listen, reg, ready, s.health)
+		go func() { srvErr <- srv.Run(ctx) }()
+		select {
+		case <-srv.Listening():
+			log.Info("serving metrics and probes", keyAddr, srv.Addr())
+		case err := <-srvErr:
+			return err
+		}
+	}
+
+	events := make(chan target.Event, 4)
+	followErr := make(chan error, 1)
+	go func() { followErr <- finder.Follow(ctx, cfg.Selector, cfg.Retarget, events) }()
+
+	var cur *running
+	stopMonitor := func() {
+		if cur != nil {
+			cur.stop()
+			cur = nil
+		}
+	}
+	defer stopMonitor()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-srvErr:
+			return err
+		case err := <-followErr:
+			if err != nil {
+				return fmt.Errorf("failed to follow the target container: %w", err)
+			}
+			return nil
+		case ev := <-events:
+			stopMonitor()
+			c := ev.Container
+			log.Info("target "+ev.Kind.String(), keyEvent, ev.Kind.String(), keyContainer, c.String(), keyPID, c.PID, keyExe, c.Exe)
+			if ev.Kind == target.Lost {
+				s.setTarget(nil)
+				ready.SetStarted(false)
+				continue
+			}
+			if ev.Kind == target.Restarted {
+				metrics.TargetRestarted()
+				metrics.Rescan(server.RescanTargetRestart)
+				s.resp.TargetRestarted()
+			}
+			s.setTarget(c)
+			cur = s.start(ctx, c)
+		}
+	}
+}
+
+// running is a monitor of one container.
+type running struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func (r *running) stop() {
+	r.cancel()
+	<-r.done
+}
+
+// start monitors c until the returned monitor is stopped.
+func (s *sidecar) start(ctx context.Context, c *target.Container) *running {
+	ctx, cancel := context.WithCancel(ctx)
+	r := &running{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(r.done)
+		if err := s.monitor(ctx, c); err != nil && ctx.Err() == nil {
+			s.log.Error("monitoring the target failed; waiting for it to restart", keyContainer, c.String(), keyError, err.Error())
+			s.setHealth(err)
+		}
+	}()
+	return r
+}
+
+// sidecar is the state shared by the loop, the monitor and the responder.
+type sidecar struct {
+	cfg     Config
+	log     *slog.Logger
+	matcher *policy.Matcher
+	metrics *server.Metrics
+	ready   *server.Readiness
+	finder  *target.Finder
+	resp    *respond.Responder
+
+	mu        sync.Mutex
+	base      *baseline.Baseline
+	target    *target.Container
+	healthErr error
+}
+
+func (s *sidecar) health() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.healthErr
+}
+
+func (s *sidecar) setHealth(err error) {
+	s.mu.Lock()
+	s.healthErr = err
+	s.mu.Unlock()
+}
+
+func (s *sidecar) setTarget(c *target.Container) {
+	s.mu.Lock()
+	s.target = c
+	s.mu.Unlock()
+}
+
+func (s *sidecar) setBaseline(b *baseline.Baseline, source string) {
+	s.mu.Lock()
+	s.base = b
+	s.mu.Unlock()
+	s.metrics.SetBaseline(fmt.Sprintf("%x", b.Digest), server.BaselineSource(source), b.Signed)
+	s.metrics.SetFilesMonitored(len(b.Entries))
+	s.log.Info("baseline loaded", keySource, source, keyEntries, len(b.Entries), keyDigest, fmt.Sprintf("%x", b.Digest))
+}
+
+// monitor verifies and watches one container until ctx ends or the
+// container can no longer be read.
+func (s *sidecar) monitor(ctx context.Context, c *target.Container) error {
+	f, err := c.OpenRoot()
+	if err != nil {
+		return err
+	}
+	root, err := scan.OpenRoot("/proc/self/fd/" + strconv.Itoa(int(f.Fd())))
+	f.Close()
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+
+	s.mu.Lock()
+	b := s.base
+	s.mu.Unlock()
+	if b == nil {
+		if b, err = s.firstSight(ctx, root); err != nil {
+			return err
+		}
+	}
+	l := s.matcher.Limits()
+	mon := watch.New(root, watch.Config{
+		Matcher:  s.matcher,
+		Entries:  b.Entries,
+		Baseline: b,
+		Scan:     scan.Options{MaxFiles: l.MaxFiles, MaxDepth: l.MaxDepth, MaxFileBytes: l.MaxFileBytes},
+		Inotify:  s.cfg.Inotify,
+		Quick:    s.cfg.Quick,
+		Full:     s.cfg.Full,
+	}, &sink{s: s})
+	s.setHealth(nil)
+	return mon.Run(ctx)
+}
+
+// firstSight returns the stored first-sight baseline, or takes it now. A
+// stored baseline always wins: a restarted sidecar must never re-baseline a
+// container that may have been tampered with since.
+func (s *sidecar) firstSight(ctx context.Context, root *scan.Root) (*baseline.Baseline, error) {
+	path := filepath.Join(s.cfg.StateDir, "baseline.pfb")
+	b, err := baseline.ReadFile(path, baseline.ReadOptions{})
+	switch {
+	case err == nil:
+		s.setBaseline(b, SourceFirstSight)
+		return b, nil
+	case !errors.Is(err, os.ErrNotExist):
+		// Corrupt or unreadable: refuse to guess; an operator must look.
+		return nil, fmt.Errorf("stored baseline unusable (remove it to re-baseline on purpose): %w", err)
+	}
+	l := s.matcher.Limits()
+	res, err := root.Tree(ctx, scan.Options{Matcher: s.matcher, MaxFiles: l.MaxFiles, MaxDepth: l.MaxDepth, MaxFileBytes: l.MaxFileBytes})
+	if err != nil {
+		return nil, fmt.Errorf("failed to baseline the container at first sight: %w", err)
+	}
+	b = &baseline.Baseline{Version: baseline.Version, PolicyDigest: s.cfg.Policy.Digest(), Entries: res.Entries}
+	if err := os.MkdirAll(s.cfg.StateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("failed to create state directory: %w", err)
+	}
+	if err := baseline.WriteFile(path, b, nil); err != nil {
+		return nil, err
+	}
+	if b, err = baseline.ReadFile(path, baseline.ReadOptions{}); err != nil {
+		return nil, err
+	}
+	s.setBaseline(b, SourceFirstSight)
+	return b, nil
+}
+
+// Kill sends SIGKILL to every process of the current target (respond.Target).
+func (s *sidecar) Kill() error {
+	s.mu.Lock()
+	c := s.target
+	s.mu.Unlock()
+	if c == nil {
+		return errors.New("no target container")
+	}
+	return killContainer(s.finder, c)
+}
+
+// Root is not available yet: restore is refused at validation.
+func (s *sidecar) Root() respond.RootWriter { return nil }
+
+// sink passes the monitor's findings to the responder and its scans to the
+// metrics.
+type sink struct{ s *sidecar }
+
+func (k *sink) Finding(ctx context.Context, f compare.Finding, detected time.Time) {
+	if err := k.s.resp.Handle(respond.WithEventTime(ctx, detected), f, nil); err != nil {
+		k.s.log.Error("response failed", "path", f.Path, keyError, err.Error())
+	}
+}
+
+func (k *sink) Resolved(path string) { k.s.resp.Resolved(path) }
+
+func (k *sink) Scanned(kind string, err error, took time.Duration, entries int) {
+	k.s.metrics.ScanDone(server.ScanType(kind), time.Now(), took, err)
+	if kind == watch.KindFull && err == nil {
+		k.s.ready.SetStarted(true)
+	}
+}
+
+func (k *sink) Rescan(reason string) {
+	if reason == watch.ReasonOverflow {
+		k.s.metrics.InotifyOverflow()
+	}
+	k.s.metrics.Rescan(server.RescanReason(reason))
+}
