@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -180,7 +181,7 @@ func minor(dev uint64) uint64 { return dev&0xff | (dev>>12)&^0xff }
 // quote shows a path as is when it is printable UTF-8 without spaces at the
 // ends, and Go-quoted otherwise, so hostile names cannot forge report lines.
 func quote(s string) string {
-	if !utf8.ValidString(s) {
+	if !utf8.ValidString(s) || s != strings.TrimSpace(s) {
 		return strconv.Quote(s)
 	}
 	for _, r := range s {

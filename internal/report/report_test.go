@@ -147,3 +147,19 @@ func TestDecodeACL(t *testing.T) {
 		}
 	}
 }
+
+func TestQuoteMakesLookalikesVisible(t *testing.T) {
+	for in, want := range map[string]string{
+		"/bin/sh":    "/bin/sh",
+		"/bin/sh ":   `"/bin/sh "`,
+		" /bin/sh":   `" /bin/sh"`,
+		"/a\nb":      `"/a\nb"`,
+		"/a\nb\x00":  `"/a\nb\x00"`,
+		"/\xff":      `"/\xff"`,
+		"/caf\u00e9": "/caf\u00e9",
+	} {
+		if got := quote(in); got != want {
+			t.Errorf("quote(%q) = %s, want %s", in, got, want)
+		}
+	}
+}
