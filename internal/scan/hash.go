@@ -17,10 +17,10 @@ import (
 type outcome int
 
 const (
-	opened   outcome = iota // done: the entry is complete (perhaps with a Warning)
+	opened   outcome = iota // the entry is complete (perhaps without a hash, with a Warning)
 	vanished                // gone (ENOENT): not recorded
 	swapped                 // not the listed object any more: re-lstat and retry
-	failed                  // could not be opened: record what the lstat gave, with a Warning
+	failed                  // could not be opened: the entry has what the lstat gave, with a Warning
 	aborted                 // the scan was cancelled
 )
 
@@ -96,7 +96,7 @@ func (w *worker) hashAt(dirfd int, name string, e *attr.Entry, dev, ino uint64) 
 		return failed
 	}
 	defer unix.Close(fd)
-	var before, after unix.Stat_t
+	var before unix.Stat_t
 	if err := fstat(fd, &before); err != nil {
 		w.warn(e.Path, "open", fmt.Errorf("failed to fstat %q: %w", e.Path, err))
 		w.finishUnopened(dirfd, name, e)
@@ -105,6 +105,21 @@ func (w *worker) hashAt(dirfd int, name string, e *attr.Entry, dev, ino uint64) 
 	if before.Dev != dev || before.Ino != ino || before.Mode&unix.S_IFMT != unix.S_IFREG {
 		return swapped // never read: it could be a FIFO or a device
 	}
+	return w.hashOpen(fd, e, &before)
+}
+
+// hashOpen hashes the open regular file fd, whose fstat is before, and
+// completes e from the fstat after reading (the version that was hashed):
+// metadata, Hash, Xattrs. A file that changed while it was read is read
+// again once; if it changed again it is recorded without a hash.
+func (w *worker) hashOpen(fd int, e *attr.Entry, before *unix.Stat_t) outcome {
+	if lim := w.cfg.maxFileBytes; lim > 0 && before.Size > lim {
+		fill(e, before, w.cfg.racyNs)
+		w.finishOpen(fd, e)
+		w.warn(e.Path, "limit", fmt.Errorf("size %d is over the limit of %d bytes, not hashed: %w", before.Size, lim, ErrLimit))
+		return opened
+	}
+	var after unix.Stat_t
 	alg := e.HashAlg()
 	for attempt := 0; ; attempt++ {
 		n, err := w.hashFd(fd, before.Size, alg)
@@ -118,16 +133,16 @@ func (w *worker) hashAt(dirfd int, name string, e *attr.Entry, dev, ino uint64) 
 			err = fstat(fd, &after)
 		}
 		if err != nil {
-			fill(e, &before, w.cfg.racyNs)
+			fill(e, before, w.cfg.racyNs)
 			w.finishOpen(fd, e)
 			if errors.Is(err, ErrLimit) {
 				w.warn(e.Path, "limit", err)
 			} else {
 				w.warn(e.Path, "read", fmt.Errorf("failed to read %q: %w", e.Path, err))
 			}
-			return failed
+			return opened
 		}
-		if sameContent(&before, &after) {
+		if sameContent(before, &after) {
 			fill(e, &after, w.cfg.racyNs)
 			e.Hash = w.keep(w.sum[:n])
 			w.stats.Hashed++
@@ -142,7 +157,7 @@ func (w *worker) hashAt(dirfd int, name string, e *attr.Entry, dev, ino uint64) 
 			w.warn(e.Path, "changed", errChanged)
 			return opened
 		}
-		before = after
+		*before = after
 	}
 }
 

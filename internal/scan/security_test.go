@@ -88,10 +88,15 @@ func TestTreeSymlinkEscape(t *testing.T) {
 // reading forever; the scan must finish (scanT fails on a hang), and so must
 // one where a regular file is replaced by a FIFO between lstat and open.
 func TestTreeFIFONeverOpened(t *testing.T) {
+	t.Run("fast", func(t *testing.T) { testFIFO(t, nil) })
+	t.Run("careful", func(t *testing.T) { testFIFO(t, priorMap{}) })
+}
+
+func testFIFO(t *testing.T, quick Prior) {
 	root := t.TempDir()
 	must(t, unix.Mkfifo(filepath.Join(root, "fifo"), 0o644))
 	write(t, filepath.Join(root, "becomes-fifo"), "regular at first")
-	opts := Options{Now: future, beforeOpen: func(path string) {
+	opts := Options{Now: future, Quick: quick, beforeOpen: func(path string) {
 		if path == "/becomes-fifo" {
 			p := filepath.Join(root, path)
 			check(t, os.Remove(p))
@@ -106,8 +111,15 @@ func TestTreeFIFONeverOpened(t *testing.T) {
 	}
 }
 
-// TestTreeSwaps replaces objects between listing and opening.
+// TestTreeSwaps replaces objects between listing and opening, on the fast
+// path (regular files opened as listed) and on the careful one (lstat first,
+// as quick mode does).
 func TestTreeSwaps(t *testing.T) {
+	t.Run("fast", func(t *testing.T) { testSwaps(t, nil, 3) })
+	t.Run("careful", func(t *testing.T) { testSwaps(t, priorMap{}, 2) })
+}
+
+func testSwaps(t *testing.T, quick Prior, wantFlips int) {
 	base := t.TempDir()
 	root := filepath.Join(base, "root")
 	outside := filepath.Join(base, "outside")
@@ -121,7 +133,7 @@ func TestTreeSwaps(t *testing.T) {
 	write(t, filepath.Join(root, "stays"), "stays")
 	flips := 0
 	done := map[string]bool{}
-	opts := Options{Now: future, Workers: 1, beforeOpen: func(path string) {
+	opts := Options{Now: future, Workers: 1, Quick: quick, beforeOpen: func(path string) {
 		p := filepath.Join(root, path)
 		if done[path] && path != "/flip" {
 			return // act once, not again on the retry
@@ -160,7 +172,7 @@ func TestTreeSwaps(t *testing.T) {
 	if find(res, "/dir-to-link/inner") != nil || find(res, "/dir-to-link/secret") != nil {
 		t.Errorf("walked into a directory swapped for a symlink: %q", paths(res))
 	}
-	if e := mustFind(t, res, "/flip"); e.Type != attr.TypeRegular || e.Hash != nil || !hasWarning(res, "/flip", "swap") || flips != 2 {
+	if e := mustFind(t, res, "/flip"); e.Type != attr.TypeRegular || e.Hash != nil || !hasWarning(res, "/flip", "swap") || flips != wantFlips {
 		t.Errorf("/flip: %+v, %d flips, warnings %v", e, flips, res.Warnings)
 	}
 	if e := mustFind(t, res, "/to-dir"); e.Type != attr.TypeDir || e.Hash != nil {

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -52,6 +54,9 @@ type pending struct {
 	dev     uint64     // identity the open must find
 	ino     uint64
 	retried bool // already re-lstat'ed once after a swap
+	// listed: not lstat'ed; ino is the listing's d_ino and e holds only
+	// Path and Attrs (see hashListed).
+	listed bool
 }
 
 // task is a unit of work: list an open directory (list), open a
@@ -318,12 +323,19 @@ func (w *worker) openDir(parent *dirHandle, p *pending) {
 	h.release()
 }
 
+// How child handles a regular file that needs hashing.
+const (
+	fromListing = iota // queue it in a batch
+	inline             // hash it now (re-examining a file from a batch)
+	retry              // hash it now; it was already swapped once
+)
+
 // swapped handles an object that was not the listed one when it was opened:
 // re-lstat it once and handle whatever is there now; a second swap is
 // recorded from the lstat, unopened, with a Warning.
 func (w *worker) swapped(parent *dirHandle, p *pending) {
 	if !p.retried {
-		w.child(parent, p.e.Path, p.e.Attrs, true)
+		w.child(parent, p.e.Path, p.e.Attrs, retry)
 		return
 	}
 	w.warn(p.e.Path, "swap", errSwapped)
@@ -334,6 +346,8 @@ func (w *worker) swapped(parent *dirHandle, p *pending) {
 // listDir lists an open directory and handles each child.
 func (w *worker) listDir(h *dirHandle) {
 	defer w.flush()
+	// The fast path needs the lstat of no regular file it hashes: see hashListed.
+	fast := w.cfg.quick == nil
 	for {
 		n, err := getdents(h.fd, w.dirent)
 		if err != nil {
@@ -352,6 +366,7 @@ func (w *worker) listDir(h *dirHandle) {
 				w.warn(h.path, "readdir", fmt.Errorf("failed to list %q: malformed directory entry", h.path))
 				return
 			}
+			dtype := buf[18]
 			name := buf[19:reclen]
 			buf = buf[reclen:]
 			if i := bytes.IndexByte(name, 0); i >= 0 {
@@ -363,19 +378,30 @@ func (w *worker) listDir(h *dirHandle) {
 			if w.aborted() {
 				return
 			}
-			path := joinPath(h.path, name)
+			path := w.joinPath(h.path, name)
 			attrs, skip := w.cfg.match(path)
 			if skip {
 				continue
 			}
-			w.child(h, path, normalize(attrs), false)
+			// Counted when listed (one that then vanishes counts too): the
+			// limit must stop a huge directory before it is all in memory.
+			if n := w.wk.listed.Add(1); w.cfg.maxFiles > 0 && n > w.cfg.maxFiles {
+				w.wk.fail(fmt.Errorf("more than %d entries: %w", w.cfg.maxFiles, ErrLimit))
+				return
+			}
+			attrs = normalize(attrs)
+			if fast && dtype == unix.DT_REG && attrs&attr.Hashes != 0 {
+				w.add(h, &pending{e: attr.Entry{Path: path, Attrs: attrs}, ino: ino, listed: true}, 0)
+				continue
+			}
+			w.child(h, path, attrs, fromListing)
 		}
 	}
 }
 
-// child lstats one name in the open directory h and records it or queues the
-// opening it needs.
-func (w *worker) child(h *dirHandle, path string, attrs attr.Set, retried bool) {
+// child lstats one name in the open directory h and records it or does or
+// queues the opening it needs.
+func (w *worker) child(h *dirHandle, path string, attrs attr.Set, mode int) {
 	name := nameOf(h.path, path)
 	st := &w.st
 	if err := lstatAt(h.fd, w.cname(name), st); err != nil {
@@ -384,13 +410,7 @@ func (w *worker) child(h *dirHandle, path string, attrs attr.Set, retried bool) 
 		}
 		return
 	}
-	if !retried {
-		if n := w.wk.listed.Add(1); w.cfg.maxFiles > 0 && n > w.cfg.maxFiles {
-			w.wk.fail(fmt.Errorf("more than %d entries: %w", w.cfg.maxFiles, ErrLimit))
-			return
-		}
-	}
-	p := pending{e: attr.Entry{Path: path, Attrs: attrs}, dev: st.Dev, ino: st.Ino, retried: retried}
+	p := pending{e: attr.Entry{Path: path, Attrs: attrs}, dev: st.Dev, ino: st.Ino, retried: mode == retry}
 	fill(&p.e, st, w.cfg.racyNs)
 	switch p.e.Type {
 	case attr.TypeDir:
@@ -414,10 +434,10 @@ func (w *worker) child(h *dirHandle, path string, attrs attr.Set, retried bool) 
 		if w.reuse(&p.e, st) {
 			break
 		}
-		if retried {
-			w.hashOne(h, &p)
-		} else {
+		if mode == fromListing {
 			w.add(h, &p, st.Size)
+		} else {
+			w.hashOne(h, &p)
 		}
 		return
 	}
@@ -493,6 +513,10 @@ func (w *worker) hashFiles(parent *dirHandle, files []pending) {
 }
 
 func (w *worker) hashOne(parent *dirHandle, p *pending) {
+	if p.listed {
+		w.hashListed(parent, p)
+		return
+	}
 	switch w.hashAt(parent.fd, nameOf(parent.path, p.e.Path), &p.e, p.dev, p.ino) {
 	case opened, failed:
 		w.record(&p.e)
@@ -501,14 +525,49 @@ func (w *worker) hashOne(parent *dirHandle, p *pending) {
 	}
 }
 
-// merge puts every worker's entries in one slice sorted by path, dropping
-// duplicates (a name renamed back and forth during listing may be listed
-// twice), and sums the stats.
-func merge(ws []*worker) *Result {
-	type key struct {
-		path string
-		e    *attr.Entry
+// hashListed is the fast path for a regular file to hash: the listing said
+// it is a regular file (d_type) with inode d_ino, so it is opened right away
+// (O_NOFOLLOW|O_NONBLOCK, as always) and the fstat of the open file, which
+// has lstat semantics since nothing was followed, gives its attributes and
+// checks that it is the regular file and inode that was listed. That saves
+// the fstatat, a tenth of the cost of a small file. Anything unexpected
+// (not there, not a regular file, another inode as for a bind-mounted file,
+// no permission) goes the careful way: lstat, open, compare.
+func (w *worker) hashListed(parent *dirHandle, p *pending) {
+	name := nameOf(parent.path, p.e.Path)
+	if w.cfg.beforeOpen != nil {
+		w.cfg.beforeOpen(p.e.Path)
 	}
+	fd, err := w.openFile(parent.fd, name)
+	if err == unix.ENOENT {
+		return
+	}
+	if err != nil {
+		w.child(parent, p.e.Path, p.e.Attrs, inline)
+		return
+	}
+	var st unix.Stat_t
+	if fstat(fd, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || st.Ino != p.ino {
+		unix.Close(fd)
+		w.child(parent, p.e.Path, p.e.Attrs, inline)
+		return
+	}
+	out := w.hashOpen(fd, &p.e, &st)
+	unix.Close(fd)
+	if out == opened {
+		w.record(&p.e)
+	}
+}
+
+// merge puts every worker's entries in one slice in attr.ComparePaths order,
+// dropping duplicates (a name renamed back and forth during listing may be
+// listed twice), and sums the stats and warnings.
+//
+// The order is a depth-first walk with each directory's children sorted by
+// name, so it is built that way: bucket the entries by parent directory, sort
+// each bucket by name (short comparisons), walk from "/". That is several
+// times cheaper than sorting 100,000 full paths.
+func merge(ws []*worker) *Result {
 	res := &Result{}
 	total := 0
 	for _, w := range ws {
@@ -519,31 +578,29 @@ func merge(ws []*worker) *Result {
 		for _, c := range w.chunks {
 			total += len(c)
 		}
-	}
-	keys := make([]key, 0, total)
-	for _, w := range ws {
-		for _, c := range w.chunks {
-			for i := range c {
-				keys = append(keys, key{c[i].Path, &c[i]})
-			}
-		}
 		res.Warnings = append(res.Warnings, w.warnings...)
 		res.Stats.Dirs += w.stats.Dirs
 		res.Stats.Hashed += w.stats.Hashed
 		res.Stats.Reused += w.stats.Reused
 		res.Stats.HashedBytes += w.stats.HashedBytes
 	}
-	slices.SortFunc(keys, func(a, b key) int { return comparePaths(a.path, b.path) })
-	res.Entries = make([]attr.Entry, 0, total)
-	for i, k := range keys {
-		if i > 0 && k.path == keys[i-1].path {
-			res.Warnings = append(res.Warnings, Warning{Path: k.path, Op: "duplicate", Err: fmt.Errorf("listed twice (renamed during the scan), kept once")})
-			if k.e.Type == attr.TypeDir {
-				res.Stats.Dirs--
+	all := func(yield func(*rec) bool) {
+		for _, w := range ws {
+			for _, c := range w.chunks {
+				for i := range c {
+					if !yield(&c[i]) {
+						return
+					}
+				}
 			}
-			continue
 		}
-		res.Entries = append(res.Entries, *k.e)
+	}
+	res.Entries = make([]attr.Entry, 0, total)
+	if !mergeTree(res, all, total) {
+		// Entries without their parent directory (only possible when the
+		// tree changed under the scan): fall back to sorting full paths.
+		res.Entries = res.Entries[:0]
+		mergeSort(res, all, total)
 	}
 	for _, w := range ws {
 		w.chunks = nil
@@ -551,4 +608,122 @@ func merge(ws []*worker) *Result {
 	res.Stats.Entries = int64(len(res.Entries))
 	slices.SortFunc(res.Warnings, func(a, b Warning) int { return comparePaths(a.Path, b.Path) })
 	return res
+}
+
+// parentOf splits a path into its parent directory and name.
+func parentOf(path string) (string, string) {
+	i := strings.LastIndexByte(path, '/')
+	if i == 0 {
+		return "/", path[1:]
+	}
+	return path[:i], path[i+1:]
+}
+
+type mergeChild struct {
+	name string
+	e    *rec
+}
+
+// mergeTree appends the entries to res in depth-first order; false when some
+// entry's parent was not reached.
+func mergeTree(res *Result, all func(func(*rec) bool), total int) bool {
+	// Counting sort of the entries into one array, by parent.
+	index := map[string]int{}
+	var count []int
+	var root *rec
+	roots := 0
+	for e := range all {
+		if e.path == "/" {
+			root = e
+			roots++
+			continue
+		}
+		dir, _ := parentOf(e.path)
+		i, ok := index[dir]
+		if !ok {
+			i = len(count)
+			index[dir] = i
+			count = append(count, 0)
+		}
+		count[i]++
+	}
+	if roots != 1 {
+		return roots == 0 && total == 0
+	}
+	start := make([]int, len(count)+1)
+	for i, n := range count {
+		start[i+1] = start[i] + n
+	}
+	kids := make([]mergeChild, total-1)
+	fill := slices.Clone(start[:len(count)])
+	for e := range all {
+		if e.path == "/" {
+			continue
+		}
+		dir, name := parentOf(e.path)
+		i := index[dir]
+		kids[fill[i]] = mergeChild{name, e}
+		fill[i]++
+	}
+	bucket := func(dir string) []mergeChild {
+		i, ok := index[dir]
+		if !ok {
+			return nil
+		}
+		b := kids[start[i]:start[i+1]]
+		slices.SortFunc(b, func(a, b mergeChild) int { return strings.Compare(a.name, b.name) })
+		return b
+	}
+
+	res.Entries = append(res.Entries, root.entry())
+	seen := 1
+	type frame struct {
+		kids []mergeChild
+		i    int
+	}
+	stack := []frame{{kids: bucket("/")}}
+	for len(stack) > 0 {
+		f := &stack[len(stack)-1]
+		if f.i == len(f.kids) {
+			stack = stack[:len(stack)-1]
+			continue
+		}
+		k := f.kids[f.i]
+		f.i++
+		seen++
+		if f.i > 1 && k.name == f.kids[f.i-2].name {
+			duplicate(res, k.e)
+			continue
+		}
+		res.Entries = append(res.Entries, k.e.entry())
+		if k.e.typ == attr.TypeDir {
+			if b := bucket(k.e.path); len(b) > 0 {
+				stack = append(stack, frame{kids: b})
+			}
+		}
+	}
+	return seen == total
+}
+
+// mergeSort appends the entries to res sorted by full path.
+func mergeSort(res *Result, all func(func(*rec) bool), total int) {
+	es := make([]*rec, 0, total)
+	for e := range all {
+		es = append(es, e)
+	}
+	slices.SortFunc(es, func(a, b *rec) int { return comparePaths(a.path, b.path) })
+	for i, e := range es {
+		if i > 0 && e.path == es[i-1].path {
+			duplicate(res, e)
+			continue
+		}
+		res.Entries = append(res.Entries, e.entry())
+	}
+}
+
+func duplicate(res *Result, e *rec) {
+	res.Warnings = append(res.Warnings, Warning{Path: e.path, Op: "duplicate", Err: errors.New("listed twice (renamed during the scan), kept once")})
+	if e.typ == attr.TypeDir {
+		res.Stats.Dirs--
+	}
 }

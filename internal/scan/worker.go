@@ -28,7 +28,7 @@ type config struct {
 const (
 	readBufSize  = 256 << 10 // one per worker: big enough that hashing is not syscall-bound
 	direntSize   = 32 << 10
-	slabSize     = 32 << 10 // hash bytes are carved from slabs of this size
+	slabSize     = 32 << 10 // hash bytes and paths are carved from slabs of this size
 	chunkEntries = 1024     // results are kept in chunks so they are never copied while growing
 	batchFiles   = 64       // a lister hands files to hashers in batches of this many...
 	batchBytes   = 4 << 20  // ...or this many bytes
@@ -57,8 +57,9 @@ type worker struct {
 	slab     []byte
 	names    map[string]string // interned xattr names
 	values   map[string][]byte // interned short xattr values
-	chunks   [][]attr.Entry
-	cur      []attr.Entry
+	chunks   [][]rec
+	cur      []rec
+	paths    []byte // slab the path strings are carved from
 	warnings []Warning
 	stats    Stats
 
@@ -101,12 +102,32 @@ func (w *worker) record(e *attr.Entry) {
 		if w.cur != nil {
 			w.chunks = append(w.chunks, w.cur)
 		}
-		w.cur = make([]attr.Entry, 0, chunkEntries)
+		w.cur = make([]rec, 0, chunkEntries)
 	}
-	w.cur = append(w.cur, *e)
+	w.cur = append(w.cur, makeRec(e))
 	if e.Type == attr.TypeDir {
 		w.stats.Dirs++
 	}
+}
+
+// joinPath returns parent + "/" + name, carved from the worker's path slab:
+// no allocation per file, and no size-class rounding.
+func (w *worker) joinPath(parent string, name []byte) string {
+	if parent == "/" {
+		parent = ""
+	}
+	n := len(parent) + 1 + len(name)
+	if n > slabSize/8 {
+		return joinPath(parent, name)
+	}
+	if cap(w.paths)-len(w.paths) < n {
+		w.paths = make([]byte, 0, slabSize)
+	}
+	start := len(w.paths)
+	w.paths = append(w.paths, parent...)
+	w.paths = append(w.paths, '/')
+	w.paths = append(w.paths, name...)
+	return unsafeString(w.paths[start:])
 }
 
 // cname returns name as a NUL-terminated C string in the worker's scratch.
