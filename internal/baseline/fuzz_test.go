@@ -1,0 +1,139 @@
+package baseline
+
+import (
+	"bytes"
+	"compress/gzip"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// FuzzRead checks that Read never panics, fails only with the package's
+// sentinel errors, and that what it accepts writes back to a file that
+// reads the same; for a file from Write it writes back the same bytes.
+//
+// The payload digest would stop almost every mutation at ErrDigest, so
+// each input is also tried with its digest (and, for the test keys, its
+// signature) recomputed: that lets the fuzzer reach the decompressor and
+// the decoder.
+func FuzzRead(f *testing.F) {
+	seeds, _ := filepath.Glob("testdata/*.pfb")
+	for _, s := range seeds {
+		data, err := os.ReadFile(s)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		checkRead(t, data, true)
+		if fixed := fixDigest(data); fixed != nil {
+			checkRead(t, fixed, false)
+		}
+	})
+}
+
+func checkRead(t *testing.T, data []byte, identical bool) {
+	b, err := Read(bytes.NewReader(data), ReadOptions{})
+	if err != nil {
+		if !errors.Is(err, ErrFormat) && !errors.Is(err, ErrVersion) && !errors.Is(err, ErrDigest) && !errors.Is(err, ErrSignature) {
+			t.Fatalf("error of no known kind: %v", err)
+		}
+		return
+	}
+	// The same input as a stream must give the same answer.
+	if _, err := Read(onlyReader{bytes.NewReader(data)}, ReadOptions{}); err != nil {
+		t.Fatalf("reads from memory but not as a stream: %v", err)
+	}
+	key := testKeyFor(b.PublicKey)
+	if b.Signed && key == nil {
+		// Signed by a key the test does not have: it cannot re-sign, so
+		// it checks an unsigned copy instead.
+		identical = false
+	}
+	var buf bytes.Buffer
+	if err := Write(&buf, b, key); err != nil {
+		t.Fatalf("Read accepted what Write rejects: %v", err)
+	}
+	again, err := Read(bytes.NewReader(buf.Bytes()), ReadOptions{})
+	if err != nil {
+		t.Fatalf("re-encoded baseline does not read: %v", err)
+	}
+	if again.PolicyDigest != b.PolicyDigest {
+		t.Fatalf("policy digest %q, re-read %q", b.PolicyDigest, again.PolicyDigest)
+	}
+	assertSameEntries(t, again.Entries, b.Entries)
+	if identical && !bytes.Equal(buf.Bytes(), data) {
+		t.Fatalf("Write(Read(x)) != x")
+	}
+	// The body decoder accepts only canonical bodies, so even when the
+	// gzip stream is someone else's, the body must re-encode exactly.
+	_, payload, _ := splitFile(data)
+	zr, err := gzip.NewReader(bytes.NewReader(payload))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(rawBody(t, b), body) {
+		t.Fatalf("body is not canonical")
+	}
+}
+
+// testKeyFor returns the test private key for pub, if it is one.
+func testKeyFor(pub ed25519.PublicKey) ed25519.PrivateKey {
+	for _, k := range []ed25519.PrivateKey{keyA(), keyB()} {
+		if pub != nil && pubOf(k).Equal(pub) {
+			return k
+		}
+	}
+	return nil
+}
+
+// fixDigest returns data with the payload length and digest made to match
+// what follows the header, re-signed when the embedded key is a test key,
+// or nil if the header is not well formed.
+func fixDigest(data []byte) []byte {
+	h, payload, ok := splitFile(data)
+	if !ok {
+		return nil
+	}
+	h.payloadLen = uint64(len(payload))
+	h.digest = sha256.Sum256(payload)
+	if key := testKeyFor(h.publicKey); key != nil {
+		h.flags &^= flagSigned
+		sign(h, key)
+	}
+	out := h.marshal(nil)
+	return append(out, payload...)
+}
+
+// FuzzDecodeBody fuzzes the body decoder directly, without gzip and the
+// digest in the way: it must not panic, and what it accepts must be the
+// canonical encoding of what it returns.
+func FuzzDecodeBody(f *testing.F) {
+	for _, b := range []*Baseline{sampleBaseline(), {}, syntheticBaseline(300, false)} {
+		f.Add(rawBody(f, b))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		b, err := decodeBody(bytes.NewReader(body), 1<<20, MaxEntries, uint64(len(body)))
+		if err != nil {
+			if !errors.Is(err, ErrFormat) {
+				t.Fatalf("error of no known kind: %v", err)
+			}
+			return
+		}
+		if err := validate(b); err != nil {
+			t.Fatalf("decoded a baseline Write rejects: %v", err)
+		}
+		if again := rawBody(t, b); !bytes.Equal(again, body) {
+			t.Fatalf("re-encoded body differs:\n got %x\nwant %x", again, body)
+		}
+	})
+}
