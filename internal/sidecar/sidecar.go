@@ -180,7 +180,15 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		case ev := <-events:
 			stopMonitor()
 			c := ev.Container
-			log.Info("target "+ev.Kind.String(), keyEvent, ev.Kind.String(), keyContainer, c.String(), keyPID, c.PID, keyExe, c.Exe)
+			shown := c
+			if shown == nil {
+				shown = ev.Previous // Lost: the container that ended
+			}
+			attrs := []any{keyEvent, ev.Kind.String()}
+			if shown != nil {
+				attrs = append(attrs, keyContainer, shown.String(), keyPID, shown.PID, keyExe, shown.Exe)
+			}
+			log.Info("target "+ev.Kind.String(), attrs...)
 			if ev.Kind == target.Lost {
 				s.setTarget(nil)
 				ready.SetStarted(false)
