@@ -189,9 +189,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 				attrs = append(attrs, keyContainer, shown.String(), keyPID, shown.PID, keyExe, shown.Exe)
 			}
 			log.Info("target "+ev.Kind.String(), attrs...)
+			// Whatever the event, no container is verified now: a restarted
+			// one (even without a Lost in between) is ready only after its
+			// own first full check.
+			ready.SetStarted(false)
 			if ev.Kind == target.Lost {
 				s.setTarget(nil)
-				ready.SetStarted(false)
 				continue
 			}
 			if ev.Kind == target.Restarted {
@@ -244,6 +247,10 @@ type sidecar struct {
 	base      *baseline.Baseline
 	target    *target.Container
 	healthErr error
+	// open are the paths with a violation the responder holds open. They
+	// outlive a monitor: the monitor of a restarted container starts with
+	// none open, so its first full check resolves those it finds clean.
+	open map[string]bool
 }
 
 func (s *sidecar) health() error {
@@ -304,7 +311,7 @@ func (s *sidecar) monitor(ctx context.Context, c *target.Container) error {
 		Inotify:  s.cfg.Inotify,
 		Quick:    s.cfg.Quick,
 		Full:     s.cfg.Full,
-	}, &sink{s: s})
+	}, &sink{s: s, reported: map[string]bool{}})
 	s.setHealth(nil)
 	return mon.Run(ctx)
 }
@@ -356,23 +363,68 @@ func (s *sidecar) Kill() error {
 // Root is not available yet: restore is refused at validation.
 func (s *sidecar) Root() respond.RootWriter { return nil }
 
-// sink passes the monitor's findings to the responder and its scans to the
-// metrics.
-type sink struct{ s *sidecar }
+// sink passes the findings of the monitor of one container to the
+// responder and its scans to the metrics.
+type sink struct {
+	s *sidecar
+
+	mu       sync.Mutex
+	verified bool            // the first full check of the container completed
+	reported map[string]bool // paths reported before that
+}
 
 func (k *sink) Finding(ctx context.Context, f compare.Finding, detected time.Time) {
+	k.mu.Lock()
+	if !k.verified {
+		k.reported[f.Path] = true
+	}
+	k.mu.Unlock()
+	k.s.mu.Lock()
+	if k.s.open == nil {
+		k.s.open = map[string]bool{}
+	}
+	k.s.open[f.Path] = true
+	k.s.mu.Unlock()
 	if err := k.s.resp.Handle(respond.WithEventTime(ctx, detected), f, nil); err != nil {
 		k.s.log.Error("response failed", "path", f.Path, keyError, err.Error())
 	}
 }
 
-func (k *sink) Resolved(path string) { k.s.resp.Resolved(path) }
+func (k *sink) Resolved(path string) {
+	k.s.mu.Lock()
+	delete(k.s.open, path)
+	k.s.mu.Unlock()
+	k.s.resp.Resolved(path)
+}
 
 func (k *sink) Scanned(kind string, err error, took time.Duration, entries int) {
 	k.s.metrics.ScanDone(server.ScanType(kind), time.Now(), took, err)
-	if kind == watch.KindFull && err == nil {
-		k.s.ready.SetStarted(true)
+	if kind != watch.KindFull || err != nil {
+		return
 	}
+	k.mu.Lock()
+	first := !k.verified
+	k.verified = true
+	reported := k.reported
+	k.reported = nil
+	k.mu.Unlock()
+	if first {
+		// The violations left open by an earlier container (killed, say)
+		// that this container's first full check did not find again are
+		// resolved: this container is clean there.
+		k.s.mu.Lock()
+		var clean []string
+		for p := range k.s.open {
+			if !reported[p] {
+				clean = append(clean, p)
+			}
+		}
+		k.s.mu.Unlock()
+		for _, p := range clean {
+			k.Resolved(p)
+		}
+	}
+	k.s.ready.SetStarted(true)
 }
 
 func (k *sink) Rescan(reason string) {
