@@ -29,6 +29,9 @@ import (
 // included) is replaced, never written through.
 type rootWriter struct {
 	root *scan.Root
+	// lookup gives the baseline entry of the parent directory, whose mtime
+	// is put back after the rename (nil: leave it).
+	lookup func(path string) (*attr.Entry, bool)
 }
 
 // Restore implements respond.RootWriter.
@@ -100,6 +103,16 @@ func (w *rootWriter) Restore(path string, want *attr.Entry, content []byte) erro
 		return fmt.Errorf("restore %q: rename: %w", path, err)
 	}
 	ok = true
+	// The rename changed the directory's mtime: put the baseline's back, so
+	// only its ctime (which nothing can set) tells that podfim wrote there.
+	if w.lookup != nil {
+		if pe, found := w.lookup(dir); found && pe.Attrs.Has(attr.Mtime) && pe.Type == attr.TypeDir {
+			ts := []unix.Timespec{{Nsec: unix.UTIME_OMIT}, unix.NsecToTimespec(pe.Mtime)}
+			if err := unix.UtimesNanoAt(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(dfd), ts, 0); err != nil {
+				return fmt.Errorf("restore %q: set the directory's mtime back: %w", path, err)
+			}
+		}
+	}
 	return nil
 }
 

@@ -81,6 +81,10 @@ type Monitor struct {
 
 	mu   sync.Mutex
 	open map[string]string // path -> state of its open violation
+	// accepted holds the entries that replace the baseline's after a
+	// restore: a restored file is the baseline's content, mode, owner and
+	// xattrs in a new inode with a new ctime.
+	accepted map[string]attr.Entry
 
 	in *inotify
 }
@@ -94,7 +98,7 @@ func New(root *scan.Root, cfg Config, sink Sink) *Monitor {
 		cfg.MaxEvents = 1024
 	}
 	cfg.Scan.Matcher = cfg.Matcher
-	return &Monitor{cfg: cfg, root: root, sink: sink, open: map[string]string{}}
+	return &Monitor{cfg: cfg, root: root, sink: sink, open: map[string]string{}, accepted: map[string]attr.Entry{}}
 }
 
 // Run verifies the whole root, then watches it until ctx ends. It returns
@@ -243,7 +247,7 @@ func (m *Monitor) checkPath(ctx context.Context, p string, detected time.Time) e
 	if skip {
 		return nil
 	}
-	old, inBase := m.cfg.Baseline.Lookup(p)
+	old, inBase := m.lookup(p)
 	cur, err := m.root.Entry(p, attrs)
 	exists := true
 	if err != nil {
@@ -306,6 +310,15 @@ func (m *Monitor) check(ctx context.Context, kind string, detected time.Time) (*
 	r := compare.Entries(m.cfg.Entries, res.Entries, 0)
 	seen := make(map[string]bool, len(r.Findings))
 	for _, f := range r.Findings {
+		if f.Kind == compare.Changed {
+			if acc, ok := m.acceptedEntry(f.Path); ok {
+				names := compare.Diff(&acc, f.New)
+				if len(names) == 0 {
+					continue
+				}
+				f.Old, f.Attributes = &acc, names
+			}
+		}
 		seen[f.Path] = true
 		m.report(ctx, f, detected)
 	}
@@ -322,6 +335,62 @@ func (m *Monitor) check(ctx context.Context, kind string, detected time.Time) (*
 	}
 	m.sink.Scanned(kind, nil, time.Since(start), len(res.Entries))
 	return res, nil
+}
+
+// lookup returns the expected entry of p: an accepted one, or the baseline's.
+func (m *Monitor) lookup(p string) (*attr.Entry, bool) {
+	if e, ok := m.acceptedEntry(p); ok {
+		return &e, true
+	}
+	return m.cfg.Baseline.Lookup(p)
+}
+
+func (m *Monitor) acceptedEntry(p string) (attr.Entry, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, ok := m.accepted[p]
+	return e, ok
+}
+
+// Restored re-verifies a path the responder restored. When the file now
+// differs from the baseline in nothing but tolerated attributes (a restored
+// file necessarily has a new inode and ctime), its current state becomes the
+// expected one and the violation is resolved; otherwise the remaining
+// difference is reported. Only inode, ctime and nlink can be tolerated. It
+// reports whether the path is clean.
+func (m *Monitor) Restored(ctx context.Context, p string, tolerated attr.Set) (bool, error) {
+	tolerated &= attr.Inode | attr.Ctime | attr.Nlink
+	attrs, skip := m.cfg.Matcher.Match(p)
+	if skip {
+		return true, nil
+	}
+	base, ok := m.cfg.Baseline.Lookup(p)
+	if !ok {
+		return false, fmt.Errorf("restored %q is not in the baseline", p)
+	}
+	cur, err := m.root.Entry(p, attrs)
+	if err != nil {
+		return false, fmt.Errorf("failed to re-verify restored %q: %w", p, err)
+	}
+	tol := map[string]bool{}
+	for _, n := range tolerated.Names() {
+		tol[n] = true
+	}
+	for _, n := range compare.Diff(base, &cur) {
+		if !tol[n] {
+			if err := m.checkPath(ctx, p, time.Now()); err != nil {
+				return false, err
+			}
+			return false, nil
+		}
+	}
+	acc := *base
+	acc.Inode, acc.Ctime, acc.Nlink = cur.Inode, cur.Ctime, cur.Nlink
+	m.mu.Lock()
+	m.accepted[p] = acc
+	m.mu.Unlock()
+	m.resolve(p)
+	return true, nil
 }
 
 // report passes a finding on unless the same state was reported already.

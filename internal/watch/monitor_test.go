@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/podfim/podfim/internal/attr"
 	"github.com/podfim/podfim/internal/compare"
 	"github.com/podfim/podfim/internal/scan"
@@ -293,4 +295,81 @@ func TestTargetGoneEndsRun(t *testing.T) {
 		t.Fatalf("run ended early: %v", err)
 	case <-time.After(50 * time.Millisecond):
 	}
+}
+
+func TestRestoredAcceptsNewInodeAndCtimeOnly(t *testing.T) {
+	dir := tree(t)
+	root, err := scan.OpenRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	res, err := root.Tree(context.Background(), scan.Options{Matcher: allMatcher{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := newRecorder()
+	m := New(root, Config{Matcher: allMatcher{}, Entries: res.Entries, Baseline: entries(res.Entries)}, rec)
+	ctx := context.Background()
+	www := filepath.Join(dir, "www")
+	index := filepath.Join(www, "index.html")
+	var dirSt, fileSt unix.Stat_t
+	if err := unix.Lstat(www, &dirSt); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Lstat(index, &fileSt); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(index, []byte("Hacked!\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.check(ctx, KindFull, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	rec.wait(t, time.Second, "changed index", func(e sinkEvent) bool { return e.kind == "changed" && e.path == "/www/index.html" })
+
+	// A tampered state must not be accepted as restored.
+	if clean, err := m.Restored(ctx, "/www/index.html", attr.Inode|attr.Ctime); err != nil || clean {
+		t.Fatalf("Restored of a still-tampered file = %v, %v; want not clean", clean, err)
+	}
+
+	// Restore the way the sidecar does: new file, same bytes, mode and
+	// mtime, renamed over; the directory's mtime put back.
+	tmp := filepath.Join(www, ".restore")
+	if err := os.WriteFile(tmp, []byte("Hello, world!\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.UtimesNano(tmp, []unix.Timespec{{Nsec: unix.UTIME_OMIT}, fileSt.Mtim}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, index); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.UtimesNano(www, []unix.Timespec{{Nsec: unix.UTIME_OMIT}, dirSt.Mtim}); err != nil {
+		t.Fatal(err)
+	}
+	if clean, err := m.Restored(ctx, "/www/index.html", attr.Inode|attr.Ctime|attr.Mode); err != nil || !clean {
+		t.Fatalf("Restored = %v, %v; want clean", clean, err)
+	}
+	if clean, err := m.Restored(ctx, "/www", attr.Ctime); err != nil || !clean {
+		t.Fatalf("Restored(/www) = %v, %v; want clean", clean, err)
+	}
+	rec.wait(t, time.Second, "resolved index", func(e sinkEvent) bool { return e.kind == "resolved" && e.path == "/www/index.html" })
+	before := rec.count(func(e sinkEvent) bool { return e.kind == "changed" })
+	if _, err := m.check(ctx, KindFull, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if after := rec.count(func(e sinkEvent) bool { return e.kind == "changed" }); after != before {
+		t.Errorf("a full check after the restore reported %d new changes", after-before)
+	}
+	// A later change to the restored file is still detected.
+	if err := os.Chmod(index, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.check(ctx, KindFull, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	rec.wait(t, time.Second, "mode change after restore", func(e sinkEvent) bool {
+		return e.kind == "changed" && e.path == "/www/index.html" && slices.Contains(e.attrs, "mode")
+	})
 }
