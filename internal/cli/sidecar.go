@@ -39,6 +39,7 @@ type sidecarFlags struct {
 	escalate     []string
 	killLimit    int
 	killWindow   time.Duration
+	restoreMax   int64
 	webhookURL   string
 	webhookTO    time.Duration
 	webhookToken string
@@ -59,10 +60,11 @@ func (f *sidecarFlags) register(fs *pflag.FlagSet) {
 	fs.DurationVar(&f.quick, "quick-interval", time.Minute, "interval of quick checks (metadata; hash only what changed); 0 disables")
 	fs.DurationVar(&f.full, "full-interval", time.Hour, "interval of full checks (every file hashed: the compliance evidence); 0 disables")
 	fs.DurationVar(&f.retarget, "retarget-interval", target.DefaultInterval, "how often /proc is polled for the app container restarting")
-	fs.StringSliceVar(&f.respond, "respond", []string{"log", "metric", "unready"}, "actions for every finding, in order: log, metric, unready, kill, webhook")
+	fs.StringSliceVar(&f.respond, "respond", []string{"log", "metric", "unready"}, "actions for every finding, in order: log, metric, unready, restore, kill, webhook")
 	fs.StringSliceVar(&f.escalate, "escalate", []string{"unready"}, "actions instead of kill once --kill-limit kills happened within --kill-window")
 	fs.IntVar(&f.killLimit, "kill-limit", respond.DefaultKillLimit, "most kills of the app container within --kill-window")
 	fs.DurationVar(&f.killWindow, "kill-window", respond.DefaultKillWindow, "sliding window of --kill-limit")
+	fs.Int64Var(&f.restoreMax, "restore-max-bytes", respond.DefaultRestoreMaxBytes, "largest file the restore action keeps and writes back (original bytes are kept in --state-dir/objects)")
 	fs.StringVar(&f.webhookURL, "webhook-url", "", "URL the webhook action POSTs each finding to (JSON)")
 	fs.DurationVar(&f.webhookTO, "webhook-timeout", respond.DefaultWebhookTimeout, "timeout of one webhook attempt")
 	fs.StringVar(&f.webhookToken, "webhook-token-file", "", "file holding a bearer token for the webhook")
@@ -158,10 +160,11 @@ func (f *sidecarFlags) build() (sidecar.Config, *slog.Logger, error) {
 		Listen:       f.listen,
 		Version:      versionString(),
 		Plan: respond.Plan{
-			Actions:    actions(f.respond),
-			Escalate:   actions(f.escalate),
-			KillLimit:  f.killLimit,
-			KillWindow: f.killWindow,
+			Actions:         actions(f.respond),
+			Escalate:        actions(f.escalate),
+			KillLimit:       f.killLimit,
+			KillWindow:      f.killWindow,
+			RestoreMaxBytes: f.restoreMax,
 		},
 	}
 	if f.webhookURL != "" {
@@ -200,13 +203,16 @@ container's processes in /proc, reads its files through /proc/<pid>/root
 without ever following a symlink, compares them with a trusted baseline
 (--baseline, or the container at first sight kept in --state-dir), and
 responds to every change: log, metric, unready (/readyz fails while a
-violation is open), kill (SIGKILL the app's processes so the kubelet starts a
-fresh container; bounded by --kill-limit, then --escalate), webhook.
+violation is open), restore (write back the original bytes, mode, owner and
+xattrs of files up to --restore-max-bytes, never through a symlink), kill
+(SIGKILL the app's processes so the kubelet starts a fresh container; bounded
+by --kill-limit, then --escalate), webhook.
 
 Every flag can also be set with PODFIM_<FLAG> (e.g. PODFIM_QUICK_INTERVAL=30s)
 or in the --config file; flags win over the environment, which wins over the
 file. It needs CAP_SYS_PTRACE (read another container's /proc/<pid>/root),
-CAP_KILL (kill), and CAP_DAC_READ_SEARCH for files unreadable even to root.`,
+CAP_KILL (kill), CAP_DAC_READ_SEARCH for files unreadable even to root, and
+for restore CAP_CHOWN, CAP_FOWNER and CAP_DAC_OVERRIDE.`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			if err := f.resolve(c.Flags(), os.Getenv); err != nil {

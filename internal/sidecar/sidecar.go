@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/podfim/podfim/internal/attr"
 	"github.com/podfim/podfim/internal/baseline"
 	"github.com/podfim/podfim/internal/compare"
 	"github.com/podfim/podfim/internal/policy"
@@ -76,6 +78,16 @@ func (c *Config) Source() string {
 	return SourceFirstSight
 }
 
+// restores reports whether the plan may restore files.
+func (c *Config) restores() bool {
+	for _, a := range append(append([]respond.Action{}, c.Plan.Actions...), c.Plan.Escalate...) {
+		if a == respond.ActionRestore {
+			return true
+		}
+	}
+	return false
+}
+
 // Validate checks the configuration before anything starts.
 func (c *Config) Validate() error {
 	var errs []error
@@ -97,10 +109,8 @@ func (c *Config) Validate() error {
 	if err := c.Plan.Validate(); err != nil {
 		errs = append(errs, err)
 	}
-	for _, a := range append(append([]respond.Action{}, c.Plan.Actions...), c.Plan.Escalate...) {
-		if a == respond.ActionRestore {
-			errs = append(errs, errors.New("the restore action is not available in the sidecar yet: use kill or unready"))
-		}
+	if c.restores() && c.StateDir == "" {
+		errs = append(errs, errors.New("the restore action keeps the original bytes in --state-dir: set it"))
 	}
 	return errors.Join(errs...)
 }
@@ -246,6 +256,8 @@ type sidecar struct {
 	mu        sync.Mutex
 	base      *baseline.Baseline
 	target    *target.Container
+	writer    *rootWriter // restores into the current target's root
+	objects   *objects    // original bytes of restorable files (nil: restore off)
 	healthErr error
 	// open are the paths with a violation the responder holds open. They
 	// outlive a monitor: the monitor of a restarted container starts with
@@ -302,7 +314,31 @@ func (s *sidecar) monitor(ctx context.Context, c *target.Container) error {
 			return err
 		}
 	}
+	if s.cfg.restores() {
+		// Keep the original bytes of every restorable file the container
+		// still holds unchanged (verified against the baseline's hash).
+		maxBytes := s.cfg.Plan.RestoreMaxBytes
+		if maxBytes <= 0 {
+			maxBytes = respond.DefaultRestoreMaxBytes
+		}
+		o := &objects{dir: filepath.Join(s.cfg.StateDir, "objects"), maxBytes: maxBytes}
+		kept, err := o.keep(root, b.Entries)
+		if err != nil {
+			return err
+		}
+		s.log.Info("kept original content for restore", keyEntries, kept)
+		s.mu.Lock()
+		s.objects = o
+		s.writer = &rootWriter{root: root, lookup: b.Lookup}
+		s.mu.Unlock()
+		defer func() {
+			s.mu.Lock()
+			s.writer = nil
+			s.mu.Unlock()
+		}()
+	}
 	l := s.matcher.Limits()
+	k := &sink{s: s, reported: map[string]bool{}}
 	mon := watch.New(root, watch.Config{
 		Matcher:  s.matcher,
 		Entries:  b.Entries,
@@ -311,7 +347,8 @@ func (s *sidecar) monitor(ctx context.Context, c *target.Container) error {
 		Inotify:  s.cfg.Inotify,
 		Quick:    s.cfg.Quick,
 		Full:     s.cfg.Full,
-	}, &sink{s: s, reported: map[string]bool{}})
+	}, k)
+	k.mon = mon
 	s.setHealth(nil)
 	return mon.Run(ctx)
 }
@@ -360,13 +397,21 @@ func (s *sidecar) Kill() error {
 	return killContainer(s.finder, c)
 }
 
-// Root is not available yet: restore is refused at validation.
-func (s *sidecar) Root() respond.RootWriter { return nil }
+// Root returns the restore writer of the current target (respond.Target).
+func (s *sidecar) Root() respond.RootWriter {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.writer == nil {
+		return nil
+	}
+	return s.writer
+}
 
 // sink passes the findings of the monitor of one container to the
 // responder and its scans to the metrics.
 type sink struct {
-	s *sidecar
+	s   *sidecar
+	mon *watch.Monitor
 
 	mu       sync.Mutex
 	verified bool            // the first full check of the container completed
@@ -385,8 +430,26 @@ func (k *sink) Finding(ctx context.Context, f compare.Finding, detected time.Tim
 	}
 	k.s.open[f.Path] = true
 	k.s.mu.Unlock()
-	if err := k.s.resp.Handle(respond.WithEventTime(ctx, detected), f, nil); err != nil {
+	var content []byte
+	k.s.mu.Lock()
+	if k.s.objects != nil && f.Kind != compare.Added {
+		content = k.s.objects.get(f.Old)
+	}
+	k.s.mu.Unlock()
+	if err := k.s.resp.Handle(respond.WithEventTime(ctx, detected), f, content); err != nil {
 		k.s.log.Error("response failed", "path", f.Path, keyError, err.Error())
+	}
+	if content != nil && k.mon != nil {
+		// Restored (or tried): re-verify. A restored file keeps a new inode
+		// and ctime, its directory a new ctime; nothing else may differ.
+		if _, err := k.mon.Restored(ctx, f.Path, attr.Inode|attr.Ctime|attr.Nlink); err != nil {
+			k.s.log.Error("re-verification after restore failed", "path", f.Path, keyError, err.Error())
+		}
+		if dir := path.Dir(f.Path); dir != f.Path {
+			if _, err := k.mon.Restored(ctx, dir, attr.Ctime); err != nil {
+				k.s.log.Error("re-verification after restore failed", "path", dir, keyError, err.Error())
+			}
+		}
 	}
 }
 

@@ -319,3 +319,52 @@ func TestGracefulShutdown(t *testing.T) {
 		t.Error("the app died with the sidecar")
 	}
 }
+
+// The restore action writes the page back in place of whatever the attacker
+// left there (new content, or a symlink out of the container), never
+// through a symlink; the violation resolves and the app keeps running.
+func TestTamperRestore(t *testing.T) {
+	a := startApp(t, makeImage(t, page))
+	s := startSidecar(t, sidecarOpts{state: filepath.Join(t.TempDir(), "state"), respond: "log,metric,unready,restore"})
+	waitStarted(t, s, a)
+	s.waitLog(t, waitTimeout, "kept original content for restore", func(l logLine) bool { return l.num("entries") >= 1 })
+	pageFile := fmt.Sprintf("/proc/%d/root%s", a.pid, pagePath)
+
+	tamper(t, a)
+	s.waitLog(t, waitTimeout, "file restored", func(l logLine) bool { return l.str("path") == pagePath })
+	eventually(t, waitTimeout, "the page restored", func() (bool, string) {
+		b, err := os.ReadFile(pageFile)
+		return err == nil && string(b) == page, fmt.Sprintf("%q %v", b, err)
+	})
+	s.waitReadyz(t, waitTimeout, http.StatusOK, "ok")
+	s.waitMetric(t, waitTimeout, 0, "podfim_violations_open")
+	if !a.alive() {
+		t.Fatal("the app died: restore must not kill it")
+	}
+
+	// A symlink planted in place of the page, pointing at a file of the
+	// sidecar's own: replaced by the page, the sidecar's file untouched.
+	victim := filepath.Join(t.TempDir(), "victim")
+	writeFile(t, victim, []byte("the sidecar's own file\n"), 0o644)
+	if err := os.Remove(pageFile); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(victim, pageFile); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, waitTimeout, "the symlink replaced by the page", func() (bool, string) {
+		st, err := os.Lstat(pageFile)
+		if err != nil || !st.Mode().IsRegular() {
+			return false, fmt.Sprintf("%v %v", st, err)
+		}
+		b, err := os.ReadFile(pageFile)
+		return err == nil && string(b) == page, fmt.Sprintf("%q %v", b, err)
+	})
+	if b, _ := os.ReadFile(victim); string(b) != "the sidecar's own file\n" {
+		t.Fatalf("restore wrote through the planted symlink: %q", b)
+	}
+	s.waitReadyz(t, waitTimeout, http.StatusOK, "ok")
+	if n := len(s.logs("app container killed", nil)); n != 0 {
+		t.Errorf("%d kills with restore only", n)
+	}
+}
