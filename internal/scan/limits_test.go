@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -167,8 +168,31 @@ func TestTreeManyDirs(t *testing.T) {
 		}
 	}
 	fds := openFDs(t)
-	for _, workers := range []int{1, 3, 8} {
-		res := scanT(t, root, Options{Workers: workers})
+	// One Root for every scan, two of them at once: a scan must not consume
+	// the root's own descriptor (its directory offset).
+	r, err := OpenRoot(root)
+	must(t, err)
+	defer r.Close()
+	results := make([]*Result, 4)
+	var wg sync.WaitGroup
+	for i, workers := range []int{1, 3, 8, 2} {
+		wg.Go(func() {
+			res, err := r.Tree(t.Context(), Options{Workers: workers})
+			if err != nil {
+				t.Error(err)
+			}
+			results[i] = res
+		})
+		if i%2 == 0 {
+			wg.Wait()
+		}
+	}
+	wg.Wait()
+	for i, res := range results {
+		if res == nil {
+			continue
+		}
+		checkResult(t, res)
 		files := 0
 		for _, e := range res.Entries {
 			if e.Type != attr.TypeRegular {
@@ -176,13 +200,14 @@ func TestTreeManyDirs(t *testing.T) {
 			}
 			files++
 			if !bytes.Equal(e.Hash, want[e.Path]) {
-				t.Errorf("workers %d: %q hash %x", workers, e.Path, e.Hash)
+				t.Errorf("scan %d: %q hash %x", i, e.Path, e.Hash)
 			}
 		}
 		if files != len(want) || res.Stats.Hashed != int64(len(want)) {
-			t.Errorf("workers %d: %d files, stats %+v, want %d", workers, files, res.Stats, len(want))
+			t.Errorf("scan %d: %d files, stats %+v, want %d", i, files, res.Stats, len(want))
 		}
 	}
+	must(t, r.Close())
 	if got := openFDs(t); got != fds {
 		t.Errorf("%d fds open after scans, %d before", got, fds)
 	}

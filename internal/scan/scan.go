@@ -41,7 +41,8 @@ type Prior interface {
 type Options struct {
 	// Matcher says what to collect; nil collects attr.All everywhere.
 	Matcher Matcher
-	// Workers is the number of goroutines; 0 means runtime.GOMAXPROCS(0).
+	// Workers is the number of goroutines; 0 means runtime.GOMAXPROCS(0),
+	// at most 64.
 	Workers int
 	// MaxFiles > 0: a tree with more entries than this fails with an error
 	// wrapping ErrLimit (a partial result would look like deletions).

@@ -4,11 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"runtime"
-	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,132 +16,11 @@ import (
 )
 
 // The walk is a work queue of directories and file batches shared by a fixed
-// set of workers: a worker opens a directory, lists it, lstats each child,
-// records what needs no opening, queues subdirectories, and hands regular
-// files to hash to the queue in batches (so one huge directory or a few big
-// files still use every core). There are no per-file goroutines.
-
-// dirHandle is an open, verified directory, shared by the tasks that still
-// need it as a parent and closed when the last one is done.
-type dirHandle struct {
-	fd    int
-	path  string
-	depth int
-	refs  atomic.Int32
-	owned bool // the Root's own fd: never closed here
-}
-
-func newDirHandle(fd int, path string, depth int) *dirHandle {
-	h := &dirHandle{fd: fd, path: path, depth: depth}
-	h.refs.Store(1)
-	return h
-}
-
-func (h *dirHandle) acquire() { h.refs.Add(1) }
-
-func (h *dirHandle) release() {
-	if h.refs.Add(-1) == 0 && !h.owned {
-		unix.Close(h.fd)
-	}
-}
-
-// pending is an object that was listed and lstat'ed and waits to be opened.
-type pending struct {
-	e       attr.Entry // filled from the lstat
-	dev     uint64     // identity the open must find
-	ino     uint64
-	retried bool // already re-lstat'ed once after a swap
-	// listed: not lstat'ed; ino is the listing's d_ino and e holds only
-	// Path and Attrs (see hashListed).
-	listed bool
-}
-
-// task is a unit of work: list an open directory (list), open a
-// subdirectory of parent and list it (dir), or hash files of parent (files).
-type task struct {
-	parent *dirHandle
-	list   *dirHandle
-	dir    *pending
-	files  []pending
-}
-
-// queue is a LIFO of tasks: last in, first out keeps the walk close to
-// depth-first, which bounds the number of open directories.
-type queue struct {
-	mu     sync.Mutex
-	cond   sync.Cond
-	tasks  []task
-	n      atomic.Int32 // len(tasks), read without the lock
-	busy   int          // workers running a task
-	closed bool         // finished or aborted
-	free   [][]pending  // recycled batches
-}
-
-func (q *queue) push(t task) {
-	q.mu.Lock()
-	q.tasks = append(q.tasks, t)
-	q.n.Store(int32(len(q.tasks)))
-	q.cond.Signal()
-	q.mu.Unlock()
-}
-
-// pop waits for a task; false means the walk is over (done or aborted).
-func (q *queue) pop() (task, bool) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	for len(q.tasks) == 0 && !q.closed {
-		if q.busy == 0 {
-			q.closed = true // nothing queued and nobody can queue more
-			q.cond.Broadcast()
-			break
-		}
-		q.cond.Wait()
-	}
-	if q.closed {
-		return task{}, false
-	}
-	t := q.tasks[len(q.tasks)-1]
-	q.tasks[len(q.tasks)-1] = task{}
-	q.tasks = q.tasks[:len(q.tasks)-1]
-	q.n.Store(int32(len(q.tasks)))
-	q.busy++
-	return t, true
-}
-
-func (q *queue) finish() {
-	q.mu.Lock()
-	q.busy--
-	if q.busy == 0 && len(q.tasks) == 0 {
-		q.closed = true
-		q.cond.Broadcast()
-	}
-	q.mu.Unlock()
-}
-
-func (q *queue) abort() {
-	q.mu.Lock()
-	q.closed = true
-	q.cond.Broadcast()
-	q.mu.Unlock()
-}
-
-func (q *queue) getBatch() []pending {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if n := len(q.free); n > 0 {
-		b := q.free[n-1]
-		q.free = q.free[:n-1]
-		return b
-	}
-	return make([]pending, 0, batchFiles)
-}
-
-func (q *queue) putBatch(b []pending) {
-	clear(b)
-	q.mu.Lock()
-	q.free = append(q.free, b[:0])
-	q.mu.Unlock()
-}
+// set of workers: a worker opens a directory, lists it, lstats each child
+// (but regular files to hash, see hashListed), records what needs no
+// opening, queues subdirectories, and hands regular files to hash to the
+// queue in batches (so one huge directory or a few big files still use every
+// core). There are no per-file goroutines.
 
 // walk is the state of one Tree call shared by its workers.
 type walk struct {
@@ -172,6 +48,7 @@ func (r *Root) Tree(ctx context.Context, opts Options) (*Result, error) {
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
+	workers = min(workers, maxWorkers)
 	ctx, fail := context.WithCancelCause(ctx)
 	defer fail(nil)
 	wk := &walk{fail: fail, workers: workers}
@@ -500,13 +377,26 @@ func (w *worker) flush() {
 	w.wk.q.push(task{parent: h, files: b})
 }
 
-// hashFiles hashes a batch of files of parent and records them.
+// hashFiles hashes a batch of files of parent and records them. Sizes are
+// not known before opening (see hashListed), so after a big file, when a
+// worker is idle, half of the rest of the batch is handed over: twenty big
+// files in one directory are then hashed by every worker.
 func (w *worker) hashFiles(parent *dirHandle, files []pending) {
-	for i := range files {
+	for i := 0; i < len(files); i++ {
 		if w.aborted() {
 			break
 		}
+		before := w.stats.HashedBytes
 		w.hashOne(parent, &files[i])
+		rest := len(files) - i - 1
+		if rest > 0 && w.stats.HashedBytes-before >= splitBytes && w.wk.q.idle.Load() > 0 {
+			half := (rest + 1) / 2
+			b := append(w.wk.q.getBatch(), files[len(files)-half:]...)
+			clear(files[len(files)-half:])
+			files = files[:len(files)-half]
+			parent.acquire()
+			w.wk.q.push(task{parent: parent, files: b})
+		}
 	}
 	w.wk.q.putBatch(files)
 	parent.release()
@@ -556,174 +446,5 @@ func (w *worker) hashListed(parent *dirHandle, p *pending) {
 	unix.Close(fd)
 	if out == opened {
 		w.record(&p.e)
-	}
-}
-
-// merge puts every worker's entries in one slice in attr.ComparePaths order,
-// dropping duplicates (a name renamed back and forth during listing may be
-// listed twice), and sums the stats and warnings.
-//
-// The order is a depth-first walk with each directory's children sorted by
-// name, so it is built that way: bucket the entries by parent directory, sort
-// each bucket by name (short comparisons), walk from "/". That is several
-// times cheaper than sorting 100,000 full paths.
-func merge(ws []*worker) *Result {
-	res := &Result{}
-	total := 0
-	for _, w := range ws {
-		if w.cur != nil {
-			w.chunks = append(w.chunks, w.cur)
-			w.cur = nil
-		}
-		for _, c := range w.chunks {
-			total += len(c)
-		}
-		res.Warnings = append(res.Warnings, w.warnings...)
-		res.Stats.Dirs += w.stats.Dirs
-		res.Stats.Hashed += w.stats.Hashed
-		res.Stats.Reused += w.stats.Reused
-		res.Stats.HashedBytes += w.stats.HashedBytes
-	}
-	all := func(yield func(*rec) bool) {
-		for _, w := range ws {
-			for _, c := range w.chunks {
-				for i := range c {
-					if !yield(&c[i]) {
-						return
-					}
-				}
-			}
-		}
-	}
-	res.Entries = make([]attr.Entry, 0, total)
-	if !mergeTree(res, all, total) {
-		// Entries without their parent directory (only possible when the
-		// tree changed under the scan): fall back to sorting full paths.
-		res.Entries = res.Entries[:0]
-		mergeSort(res, all, total)
-	}
-	for _, w := range ws {
-		w.chunks = nil
-	}
-	res.Stats.Entries = int64(len(res.Entries))
-	slices.SortFunc(res.Warnings, func(a, b Warning) int { return comparePaths(a.Path, b.Path) })
-	return res
-}
-
-// parentOf splits a path into its parent directory and name.
-func parentOf(path string) (string, string) {
-	i := strings.LastIndexByte(path, '/')
-	if i == 0 {
-		return "/", path[1:]
-	}
-	return path[:i], path[i+1:]
-}
-
-type mergeChild struct {
-	name string
-	e    *rec
-}
-
-// mergeTree appends the entries to res in depth-first order; false when some
-// entry's parent was not reached.
-func mergeTree(res *Result, all func(func(*rec) bool), total int) bool {
-	// Counting sort of the entries into one array, by parent.
-	index := map[string]int{}
-	var count []int
-	var root *rec
-	roots := 0
-	for e := range all {
-		if e.path == "/" {
-			root = e
-			roots++
-			continue
-		}
-		dir, _ := parentOf(e.path)
-		i, ok := index[dir]
-		if !ok {
-			i = len(count)
-			index[dir] = i
-			count = append(count, 0)
-		}
-		count[i]++
-	}
-	if roots != 1 {
-		return roots == 0 && total == 0
-	}
-	start := make([]int, len(count)+1)
-	for i, n := range count {
-		start[i+1] = start[i] + n
-	}
-	kids := make([]mergeChild, total-1)
-	fill := slices.Clone(start[:len(count)])
-	for e := range all {
-		if e.path == "/" {
-			continue
-		}
-		dir, name := parentOf(e.path)
-		i := index[dir]
-		kids[fill[i]] = mergeChild{name, e}
-		fill[i]++
-	}
-	bucket := func(dir string) []mergeChild {
-		i, ok := index[dir]
-		if !ok {
-			return nil
-		}
-		b := kids[start[i]:start[i+1]]
-		slices.SortFunc(b, func(a, b mergeChild) int { return strings.Compare(a.name, b.name) })
-		return b
-	}
-
-	res.Entries = append(res.Entries, root.entry())
-	seen := 1
-	type frame struct {
-		kids []mergeChild
-		i    int
-	}
-	stack := []frame{{kids: bucket("/")}}
-	for len(stack) > 0 {
-		f := &stack[len(stack)-1]
-		if f.i == len(f.kids) {
-			stack = stack[:len(stack)-1]
-			continue
-		}
-		k := f.kids[f.i]
-		f.i++
-		seen++
-		if f.i > 1 && k.name == f.kids[f.i-2].name {
-			duplicate(res, k.e)
-			continue
-		}
-		res.Entries = append(res.Entries, k.e.entry())
-		if k.e.typ == attr.TypeDir {
-			if b := bucket(k.e.path); len(b) > 0 {
-				stack = append(stack, frame{kids: b})
-			}
-		}
-	}
-	return seen == total
-}
-
-// mergeSort appends the entries to res sorted by full path.
-func mergeSort(res *Result, all func(func(*rec) bool), total int) {
-	es := make([]*rec, 0, total)
-	for e := range all {
-		es = append(es, e)
-	}
-	slices.SortFunc(es, func(a, b *rec) int { return comparePaths(a.path, b.path) })
-	for i, e := range es {
-		if i > 0 && e.path == es[i-1].path {
-			duplicate(res, e)
-			continue
-		}
-		res.Entries = append(res.Entries, e.entry())
-	}
-}
-
-func duplicate(res *Result, e *rec) {
-	res.Warnings = append(res.Warnings, Warning{Path: e.path, Op: "duplicate", Err: errors.New("listed twice (renamed during the scan), kept once")})
-	if e.typ == attr.TypeDir {
-		res.Stats.Dirs--
 	}
 }

@@ -31,8 +31,10 @@ const (
 	slabSize     = 32 << 10 // hash bytes and paths are carved from slabs of this size
 	chunkEntries = 1024     // results are kept in chunks so they are never copied while growing
 	batchFiles   = 64       // a lister hands files to hashers in batches of this many...
-	batchBytes   = 4 << 20  // ...or this many bytes
+	batchBytes   = 4 << 20  // ...or this many bytes (when known)
+	splitBytes   = 1 << 20  // a file this big is worth sharing the rest of its batch for
 	maxInterned  = 4096     // bound on each worker's xattr intern tables
+	maxWorkers   = 64       // each has a read buffer: bound the memory whatever Options.Workers says
 	maxInternVal = 256      // longest xattr value shared between entries
 )
 
