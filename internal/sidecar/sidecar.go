@@ -462,6 +462,9 @@ func (k *sink) Resolved(path string) {
 
 func (k *sink) Scanned(kind string, err error, took time.Duration, entries int) {
 	k.s.metrics.ScanDone(server.ScanType(kind), time.Now(), took, err)
+	if err == nil && kind != watch.KindEvent {
+		k.s.metrics.SetFilesMonitored(entries)
+	}
 	if kind != watch.KindFull || err != nil {
 		return
 	}
