@@ -3,10 +3,12 @@ package scan
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -215,5 +217,42 @@ func TestTreeChangedWhileHashing(t *testing.T) {
 	}
 	if e := mustFind(t, res, "/always"); e.Hash != nil || !hasWarning(res, "/always", "changed") || reads["/always"] != 2 {
 		t.Errorf("/always: %+v, %d reads, warnings %v", e, reads["/always"], res.Warnings)
+	}
+}
+
+// TestTreeReplacedFiles replaces every file by a copy (a new inode) just
+// before it is first opened: the fast path misses on each, falls back to the
+// careful one, and is turned off after enough misses; every file is still
+// recorded, with the hash of its content.
+func TestTreeReplacedFiles(t *testing.T) {
+	root := t.TempDir()
+	const n = 600
+	for i := range n {
+		write(t, filepath.Join(root, fmt.Sprint(i%7), fmt.Sprint(i)), fmt.Sprint("content ", i))
+	}
+	var mu sync.Mutex
+	done := map[string]bool{}
+	opts := Options{Now: future, beforeOpen: func(path string) {
+		mu.Lock()
+		defer mu.Unlock()
+		if done[path] || !strings.Contains(path[1:], "/") {
+			return
+		}
+		done[path] = true
+		p := filepath.Join(root, path)
+		data, err := os.ReadFile(p)
+		check(t, err)
+		check(t, os.WriteFile(p+".new", data, 0o644))
+		check(t, os.Rename(p+".new", p))
+	}}
+	res := scanT(t, root, opts)
+	if res.Stats.Hashed != n || len(res.Warnings) != 0 || len(res.Entries) != n+8 {
+		t.Errorf("stats %+v, %d entries, warnings %v", res.Stats, len(res.Entries), res.Warnings)
+	}
+	for i := range n {
+		p := fmt.Sprintf("/%d/%d", i%7, i)
+		if e := mustFind(t, res, p); !bytes.Equal(e.Hash, sum256(fmt.Appendf(nil, "content %d", i))) {
+			t.Errorf("%s: hash %x", p, e.Hash)
+		}
 	}
 }

@@ -28,6 +28,11 @@ type walk struct {
 	q       queue
 	listed  atomic.Int64
 	fail    context.CancelCauseFunc
+	// Fast path bookkeeping (hashListed): a file system whose d_ino is not
+	// st_ino (overlayfs in some set-ups) would make every file take both
+	// paths, so the fast one is turned off when it mostly misses.
+	fastTries, fastMisses atomic.Int64
+	noFast                atomic.Bool
 	workers int
 }
 
@@ -224,7 +229,7 @@ func (w *worker) swapped(parent *dirHandle, p *pending) {
 func (w *worker) listDir(h *dirHandle) {
 	defer w.flush()
 	// The fast path needs the lstat of no regular file it hashes: see hashListed.
-	fast := w.cfg.quick == nil
+	fast := w.cfg.quick == nil && !w.wk.noFast.Load()
 	for {
 		n, err := getdents(h.fd, w.dirent)
 		if err != nil {
@@ -437,8 +442,12 @@ func (w *worker) hashListed(parent *dirHandle, p *pending) {
 		return
 	}
 	var st unix.Stat_t
+	tries := w.wk.fastTries.Add(1)
 	if fstat(fd, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || st.Ino != p.ino {
 		unix.Close(fd)
+		if misses := w.wk.fastMisses.Add(1); misses >= 256 && misses*2 > tries {
+			w.wk.noFast.Store(true)
+		}
 		w.child(parent, p.e.Path, p.e.Attrs, inline)
 		return
 	}
