@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -553,4 +554,47 @@ func smallDir(t *testing.T) (dir string, fill func()) {
 		}
 	})
 	return dir, func() {}
+}
+
+// TestPathOrder checks the decoder's order and path checks, which look only
+// at the part of a path after what it shares whole with the previous one,
+// against attr.ComparePaths on whole paths.
+func TestPathOrder(t *testing.T) {
+	paths := []string{"/", "/a", "/a/b", "/a/b/c", "/a/b/c.d", "/a/bc", "/a/c", "/a.b", "/a.b/x", "/a0", "/b", "/b/\xff", "/b/\xff/a", "/b/\xff\x01", "/bb"}
+	entries := func(ps []string) []attr.Entry {
+		var es []attr.Entry
+		for _, p := range ps {
+			es = append(es, attr.Entry{Path: p})
+		}
+		return es
+	}
+	decode := func(ps []string) error {
+		body := rawBody(t, &Baseline{Entries: entries(ps)})
+		_, err := decodeBody(bytes.NewReader(body), DefaultMaxSize, MaxEntries, 0)
+		return err
+	}
+	if !slices.IsSortedFunc(paths, attr.ComparePaths) {
+		t.Fatal("the test paths are not in order")
+	}
+	if err := decode(paths); err != nil {
+		t.Fatal(err)
+	}
+	for i := range len(paths) - 1 {
+		swapped := slices.Clone(paths)
+		swapped[i], swapped[i+1] = swapped[i+1], swapped[i]
+		if err := decode(swapped); !errors.Is(err, ErrFormat) {
+			t.Errorf("swapping %q and %q: err = %v", paths[i], paths[i+1], err)
+		}
+		dup := slices.Clone(paths)
+		dup[i+1] = dup[i]
+		if err := decode(dup); !errors.Is(err, ErrFormat) {
+			t.Errorf("repeating %q: err = %v", paths[i], err)
+		}
+	}
+	for _, bad := range []string{"/a/b/", "/a/b//c", "/a/b/.", "/a/b/..", "/a/b/./c", "/a/b/c\x00"} {
+		ps := []string{"/a", "/a/b", bad}
+		if err := decode(ps); !errors.Is(err, ErrFormat) {
+			t.Errorf("%q after /a/b: err = %v", bad, err)
+		}
+	}
 }

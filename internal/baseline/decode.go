@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/podfim/podfim/internal/attr"
 )
@@ -251,7 +252,19 @@ func (d *decoder) entry(e *attr.Entry, path []byte, prev *entryState) ([]byte, e
 	if int(shared) < len(prev.path) && int(shared) < len(e.Path) && prev.path[shared] == e.Path[shared] {
 		return nil, formatErrorf("path shares a shorter prefix than it could (non-canonical)")
 	}
-	after := prev.path
+	// The components the path shares whole with the previous one (up to
+	// its last "/" in the shared prefix) were checked with it, and decide
+	// nothing about the order: only the rest needs looking at.
+	after, known := prev.path, 0
+	if shared > 0 {
+		known = strings.LastIndexByte(prev.path[:shared], '/') + 1
+	}
+	if err := checkPathFrom(e.Path, known); err != nil {
+		return nil, formatErrorf("%w", err)
+	}
+	if known > 0 && attr.ComparePaths(after[known:], e.Path[known:]) >= 0 {
+		return nil, formatErrorf("duplicate or out of order after %q", after)
+	}
 	prev.path = e.Path
 
 	a, err := d.bounded(uint64(^uint32(0)), "attribute set")
@@ -283,11 +296,8 @@ func (d *decoder) entry(e *attr.Entry, path []byte, prev *entryState) ([]byte, e
 	}
 	// Everything was read within bounds; the rules shared with Write
 	// decide the rest.
-	if err := checkEntry(e); err != nil {
+	if err := checkFields(e); err != nil {
 		return nil, formatErrorf("%w", err)
-	}
-	if after != "" && attr.ComparePaths(after, e.Path) >= 0 {
-		return nil, formatErrorf("duplicate or out of order after %q", after)
 	}
 	return path, nil
 }

@@ -106,7 +106,13 @@ func hashSize(alg attr.Set) int {
 // "/", has no empty, "." or ".." components and no NUL byte. Anything else
 // would let a restore or a comparison address a different file than the one
 // that was recorded.
-func checkPath(p string) error {
+func checkPath(p string) error { return checkPathFrom(p, 0) }
+
+// checkPathFrom is checkPath for a path whose first from bytes are known to
+// be whole valid components ending in "/" (from = 0: nothing known). The
+// decoder knows that much from the previous path, and long paths in deep
+// trees make checking only the new part worth it.
+func checkPathFrom(p string, from int) error {
 	switch {
 	case p == "":
 		return fmt.Errorf("empty path")
@@ -114,15 +120,15 @@ func checkPath(p string) error {
 		return fmt.Errorf("path is %d bytes, more than %d", len(p), maxPathLen)
 	case p[0] != '/':
 		return fmt.Errorf("path %q does not start with /", p)
-	case strings.IndexByte(p, 0) >= 0:
+	case strings.IndexByte(p[from:], 0) >= 0:
 		return fmt.Errorf("path %q contains a NUL byte", p)
 	case p == "/":
 		return nil
 	}
-	// Each component starts after a "/" at start and ends before the
-	// next "/" or the end of the path.
-	start := 1
-	for i := 1; i <= len(p); i++ {
+	// Each component starts after a "/" and ends before the next "/" or
+	// the end of the path.
+	start := max(from, 1)
+	for i := start; i <= len(p); i++ {
 		if i < len(p) && p[i] != '/' {
 			continue
 		}
@@ -136,14 +142,18 @@ func checkPath(p string) error {
 
 // checkEntry reports why e cannot be stored: both Write and Read apply it,
 // so that everything Read accepts can be written again and vice versa.
-// Fields that Attrs says were not collected must be zero because the format
-// does not store them: keeping them would make a round trip lossy.
-// The extended attributes are checked in the order given; Write sorts them
-// first.
 func checkEntry(e *attr.Entry) error {
 	if err := checkPath(e.Path); err != nil {
 		return err
 	}
+	return checkFields(e)
+}
+
+// checkFields is checkEntry without the path. Fields that Attrs says were
+// not collected must be zero because the format does not store them:
+// keeping them would make a round trip lossy. The extended attributes are
+// checked in the order given; Write sorts them first.
+func checkFields(e *attr.Entry) error {
 	a := e.Attrs
 	switch {
 	case !a.Valid():

@@ -195,7 +195,7 @@ func encodeFile(t testing.TB, b *Baseline, key ed25519.PrivateKey) []byte {
 func rawBody(t testing.TB, b *Baseline) []byte {
 	t.Helper()
 	var buf bytes.Buffer
-	if err := encodeBody(&buf, b); err != nil {
+	if err := encodeBody(&buf, &buf, b, func() error { return nil }); err != nil {
 		t.Fatal(err)
 	}
 	return buf.Bytes()
