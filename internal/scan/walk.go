@@ -24,16 +24,16 @@ import (
 
 // walk is the state of one Tree call shared by its workers.
 type walk struct {
-	cfg     config
-	q       queue
-	listed  atomic.Int64
-	fail    context.CancelCauseFunc
+	cfg    config
+	q      queue
+	listed atomic.Int64
+	fail   context.CancelCauseFunc
 	// Fast path bookkeeping (hashListed): a file system whose d_ino is not
 	// st_ino (overlayfs in some set-ups) would make every file take both
 	// paths, so the fast one is turned off when it mostly misses.
 	fastTries, fastMisses atomic.Int64
 	noFast                atomic.Bool
-	workers int
+	workers               int
 }
 
 // Tree scans the whole tree under the root; the root itself is recorded as
