@@ -126,7 +126,7 @@ func NewMetrics(reg prometheus.Registerer, version string) (*Metrics, error) {
 		}),
 		rescans: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "podfim_rescans_total",
-			Help: "Full rescans by reason (overflow, watch_lost, watch_limit, schedule, target_restart).",
+			Help: "Whole-tree rescans by reason (overflow, watch_lost, watch_limit, schedule, target_restart, dir_change).",
 		}, []string{"reason"}),
 		baselineInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "podfim_baseline_info",

@@ -33,6 +33,7 @@ const (
 	ReasonWatchLost  = "watch_lost"
 	ReasonWatchLimit = "watch_limit"
 	ReasonDirChange  = "dir_change"
+	ReasonSchedule   = "schedule"
 )
 
 // Matcher is the compiled policy (policy.Matcher satisfies it).
@@ -133,6 +134,7 @@ func (m *Monitor) Run(ctx context.Context) error {
 				return err
 			}
 		case <-full.C:
+			m.sink.Rescan(ReasonSchedule)
 			if err := m.rescan(ctx, KindFull, time.Now()); err != nil {
 				return err
 			}
