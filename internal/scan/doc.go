@@ -1,20 +1,31 @@
 // Package scan owns reading a file tree: it walks a root directory that may be
 // controlled by an attacker (a container's /proc/<pid>/root), confined to that
 // root, and collects the attributes each path's policy asks for, hashing
-// regular files in parallel.
+// regular files in parallel. Root.Entry does the same for one path, for the
+// watcher.
 //
 // Confinement rests on directory file descriptors: every object is reached by
 // one name relative to the descriptor of its already opened and verified
 // parent (openat with O_NOFOLLOW, fstatat with AT_SYMLINK_NOFOLLOW), never by a
 // multi-component path, so no symlink planted in the tree is ever followed,
 // not even an absolute one that would resolve against the scanner's own root.
-// After an open, fstat must show the inode that was listed; a mismatch means
-// the object was swapped during the scan. Only regular files are opened for
-// reading; FIFOs, devices and sockets are recorded but never opened.
+// After an open, fstat must show the regular file or directory, and the
+// inode, that was listed; a mismatch means the object was swapped during the
+// scan: it is looked at again once, then recorded with a Warning.
+//
+// Only regular files are opened for reading; FIFOs, devices and sockets are
+// recorded but never opened. (An object swapped in between the listing and
+// the open is opened, with O_NONBLOCK so a FIFO cannot block, and closed
+// unread once fstat shows what it is: no open call can refuse a type.)
 //
 // Every limit is explicit (entries, depth, bytes per file): hitting one is a
 // Warning or, for the entry count, an error wrapping ErrLimit, never a silent
 // truncation.
+//
+// Speed comes from a fixed set of workers sharing a queue of directories and
+// batches of files, per-worker buffers and hash states, no allocation per file
+// beyond its path and digest (both carved from slabs), and no fstatat for a
+// regular file the listing already names as one (see hashListed).
 //
 // The package is Linux-only.
 package scan
