@@ -69,7 +69,7 @@ func TestPrecreated(t *testing.T) {
 		"podfim_scan_duration_seconds": 3,
 		"podfim_findings_total":        3,
 		"podfim_actions_total":         8 * 3,
-		"podfim_rescans_total":         5,
+		"podfim_rescans_total":         6,
 		"podfim_build_info":            1,
 		"podfim_baseline_info":         0,
 	} {
