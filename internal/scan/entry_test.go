@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -71,5 +72,55 @@ func TestEntry(t *testing.T) {
 	must(t, r.Close())
 	if _, err := r.Entry("/dir", attr.All); err == nil {
 		t.Errorf("Entry after Close succeeded")
+	}
+}
+
+// TestEntryChanges: Entry under the same races as Tree.
+func TestEntryChanges(t *testing.T) {
+	root := t.TempDir()
+	for _, n := range []string{"gone", "to-link", "growing"} {
+		write(t, filepath.Join(root, "d", n), "content of "+n)
+	}
+	write(t, filepath.Join(root, "d", "big"), strings.Repeat("big", 100))
+	r, err := OpenRoot(root)
+	must(t, err)
+	defer r.Close()
+	opts := Options{Now: future, beforeOpen: func(path string) {
+		p := filepath.Join(root, path)
+		switch path {
+		case "/d/gone":
+			check(t, os.Remove(p))
+		case "/d/to-link":
+			check(t, os.Remove(p))
+			check(t, os.Symlink("/etc/passwd", p))
+		}
+	}, afterRead: func(path string) {
+		if path == "/d/growing" {
+			f, err := os.OpenFile(filepath.Join(root, path), os.O_APPEND|os.O_WRONLY, 0)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			_, err = f.WriteString("+")
+			check(t, err)
+			check(t, f.Close())
+		}
+	}, MaxFileBytes: 299}
+	if _, err := r.EntryWith("/d/gone", attr.All, opts); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("vanished: err = %v", err)
+	}
+	if e, err := r.EntryWith("/d/to-link", attr.All, opts); err != nil || e.Type != attr.TypeSymlink || e.Target != "/etc/passwd" || e.Hash != nil {
+		t.Errorf("swapped for a symlink: %+v, %v", e, err)
+	}
+	var w Warning
+	if e, err := r.EntryWith("/d/growing", attr.All, opts); !errors.As(err, &w) || w.Op != "changed" || e.Hash != nil || e.Type != attr.TypeRegular {
+		t.Errorf("changing: %+v, %v", e, err)
+	}
+	if e, err := r.EntryWith("/d/big", attr.All, opts); !errors.As(err, &w) || !errors.Is(err, ErrLimit) || e.Hash != nil || e.Size != 300 {
+		t.Errorf("over MaxFileBytes: %+v, %v", e, err)
+	}
+	opts.MaxFileBytes = 0
+	if e, err := r.EntryWith("/d/big", attr.All, opts); err != nil || e.Hash == nil || e.Racy {
+		t.Errorf("no limit: %+v, %v", e, err)
 	}
 }

@@ -67,8 +67,16 @@ func (r *Root) Close() error {
 // satisfying errors.Is(err, fs.ErrNotExist): that includes a path through a
 // symlink or a non-directory. A non-fatal problem (unreadable file, file
 // changing while hashed) returns the entry with what could be collected
-// together with the Warning(s) as the error. Entry applies no limits.
+// together with the Warning(s) as the error. Entry applies no limits (see
+// EntryWith).
 func (r *Root) Entry(path string, attrs attr.Set) (attr.Entry, error) {
+	return r.EntryWith(path, attrs, Options{})
+}
+
+// EntryWith is Entry under the options that apply to one path:
+// MaxFileBytes (a bigger file is not hashed, with a Warning) and Now (for
+// the Racy flag). The others are ignored.
+func (r *Root) EntryWith(path string, attrs attr.Set, opts Options) (attr.Entry, error) {
 	if err := checkPath(path); err != nil {
 		return attr.Entry{}, err
 	}
@@ -77,7 +85,18 @@ func (r *Root) Entry(path string, attrs attr.Set) (attr.Entry, error) {
 	if r.fd < 0 {
 		return attr.Entry{}, fmt.Errorf("failed to read %q: root is closed", path)
 	}
-	cfg := &config{racyNs: time.Now().Add(-time.Second).UnixNano(), noNoatime: &r.noatime, noXattrat: &r.noXattrat}
+	now := time.Now
+	if opts.Now != nil {
+		now = opts.Now
+	}
+	cfg := &config{
+		racyNs:       now().Add(-time.Second).UnixNano(),
+		maxFileBytes: opts.MaxFileBytes,
+		beforeOpen:   opts.beforeOpen,
+		afterRead:    opts.afterRead,
+		noNoatime:    &r.noatime,
+		noXattrat:    &r.noXattrat,
+	}
 	w, _ := r.entryPool.Get().(*worker)
 	if w == nil {
 		w = newWorker(cfg, nil, 64<<10)
@@ -116,6 +135,11 @@ func (r *Root) Entry(path string, attrs attr.Set) (attr.Entry, error) {
 		}
 		fill(&e, &st, cfg.racyNs)
 		if e.Type != attr.TypeRegular || e.HashAlg() == 0 {
+			w.finishUnopened(dirfd, name, &e)
+			return e, w.warningsErr()
+		}
+		if lim := cfg.maxFileBytes; lim > 0 && st.Size > lim {
+			w.warn(path, "limit", fmt.Errorf("size %d is over the limit of %d bytes, not hashed: %w", st.Size, lim, ErrLimit))
 			w.finishUnopened(dirfd, name, &e)
 			return e, w.warningsErr()
 		}
