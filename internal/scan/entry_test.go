@@ -1,6 +1,7 @@
 package scan
 
 import (
+	"bytes"
 	"errors"
 	"io/fs"
 	"os"
@@ -122,5 +123,66 @@ func TestEntryChanges(t *testing.T) {
 	opts.MaxFileBytes = 0
 	if e, err := r.EntryWith("/d/big", attr.All, opts); err != nil || e.Hash == nil || e.Racy {
 		t.Errorf("no limit: %+v, %v", e, err)
+	}
+}
+
+// TestEntryLongPath reaches a file deeper than PATH_MAX, which only a walk by
+// descriptors can; Entry then goes one component at a time.
+func TestEntryLongPath(t *testing.T) {
+	root := t.TempDir()
+	comp := strings.Repeat("x", 200)
+	fd, err := unix.Open(root, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	must(t, err)
+	path := ""
+	for range 25 { // 25 * 201 bytes > PATH_MAX
+		must(t, unix.Mkdirat(fd, comp, 0o755))
+		next, err := unix.Openat(fd, comp, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+		must(t, err)
+		unix.Close(fd)
+		fd = next
+		path += "/" + comp
+	}
+	f, err := unix.Openat(fd, "file", unix.O_CREAT|unix.O_WRONLY, 0o644)
+	must(t, err)
+	_, err = unix.Write(f, []byte("deep"))
+	must(t, err)
+	unix.Close(f)
+	unix.Close(fd)
+	path += "/file"
+
+	res := scanT(t, root, Options{})
+	if e := mustFind(t, res, path); !bytes.Equal(e.Hash, sum256([]byte("deep"))) {
+		t.Errorf("Tree: %+v", e)
+	}
+	r, err := OpenRoot(root)
+	must(t, err)
+	defer r.Close()
+	if e, err := r.Entry(path, attr.All); err != nil || !bytes.Equal(e.Hash, sum256([]byte("deep"))) {
+		t.Errorf("Entry: %+v, %v", e, err)
+	}
+	// t.TempDir's cleanup cannot remove paths this long: do it by parts.
+	t.Cleanup(func() { removeDeep(t, root, comp, 25) })
+}
+
+func removeDeep(t *testing.T, root, comp string, depth int) {
+	t.Helper()
+	for d := depth; d > 0; d-- {
+		// Walk to the parent level by level to stay under PATH_MAX.
+		fd, err := unix.Open(root, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+		must(t, err)
+		for range d - 1 {
+			next, err := unix.Openat(fd, comp, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+			must(t, err)
+			unix.Close(fd)
+			fd = next
+		}
+		if d == depth {
+			sub, err := unix.Openat(fd, comp, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+			must(t, err)
+			must(t, unix.Unlinkat(sub, "file", 0))
+			unix.Close(sub)
+		}
+		must(t, unix.Unlinkat(fd, comp, unix.AT_REMOVEDIR))
+		unix.Close(fd)
 	}
 }

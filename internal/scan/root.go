@@ -203,7 +203,9 @@ func (r *Root) openDir(dir string) (int, error) {
 			return fd, nil
 		case unix.EINTR, unix.EAGAIN: // EAGAIN: a concurrent rename, retry
 			continue
-		case unix.ENOSYS, unix.EPERM, unix.E2BIG:
+		case unix.ENOSYS, unix.EPERM, unix.E2BIG, unix.ENAMETOOLONG:
+			// Missing, filtered, or a path longer than PATH_MAX (which
+			// the walk itself never needs): one component at a time.
 			return r.openDirSteps(dir)
 		}
 		return -1, resolveErr(dir, err)
