@@ -41,6 +41,9 @@ type pending struct {
 	// listed: not lstat'ed; ino is the listing's d_ino and e holds only
 	// Path and Attrs (see hashListed).
 	listed bool
+	// hidden: a directory walked only to reach what a rule watches beneath
+	// it; not recorded (see Descender).
+	hidden bool
 }
 
 // task is a unit of work: list an open directory (list), open a

@@ -30,6 +30,14 @@ type Matcher interface {
 	Match(path string) (attrs attr.Set, skip bool)
 }
 
+// Descender is implemented by a Matcher that can say a skipped directory
+// must still be walked, because a rule applies beneath it (a policy that
+// watches only /srv/www skips "/" and "/srv" but must walk them). Such a
+// directory is walked but not recorded.
+type Descender interface {
+	Descend(dir string) bool
+}
+
 // Prior gives the baseline entry for a path; quick mode uses it. It is called
 // concurrently from several goroutines and its entries are only read.
 type Prior interface {

@@ -65,6 +65,7 @@ func (r *Root) Tree(ctx context.Context, opts Options) (*Result, error) {
 		maxFiles:     int64(opts.MaxFiles),
 		quick:        opts.Quick,
 		match:        matchFunc(opts.Matcher),
+		descend:      descendFunc(opts.Matcher),
 		beforeOpen:   opts.beforeOpen,
 		afterRead:    opts.afterRead,
 		done:         ctx.Done(),
@@ -79,9 +80,12 @@ func (r *Root) Tree(ctx context.Context, opts Options) (*Result, error) {
 		ws[i] = newWorker(&wk.cfg, wk, readBufSize)
 		ws[i].dirent = make([]byte, direntSize)
 	}
-	if attrs, skip := wk.cfg.match("/"); !skip {
-		if err := ws[0].rootEntry(r.fd, normalize(attrs)); err != nil {
-			return nil, err
+	attrs, skip := wk.cfg.match("/")
+	if !skip || wk.cfg.descend("/") {
+		if !skip {
+			if err := ws[0].rootEntry(r.fd, normalize(attrs)); err != nil {
+				return nil, err
+			}
 		}
 		// List a fresh descriptor of the root: getdents advances the file
 		// offset, so listing r.fd itself would leave the next scan (or a
@@ -115,6 +119,14 @@ func matchFunc(m Matcher) func(string) (attr.Set, bool) {
 		return func(string) (attr.Set, bool) { return attr.All, false }
 	}
 	return m.Match
+}
+
+// descendFunc returns the Matcher's Descend, or a func that never descends.
+func descendFunc(m Matcher) func(string) bool {
+	if d, ok := m.(Descender); ok {
+		return d.Descend
+	}
+	return func(string) bool { return false }
 }
 
 // rootEntry records "/" from the root fd itself.
@@ -176,30 +188,40 @@ func (w *worker) openDir(parent *dirHandle, p *pending) {
 	case unix.ENOENT:
 		return
 	case unix.ELOOP, unix.ENOTDIR:
-		w.swapped(parent, p)
+		if !p.hidden {
+			w.swapped(parent, p)
+		}
 		return
 	default:
 		w.warn(p.e.Path, "open", fmt.Errorf("failed to open %q: %w", p.e.Path, err))
-		w.finishUnopened(parent.fd, name, &p.e)
-		w.record(&p.e)
+		if !p.hidden {
+			w.finishUnopened(parent.fd, name, &p.e)
+			w.record(&p.e)
+		}
 		return
 	}
 	var st unix.Stat_t
 	if err := fstat(fd, &st); err != nil {
 		unix.Close(fd)
 		w.warn(p.e.Path, "open", fmt.Errorf("failed to fstat %q: %w", p.e.Path, err))
-		w.finishUnopened(parent.fd, name, &p.e)
-		w.record(&p.e)
+		if !p.hidden {
+			w.finishUnopened(parent.fd, name, &p.e)
+			w.record(&p.e)
+		}
 		return
 	}
 	if st.Dev != p.dev || st.Ino != p.ino || st.Mode&unix.S_IFMT != unix.S_IFDIR {
 		unix.Close(fd)
-		w.swapped(parent, p)
+		if !p.hidden {
+			w.swapped(parent, p)
+		}
 		return
 	}
-	fill(&p.e, &st, w.cfg.racyNs)
-	w.finishOpen(fd, &p.e)
-	w.record(&p.e)
+	if !p.hidden {
+		fill(&p.e, &st, w.cfg.racyNs)
+		w.finishOpen(fd, &p.e)
+		w.record(&p.e)
+	}
 	h := newDirHandle(fd, p.e.Path, parent.depth+1)
 	w.listDir(h)
 	h.release()
@@ -263,6 +285,9 @@ func (w *worker) listDir(h *dirHandle) {
 			path := w.joinPath(h.path, name)
 			attrs, skip := w.cfg.match(path)
 			if skip {
+				if (dtype == unix.DT_DIR || dtype == unix.DT_UNKNOWN) && w.cfg.descend(path) {
+					w.passDir(h, path)
+				}
 				continue
 			}
 			// Counted when listed (one that then vanishes counts too): the
@@ -325,6 +350,27 @@ func (w *worker) child(h *dirHandle, path string, attrs attr.Set, mode int) {
 	}
 	w.finishUnopened(h.fd, name, &p.e)
 	w.record(&p.e)
+}
+
+// passDir queues a directory that is walked but not recorded (Descender).
+func (w *worker) passDir(h *dirHandle, path string) {
+	st := &w.st
+	if err := lstatAt(h.fd, w.cname(nameOf(h.path, path)), st); err != nil {
+		if err != unix.ENOENT {
+			w.warn(path, "lstat", fmt.Errorf("failed to lstat %q: %w", path, err))
+		}
+		return
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return // a symlink or anything else is never followed
+	}
+	if depth := h.depth + 1; w.cfg.maxDepth > 0 && depth > w.cfg.maxDepth {
+		w.warn(path, "limit", fmt.Errorf("depth %d is over the limit of %d, not descended: %w", depth, w.cfg.maxDepth, ErrLimit))
+		return
+	}
+	d := &pending{e: attr.Entry{Path: path}, dev: st.Dev, ino: st.Ino, hidden: true}
+	h.acquire()
+	w.wk.q.push(task{parent: h, dir: d})
 }
 
 // reuse implements quick mode: see Options.Quick for why it is sound.

@@ -18,6 +18,7 @@ type config struct {
 	maxFiles     int64
 	quick        Prior
 	match        func(string) (attr.Set, bool)
+	descend      func(string) bool // walk a skipped directory without recording it (Descender)
 	beforeOpen   func(path string)
 	afterRead    func(path string)
 	done         <-chan struct{} // closed when the scan is aborted; nil never

@@ -1,0 +1,69 @@
+package scan
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/podfim/podfim/internal/attr"
+)
+
+// subtreeMatcher watches only what is under sub; it walks the directories
+// leading there without recording them.
+type subtreeMatcher struct{ sub string }
+
+func (m subtreeMatcher) Match(p string) (attr.Set, bool) {
+	if p == m.sub || strings.HasPrefix(p, m.sub+"/") {
+		return attr.All, false
+	}
+	return 0, true
+}
+
+func (m subtreeMatcher) Descend(dir string) bool {
+	return dir == "/" || strings.HasPrefix(m.sub, dir+"/")
+}
+
+func TestDescendWalksSkippedDirectoriesWithoutRecordingThem(t *testing.T) {
+	dir := t.TempDir()
+	for _, d := range []string{"srv/www/css", "srv/other", "etc"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, f := range []string{"srv/www/index.html", "srv/www/css/a.css", "srv/other/x", "etc/passwd", "srv/top"} {
+		if err := os.WriteFile(filepath.Join(dir, f), []byte(f), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A symlink named like the way down is never followed.
+	if err := os.Symlink(filepath.Join(dir, "srv"), filepath.Join(dir, "srvlink")); err != nil {
+		t.Fatal(err)
+	}
+	res, err := Tree(context.Background(), dir, Options{Matcher: subtreeMatcher{sub: "/srv/www"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range res.Entries {
+		got = append(got, e.Path)
+	}
+	want := []string{"/srv/www", "/srv/www/css", "/srv/www/css/a.css", "/srv/www/index.html"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("entries = %q, want %q", got, want)
+	}
+	// Without Descend, the same Match records nothing: "/" is skipped.
+	res, err = Tree(context.Background(), dir, Options{Matcher: onlyMatch{subtreeMatcher{sub: "/srv/www"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Entries) != 0 {
+		t.Fatalf("without Descend: %d entries", len(res.Entries))
+	}
+}
+
+type onlyMatch struct{ m subtreeMatcher }
+
+func (o onlyMatch) Match(p string) (attr.Set, bool) { return o.m.Match(p) }
