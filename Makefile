@@ -35,6 +35,7 @@ fuzz:
 BENCH_RUNS ?= 5
 bench: build
 	BENCH_RUNS=$(BENCH_RUNS) ./scripts/bench.sh
+	./scripts/bench-sidecar.sh
 
 ## demo: the seed's walkthrough with podfim (see README)
 demo:
