@@ -114,9 +114,9 @@ func TestFind(t *testing.T) {
 	if !errors.As(err, &amb) || !errors.Is(err, ErrAmbiguous) || len(amb.Candidates) != 2 {
 		t.Fatalf("Find(zero) with two containers: %v", err)
 	}
-	want := fmt.Sprintf("found 2 candidate containers (exe %s pid %d, exe %s pid %d); select one with --target-exe or --target-container",
+	want := fmt.Sprintf("found 2 candidate containers (exe %s pid %d, exe %s pid %d); select one with --target-name, --target-exe or --target-container",
 		testExe(t), a.pid, sleepExe(t), b.pid)
-	if got := err.Error(); !strings.Contains(got, "found 2 candidate containers (exe ") || !strings.HasSuffix(got, "; select one with --target-exe or --target-container") {
+	if got := err.Error(); !strings.Contains(got, "found 2 candidate containers (exe ") || !strings.HasSuffix(got, "; select one with --target-name, --target-exe or --target-container") {
 		t.Errorf("error %q, want like %q", got, want)
 	}
 

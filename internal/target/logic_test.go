@@ -113,14 +113,14 @@ func TestChoose(t *testing.T) {
 	if !errors.As(err, &amb) || !errors.Is(err, ErrAmbiguous) {
 		t.Fatalf("zero selector, two containers: %v", err)
 	}
-	want := "found 2 candidate containers (exe /bin/a pid 7 container 0e768f8db752, exe /bin/b pid 9 container abddff03dfd7); select one with --target-exe or --target-container"
+	want := "found 2 candidate containers (exe /bin/a pid 7 container 0e768f8db752, exe /bin/b pid 9 container abddff03dfd7); select one with --target-name, --target-exe or --target-container"
 	if err.Error() != want {
 		t.Errorf("got  %q\nwant %q", err, want)
 	}
 	noID := group([]Process{p(7, 10, 70, "/bin/a", "")}, "", "")
 	noID = append(noID, group([]Process{p(9, 20, 90, "/bin/b", "")}, "", "")...)
 	_, err = choose(Selector{}, noID)
-	if want := "found 2 candidate containers (exe /bin/a pid 7, exe /bin/b pid 9); select one with --target-exe or --target-container"; err == nil || err.Error() != want {
+	if want := "found 2 candidate containers (exe /bin/a pid 7, exe /bin/b pid 9); select one with --target-name, --target-exe or --target-container"; err == nil || err.Error() != want {
 		t.Errorf("got  %v\nwant %q", err, want)
 	}
 

@@ -125,8 +125,8 @@ func (c *Container) rootCandidates() []Process {
 }
 
 // Selector chooses the target container among the containers found. The zero
-// Selector means "the only other container". When both fields are set, both
-// must match.
+// Selector means "the only other container". When several fields are set,
+// all must match.
 type Selector struct {
 	// Exe matches a container with a process running this executable (a
 	// path inside the container, compared exactly; a deleted executable
@@ -136,13 +136,37 @@ type Selector struct {
 	// hex digits, optionally with the "<runtime>://" prefix Kubernetes shows
 	// in a pod's status (containerd://, cri-o://, docker://).
 	ContainerID string
+	// Resolver, when set, matches a container whose ID is one of those it
+	// knows at the time of the poll: the IDs of a container known by name
+	// to the Kubernetes API, which change when the container restarts.
+	Resolver Resolver
+}
+
+// Resolver tells which container IDs the wanted container has now, as a
+// source outside /proc knows them (the Kubernetes API's status of a named
+// container). Follow consults it on every poll while it follows no
+// container, so a restarted container is found once its new ID is known.
+// Its methods are called from Follow's goroutine and must not block.
+type Resolver interface {
+	// ContainerIDs returns the known IDs, in order of preference: where
+	// containers match several, the one matching the earliest wins (the
+	// current container before the one it replaced). Each is a full ID or
+	// a prefix of at least 12 hex digits, with or without a "<runtime>://"
+	// prefix; others are ignored.
+	ContainerIDs() []string
+	// Missed says that no container matched: the IDs may be stale (a
+	// restart), a hint to look them up again.
+	Missed()
+	// String describes what is resolved, for messages ("container name
+	// app").
+	String() string
 }
 
 // Flags that select the target, named in error messages.
-const selectHint = "select one with --target-exe or --target-container"
+const selectHint = "select one with --target-name, --target-exe or --target-container"
 
 // IsZero reports whether s is the zero Selector.
-func (s Selector) IsZero() bool { return s == Selector{} }
+func (s Selector) IsZero() bool { return s.Exe == "" && s.ContainerID == "" && s.Resolver == nil }
 
 // Validate reports whether s is usable.
 func (s Selector) Validate() error {
@@ -150,8 +174,8 @@ func (s Selector) Validate() error {
 		return fmt.Errorf("invalid target executable %q: must be an absolute path inside the container", s.Exe)
 	}
 	if s.ContainerID != "" {
-		id := s.id()
-		if len(id) < 12 || len(id) > 64 || !isHex(id) {
+		id := normalID(s.ContainerID)
+		if !validID(id) {
 			return fmt.Errorf("invalid target container ID %q: want 12 to 64 hex digits", s.ContainerID)
 		}
 	}
@@ -159,17 +183,26 @@ func (s Selector) Validate() error {
 }
 
 // id is the ContainerID without a "<runtime>://" prefix, in lower case.
-func (s Selector) id() string {
-	id := s.ContainerID
+func (s Selector) id() string { return normalID(s.ContainerID) }
+
+// normalID is id without a "<runtime>://" prefix, in lower case.
+func normalID(id string) string {
 	if i := strings.Index(id, "://"); i >= 0 {
 		id = id[i+3:]
 	}
 	return strings.ToLower(id)
 }
 
+// validID reports whether a normalised id is a container ID or a prefix of
+// one long enough to name a single container.
+func validID(id string) bool { return len(id) >= 12 && len(id) <= 64 && isHex(id) }
+
 // String describes s for messages.
 func (s Selector) String() string {
 	var parts []string
+	if s.Resolver != nil {
+		parts = append(parts, s.Resolver.String())
+	}
 	if s.Exe != "" {
 		parts = append(parts, "exe "+s.Exe)
 	}
@@ -182,14 +215,43 @@ func (s Selector) String() string {
 	return strings.Join(parts, " and ")
 }
 
-func (s Selector) matches(c *Container) bool {
+// matcher is a Selector bound to one listing: the resolver's IDs are read
+// once per choice, not once per container.
+type matcher struct {
+	sel Selector
+	ids []string // the resolver's valid IDs, normalised
+}
+
+func (s Selector) matcher() matcher {
+	m := matcher{sel: s}
+	if s.Resolver != nil {
+		for _, id := range s.Resolver.ContainerIDs() {
+			if id = normalID(id); validID(id) {
+				m.ids = append(m.ids, id)
+			}
+		}
+	}
+	return m
+}
+
+// rank tells whether c matches and, for a resolver, the index of the first
+// of its IDs that c has (lower is preferred); 0 without a resolver.
+func (m matcher) rank(c *Container) (int, bool) {
+	s := m.sel
 	if s.ContainerID != "" && (c.ContainerID == "" || !strings.HasPrefix(c.ContainerID, s.id())) {
-		return false
+		return 0, false
 	}
 	if s.Exe != "" && !slices.ContainsFunc(c.Processes, func(p Process) bool { return p.Exe == s.Exe }) {
-		return false
+		return 0, false
 	}
-	return true
+	if s.Resolver == nil {
+		return 0, true
+	}
+	if c.ContainerID == "" { // a resolver that knows no ID matches nothing
+		return 0, false
+	}
+	i := slices.IndexFunc(m.ids, func(id string) bool { return strings.HasPrefix(c.ContainerID, id) })
+	return i, i >= 0
 }
 
 // Errors.
@@ -229,18 +291,31 @@ func (e *AmbiguousError) Error() string {
 // Is makes errors.Is(err, ErrAmbiguous) hold.
 func (e *AmbiguousError) Is(target error) bool { return target == ErrAmbiguous }
 
-// choose picks the one container of cs that sel matches.
+// choose picks the one container of cs that sel matches. With a resolver,
+// the containers matching its earliest ID are the candidates, and Missed is
+// called when none matches.
 func choose(sel Selector, cs []Container) (*Container, error) {
+	m := sel.matcher()
 	var found []Container
+	best := -1
 	for i := range cs {
-		if sel.matches(&cs[i]) {
-			found = append(found, cs[i])
+		r, ok := m.rank(&cs[i])
+		switch {
+		case !ok || (best >= 0 && r > best):
+			continue
+		case best >= 0 && r < best:
+			found = found[:0]
 		}
+		best = r
+		found = append(found, cs[i])
 	}
 	switch len(found) {
 	case 1:
 		return &found[0], nil
 	case 0:
+		if sel.Resolver != nil {
+			sel.Resolver.Missed()
+		}
 		return nil, noTarget(sel, cs)
 	}
 	return nil, &AmbiguousError{Selector: sel, Candidates: found}
