@@ -7,6 +7,7 @@
 package attr
 
 import (
+	"bytes"
 	"fmt"
 	"slices"
 	"strings"
@@ -169,6 +170,21 @@ type Entry struct {
 	// change could leave size, mtime and ctime equal (see docs/design.md);
 	// a quick check always re-hashes racy files.
 	Racy bool
+}
+
+// Clone returns a copy of e that shares no memory with it (strings aside,
+// which cannot change): for keeping an entry whose source reuses its
+// buffers, such as a baseline being read entry by entry.
+func (e *Entry) Clone() Entry {
+	c := *e
+	c.Hash = bytes.Clone(e.Hash)
+	if e.Xattrs != nil {
+		c.Xattrs = make([]Xattr, len(e.Xattrs))
+		for i, x := range e.Xattrs {
+			c.Xattrs[i] = Xattr{Name: x.Name, Value: bytes.Clone(x.Value)}
+		}
+	}
+	return c
 }
 
 // HashAlg returns the content hash attribute of e, or 0.

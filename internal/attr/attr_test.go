@@ -1,6 +1,7 @@
 package attr
 
 import (
+	"reflect"
 	"slices"
 	"testing"
 )
@@ -53,5 +54,21 @@ func TestXattrLabel(t *testing.T) {
 		if got := XattrLabel(name); got != want {
 			t.Errorf("XattrLabel(%q) = %q, want %q", name, got, want)
 		}
+	}
+}
+
+func TestClone(t *testing.T) {
+	e := Entry{Path: "/f", Attrs: All, Type: TypeRegular, Size: 3, Hash: []byte{1, 2, 3},
+		Xattrs: []Xattr{{Name: "user.a", Value: []byte("v")}, {Name: "user.b"}}}
+	c := e.Clone()
+	if !reflect.DeepEqual(c, e) {
+		t.Fatalf("Clone = %#v, want %#v", c, e)
+	}
+	e.Hash[0], e.Xattrs[0].Value[0], e.Xattrs[1].Name = 9, 'x', "user.c"
+	if c.Hash[0] != 1 || string(c.Xattrs[0].Value) != "v" || c.Xattrs[1].Name != "user.b" {
+		t.Errorf("Clone shares memory with the original: %#v", c)
+	}
+	if c := (&Entry{Path: "/d"}).Clone(); c.Hash != nil || c.Xattrs != nil {
+		t.Errorf("Clone of nil slices = %#v, want nil slices", c)
 	}
 }
