@@ -7,9 +7,12 @@ import (
 )
 
 // bodyBufSize is the decoder's buffer: larger than any single field (the
-// largest is an extended attribute value), so that every field can be
-// decoded straight from the buffer.
+// largest are an extended attribute value and a group's hash bytes), so
+// that every field can be decoded straight from the buffer.
 const bodyBufSize = 2 * maxXattrValueLen
+
+// The hash bytes of a group are one field too.
+const _ = uint(bodyBufSize - maxGroupHashes)
 
 // decoder reads a decompressed body strictly: every length is checked
 // before anything is allocated for it, and only the canonical encoding of a
@@ -21,10 +24,6 @@ type decoder struct {
 	buf []byte // buf[pos:] is read but not decoded yet
 	pos int
 	err error // what ended src, once it has
-	// placeholder stands in for hashes until the hash block is read;
-	// its length is the largest digest size.
-	placeholder [64]byte
-	hashBytes   uint64 // the size of the hash block
 }
 
 func newDecoder(r io.Reader, maxBody int64) *decoder {

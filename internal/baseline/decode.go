@@ -13,30 +13,33 @@ import (
 	"github.com/podfim/podfim/internal/attr"
 )
 
-// Read reads a baseline from r. It checks, in this order, the magic, the
-// version, the sizes against the limits, the payload digest and the
-// signature, and only then decompresses and decodes the payload, so that
-// nothing unauthenticated reaches the decompressor or the decoder when a
-// key is required. Nothing may follow the payload. When r has a Len method
-// (bytes.Reader, bytes.Buffer, strings.Reader) it must return the number of
-// unread bytes: Read uses it to check the size before reading.
+// Read reads a whole baseline from r: Open, then every entry from Next.
+// It checks, in this order, the magic, the version, the sizes against the
+// limits, the payload digest and the signature, and only then decompresses
+// and decodes the payload, so that nothing unauthenticated reaches the
+// decompressor or the decoder when a key is required. Nothing may follow
+// the payload. When r has a Len method (bytes.Reader, bytes.Buffer,
+// strings.Reader) it must return the number of unread bytes: Read uses it
+// to check the size before reading.
+//
+// The result holds the entries only: not the payload they were decoded
+// from. A caller that looks at each entry once should use Open, which
+// never holds them all.
 //
 // Errors wrap ErrFormat, ErrVersion, ErrDigest or ErrSignature, except for
 // invalid options and errors of r itself.
 func Read(r io.Reader, opts ReadOptions) (*Baseline, error) {
-	size := int64(-1)
-	if l, ok := r.(interface{ Len() int }); ok {
-		// bytes.Reader, bytes.Buffer, strings.Reader: the input is in
-		// memory and its size known.
-		size = int64(l.Len())
+	rd, err := Open(r, opts)
+	if err != nil {
+		return nil, err
 	}
-	return read(r, opts, size)
+	return rd.readAll()
 }
 
-// read is Read with the size of the input when it is known (size >= 0),
+// open is Open with the size of the input when it is known (size >= 0),
 // which lets a truncated or padded file fail before the payload is read and
 // lets the payload buffer be allocated once.
-func read(r io.Reader, opts ReadOptions, size int64) (*Baseline, error) {
+func open(r io.Reader, opts ReadOptions, size int64) (*Reader, error) {
 	maxSize, maxEntries, err := opts.limits()
 	if err != nil {
 		return nil, err
@@ -68,12 +71,21 @@ func read(r io.Reader, opts ReadOptions, size int64) (*Baseline, error) {
 	if err := verify(h, opts.VerifyKey); err != nil {
 		return nil, err
 	}
-	b, err := decompress(payload, maxSize, maxEntries)
+	// Authenticated: from here on the payload may be decompressed.
+	src := bytes.NewReader(payload)
+	zr, err := gzip.NewReader(src)
+	if err != nil {
+		return nil, formatErrorf("baseline payload is not gzip: %w", err)
+	}
+	// One member only: anything after it is trailing garbage.
+	zr.Multistream(false)
+	body, policy, err := newBodyStream(zr, maxSize, maxEntries)
 	if err != nil {
 		return nil, err
 	}
-	b.setStored(h)
-	return b, nil
+	rd := &Reader{PolicyDigest: policy, Count: int(body.count), payloadLen: h.payloadLen, src: src, body: body}
+	rd.Version, rd.Digest, rd.Signed, rd.KeyID, rd.PublicKey = stored(h)
+	return rd, nil
 }
 
 // readHeader reads the header up to the payload.
@@ -160,82 +172,96 @@ func readPayload(r io.Reader, n uint64, exact bool) ([]byte, error) {
 	return payload, nil
 }
 
-// decompress decodes an authenticated payload.
-func decompress(payload []byte, maxBody int64, maxEntries uint64) (*Baseline, error) {
-	src := bytes.NewReader(payload)
-	zr, err := gzip.NewReader(src)
-	if err != nil {
-		return nil, formatErrorf("baseline payload is not gzip: %w", err)
-	}
-	// One member only: anything after it is trailing garbage.
-	zr.Multistream(false)
-	b, err := decodeBody(zr, maxBody, maxEntries, uint64(len(payload)))
-	if err != nil {
-		return nil, err
-	}
-	if src.Len() != 0 {
-		return nil, formatErrorf("baseline payload has %d bytes after the gzip stream", src.Len())
-	}
-	return b, nil
+// bodyStream decodes a decompressed body entry by entry.
+type bodyStream struct {
+	d     *decoder
+	count uint64 // entries announced
+	done  uint64 // entries decoded
+	prev  entryState
+	path  []byte // the bytes of prev.path, for front coding
+	// hashes holds the hash bytes of the current group that its entries
+	// have not taken yet; it is a part of hashBuf, which each group reuses.
+	hashes, hashBuf []byte
+	cur             attr.Entry // the entry next returned last
 }
 
-// decodeBody decodes a whole decompressed body of at most maxBody bytes
-// from r. sizeHint is the compressed size, used to bound the first
-// allocation.
-func decodeBody(r io.Reader, maxBody int64, maxEntries, sizeHint uint64) (*Baseline, error) {
+// newBodyStream reads the body's policy digest and entry count from r, a
+// body of at most maxBody bytes.
+func newBodyStream(r io.Reader, maxBody int64, maxEntries uint64) (*bodyStream, string, error) {
 	d := newDecoder(r, maxBody)
-	b, err := d.body(maxEntries, sizeHint)
-	if err != nil {
-		return nil, err
-	}
-	if err := d.end(); err != nil {
-		return nil, err
-	}
-	return b, nil
-}
-
-func (d *decoder) body(maxEntries, payloadLen uint64) (*Baseline, error) {
 	policy, err := d.string(maxPolicyDigestLen, "policy digest")
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	count, err := d.bounded(maxEntries, "entry count")
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	// The count is not trusted for the allocation: a stored entry takes
-	// more than 32 compressed bytes when it has a hash, so a larger count
-	// than the payload can hold only grows the slice as entries arrive.
-	b := &Baseline{PolicyDigest: policy, Entries: make([]attr.Entry, 0, min(count, payloadLen/32+64))}
-	var prev entryState
-	var path []byte
-	for i := uint64(0); i < count; i++ {
-		b.Entries = append(b.Entries, attr.Entry{})
-		e := &b.Entries[i]
-		after := prev.path
-		if path, err = d.entry(e, path, &prev); err != nil {
-			if e.Path == "" {
-				return nil, fmt.Errorf("baseline entry %d (after %q): %w", i, after, err)
-			}
-			return nil, fmt.Errorf("baseline entry %d (%q): %w", i, e.Path, err)
+	return &bodyStream{d: d, count: count}, policy, nil
+}
+
+// next decodes the next entry into s.cur and returns it, or returns io.EOF
+// once the body has ended as it must: the end marker after the announced
+// number of entries, and the end of the stream.
+func (s *bodyStream) next() (*attr.Entry, error) {
+	d := s.d
+	if s.done == s.count {
+		end, err := d.next(len(endMarker))
+		if err != nil {
+			return nil, err
+		}
+		if string(end) != endMarker {
+			return nil, formatErrorf("baseline body has no end marker after %d entries (wrong entry count?)", s.count)
+		}
+		if err := d.end(); err != nil {
+			return nil, err
+		}
+		return nil, io.EOF
+	}
+	if s.done%groupSize == 0 {
+		if err := s.group(); err != nil {
+			return nil, err
 		}
 	}
-	if err := d.hashes(b.Entries); err != nil {
-		return nil, err
+	e := &s.cur
+	*e = attr.Entry{}
+	after := s.prev.path
+	var err error
+	if s.path, err = d.entry(e, s.path, &s.prev, &s.hashes); err != nil {
+		if e.Path == "" {
+			return nil, fmt.Errorf("baseline entry %d (after %q): %w", s.done, after, err)
+		}
+		return nil, fmt.Errorf("baseline entry %d (%q): %w", s.done, e.Path, err)
 	}
-	end, err := d.next(len(endMarker))
+	s.done++
+	if (s.done%groupSize == 0 || s.done == s.count) && len(s.hashes) > 0 {
+		return nil, formatErrorf("baseline entries %d to %d: their group holds %d hash bytes more than they take",
+			(s.done-1)/groupSize*groupSize, s.done-1, len(s.hashes))
+	}
+	return e, nil
+}
+
+// group reads the hash bytes of the group that starts at entry s.done.
+func (s *bodyStream) group() error {
+	limit := min(s.count-s.done, groupSize) * maxHashLen
+	n, err := s.d.bounded(limit, "group hash length")
 	if err != nil {
-		return nil, err
+		return fmt.Errorf("baseline group at entry %d: %w", s.done, err)
 	}
-	if string(end) != endMarker {
-		return nil, formatErrorf("baseline body has no end marker after %d entries (wrong entry count?)", count)
+	// n is bounded by maxGroupHashes, and so is this buffer.
+	b, err := s.d.next(int(n))
+	if err != nil {
+		return err
 	}
-	return b, nil
+	s.hashBuf = append(s.hashBuf[:0], b...)
+	s.hashes = s.hashBuf
+	return nil
 }
 
 // entry decodes one entry into e. path holds the previous path on entry and
-// e.Path's bytes on return, so front coding needs no extra copies.
-func (d *decoder) entry(e *attr.Entry, path []byte, prev *entryState) ([]byte, error) {
+// e.Path's bytes on return, so front coding needs no extra copies. The hash,
+// if any, is taken from the front of hashes, the group's hash bytes.
+func (d *decoder) entry(e *attr.Entry, path []byte, prev *entryState, hashes *[]byte) ([]byte, error) {
 	shared, err := d.bounded(uint64(len(prev.path)), "shared path prefix")
 	if err != nil {
 		return nil, err
@@ -291,7 +317,7 @@ func (d *decoder) entry(e *attr.Entry, path []byte, prev *entryState) ([]byte, e
 		return nil, formatErrorf("unknown entry flags %#02x", flags)
 	}
 	e.Racy = flags&entryRacy != 0
-	if err := d.fields(e, prev, flags&entryCtimeFromMtime != 0); err != nil {
+	if err := d.fields(e, prev, flags&entryCtimeFromMtime != 0, hashes); err != nil {
 		return nil, err
 	}
 	// Everything was read within bounds; the rules shared with Write
@@ -303,7 +329,7 @@ func (d *decoder) entry(e *attr.Entry, path []byte, prev *entryState) ([]byte, e
 }
 
 // fields decodes the fields that e.Attrs says are stored.
-func (d *decoder) fields(e *attr.Entry, prev *entryState, fromMtime bool) error {
+func (d *decoder) fields(e *attr.Entry, prev *entryState, fromMtime bool, hashes *[]byte) error {
 	a := e.Attrs
 	u32 := func(what string) (uint32, error) {
 		v, err := d.bounded(uint64(^uint32(0)), what)
@@ -403,35 +429,15 @@ func (d *decoder) fields(e *attr.Entry, prev *entryState, fromMtime bool) error 
 		}
 	}
 	if alg := e.HashAlg(); alg != 0 {
-		n, err := d.bounded(uint64(len(d.placeholder)), "hash length")
+		n, err := d.bounded(maxHashLen, "hash length")
 		if err != nil {
 			return err
 		}
-		// The bytes come in the hash block after the entries; until then
-		// a placeholder of the right length lets checkEntry judge it.
+		if n > uint64(len(*hashes)) {
+			return formatErrorf("hash length %d is more than the %d hash bytes left in the group", n, len(*hashes))
+		}
 		if n > 0 {
-			e.Hash = d.placeholder[:n:n]
-			d.hashBytes += n
-		}
-	}
-	return nil
-}
-
-// hashes reads the hash block into the entries that have a hash.
-func (d *decoder) hashes(es []attr.Entry) error {
-	// hashBytes is bounded by the entries already in memory, so this
-	// allocation is too.
-	arena := make([]byte, d.hashBytes)
-	for rest := arena; len(rest) > 0; {
-		b, err := d.next(min(len(rest), bodyBufSize))
-		if err != nil {
-			return fmt.Errorf("baseline hash block: %w", err)
-		}
-		rest = rest[copy(rest, b):]
-	}
-	for i := range es {
-		if n := len(es[i].Hash); n > 0 {
-			es[i].Hash, arena = arena[:n:n], arena[n:]
+			e.Hash, *hashes = (*hashes)[:n:n], (*hashes)[n:]
 		}
 	}
 	return nil

@@ -45,14 +45,16 @@ func writeTo(w io.Writer, h *header, payload []byte) error {
 
 // setStored records in b what the header h says about the stored file.
 func (b *Baseline) setStored(h *header) {
-	b.Version = int(h.version)
-	b.Digest = h.digest
-	b.Signed = h.signed()
-	b.KeyID, b.PublicKey = "", nil
-	if b.Signed {
-		b.PublicKey = ed25519.PublicKey(bytes.Clone(h.publicKey))
-		b.KeyID = KeyID(b.PublicKey)
+	b.Version, b.Digest, b.Signed, b.KeyID, b.PublicKey = stored(h)
+}
+
+// stored returns what the header h says about the stored file.
+func stored(h *header) (version int, digest [32]byte, signed bool, keyID string, pub ed25519.PublicKey) {
+	if h.signed() {
+		pub = ed25519.PublicKey(bytes.Clone(h.publicKey))
+		keyID = KeyID(pub)
 	}
+	return int(h.version), h.digest, h.signed(), keyID, pub
 }
 
 // encode returns the header and the payload for b.
@@ -109,44 +111,79 @@ func xattrsSorted(xs []attr.Xattr) bool {
 
 // compress returns the gzip payload for a validated b.
 //
-// The gzip member is put together by hand from two deflate streams: the
-// entries compressed at gzipLevel, then the hash block and the end marker
-// in stored blocks. A sync flush ends the first stream on a byte boundary
-// without a final block, so the two read as one stream. Hashes are random
-// bytes except for duplicate files; compressing those few duplicates would
-// save about 5% of the hash block but make every hash cost a Huffman
-// decode, which was a third of the decoding time.
+// The gzip member is one deflate stream put together by hand: the body is
+// compressed at gzipLevel, except for the hash bytes of each group, which
+// go in stored blocks. Hashes are random bytes except for duplicate files;
+// compressing those few duplicates would save about 5% of them but make
+// every hash cost a Huffman decode, and hashes among the Huffman-coded
+// metadata cost more than their own size (TestSize100k's synthetic set:
+// 50.6 bytes per entry with each hash compressed after its entry, 47.8
+// with the groups' hashes stored).
+//
+// Before a group's stored hashes the compressor is flushed (a sync flush
+// ends its output on a byte boundary without a final block); after them it
+// is reset, so that no back-reference of the compressed part reaches into
+// bytes it did not see. Groups with few hash bytes (a directory listing,
+// say) are not worth a flush and a reset: their hashes are compressed.
 func compress(b *Baseline) ([]byte, error) {
 	var out bytes.Buffer
 	// What gzip.Writer writes for a zero Header: no name, mtime 0, XFL 0,
 	// OS unknown. The output depends on the baseline only.
 	out.Write([]byte{0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255})
-	entries, err := flate.NewWriter(&out, gzipLevel)
-	if err != nil {
-		return nil, err
-	}
-	hashes, err := flate.NewWriter(&out, flate.NoCompression)
+	zw, err := flate.NewWriter(&out, gzipLevel)
 	if err != nil {
 		return nil, err
 	}
 	crc := crc32.NewIEEE()
 	var size uint64
-	sum := func(w io.Writer) io.Writer {
-		return writerFunc(func(p []byte) (int, error) {
-			crc.Write(p)
-			size += uint64(len(p))
-			return w.Write(p)
-		})
+	sum := func(p []byte) {
+		crc.Write(p)
+		size += uint64(len(p))
 	}
-	if err := encodeBody(sum(entries), sum(hashes), b, entries.Flush); err != nil {
+	compressed := writerFunc(func(p []byte) (int, error) {
+		sum(p)
+		return zw.Write(p)
+	})
+	hashPart := func(p []byte) error {
+		if len(p) < minStoredHashes {
+			_, err := compressed.Write(p)
+			return err
+		}
+		if err := zw.Flush(); err != nil {
+			return err
+		}
+		sum(p)
+		writeStored(&out, p)
+		zw.Reset(&out)
+		return nil
+	}
+	if err := encodeBody(compressed, hashPart, b); err != nil {
 		return nil, err
 	}
-	if err := hashes.Close(); err != nil {
+	if err := zw.Close(); err != nil {
 		return nil, err
 	}
 	out.Write(binary.LittleEndian.AppendUint32(nil, crc.Sum32()))
 	out.Write(binary.LittleEndian.AppendUint32(nil, uint32(size))) // ISIZE is the size mod 2^32
 	return out.Bytes(), nil
+}
+
+// minStoredHashes is the fewest hash bytes compress stores rather than
+// compresses: a flush and a reset cost the compressor about as much.
+const minStoredHashes = 256
+
+// writeStored appends p to a deflate stream that is at a byte boundary, as
+// non-final stored blocks (RFC 1951, 3.2.4).
+func writeStored(out *bytes.Buffer, p []byte) {
+	for len(p) > 0 {
+		n := min(len(p), 0xffff)
+		// BFINAL 0 and BTYPE 00 in the first 3 bits, padded to the byte.
+		out.WriteByte(0)
+		out.Write(binary.LittleEndian.AppendUint16(nil, uint16(n)))
+		out.Write(binary.LittleEndian.AppendUint16(nil, ^uint16(n)))
+		out.Write(p[:n])
+		p = p[n:]
+	}
 }
 
 type writerFunc func([]byte) (int, error)
@@ -158,15 +195,15 @@ func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 // enough that the body never sits in memory whole.
 const flushSize = 64 << 10
 
-// encodeBody writes the uncompressed body for b: the policy digest, count
-// and entries to w, then switch, then the hash block and end marker to
-// hashes. It does not validate b, so that tests can build invalid bodies
-// with it.
-func encodeBody(w, hashes io.Writer, b *Baseline, switchTo func() error) error {
+// encodeBody writes the uncompressed body for b: the policy digest, count,
+// entries and end marker to w, except that the hash part of each group
+// (its length and its hash bytes) goes to hashes, in one call per group. It
+// does not validate b, so that tests can build invalid bodies with it.
+func encodeBody(w io.Writer, hashes func([]byte) error, b *Baseline) error {
 	buf := make([]byte, 0, 2*flushSize)
 	buf = appendString(buf, b.PolicyDigest)
 	buf = binary.AppendUvarint(buf, uint64(len(b.Entries)))
-	flush := func(w io.Writer, min int) error {
+	flush := func(min int) error {
 		if len(buf) < min || len(buf) == 0 {
 			return nil
 		}
@@ -175,29 +212,38 @@ func encodeBody(w, hashes io.Writer, b *Baseline, switchTo func() error) error {
 		return err
 	}
 	var prev entryState
-	for i := range b.Entries {
-		buf = appendEntry(buf, &b.Entries[i], &prev)
-		if err := flush(w, flushSize); err != nil {
+	var hb []byte
+	for start := 0; start < len(b.Entries); start += groupSize {
+		group := b.Entries[start:min(start+groupSize, len(b.Entries))]
+		// The group's hashes come first, so that a reader has each
+		// entry's hash when it decodes the entry.
+		n := 0
+		for i := range group {
+			if group[i].HashAlg() != 0 {
+				n += len(group[i].Hash)
+			}
+		}
+		hb = binary.AppendUvarint(hb[:0], uint64(n))
+		for i := range group {
+			if group[i].HashAlg() != 0 {
+				hb = append(hb, group[i].Hash...)
+			}
+		}
+		if err := flush(0); err != nil {
 			return err
 		}
-	}
-	if err := flush(w, 0); err != nil {
-		return err
-	}
-	if err := switchTo(); err != nil {
-		return err
-	}
-	// The hashes follow the entries as one block, so that they can be
-	// stored rather than compressed, and the metadata they no longer
-	// interrupt compresses better.
-	for i := range b.Entries {
-		buf = append(buf, b.Entries[i].Hash...)
-		if err := flush(hashes, flushSize); err != nil {
+		if err := hashes(hb); err != nil {
 			return err
+		}
+		for i := range group {
+			buf = appendEntry(buf, &group[i], &prev)
+			if err := flush(flushSize); err != nil {
+				return err
+			}
 		}
 	}
 	buf = append(buf, endMarker...)
-	return flush(hashes, 0)
+	return flush(0)
 }
 
 // entryState is what an entry is coded against: the previous path, and the
@@ -288,7 +334,7 @@ func appendEntry(buf []byte, e *attr.Entry, prev *entryState) []byte {
 		}
 	}
 	if e.HashAlg() != 0 {
-		// The bytes go in the hash block after the entries.
+		// The bytes are in the group's hashes, in front of the entries.
 		buf = binary.AppendUvarint(buf, uint64(len(e.Hash)))
 	}
 	return buf

@@ -13,6 +13,18 @@ import (
 // followed: the path is the operator's choice, and Kubernetes mounts
 // ConfigMaps and Secrets through them.
 func ReadFile(path string, opts ReadOptions) (*Baseline, error) {
+	r, err := OpenFile(path, opts)
+	if err != nil {
+		return nil, err
+	}
+	return r.readAll()
+}
+
+// OpenFile opens the baseline stored at path (see Open and ReadFile). It
+// has read the file and closed it when it returns: the Reader holds the
+// payload, so there is nothing to close. Errors, from Next too, name the
+// file.
+func OpenFile(path string, opts ReadOptions) (*Reader, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("failed to read baseline: %w", err)
@@ -26,11 +38,12 @@ func ReadFile(path string, opts ReadOptions) (*Baseline, error) {
 		// A FIFO or a device would block or never end.
 		return nil, fmt.Errorf("failed to read baseline %q: not a regular file (%s)", path, st.Mode().Type())
 	}
-	b, err := read(f, opts, st.Size())
+	r, err := open(f, opts, st.Size())
 	if err != nil {
 		return nil, fmt.Errorf("failed to read baseline %q: %w", path, err)
 	}
-	return b, nil
+	r.name = path
+	return r, nil
 }
 
 // WriteFile writes b to path atomically (see Write): readers see the old

@@ -37,6 +37,13 @@ const (
 	maxXattrs          = 1024
 	maxXattrNameLen    = 255 // XATTR_NAME_MAX
 	maxXattrValueLen   = 64 << 10
+	maxHashLen         = 64 // the largest digest size (sha512)
+
+	// groupSize is the number of entries whose hashes are stored together,
+	// in front of them: a reader holds one group's hashes, never all.
+	groupSize = 1024
+	// maxGroupHashes is the most hash bytes a group can hold.
+	maxGroupHashes = groupSize * maxHashLen
 
 	entryRacy           = 1 << 0
 	entryCtimeFromMtime = 1 << 1 // ctime is coded against this entry's mtime

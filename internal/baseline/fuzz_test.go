@@ -122,7 +122,7 @@ func FuzzDecodeBody(f *testing.F) {
 		f.Add(rawBody(f, b))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		b, err := decodeBody(bytes.NewReader(body), 1<<20, MaxEntries, uint64(len(body)))
+		b, err := decodeBody(bytes.NewReader(body), 1<<20, MaxEntries)
 		if err != nil {
 			if !errors.Is(err, ErrFormat) {
 				t.Fatalf("error of no known kind: %v", err)

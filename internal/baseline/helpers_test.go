@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"fmt"
+	"io"
 	"math"
 	"math/rand/v2"
 	"reflect"
@@ -195,7 +196,8 @@ func encodeFile(t testing.TB, b *Baseline, key ed25519.PrivateKey) []byte {
 func rawBody(t testing.TB, b *Baseline) []byte {
 	t.Helper()
 	var buf bytes.Buffer
-	if err := encodeBody(&buf, &buf, b, func() error { return nil }); err != nil {
+	hashes := func(p []byte) error { _, err := buf.Write(p); return err }
+	if err := encodeBody(&buf, hashes, b); err != nil {
 		t.Fatal(err)
 	}
 	return buf.Bytes()
@@ -236,4 +238,26 @@ func splitFile(data []byte) (h *header, payload []byte, ok bool) {
 		return nil, nil, false
 	}
 	return h, data[h.size():], true
+}
+
+// decodeBody decodes a whole decompressed body of at most maxBody bytes
+// from r, without gzip and a file around it.
+func decodeBody(r io.Reader, maxBody int64, maxEntries uint64) (*Baseline, error) {
+	s, policy, err := newBodyStream(r, maxBody, maxEntries)
+	if err != nil {
+		return nil, err
+	}
+	b := &Baseline{PolicyDigest: policy}
+	for {
+		e, err := s.next()
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		c := *e
+		c.Hash = bytes.Clone(e.Hash)
+		b.Entries = append(b.Entries, c)
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -37,6 +38,14 @@ func vectors() []vector {
 		{Path: "/sha256", Attrs: attr.Type | attr.SHA256, Type: attr.TypeRegular, Hash: bytes.Repeat([]byte{2}, 32)},
 		{Path: "/sha512", Attrs: attr.Type | attr.SHA512, Type: attr.TypeRegular, Hash: bytes.Repeat([]byte{5}, 64)},
 	}}
+	// Two groups: the first with its hashes in stored blocks, the second
+	// with its one hash compressed (see compress).
+	groups := &Baseline{PolicyDigest: strings.Repeat("1", 64)}
+	for i := range groupSize + 1 {
+		sum := sha256.Sum256(binary.BigEndian.AppendUint32(nil, uint32(i)))
+		groups.Entries = append(groups.Entries, attr.Entry{Path: fmt.Sprintf("/f%04d", i), Attrs: attr.Type | attr.Size | attr.SHA256,
+			Type: attr.TypeRegular, Size: int64(i), Hash: sum[:]})
+	}
 	// body builds a file around a sample body changed by f.
 	body := func(f func(b *Baseline)) func(t *testing.T) []byte {
 		return func(t *testing.T) []byte {
@@ -60,12 +69,14 @@ func vectors() []vector {
 		}
 	}
 	countAt := 1 + 64 // after the sample's 64-byte policy digest
-	oneEntry := []byte{0x00, 0x01, 0x00, 0x02, '/', 'a'}
+	// No policy digest, one entry, no hash bytes in its group, the path "/a".
+	oneEntry := []byte{0x00, 0x01, 0x00, 0x00, 0x02, '/', 'a'}
 	return []vector{
 		{name: "ok-unsigned", make: sample, want: sampleBaseline()},
 		{name: "ok-signed", make: signedA, verify: true, want: sampleBaseline()},
 		{name: "ok-empty", make: func(t *testing.T) []byte { return encodeFile(t, &Baseline{}, nil) }, want: &Baseline{}},
 		{name: "ok-hashes", make: func(t *testing.T) []byte { return encodeFile(t, hashes, nil) }, want: hashes},
+		{name: "ok-groups", make: func(t *testing.T) []byte { return encodeFile(t, groups, nil) }, want: groups},
 
 		{name: "err-format-empty", make: func(*testing.T) []byte { return nil }},
 		{name: "err-format-not-baseline", make: func(*testing.T) []byte { return []byte("/etc/passwd 0644 root root\n") }},
@@ -128,6 +139,27 @@ func vectors() []vector {
 		// ctime (0) rather than mtime: right value, wrong encoding.
 		{name: "err-format-ctime-base", make: rawFile(oneEntry, []byte{0x80, 0x06, 0x01, 0x00, 0x0a, 0x0a}, []byte(endMarker))},
 		{name: "err-format-entry-flags", make: rawFile(oneEntry, []byte{0x00, 0x01, 0x80}, []byte(endMarker))},
+		// A hash byte in the group of an entry that has no hash.
+		{name: "err-format-stray-hash-bytes", make: rawFile([]byte{0x00, 0x01, 0x01, 0xaa, 0x00, 0x02, '/', 'a', 0x00, 0x00, 0x00}, []byte(endMarker))},
+		// A sha256 entry in the second group with its hash in the first.
+		{name: "err-format-hash-in-other-group", make: func(t *testing.T) []byte {
+			var buf bytes.Buffer
+			// Zero hashes keep the file small: only their lengths count.
+			shift := func(p []byte) error {
+				if n, _ := binary.Uvarint(p); n == 32 { // the second group: no hash
+					p = []byte{0}
+				} else { // the first group: 32 bytes more
+					p = binary.AppendUvarint(nil, n+32)
+					p = append(p, make([]byte, n+32)...)
+				}
+				_, err := buf.Write(p)
+				return err
+			}
+			if err := encodeBody(&buf, shift, groups); err != nil {
+				t.Fatal(err)
+			}
+			return assemble(gz(t, buf.Bytes()), Version, 0, nil)
+		}},
 
 		{name: "err-digest-flipped-bit", make: patch(func(d []byte) []byte { d[len(d)-100] ^= 0x10; return d })},
 		{name: "err-digest-header", make: patch(func(d []byte) []byte { d[minHeaderSize-1] ^= 1; return d })},

@@ -1,0 +1,192 @@
+package baseline
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"weak"
+
+	"github.com/podfim/podfim/internal/attr"
+)
+
+// stream reads every entry from r, copying each.
+func stream(t testing.TB, r *Reader) ([]attr.Entry, error) {
+	t.Helper()
+	var es []attr.Entry
+	for {
+		e, err := r.Next()
+		if err != nil {
+			return es, err
+		}
+		es = append(es, e.Clone())
+	}
+}
+
+func TestReaderStreams(t *testing.T) {
+	for name, b := range map[string]*Baseline{
+		"sample":    sampleBaseline(),
+		"empty":     {},
+		"synthetic": syntheticBaseline(3000, false), // three groups, hashes stored
+	} {
+		t.Run(name, func(t *testing.T) {
+			data := encodeFile(t, b, keyA())
+			r, err := Open(bytes.NewReader(data), ReadOptions{VerifyKey: pubOf(keyA())})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Version != Version || r.PolicyDigest != b.PolicyDigest || r.Count != len(b.Entries) || r.Digest != b.Digest ||
+				!r.Signed || r.KeyID != b.KeyID || !r.PublicKey.Equal(b.PublicKey) || r.DigestHex() != b.DigestHex() {
+				t.Errorf("Open says %+v", r)
+			}
+			es, err := stream(t, r)
+			if err != io.EOF {
+				t.Fatalf("Next ended with %v", err)
+			}
+			assertSameEntries(t, es, b.Entries)
+			if r.Decoded() != len(b.Entries) {
+				t.Errorf("Decoded = %d, want %d", r.Decoded(), len(b.Entries))
+			}
+			if e, err := r.Next(); e != nil || err != io.EOF {
+				t.Errorf("Next after the end = %v, %v", e, err)
+			}
+			if r.src != nil || r.body != nil {
+				t.Error("the Reader still holds the payload after the end")
+			}
+		})
+	}
+}
+
+// TestReaderMidStream checks a file that is authentic but has a bad entry
+// after several groups: Next returns the entries before it, then the error,
+// every time, and never io.EOF.
+func TestReaderMidStream(t *testing.T) {
+	b := syntheticBaseline(3000, false)
+	b.Entries[2500], b.Entries[2501] = b.Entries[2501], b.Entries[2500]
+	data := assemble(gz(t, rawBody(t, b)), Version, 0, nil)
+	r, err := Open(bytes.NewReader(data), ReadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	es, err := stream(t, r)
+	if !errors.Is(err, ErrFormat) || !strings.Contains(err.Error(), "out of order") {
+		t.Fatalf("err = %v, want the unsorted entry", err)
+	}
+	if len(es) != 2501 || r.Decoded() != 2501 {
+		t.Errorf("%d entries before the error, Decoded %d, want 2501", len(es), r.Decoded())
+	}
+	if _, again := r.Next(); again != err {
+		t.Errorf("Next after the error = %v, want it again", again)
+	}
+	if _, err := Read(bytes.NewReader(data), ReadOptions{}); !errors.Is(err, ErrFormat) {
+		t.Errorf("Read err = %v", err)
+	}
+}
+
+// TestReaderVectors checks that OpenFile and Next judge every vector as
+// ReadFile does, and that a file whose fault is at its end (count, end
+// marker, gzip checksum, trailing bytes) never gets to io.EOF.
+func TestReaderVectors(t *testing.T) {
+	files, _ := filepath.Glob("testdata/*.pfb")
+	for _, f := range files {
+		name := strings.TrimSuffix(filepath.Base(f), ".pfb")
+		opts := ReadOptions{}
+		if strings.HasPrefix(name, "err-signature-") || name == "ok-signed" {
+			opts.VerifyKey = pubOf(keyA())
+		}
+		_, readErr := ReadFile(f, opts)
+		r, err := OpenFile(f, opts)
+		if err == nil {
+			_, err = stream(t, r)
+			if err == io.EOF {
+				err = nil
+				if r.Decoded() != r.Count {
+					t.Errorf("%s: %d entries, %d announced", name, r.Decoded(), r.Count)
+				}
+			} else if !strings.HasPrefix(err.Error(), "failed to read baseline \""+f+"\": ") {
+				t.Errorf("%s: Next's error does not name the file: %v", name, err)
+			}
+		}
+		if (err == nil) != (readErr == nil) || err != nil && err.Error() != readErr.Error() {
+			t.Errorf("%s: streaming: %v; ReadFile: %v", name, err, readErr)
+		}
+		if wantOK := strings.HasPrefix(name, "ok-"); wantOK != (err == nil) {
+			t.Errorf("%s: err = %v", name, err)
+		}
+	}
+}
+
+// TestReadDoesNotPinPayload checks that neither a Baseline from Read nor a
+// Reader that has ended keeps the payload reachable.
+func TestReadDoesNotPinPayload(t *testing.T) {
+	data := encodeFile(t, syntheticBaseline(3000, false), nil)
+	r, err := Open(bytes.NewReader(data), ReadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The payload is reachable through the bytes.Reader only, and the
+	// decompressor and the hash buffer through the body.
+	src, body := weak.Make(r.src), weak.Make(r.body)
+	b, err := r.readAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	runtime.GC()
+	if src.Value() != nil || body.Value() != nil {
+		t.Error("the Baseline or the Reader keeps the payload or the decoder reachable")
+	}
+	runtime.KeepAlive(b)
+	runtime.KeepAlive(r)
+}
+
+// TestStreamMemory checks that streaming a baseline allocates its payload,
+// fixed buffers and each entry's strings, not the decoded baseline.
+func TestStreamMemory(t *testing.T) {
+	data := encodeFile(t, syntheticBaseline(100_000, false), nil)
+	var ms0, ms1 runtimeMem
+	ms0.read()
+	r, err := Open(bytes.NewReader(data), ReadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for {
+		_, err := r.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		n++
+	}
+	ms1.read()
+	alloc := ms1.totalAlloc - ms0.totalAlloc
+	perEntry := (alloc - uint64(len(data))) / uint64(n)
+	t.Logf("%d entries: %d bytes allocated, %d of them per entry beyond the payload", n, alloc, perEntry)
+	// A path string ("/d0123/f00045.dat") per entry; Read allocates ~270.
+	if perEntry > 40 {
+		t.Errorf("streaming allocated %d bytes per entry beyond the payload", perEntry)
+	}
+}
+
+func TestOpenFileErrors(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := OpenFile(filepath.Join(dir, "missing"), ReadOptions{}); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("missing file: %v", err)
+	}
+	if _, err := OpenFile(dir, ReadOptions{}); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+		t.Errorf("directory: %v", err)
+	}
+	path := filepath.Join(dir, "b.pfb")
+	if err := os.WriteFile(path, []byte("PODFIMBL"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenFile(path, ReadOptions{}); !errors.Is(err, ErrFormat) || !strings.Contains(err.Error(), path) {
+		t.Errorf("truncated: %v", err)
+	}
+}
