@@ -8,7 +8,7 @@ PODFIM  := $(BIN)/podfim
 GOFLAGS := -trimpath
 export CGO_ENABLED := 0
 
-.PHONY: all build test lint fuzz bench demo clean
+.PHONY: all build test lint fuzz bench images demo demo-down e2e-podman clean
 
 all: build
 
@@ -37,12 +37,20 @@ bench: build
 	BENCH_RUNS=$(BENCH_RUNS) ./scripts/bench.sh
 	./scripts/bench-sidecar.sh
 
-## demo: the seed's walkthrough with podfim (see README)
+## images: podfim:dev and hello:dev, FROM scratch with static binaries (podman, or docker)
+images:
+	GO=$(GO) ./scripts/images.sh
+
+## demo: the seed's walkthrough with podfim on podman (see docs/demo.md); RESPOND=restore|kill
 demo:
-	@echo "make demo: the Pod demo (podman kube play / Minikube) lands with issue 4."
-	@echo "What it will do: build the podfim and hello images, run the seed's Pod with the"
-	@echo "podfim sidecar, print the URL, the tamper command and what to watch."
-	@echo "Today, try the CLI:  make build && bin/podfim baseline --root DIR --out base.pfb && bin/podfim check --root DIR --baseline base.pfb"
+	./scripts/demo.sh
+
+demo-down:
+	./scripts/demo.sh down
+
+## e2e-podman: kube play the demo Pod, tamper, check findings and responses (needs root)
+e2e-podman:
+	$(GO) test -tags e2e -count=1 -run Podman -v -timeout 15m ./test/e2e/
 
 clean:
 	rm -rf $(BIN)
