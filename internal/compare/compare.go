@@ -8,6 +8,7 @@ package compare
 
 import (
 	"bytes"
+	"io"
 	"slices"
 
 	"github.com/podfim/podfim/internal/attr"
@@ -44,7 +45,7 @@ func (c Counts) Total() int { return c.Added + c.Removed + c.Changed }
 
 // Result is the outcome of a comparison.
 type Result struct {
-	Findings []Finding // at most the limit given to Entries, in path order
+	Findings []Finding // at most the limit given to Entries or Stream, in path order
 	Counts   Counts    // every finding, listed or not
 	// Omitted is how many findings were counted but not listed because of
 	// the limit.
@@ -54,11 +55,44 @@ type Result struct {
 // Entries compares the baseline entries old with the current entries cur.
 // Both must be sorted by attr.ComparePaths (as scans and baselines are).
 // At most maxFindings findings are listed (0 means no limit); the rest are
-// counted.
+// counted. Findings point into old and cur.
 func Entries(old, cur []attr.Entry, maxFindings int) Result {
+	i := 0
+	next := func() (*attr.Entry, error) {
+		if i == len(old) {
+			return nil, io.EOF
+		}
+		i++
+		return &old[i-1], nil
+	}
+	// next never fails, and findings may point into old: it stays.
+	r, _ := merge(next, cur, maxFindings, func(e *attr.Entry) *attr.Entry { return e })
+	return r
+}
+
+// Stream is Entries with the baseline entries coming one at a time from
+// next, which returns io.EOF after the last one (baseline.Reader.Next does),
+// so that the baseline never has to be in memory whole. The entry next
+// returns may be overwritten by the following call: Stream copies the few
+// it keeps, those of listed findings. Findings point into cur.
+//
+// An error from next ends the comparison: Stream returns it and no result,
+// since a comparison with part of the baseline would report the rest as
+// added.
+func Stream(next func() (*attr.Entry, error), cur []attr.Entry, maxFindings int) (Result, error) {
+	return merge(next, cur, maxFindings, func(e *attr.Entry) *attr.Entry {
+		c := e.Clone()
+		return &c
+	})
+}
+
+// merge walks the baseline entries from next and cur in step. keep turns a
+// baseline entry into the one a listed finding points to.
+func merge(next func() (*attr.Entry, error), cur []attr.Entry, maxFindings int, keep func(*attr.Entry) *attr.Entry) (Result, error) {
 	var r Result
-	add := func(f Finding) {
-		switch f.Kind {
+	// listed counts f and reports whether it has a place in the list.
+	listed := func(k Kind) bool {
+		switch k {
 		case Added:
 			r.Counts.Added++
 		case Removed:
@@ -68,37 +102,50 @@ func Entries(old, cur []attr.Entry, maxFindings int) Result {
 		}
 		if maxFindings > 0 && len(r.Findings) >= maxFindings {
 			r.Omitted++
-			return
+			return false
 		}
-		r.Findings = append(r.Findings, f)
+		return true
 	}
-	i, j := 0, 0
-	for i < len(old) || j < len(cur) {
+	o, err := next()
+	j := 0
+	for {
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return Result{}, err
+		}
 		var c int
-		switch {
-		case i == len(old):
-			c = 1
-		case j == len(cur):
+		if j == len(cur) {
 			c = -1
-		default:
-			c = attr.ComparePaths(old[i].Path, cur[j].Path)
+		} else {
+			c = attr.ComparePaths(o.Path, cur[j].Path)
 		}
 		switch {
 		case c < 0:
-			add(Finding{Path: old[i].Path, Kind: Removed, Old: &old[i]})
-			i++
+			if listed(Removed) {
+				r.Findings = append(r.Findings, Finding{Path: o.Path, Kind: Removed, Old: keep(o)})
+			}
+			o, err = next()
 		case c > 0:
-			add(Finding{Path: cur[j].Path, Kind: Added, New: &cur[j]})
+			if listed(Added) {
+				r.Findings = append(r.Findings, Finding{Path: cur[j].Path, Kind: Added, New: &cur[j]})
+			}
 			j++
 		default:
-			if names := Diff(&old[i], &cur[j]); len(names) > 0 {
-				add(Finding{Path: cur[j].Path, Kind: Changed, Attributes: names, Old: &old[i], New: &cur[j]})
+			if names := Diff(o, &cur[j]); len(names) > 0 && listed(Changed) {
+				r.Findings = append(r.Findings, Finding{Path: cur[j].Path, Kind: Changed, Attributes: names, Old: keep(o), New: &cur[j]})
 			}
-			i++
+			o, err = next()
 			j++
 		}
 	}
-	return r
+	for ; j < len(cur); j++ {
+		if listed(Added) {
+			r.Findings = append(r.Findings, Finding{Path: cur[j].Path, Kind: Added, New: &cur[j]})
+		}
+	}
+	return r, nil
 }
 
 // Diff returns the names of the attributes that differ between the baseline
