@@ -29,7 +29,7 @@ export CONTAINERS_CONF=$conf_dir/containers.conf
 podman() { command podman --log-level=error "$@"; }
 
 down() {
-	command -v podman >/dev/null || return 0
+	type -P podman >/dev/null || return 0
 	[ -f "$CONTAINERS_CONF" ] || install_conf
 	local p
 	for p in podfim-demo:pod.yaml podfim-demo-kill:pod-kill.yaml; do
@@ -62,7 +62,7 @@ fi
 
 # 1. What the demo needs, from Debian's packages.
 need=()
-command -v podman >/dev/null || need+=(podman)
+type -P podman >/dev/null || need+=(podman)
 command -v runc >/dev/null || need+=(runc)
 command -v curl >/dev/null || need+=(curl)
 { [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1; } || need+=(busybox-static)
