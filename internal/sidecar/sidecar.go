@@ -43,6 +43,10 @@ const (
 	keySource    = "source"
 	keyError     = "error"
 	keyAddr      = "addr"
+	keyName      = "name"
+	keyIDs       = "ids"
+	keyImage     = "image"
+	keyRetry     = "retry_in"
 )
 
 // Baseline sources.
@@ -54,7 +58,12 @@ const (
 // Config is the validated configuration of a sidecar.
 type Config struct {
 	Selector target.Selector
-	Policy   *policy.Policy
+	// TargetName selects the app container by its name in the pod,
+	// resolved to container IDs through Names (the Kubernetes API).
+	// Exclusive with Selector.Exe and Selector.ContainerID.
+	TargetName string
+	Names      ContainerLookup
+	Policy     *policy.Policy
 	// BaselineFile, when set, is the trusted baseline (source "file");
 	// otherwise the container is baselined at first sight into StateDir.
 	BaselineFile string
@@ -97,6 +106,17 @@ func (c *Config) Validate() error {
 	if err := c.Selector.Validate(); err != nil {
 		errs = append(errs, err)
 	}
+	if c.TargetName != "" {
+		if c.Selector.Exe != "" {
+			errs = append(errs, errors.New("--target-name and --target-exe are mutually exclusive: select the app container one way"))
+		}
+		if c.Selector.ContainerID != "" {
+			errs = append(errs, errors.New("--target-name and --target-container are mutually exclusive: select the app container one way"))
+		}
+		if !validContainerName(c.TargetName) {
+			errs = append(errs, fmt.Errorf("invalid --target-name %q: a container name is a DNS label (lower-case letters, digits and '-', at most 63)", c.TargetName))
+		}
+	}
 	if c.BaselineFile == "" && c.StateDir == "" {
 		errs = append(errs, errors.New("--state-dir is required when the baseline is taken at first sight (no --baseline)"))
 	}
@@ -120,6 +140,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
+	if cfg.TargetName != "" && cfg.Names == nil {
+		return errors.New("sidecar: a target name needs a container lookup (Config.Names)")
+	}
 	matcher, err := cfg.Policy.Compile()
 	if err != nil {
 		return err
@@ -134,7 +157,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if finder == nil {
 		finder = &target.Finder{}
 	}
-	s := &sidecar{cfg: cfg, log: log, matcher: matcher, metrics: metrics, ready: ready, finder: finder}
+	s := &sidecar{cfg: cfg, log: log, matcher: matcher, metrics: metrics, ready: ready, finder: finder, accepted: watch.NewAccepted()}
 	s.resp = respond.New(cfg.Plan, log, metrics, ready, s, nil)
 	defer func() {
 		closeCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -152,6 +175,24 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	sel := cfg.Selector
+	if cfg.TargetName != "" {
+		retarget := cfg.Retarget
+		if retarget <= 0 {
+			retarget = target.DefaultInterval
+		}
+		r := newNameResolver(cfg.TargetName, cfg.Names, lookupEvery*retarget, log)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			r.run(ctx)
+		}()
+		defer func() {
+			cancel()
+			<-done
+		}()
+		sel.Resolver = r
+	}
 	srvErr := make(chan error, 1)
 	if cfg.Listen != "" {
 		srv := server.New(cfg.Listen, reg, ready, s.health)
@@ -166,7 +207,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 
 	events := make(chan target.Event, 4)
 	followErr := make(chan error, 1)
-	go func() { followErr <- finder.Follow(ctx, cfg.Selector, cfg.Retarget, events) }()
+	go func() { followErr <- finder.Follow(ctx, sel, cfg.Retarget, events) }()
 
 	var cur *running
 	stopMonitor := func() {
@@ -257,7 +298,8 @@ type sidecar struct {
 	base      *baseline.Baseline
 	target    *target.Container
 	writer    *rootWriter // restores into the current target's root
-	objects   *objects    // original bytes of restorable files (nil: restore off)
+	accepted  *watch.Accepted
+	objects   *objects // original bytes of restorable files (nil: restore off)
 	healthErr error
 	// open are the paths with a violation the responder holds open. They
 	// outlive a monitor: the monitor of a restarted container starts with
@@ -347,6 +389,7 @@ func (s *sidecar) monitor(ctx context.Context, c *target.Container) error {
 		Inotify:  s.cfg.Inotify,
 		Quick:    s.cfg.Quick,
 		Full:     s.cfg.Full,
+		Accepted: s.accepted,
 	}, k)
 	k.mon = mon
 	s.setHealth(nil)
@@ -445,9 +488,16 @@ func (k *sink) Finding(ctx context.Context, f compare.Finding, detected time.Tim
 		if _, err := k.mon.Restored(ctx, f.Path, attr.Inode|attr.Ctime|attr.Nlink); err != nil {
 			k.s.log.Error("re-verification after restore failed", "path", f.Path, keyError, err.Error())
 		}
-		if dir := path.Dir(f.Path); dir != f.Path {
-			if _, err := k.mon.Restored(ctx, dir, attr.Ctime); err != nil {
+		// The rename changed the directory's ctime; on overlayfs the first
+		// write under a directory of the image copies it (and every
+		// ancestor) up, which changes their ctimes and may change their
+		// link counts. Nothing else of theirs may differ.
+		for dir := path.Dir(f.Path); ; dir = path.Dir(dir) {
+			if _, err := k.mon.Restored(ctx, dir, attr.Ctime|attr.Nlink|attr.Inode); err != nil {
 				k.s.log.Error("re-verification after restore failed", "path", dir, keyError, err.Error())
+			}
+			if dir == "/" {
+				break
 			}
 		}
 	}

@@ -72,6 +72,36 @@ type Config struct {
 	Full      time.Duration // interval of full checks; 0 disables them
 	Coalesce  time.Duration // how long to gather a burst of events; default 2 ms
 	MaxEvents int           // events handled one by one per batch before falling back to a quick rescan; default 1024
+	// Accepted holds the states accepted after restores. Share one between
+	// the monitors of successive containers of a pod: a runtime that
+	// restarts the same container keeps the restored files. nil: a new one.
+	Accepted *Accepted
+}
+
+// Accepted is a set of entries accepted in addition to the baseline's: a
+// restored file has the baseline's content, mode, owner and xattrs in a new
+// inode with a new ctime, and restoring changes its directories' ctimes. A
+// path matches when it matches the baseline or its accepted entry. Safe for
+// concurrent use.
+type Accepted struct {
+	mu sync.Mutex
+	m  map[string]attr.Entry
+}
+
+// NewAccepted returns an empty set.
+func NewAccepted() *Accepted { return &Accepted{m: map[string]attr.Entry{}} }
+
+func (a *Accepted) get(p string) (attr.Entry, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	e, ok := a.m[p]
+	return e, ok
+}
+
+func (a *Accepted) put(e attr.Entry) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.m[e.Path] = e
 }
 
 // Monitor checks one root until its context ends.
@@ -82,10 +112,6 @@ type Monitor struct {
 
 	mu   sync.Mutex
 	open map[string]string // path -> state of its open violation
-	// accepted holds the entries that replace the baseline's after a
-	// restore: a restored file is the baseline's content, mode, owner and
-	// xattrs in a new inode with a new ctime.
-	accepted map[string]attr.Entry
 
 	in *inotify
 }
@@ -99,7 +125,10 @@ func New(root *scan.Root, cfg Config, sink Sink) *Monitor {
 		cfg.MaxEvents = 1024
 	}
 	cfg.Scan.Matcher = cfg.Matcher
-	return &Monitor{cfg: cfg, root: root, sink: sink, open: map[string]string{}, accepted: map[string]attr.Entry{}}
+	if cfg.Accepted == nil {
+		cfg.Accepted = NewAccepted()
+	}
+	return &Monitor{cfg: cfg, root: root, sink: sink, open: map[string]string{}}
 }
 
 // Run verifies the whole root, then watches it until ctx ends. It returns
@@ -249,7 +278,7 @@ func (m *Monitor) checkPath(ctx context.Context, p string, detected time.Time) e
 	if skip {
 		return nil
 	}
-	old, inBase := m.lookup(p)
+	old, inBase := m.cfg.Baseline.Lookup(p)
 	cur, err := m.root.Entry(p, attrs)
 	exists := true
 	if err != nil {
@@ -273,7 +302,9 @@ func (m *Monitor) checkPath(ctx context.Context, p string, detected time.Time) e
 		f = &compare.Finding{Path: p, Kind: compare.Removed, Old: old}
 	default:
 		if names := compare.Diff(old, &cur); len(names) > 0 {
-			f = &compare.Finding{Path: p, Kind: compare.Changed, Attributes: names, Old: old, New: &cur}
+			if acc, ok := m.cfg.Accepted.get(p); !ok || len(compare.Diff(&acc, &cur)) > 0 {
+				f = &compare.Finding{Path: p, Kind: compare.Changed, Attributes: names, Old: old, New: &cur}
+			}
 		}
 	}
 	if f == nil {
@@ -313,12 +344,8 @@ func (m *Monitor) check(ctx context.Context, kind string, detected time.Time) (*
 	seen := make(map[string]bool, len(r.Findings))
 	for _, f := range r.Findings {
 		if f.Kind == compare.Changed {
-			if acc, ok := m.acceptedEntry(f.Path); ok {
-				names := compare.Diff(&acc, f.New)
-				if len(names) == 0 {
-					continue
-				}
-				f.Old, f.Attributes = &acc, names
+			if acc, ok := m.cfg.Accepted.get(f.Path); ok && len(compare.Diff(&acc, f.New)) == 0 {
+				continue
 			}
 		}
 		seen[f.Path] = true
@@ -337,21 +364,6 @@ func (m *Monitor) check(ctx context.Context, kind string, detected time.Time) (*
 	}
 	m.sink.Scanned(kind, nil, time.Since(start), len(res.Entries))
 	return res, nil
-}
-
-// lookup returns the expected entry of p: an accepted one, or the baseline's.
-func (m *Monitor) lookup(p string) (*attr.Entry, bool) {
-	if e, ok := m.acceptedEntry(p); ok {
-		return &e, true
-	}
-	return m.cfg.Baseline.Lookup(p)
-}
-
-func (m *Monitor) acceptedEntry(p string) (attr.Entry, bool) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	e, ok := m.accepted[p]
-	return e, ok
 }
 
 // Restored re-verifies a path the responder restored. When the file now
@@ -388,9 +400,7 @@ func (m *Monitor) Restored(ctx context.Context, p string, tolerated attr.Set) (b
 	}
 	acc := *base
 	acc.Inode, acc.Ctime, acc.Nlink = cur.Inode, cur.Ctime, cur.Nlink
-	m.mu.Lock()
-	m.accepted[p] = acc
-	m.mu.Unlock()
+	m.cfg.Accepted.put(acc)
 	m.resolve(p)
 	return true, nil
 }
