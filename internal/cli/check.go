@@ -41,13 +41,27 @@ func (f *checkFlags) validate() error {
 // checked is the outcome of comparing a tree with its baseline.
 type checked struct {
 	policy *policy.Policy
-	base   *baseline.Baseline
+	base   storedBaseline
 	scan   *scan.Result
 	result compare.Result
 	report *report.Report
 }
 
-// runCheck reads the baseline, scans the tree and compares them.
+// storedBaseline is what a check knows about the baseline file besides its
+// entries.
+type storedBaseline struct {
+	policyDigest string
+	digest       [32]byte
+	signed       bool
+	keyID        string
+}
+
+// run reads the baseline, scans the tree and compares them.
+//
+// A full check streams the baseline: the file is read and authenticated
+// (digest, signature) before the scan, and its entries are decoded one at
+// a time during the comparison, so that the decoded baseline is never in
+// memory whole. A quick check needs it whole, as the scan's Prior.
 func (f *checkFlags) run(ctx context.Context, s *streams) (*checked, error) {
 	if err := f.validate(); err != nil {
 		return nil, err
@@ -56,34 +70,61 @@ func (f *checkFlags) run(ctx context.Context, s *streams) (*checked, error) {
 	if err != nil {
 		return nil, err
 	}
-	b, err := readBaseline(f.baseline, f.verifyKey)
+	opts, err := baselineOptions(f.verifyKey)
 	if err != nil {
 		return nil, err
 	}
-	if b.PolicyDigest != p.Digest() {
+	var (
+		base   storedBaseline
+		whole  *baseline.Baseline // --quick
+		stream *baseline.Reader   // a full check
+		prior  scan.Prior
+	)
+	if f.quick {
+		if whole, err = readBaseline(f.baseline, opts); err != nil {
+			return nil, err
+		}
+		base = storedBaseline{whole.PolicyDigest, whole.Digest, whole.Signed, whole.KeyID}
+		prior = whole
+	} else {
+		if stream, err = openBaseline(f.baseline, opts); err != nil {
+			return nil, err
+		}
+		base = storedBaseline{stream.PolicyDigest, stream.Digest, stream.Signed, stream.KeyID}
+	}
+	if base.policyDigest != p.Digest() {
 		fmt.Fprintf(s.errOut, "podfim: warning: the policy differs from the one baseline %s was made with; "+
 			"only attributes collected by both are compared, and paths one of them skips show as added or removed\n", f.baseline)
-	}
-	var prior scan.Prior
-	if f.quick {
-		prior = b
 	}
 	res, took, err := f.scanTree(ctx, m, prior)
 	if err != nil {
 		return nil, err
 	}
-	cmp := compare.Entries(b.Entries, res.Entries, m.Limits().MaxFindings)
+	var (
+		cmp       compare.Result
+		baseCount int
+	)
+	if f.quick {
+		cmp, baseCount = compare.Entries(whole.Entries, res.Entries, m.Limits().MaxFindings), len(whole.Entries)
+	} else {
+		// An entry that does not decode fails the whole check: no
+		// report, least of all a clean one.
+		if cmp, err = compare.Stream(stream.Next, res.Entries, m.Limits().MaxFindings); err != nil {
+			return nil, baselineReadError(err)
+		}
+		baseCount = stream.Decoded()
+	}
 	sum := report.NewSummary(cmp)
 	sum.Root = f.root
 	sum.Quick = f.quick
-	sum.BaselineEntries = len(b.Entries)
+	sum.BaselineEntries = baseCount
 	sum.ScannedEntries = len(res.Entries)
 	sum.Hashed, sum.HashedBytes, sum.Reused = res.Stats.Hashed, res.Stats.HashedBytes, res.Stats.Reused
-	sum.BaselineDigest = fmt.Sprintf("%x", b.Digest)
-	sum.Signed, sum.KeyID, sum.Verified = b.Signed, b.KeyID, b.Signed && f.verifyKey != ""
+	sum.BaselineDigest = fmt.Sprintf("%x", base.digest)
+	sum.Signed, sum.KeyID, sum.Verified = base.signed, base.keyID, base.signed && f.verifyKey != ""
 	sum.DurationSeconds = took.Seconds()
 	rep := &report.Report{Findings: cmp.Findings, Summary: sum, Warnings: warnings(res)}
-	return &checked{policy: p, base: b, scan: res, result: cmp, report: rep}, nil
+	return &checked{policy: p, base: base, scan: res, result: cmp, report: rep}, nil
 }
 
 func (f *checkFlags) write(s *streams, rep *report.Report) error {

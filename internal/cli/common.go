@@ -78,22 +78,37 @@ func warnings(res *scan.Result) []report.Warning {
 	return out
 }
 
-// readBaseline reads and verifies a baseline; verifyKey is a public key file
-// or "".
-func readBaseline(path, verifyKey string) (*baseline.Baseline, error) {
+// baselineOptions returns the options to read a baseline with; verifyKey
+// is a public key file or "".
+func baselineOptions(verifyKey string) (baseline.ReadOptions, error) {
 	var opts baseline.ReadOptions
 	if verifyKey != "" {
 		pub, err := baseline.LoadPublicKey(verifyKey)
 		if err != nil {
-			return nil, fail(ExitIO, err)
+			return opts, fail(ExitIO, err)
 		}
 		opts.VerifyKey = pub
 	}
+	return opts, nil
+}
+
+// readBaseline reads and verifies a whole baseline.
+func readBaseline(path string, opts baseline.ReadOptions) (*baseline.Baseline, error) {
 	b, err := baseline.ReadFile(path, opts)
 	if err != nil {
 		return nil, baselineReadError(err)
 	}
 	return b, nil
+}
+
+// openBaseline reads and verifies a baseline file, and leaves its entries
+// to be decoded one at a time.
+func openBaseline(path string, opts baseline.ReadOptions) (*baseline.Reader, error) {
+	r, err := baseline.OpenFile(path, opts)
+	if err != nil {
+		return nil, baselineReadError(err)
+	}
+	return r, nil
 }
 
 // signingKey loads the private key named by a --sign-key flag, or nil.

@@ -32,8 +32,8 @@ new baseline was written, whatever the check found.`,
 			if err != nil {
 				return err
 			}
-			if chk.base.Signed && key == nil && !unsigned {
-				return failf(ExitUsage, "baseline %s is signed by key %s: pass --sign-key to sign the update, or --unsigned to drop the signature", f.baseline, chk.base.KeyID)
+			if chk.base.signed && key == nil && !unsigned {
+				return failf(ExitUsage, "baseline %s is signed by key %s: pass --sign-key to sign the update, or --unsigned to drop the signature", f.baseline, chk.base.keyID)
 			}
 			if err := f.write(s, chk.report); err != nil {
 				return err

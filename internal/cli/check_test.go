@@ -1,0 +1,136 @@
+package cli
+
+import (
+	"bytes"
+	"compress/gzip"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/json"
+	"io"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+func writeFiles(t *testing.T, dir string, files map[string]string) {
+	t.Helper()
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestCheckFullAndQuickAgree checks that a full check, which streams the
+// baseline, reports what a quick check, which reads it whole, reports, and
+// counts the baseline's entries.
+func TestCheckFullAndQuickAgree(t *testing.T) {
+	dir, work := fixture(t), t.TempDir()
+	writeFiles(t, dir, map[string]string{"alpha": "a", "bravo": "b", "charlie": "c"})
+	base := filepath.Join(work, "b.pfb")
+	code, out, e := run(t, "baseline", "--root", dir, "--out", base)
+	if code != 0 {
+		t.Fatalf("baseline: %d %s", code, e)
+	}
+	// "wrote baseline PATH: N entries, ..."
+	n, err := strconv.Atoi(strings.Fields(strings.SplitN(out, ": ", 2)[1])[0])
+	if err != nil {
+		t.Fatalf("baseline said %q: %v", out, err)
+	}
+	if err := os.Remove(filepath.Join(dir, "alpha")); err != nil {
+		t.Fatal(err)
+	}
+	writeFiles(t, dir, map[string]string{"bravo": "changed", "delta": "new"})
+
+	type result struct {
+		Findings []map[string]any `json:"findings"`
+		Summary  map[string]any   `json:"summary"`
+	}
+	check := func(quick bool) (int, result) {
+		args := []string{"check", "--root", dir, "--baseline", base, "--format", "json"}
+		if quick {
+			args = append(args, "--quick")
+		}
+		code, out, e := run(t, args...)
+		var r result
+		if err := json.Unmarshal([]byte(out), &r); err != nil {
+			t.Fatalf("check (quick %v) = %d, %v\n%s", quick, code, err, e)
+		}
+		return code, r
+	}
+	fullCode, full := check(false)
+	quickCode, quick := check(true)
+	if fullCode != ExitAdded|ExitRemoved|ExitChanged || quickCode != fullCode {
+		t.Errorf("full check exit %d, quick %d, want %d", fullCode, quickCode, ExitAdded|ExitRemoved|ExitChanged)
+	}
+	if !reflect.DeepEqual(full.Findings, quick.Findings) {
+		t.Errorf("findings differ:\nfull  %v\nquick %v", full.Findings, quick.Findings)
+	}
+	if len(full.Findings) < 3 {
+		t.Errorf("findings %v, want alpha removed, bravo changed, delta added", full.Findings)
+	}
+	for _, r := range []result{full, quick} {
+		if got := r.Summary["baseline_entries"]; got != float64(n) {
+			t.Errorf("baseline_entries = %v, want %d", got, n)
+		}
+	}
+}
+
+// corruptEntry rewrites an unsigned baseline file with the body changed by
+// replace, and with its digest recomputed: a file that authenticates but
+// does not decode. It knows the layout of an unsigned header: magic (8),
+// version (2), flags (2), payload length (8), digest (32).
+func corruptEntry(t *testing.T, path, old, replacement string) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const headerSize = 52
+	zr, err := gzip.NewReader(bytes.NewReader(data[headerSize:]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Count(body, []byte(old)) != 1 {
+		t.Fatalf("the body does not hold %q once", old)
+	}
+	body = bytes.Replace(body, []byte(old), []byte(replacement), 1)
+	var payload bytes.Buffer
+	zw := gzip.NewWriter(&payload)
+	zw.Write(body)
+	zw.Close()
+	header := data[:headerSize:headerSize]
+	binary.BigEndian.PutUint64(header[12:], uint64(payload.Len()))
+	sum := sha256.Sum256(payload.Bytes())
+	copy(header[20:], sum[:])
+	if err := os.WriteFile(path, append(header, payload.Bytes()...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestCheckCorruptEntry checks that an entry that fails to decode after
+// others did fails the check with ExitCorrupt and no report: never a
+// partial comparison, which would show the rest of the baseline as added.
+func TestCheckCorruptEntry(t *testing.T) {
+	dir, work := fixture(t), t.TempDir()
+	writeFiles(t, dir, map[string]string{"alpha": "a", "bravo": "b", "charlie": "c", "delta": "d"})
+	base := filepath.Join(work, "b.pfb")
+	if code, _, e := run(t, "baseline", "--root", dir, "--out", base); code != 0 {
+		t.Fatalf("baseline: %d %s", code, e)
+	}
+	// "/charlie" becomes "/abcdefg", out of order after "/bravo".
+	corruptEntry(t, base, "charlie", "abcdefg")
+	for _, args := range [][]string{nil, {"--quick"}, {"--format", "json"}} {
+		code, out, e := run(t, append([]string{"check", "--root", dir, "--baseline", base}, args...)...)
+		if code != ExitCorrupt || out != "" || !strings.Contains(e, "out of order") || !strings.Contains(e, base) {
+			t.Errorf("check %q of a baseline with a bad entry = %d\nstdout %q\nstderr %q", args, code, out, e)
+		}
+	}
+}
