@@ -1,9 +1,10 @@
 // Package compare turns a baseline and a scan into findings: what was added,
 // what was removed and what changed, with the attributes that changed.
 //
-// It works on plain values (two sorted slices of attr.Entry) so that it is
-// tested without a file system, and it is the only place that decides what
-// counts as a change.
+// It works on plain values (sorted attr.Entry values: two slices, or a
+// baseline read entry by entry and a slice) so that it is tested without a
+// file system, and it is the only place that decides what counts as a
+// change.
 package compare
 
 import (
