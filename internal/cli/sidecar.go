@@ -13,6 +13,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/podfim/podfim/internal/baseline"
+	"github.com/podfim/podfim/internal/kube"
 	"github.com/podfim/podfim/internal/policy"
 	"github.com/podfim/podfim/internal/respond"
 	"github.com/podfim/podfim/internal/sidecar"
@@ -29,6 +30,7 @@ type sidecarFlags struct {
 	baseline     string
 	verifyKey    string
 	stateDir     string
+	targetName   string
 	targetExe    string
 	targetID     string
 	inotify      bool
@@ -46,6 +48,10 @@ type sidecarFlags struct {
 	webhookCA    string
 	listen       string
 	logLevel     string
+
+	// inCluster makes the Kubernetes API client of --target-name; nil is
+	// kube.NewInCluster (tests replace it).
+	inCluster func(kube.Pod) (*kube.Client, error)
 }
 
 func (f *sidecarFlags) register(fs *pflag.FlagSet) {
@@ -54,6 +60,7 @@ func (f *sidecarFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.baseline, "baseline", "", "trusted baseline file (e.g. from a ConfigMap or the sidecar image); empty: baseline the container at first sight into --state-dir")
 	fs.StringVar(&f.verifyKey, "verify-key", "", "public key file: refuse a --baseline not signed by this key")
 	fs.StringVar(&f.stateDir, "state-dir", "/var/lib/podfim", "directory only the sidecar mounts, for the first-sight baseline; it survives sidecar restarts so a tampered app is never re-baselined")
+	fs.StringVar(&f.targetName, "target-name", "", "select the app container by its name in the pod, through the Kubernetes API: needs RBAC get on pods in the pod's namespace and POD_NAMESPACE, POD_NAME from the downward API; follows restarts")
 	fs.StringVar(&f.targetExe, "target-exe", "", "select the app container by the path of its executable inside the container")
 	fs.StringVar(&f.targetID, "target-container", "", "select the app container by container ID (at least 12 hex digits)")
 	fs.BoolVar(&f.inotify, "inotify", true, "watch directories with inotify for changes within milliseconds")
@@ -134,7 +141,8 @@ func fileValue(v any) string {
 }
 
 // build turns the resolved flags into a validated sidecar configuration.
-func (f *sidecarFlags) build() (sidecar.Config, *slog.Logger, error) {
+// getenv gives the downward API's variables (--target-name).
+func (f *sidecarFlags) build(getenv func(string) string) (sidecar.Config, *slog.Logger, error) {
 	var cfg sidecar.Config
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
@@ -177,10 +185,35 @@ func (f *sidecarFlags) build() (sidecar.Config, *slog.Logger, error) {
 		}
 		cfg.VerifyKey = pub
 	}
-	if err := cfg.Validate(); err != nil {
+	var kubeErr error
+	if f.targetName != "" {
+		// Only --target-name talks to the API; creating the client sends
+		// no request.
+		cfg.TargetName = f.targetName
+		names, err := f.kubeClient(getenv)
+		if err != nil {
+			kubeErr = fmt.Errorf("--target-name: %w", err)
+		} else {
+			cfg.Names = names
+		}
+	}
+	if err := errors.Join(cfg.Validate(), kubeErr); err != nil {
 		return cfg, nil, fail(ExitUsage, fmt.Errorf("invalid sidecar configuration: %w", err))
 	}
 	return cfg, log, nil
+}
+
+// kubeClient makes the client that resolves --target-name.
+func (f *sidecarFlags) kubeClient(getenv func(string) string) (*kube.Client, error) {
+	pod, err := kube.PodFromEnv(getenv)
+	if err != nil {
+		return nil, err
+	}
+	newClient := f.inCluster
+	if newClient == nil {
+		newClient = kube.NewInCluster
+	}
+	return newClient(pod)
 }
 
 func actions(names []string) []respond.Action {
@@ -199,7 +232,9 @@ func newSidecarCmd(s *streams) *cobra.Command {
 		Use:   "sidecar",
 		Short: "Watch the app container of this pod and respond when its files change",
 		Long: `sidecar runs in a pod with shareProcessNamespace: true. It finds the app
-container's processes in /proc, reads its files through /proc/<pid>/root
+container's processes in /proc (the only other container, or the one named by
+--target-name through the Kubernetes API, --target-exe or --target-container;
+it follows restarts), reads its files through /proc/<pid>/root
 without ever following a symlink, compares them with a trusted baseline
 (--baseline, or the container at first sight kept in --state-dir), and
 responds to every change: log, metric, unready (/readyz fails while a
@@ -218,7 +253,7 @@ for restore CAP_CHOWN, CAP_FOWNER and CAP_DAC_OVERRIDE.`,
 			if err := f.resolve(c.Flags(), os.Getenv); err != nil {
 				return err
 			}
-			cfg, log, err := f.build()
+			cfg, log, err := f.build(os.Getenv)
 			if err != nil {
 				return err
 			}

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -9,8 +10,11 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+	"k8s.io/client-go/rest"
 
+	"github.com/podfim/podfim/internal/kube"
 	"github.com/podfim/podfim/internal/respond"
+	"github.com/podfim/podfim/internal/sidecar"
 )
 
 // parseSidecar parses args and resolves env and the config file the way the
@@ -86,7 +90,7 @@ func TestSidecarSettingsErrors(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, _, err = f.build()
+		_, _, err = f.build(os.Getenv)
 		if err == nil || !strings.Contains(err.Error(), tt.msg) || ExitCode(err) != ExitUsage {
 			t.Errorf("%q: %v (exit %d), want usage error containing %q", tt.args, err, ExitCode(err), tt.msg)
 		}
@@ -95,11 +99,106 @@ func TestSidecarSettingsErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg, _, err := f.build()
+	cfg, _, err := f.build(os.Getenv)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !slices.Equal(cfg.Plan.Actions, []respond.Action{"log", "metric", "kill"}) || cfg.Source() != "first-sight" {
 		t.Errorf("plan %v source %s", cfg.Plan.Actions, cfg.Source())
+	}
+}
+
+func TestSidecarTargetName(t *testing.T) {
+	downward := map[string]string{"POD_NAMESPACE": "shop", "POD_NAME": "web-7d9f8", "POD_UID": "3d2a1c5e"}
+	getenv := func(env map[string]string) func(string) string { return func(k string) string { return env[k] } }
+	// A client for an address nothing listens on: building sends no
+	// request, and none is sent in this test.
+	var made []kube.Pod
+	fakeCluster := func(p kube.Pod) (*kube.Client, error) {
+		made = append(made, p)
+		return kube.NewForConfig(&rest.Config{Host: "http://127.0.0.1:1"}, p)
+	}
+	build := func(args []string, env map[string]string, inCluster func(kube.Pod) (*kube.Client, error)) (sidecar.Config, error) {
+		t.Helper()
+		f, err := parseSidecar(t, args, env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.inCluster = inCluster
+		cfg, _, err := f.build(getenv(env))
+		return cfg, err
+	}
+
+	// From the flag, the environment or the config file.
+	file := filepath.Join(t.TempDir(), "podfim.yaml")
+	if err := os.WriteFile(file, []byte("target-name: app\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args []string
+		env  map[string]string
+	}{
+		{[]string{"--target-name", "app"}, downward},
+		{nil, map[string]string{"PODFIM_TARGET_NAME": "app", "POD_NAMESPACE": "shop", "POD_NAME": "web-7d9f8", "POD_UID": "3d2a1c5e"}},
+		{[]string{"--config", file}, downward},
+	} {
+		made = nil
+		cfg, err := build(tc.args, tc.env, fakeCluster)
+		if err != nil {
+			t.Fatalf("%q: %v", tc.args, err)
+		}
+		if cfg.TargetName != "app" || cfg.Names == nil || !cfg.Selector.IsZero() {
+			t.Errorf("%q: target name %q, names %v, selector %v", tc.args, cfg.TargetName, cfg.Names, cfg.Selector)
+		}
+		if want := (kube.Pod{Namespace: "shop", Name: "web-7d9f8", UID: "3d2a1c5e"}); !slices.Equal(made, []kube.Pod{want}) {
+			t.Errorf("%q: clients for %v, want one for %v", tc.args, made, want)
+		}
+	}
+
+	// Without the flag, no client: nothing touches the API.
+	made = nil
+	if cfg, err := build([]string{"--target-exe", "/app"}, downward, fakeCluster); err != nil || cfg.Names != nil || len(made) != 0 {
+		t.Errorf("no --target-name: names %v, %d clients, %v", cfg.Names, len(made), err)
+	}
+
+	notInCluster := func(kube.Pod) (*kube.Client, error) {
+		return nil, fmt.Errorf("no access to the Kubernetes API from this pod: %w", rest.ErrNotInCluster)
+	}
+	for _, tc := range []struct {
+		args      []string
+		env       map[string]string
+		inCluster func(kube.Pod) (*kube.Client, error)
+		msgs      []string
+	}{
+		{[]string{"--target-name", "app", "--target-exe", "/app"}, downward, fakeCluster,
+			[]string{"--target-name and --target-exe are mutually exclusive"}},
+		{[]string{"--target-name", "app", "--target-container", strings.Repeat("a", 64)}, downward, fakeCluster,
+			[]string{"--target-name and --target-container are mutually exclusive"}},
+		{[]string{"--target-name", "App_1"}, downward, fakeCluster,
+			[]string{`invalid --target-name "App_1"`}},
+		// Every problem at once.
+		{[]string{"--target-name", "app", "--target-exe", "/app"}, nil, fakeCluster,
+			[]string{"--target-name and --target-exe are mutually exclusive", "--target-name: the pod's namespace and name are unknown: set POD_NAMESPACE and POD_NAME from the downward API"}},
+		{[]string{"--target-name", "app"}, map[string]string{"POD_NAMESPACE": "shop"}, fakeCluster,
+			[]string{"set POD_NAME from the downward API"}},
+		{[]string{"--target-name", "app"}, downward, notInCluster,
+			[]string{"--target-name: no access to the Kubernetes API", "KUBERNETES_SERVICE_HOST"}},
+	} {
+		_, err := build(tc.args, tc.env, tc.inCluster)
+		if err == nil || ExitCode(err) != ExitUsage {
+			t.Errorf("%q %v: %v (exit %d), want a usage error", tc.args, tc.env, err, ExitCode(err))
+			continue
+		}
+		for _, msg := range tc.msgs {
+			if !strings.Contains(err.Error(), msg) {
+				t.Errorf("%q %v: %v\nwant it to say %q", tc.args, tc.env, err, msg)
+			}
+		}
+	}
+
+	// The real in-cluster client outside a cluster.
+	t.Setenv("KUBERNETES_SERVICE_HOST", "")
+	if _, err := build([]string{"--target-name", "app"}, downward, nil); err == nil || !strings.Contains(err.Error(), "KUBERNETES_SERVICE_HOST") {
+		t.Errorf("outside a cluster: %v", err)
 	}
 }
