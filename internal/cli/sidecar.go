@@ -64,7 +64,7 @@ func (f *sidecarFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.targetExe, "target-exe", "", "select the app container by the path of its executable inside the container")
 	fs.StringVar(&f.targetID, "target-container", "", "select the app container by container ID (at least 12 hex digits)")
 	fs.BoolVar(&f.inotify, "inotify", true, "watch directories with inotify for changes within milliseconds")
-	fs.DurationVar(&f.quick, "quick-interval", time.Minute, "interval of quick checks (metadata; hash only what changed); 0 disables")
+	fs.DurationVar(&f.quick, "quick-interval", 5*time.Minute, "interval of quick checks (metadata; hash only what changed): the safety net under inotify; 0 disables")
 	fs.DurationVar(&f.full, "full-interval", time.Hour, "interval of full checks (every file hashed: the compliance evidence); 0 disables")
 	fs.DurationVar(&f.retarget, "retarget-interval", target.DefaultInterval, "how often /proc is polled for the app container restarting")
 	fs.StringSliceVar(&f.respond, "respond", []string{"log", "metric", "unready"}, "actions for every finding, in order: log, metric, unready, restore, kill, webhook")

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"time"
@@ -514,6 +515,9 @@ func (k *sink) Scanned(kind string, err error, took time.Duration, entries int) 
 	k.s.metrics.ScanDone(server.ScanType(kind), time.Now(), took, err)
 	if err == nil && kind != watch.KindEvent {
 		k.s.metrics.SetFilesMonitored(entries)
+		// A whole-tree scan leaves garbage the size of the tree, and an
+		// idle sidecar triggers no collection: give it back now.
+		debug.FreeOSMemory()
 	}
 	if kind != watch.KindFull || err != nil {
 		return

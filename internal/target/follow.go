@@ -55,9 +55,11 @@ const DefaultInterval = 200 * time.Millisecond
 // may still be there when the new container starts.
 const ambiguityGrace = 2 * time.Second
 
-// Follow polls /proc every interval (DefaultInterval if 0) and sends an
-// Event on events when the container matching sel appears, restarts or
-// goes away. It waits while an event is not received and never closes
+// Follow polls /proc every interval (DefaultInterval if 0) while no
+// container is followed, and sends an Event on events when the container
+// matching sel appears, restarts or goes away. While one is followed it
+// waits on a pidfd of its main process instead (its exit is seen at once)
+// and lists /proc only every Recheck. It waits while an event is not received and never closes
 // events.
 //
 // Found marks the first sight of a container, once per Follow; whatever
@@ -106,6 +108,12 @@ func (f *Finder) Follow(ctx context.Context, sel Selector, interval time.Duratio
 		}
 		if err != nil {
 			return err
+		}
+		// While the followed container lives, wait for its main process
+		// to exit (a pidfd) rather than listing /proc every interval.
+		if fl.cur != nil && f.waitExit(ctx, fl.cur, max(Recheck, interval)) {
+			t.Reset(interval)
+			continue
 		}
 		select {
 		case <-ctx.Done():
