@@ -7,12 +7,9 @@ import (
 )
 
 // bodyBufSize is the decoder's buffer: larger than any single field (the
-// largest are an extended attribute value and a group's hash bytes), so
-// that every field can be decoded straight from the buffer.
+// largest is an extended attribute value), so that every field can be
+// decoded straight from the buffer.
 const bodyBufSize = 2 * maxXattrValueLen
-
-// The hash bytes of a group are one field too.
-const _ = uint(bodyBufSize - maxGroupHashes)
 
 // decoder reads a decompressed body strictly: every length is checked
 // before anything is allocated for it, and only the canonical encoding of a

@@ -248,12 +248,17 @@ func (s *bodyStream) group() error {
 	if err != nil {
 		return fmt.Errorf("baseline group at entry %d: %w", s.done, err)
 	}
-	// n is bounded by maxGroupHashes, and so is this buffer.
-	b, err := s.d.next(int(n))
-	if err != nil {
-		return err
+	// The buffer grows with the bytes that arrive, up to n, which is
+	// bounded by maxGroupHashes.
+	s.hashBuf = s.hashBuf[:0]
+	for rest := int(n); rest > 0; {
+		b, err := s.d.next(min(rest, bodyBufSize))
+		if err != nil {
+			return err
+		}
+		s.hashBuf = append(s.hashBuf, b...)
+		rest -= len(b)
 	}
-	s.hashBuf = append(s.hashBuf[:0], b...)
 	s.hashes = s.hashBuf
 	return nil
 }

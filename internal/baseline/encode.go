@@ -117,7 +117,7 @@ func xattrsSorted(xs []attr.Xattr) bool {
 // compressing those few duplicates would save about 5% of them but make
 // every hash cost a Huffman decode, and hashes among the Huffman-coded
 // metadata cost more than their own size (TestSize100k's synthetic set:
-// 50.6 bytes per entry with each hash compressed after its entry, 47.8
+// 50.6 bytes per entry with each hash compressed after its entry, 47.7
 // with the groups' hashes stored).
 //
 // Before a group's stored hashes the compressor is flushed (a sync flush

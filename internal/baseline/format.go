@@ -41,7 +41,7 @@ const (
 
 	// groupSize is the number of entries whose hashes are stored together,
 	// in front of them: a reader holds one group's hashes, never all.
-	groupSize = 1024
+	groupSize = 4096
 	// maxGroupHashes is the most hash bytes a group can hold.
 	maxGroupHashes = groupSize * maxHashLen
 

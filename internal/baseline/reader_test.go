@@ -31,7 +31,7 @@ func TestReaderStreams(t *testing.T) {
 	for name, b := range map[string]*Baseline{
 		"sample":    sampleBaseline(),
 		"empty":     {},
-		"synthetic": syntheticBaseline(3000, false), // three groups, hashes stored
+		"synthetic": syntheticBaseline(2*groupSize+500, false), // three groups, hashes stored
 	} {
 		t.Run(name, func(t *testing.T) {
 			data := encodeFile(t, b, keyA())
@@ -65,8 +65,9 @@ func TestReaderStreams(t *testing.T) {
 // after several groups: Next returns the entries before it, then the error,
 // every time, and never io.EOF.
 func TestReaderMidStream(t *testing.T) {
-	b := syntheticBaseline(3000, false)
-	b.Entries[2500], b.Entries[2501] = b.Entries[2501], b.Entries[2500]
+	b := syntheticBaseline(3*groupSize, false)
+	k := 2*groupSize + 500
+	b.Entries[k], b.Entries[k+1] = b.Entries[k+1], b.Entries[k]
 	data := assemble(gz(t, rawBody(t, b)), Version, 0, nil)
 	r, err := Open(bytes.NewReader(data), ReadOptions{})
 	if err != nil {
@@ -76,8 +77,8 @@ func TestReaderMidStream(t *testing.T) {
 	if !errors.Is(err, ErrFormat) || !strings.Contains(err.Error(), "out of order") {
 		t.Fatalf("err = %v, want the unsorted entry", err)
 	}
-	if len(es) != 2501 || r.Decoded() != 2501 {
-		t.Errorf("%d entries before the error, Decoded %d, want 2501", len(es), r.Decoded())
+	if len(es) != k+1 || r.Decoded() != k+1 {
+		t.Errorf("%d entries before the error, Decoded %d, want %d", len(es), r.Decoded(), k+1)
 	}
 	if _, again := r.Next(); again != err {
 		t.Errorf("Next after the error = %v, want it again", again)
@@ -123,7 +124,7 @@ func TestReaderVectors(t *testing.T) {
 // TestReadDoesNotPinPayload checks that neither a Baseline from Read nor a
 // Reader that has ended keeps the payload reachable.
 func TestReadDoesNotPinPayload(t *testing.T) {
-	data := encodeFile(t, syntheticBaseline(3000, false), nil)
+	data := encodeFile(t, syntheticBaseline(2*groupSize, false), nil)
 	r, err := Open(bytes.NewReader(data), ReadOptions{})
 	if err != nil {
 		t.Fatal(err)
