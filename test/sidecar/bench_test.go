@@ -711,7 +711,7 @@ func killLatency(t *testing.T, cfg benchConfig, rep *benchReport) {
 // follows the app container's restarts (--retarget-interval) off.
 func idleSmall(t *testing.T, cfg benchConfig, rep *benchReport) {
 	extra := strings.Fields(os.Getenv("SIDECARBENCH_IDLE_FLAGS"))
-	settings := "default settings (quick 1m, full 1h, inotify, re-target poll 200ms)"
+	settings := "default settings (quick 5m, full 1h, inotify, pidfd wait on the app, /proc listed every 10s)"
 	if len(extra) > 0 {
 		settings = "default settings but " + strings.Join(extra, " ")
 	}
