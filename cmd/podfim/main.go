@@ -7,12 +7,20 @@ import (
 	"context"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/podfim/podfim/internal/cli"
 )
 
 func main() {
+	// A scan's live data grows steadily until the comparison: a heap goal
+	// of 1.5x the live heap instead of 2x keeps the peak RSS of a 100,000
+	// file check under 48 MiB for a few more (cheap) collections. GOGC in
+	// the environment still wins.
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(50)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := cli.Run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()

@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/podfim/podfim/internal/attr"
 	"github.com/podfim/podfim/internal/baseline"
 	"github.com/podfim/podfim/internal/compare"
 	"github.com/podfim/podfim/internal/policy"
@@ -62,7 +63,11 @@ type storedBaseline struct {
 // (digest, signature) before the scan, and its entries are decoded one at
 // a time during the comparison, so that the decoded baseline is never in
 // memory whole. A quick check needs it whole, as the scan's Prior.
-func (f *checkFlags) run(ctx context.Context, s *streams) (*checked, error) {
+//
+// keep says whether the caller needs the scanned entries (update writes
+// them); a plain full check compares them as the scan emits them and
+// holds neither the baseline nor the scan whole.
+func (f *checkFlags) run(ctx context.Context, s *streams, keep bool) (*checked, error) {
 	if err := f.validate(); err != nil {
 		return nil, err
 	}
@@ -96,7 +101,13 @@ func (f *checkFlags) run(ctx context.Context, s *streams) (*checked, error) {
 		fmt.Fprintf(s.errOut, "podfim: warning: the policy differs from the one baseline %s was made with; "+
 			"only attributes collected by both are compared, and paths one of them skips show as added or removed\n", f.baseline)
 	}
-	res, took, err := f.scanTree(ctx, m, prior)
+	var merger *compare.Merger
+	var emit []func(*attr.Entry)
+	if !f.quick && !keep {
+		merger = compare.NewMerger(stream.Next, m.Limits().MaxFindings)
+		emit = append(emit, merger.Add)
+	}
+	res, took, err := f.scanTree(ctx, m, prior, emit...)
 	if err != nil {
 		return nil, err
 	}
@@ -104,11 +115,17 @@ func (f *checkFlags) run(ctx context.Context, s *streams) (*checked, error) {
 		cmp       compare.Result
 		baseCount int
 	)
-	if f.quick {
-		cmp, baseCount = compare.Entries(whole.Entries, res.Entries, m.Limits().MaxFindings), len(whole.Entries)
-	} else {
+	switch {
+	case merger != nil:
 		// An entry that does not decode fails the whole check: no
 		// report, least of all a clean one.
+		if cmp, err = merger.Finish(); err != nil {
+			return nil, baselineReadError(err)
+		}
+		baseCount = stream.Decoded()
+	case f.quick:
+		cmp, baseCount = compare.Entries(whole.Entries, res.Entries, m.Limits().MaxFindings), len(whole.Entries)
+	default:
 		if cmp, err = compare.Stream(stream.Next, res.Entries, m.Limits().MaxFindings); err != nil {
 			return nil, baselineReadError(err)
 		}
@@ -118,7 +135,7 @@ func (f *checkFlags) run(ctx context.Context, s *streams) (*checked, error) {
 	sum.Root = f.root
 	sum.Quick = f.quick
 	sum.BaselineEntries = baseCount
-	sum.ScannedEntries = len(res.Entries)
+	sum.ScannedEntries = int(res.Stats.Entries)
 	sum.Hashed, sum.HashedBytes, sum.Reused = res.Stats.Hashed, res.Stats.HashedBytes, res.Stats.Reused
 	sum.BaselineDigest = fmt.Sprintf("%x", base.digest)
 	sum.Signed, sum.KeyID, sum.Verified = base.signed, base.keyID, base.signed && f.verifyKey != ""
@@ -152,7 +169,7 @@ Exit status: 0 no differences; otherwise the OR of 1 (added), 2 (removed) and
 interrupted (see docs/cli.md).`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			chk, err := f.run(c.Context(), s)
+			chk, err := f.run(c.Context(), s, false)
 			if err != nil {
 				return err
 			}

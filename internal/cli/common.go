@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/podfim/podfim/internal/attr"
 	"github.com/podfim/podfim/internal/baseline"
 	"github.com/podfim/podfim/internal/policy"
 	"github.com/podfim/podfim/internal/report"
@@ -46,20 +47,26 @@ func (f *scanFlags) loadPolicy() (*policy.Policy, *policy.Matcher, error) {
 
 // scanTree scans the root with the policy's matcher and limits. prior, when
 // not nil, makes it a quick scan.
-func (f *scanFlags) scanTree(ctx context.Context, m *policy.Matcher, prior scan.Prior) (*scan.Result, time.Duration, error) {
+//
+// emit, when not nil, receives the entries in order instead of the result.
+func (f *scanFlags) scanTree(ctx context.Context, m *policy.Matcher, prior scan.Prior, emit ...func(*attr.Entry)) (*scan.Result, time.Duration, error) {
 	if f.workers < 0 {
 		return nil, 0, failf(ExitUsage, "--workers must be 0 or more, not %d", f.workers)
 	}
 	l := m.Limits()
 	start := time.Now()
-	res, err := scan.Tree(ctx, f.root, scan.Options{
+	opts := scan.Options{
 		Matcher:      m,
 		Workers:      f.workers,
 		MaxFiles:     l.MaxFiles,
 		MaxDepth:     l.MaxDepth,
 		MaxFileBytes: l.MaxFileBytes,
 		Quick:        prior,
-	})
+	}
+	if len(emit) > 0 {
+		opts.Emit = emit[0]
+	}
+	res, err := scan.Tree(ctx, f.root, opts)
 	if err != nil {
 		return nil, 0, scanError(fmt.Errorf("failed to scan %q: %w", f.root, err))
 	}

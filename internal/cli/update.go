@@ -28,7 +28,7 @@ new baseline was written, whatever the check found.`,
 			if err != nil {
 				return err
 			}
-			chk, err := f.run(c.Context(), s)
+			chk, err := f.run(c.Context(), s, true)
 			if err != nil {
 				return err
 			}

@@ -67,3 +67,37 @@ func TestDescendWalksSkippedDirectoriesWithoutRecordingThem(t *testing.T) {
 type onlyMatch struct{ m subtreeMatcher }
 
 func (o onlyMatch) Match(p string) (attr.Set, bool) { return o.m.Match(p) }
+
+func TestEmitGivesTheSameEntriesInOrder(t *testing.T) {
+	dir := t.TempDir()
+	for _, d := range []string{"a/b", "a.b", "c"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, f := range []string{"a/b/x", "a/y", "a.b/z", "c/w"} {
+		if err := os.WriteFile(filepath.Join(dir, f), []byte(f), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := Tree(context.Background(), dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []attr.Entry
+	res, err := Tree(context.Background(), dir, Options{Emit: func(e *attr.Entry) { got = append(got, *e) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Entries != nil || res.Stats.Entries != int64(len(want.Entries)) {
+		t.Errorf("with Emit: %d entries collected, Stats.Entries %d", len(res.Entries), res.Stats.Entries)
+	}
+	if len(got) != len(want.Entries) {
+		t.Fatalf("emitted %d entries, want %d", len(got), len(want.Entries))
+	}
+	for i := range got {
+		if got[i].Path != want.Entries[i].Path || string(got[i].Hash) != string(want.Entries[i].Hash) {
+			t.Errorf("entry %d: %q, want %q", i, got[i].Path, want.Entries[i].Path)
+		}
+	}
+}

@@ -16,7 +16,10 @@ import (
 // name, so it is built that way: bucket the entries by parent directory, sort
 // each bucket by name (short comparisons), walk from "/". That is several
 // times cheaper than sorting 100,000 full paths.
-func merge(ws []*worker) *Result {
+//
+// With emit, the entries are passed to emit one at a time in that order
+// instead of being collected: the caller never holds them all.
+func merge(ws []*worker, emit ...func(*attr.Entry)) *Result {
 	res := &Result{}
 	total := 0
 	for _, w := range ws {
@@ -44,17 +47,33 @@ func merge(ws []*worker) *Result {
 			}
 		}
 	}
-	res.Entries = make([]attr.Entry, 0, total)
-	if !mergeTree(res, all, total) {
-		// Entries without their parent directory (only possible when the
-		// tree changed under the scan): fall back to sorting full paths.
-		res.Entries = res.Entries[:0]
-		mergeSort(res, all, total)
+	var n int64
+	put := func(e *rec) {
+		res.Entries = append(res.Entries, e.entry())
+		n++
+	}
+	if len(emit) > 0 && emit[0] != nil {
+		out := emit[0]
+		put = func(e *rec) {
+			ent := e.entry()
+			out(&ent)
+			n++
+		}
+	} else {
+		res.Entries = make([]attr.Entry, 0, total)
+	}
+	// A dry run first: the tree walk reaches every entry unless the tree
+	// changed under the scan (an entry without its parent directory); then
+	// sort full paths instead. Entries emitted cannot be taken back.
+	if mergeTree(&Result{}, all, total, nil) {
+		mergeTree(res, all, total, put)
+	} else {
+		mergeSort(res, all, total, put)
 	}
 	for _, w := range ws {
 		w.chunks = nil
 	}
-	res.Stats.Entries = int64(len(res.Entries))
+	res.Stats.Entries = n
 	slices.SortFunc(res.Warnings, func(a, b Warning) int { return comparePaths(a.Path, b.Path) })
 	return res
 }
@@ -75,7 +94,9 @@ type mergeChild struct {
 
 // mergeTree appends the entries to res in depth-first order; false when some
 // entry's parent was not reached.
-func mergeTree(res *Result, all func(func(*rec) bool), total int) bool {
+//
+// put receives each entry; nil is a dry run.
+func mergeTree(res *Result, all func(func(*rec) bool), total int, put func(*rec)) bool {
 	// Counting sort of the entries into one array, by parent.
 	index := map[string]int{}
 	var count []int
@@ -124,7 +145,9 @@ func mergeTree(res *Result, all func(func(*rec) bool), total int) bool {
 		return b
 	}
 
-	res.Entries = append(res.Entries, root.entry())
+	if put != nil {
+		put(root)
+	}
 	seen := 1
 	type frame struct {
 		kids []mergeChild
@@ -141,10 +164,14 @@ func mergeTree(res *Result, all func(func(*rec) bool), total int) bool {
 		f.i++
 		seen++
 		if f.i > 1 && k.name == f.kids[f.i-2].name {
-			duplicate(res, k.e)
+			if put != nil {
+				duplicate(res, k.e)
+			}
 			continue
 		}
-		res.Entries = append(res.Entries, k.e.entry())
+		if put != nil {
+			put(k.e)
+		}
 		if k.e.typ == attr.TypeDir {
 			if b := bucket(k.e.path); len(b) > 0 {
 				stack = append(stack, frame{kids: b})
@@ -155,7 +182,7 @@ func mergeTree(res *Result, all func(func(*rec) bool), total int) bool {
 }
 
 // mergeSort appends the entries to res sorted by full path.
-func mergeSort(res *Result, all func(func(*rec) bool), total int) {
+func mergeSort(res *Result, all func(func(*rec) bool), total int, put func(*rec)) {
 	es := make([]*rec, 0, total)
 	for e := range all {
 		es = append(es, e)
@@ -166,7 +193,7 @@ func mergeSort(res *Result, all func(func(*rec) bool), total int) {
 			duplicate(res, e)
 			continue
 		}
-		res.Entries = append(res.Entries, e.entry())
+		put(e)
 	}
 }
 

@@ -60,7 +60,7 @@ func TestMerge(t *testing.T) {
 					}
 				}
 			}
-			if ok := mergeTree(&Result{}, all, len(recs)); ok != (tc.name != "orphan") {
+			if ok := mergeTree(&Result{}, all, len(recs), nil); ok != (tc.name != "orphan") {
 				t.Errorf("mergeTree = %v", ok)
 			}
 			res := merge(ws)

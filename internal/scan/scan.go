@@ -73,6 +73,11 @@ type Options struct {
 	// same timestamp tick would leave all of these equal. Everything else
 	// (metadata, xattrs) is still collected.
 	Quick Prior
+	// Emit, when set, receives every entry in attr.ComparePaths order
+	// (after the walk, from one goroutine) instead of Result.Entries, which
+	// stays nil: a caller that compares as it goes never holds the whole
+	// tree. The entry is the callee's to keep.
+	Emit func(*attr.Entry)
 	// Now returns the time the scan starts, for the Racy flag; nil means
 	// time.Now.
 	Now func() time.Time

@@ -110,7 +110,7 @@ func (r *Root) Tree(ctx context.Context, opts Options) (*Result, error) {
 	if err := context.Cause(ctx); err != nil {
 		return nil, fmt.Errorf("scan of %q stopped: %w", r.path, err)
 	}
-	return merge(ws), nil
+	return merge(ws, opts.Emit), nil
 }
 
 // matchFunc turns a Matcher (or nil: everything, all attributes) into a func.

@@ -1,0 +1,101 @@
+package compare
+
+import (
+	"io"
+
+	"github.com/podfim/podfim/internal/attr"
+)
+
+// Merger compares a baseline pulled one entry at a time with current
+// entries pushed one at a time, both in attr.ComparePaths order: neither
+// side is ever held whole in memory. It keeps copies of the entries of the
+// findings it lists only.
+type Merger struct {
+	next        func() (*attr.Entry, error)
+	maxFindings int
+	r           Result
+	o           *attr.Entry // the baseline entry not yet matched; nil at the end
+	err         error
+}
+
+// NewMerger returns a merger over the baseline entries next yields (io.EOF
+// after the last; the entry may be reused by the following call).
+func NewMerger(next func() (*attr.Entry, error), maxFindings int) *Merger {
+	m := &Merger{next: next, maxFindings: maxFindings}
+	m.pull()
+	return m
+}
+
+func (m *Merger) pull() {
+	o, err := m.next()
+	switch {
+	case err == io.EOF:
+		m.o = nil
+	case err != nil:
+		m.o, m.err = nil, err
+	default:
+		m.o = o
+	}
+}
+
+func (m *Merger) add(f Finding) {
+	switch f.Kind {
+	case Added:
+		m.r.Counts.Added++
+	case Removed:
+		m.r.Counts.Removed++
+	case Changed:
+		m.r.Counts.Changed++
+	}
+	if m.maxFindings > 0 && len(m.r.Findings) >= m.maxFindings {
+		m.r.Omitted++
+		return
+	}
+	if f.Old != nil {
+		c := f.Old.Clone()
+		f.Old = &c
+	}
+	if f.New != nil {
+		c := f.New.Clone()
+		f.New = &c
+	}
+	m.r.Findings = append(m.r.Findings, f)
+}
+
+// Add compares the next current entry; entries must come in path order.
+// The entry is copied if kept, so the caller may reuse it.
+func (m *Merger) Add(cur *attr.Entry) {
+	for m.err == nil && m.o != nil {
+		c := attr.ComparePaths(m.o.Path, cur.Path)
+		if c > 0 {
+			break
+		}
+		if c < 0 {
+			m.add(Finding{Path: m.o.Path, Kind: Removed, Old: m.o})
+			m.pull()
+			continue
+		}
+		if names := Diff(m.o, cur); len(names) > 0 {
+			m.add(Finding{Path: cur.Path, Kind: Changed, Attributes: names, Old: m.o, New: cur})
+		}
+		m.pull()
+		return
+	}
+	if m.err != nil {
+		return
+	}
+	m.add(Finding{Path: cur.Path, Kind: Added, New: cur})
+}
+
+// Finish reports what is left of the baseline as removed and returns the
+// result, or the first error the baseline gave (never a partial result).
+func (m *Merger) Finish() (Result, error) {
+	for m.err == nil && m.o != nil {
+		m.add(Finding{Path: m.o.Path, Kind: Removed, Old: m.o})
+		m.pull()
+	}
+	if m.err != nil {
+		return Result{}, m.err
+	}
+	return m.r, nil
+}

@@ -1,0 +1,84 @@
+package compare
+
+import (
+	"errors"
+	"io"
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	"github.com/podfim/podfim/internal/attr"
+)
+
+// feed returns a next func over es that reuses one buffer, as a streaming
+// baseline reader does.
+func feed(es []attr.Entry) func() (*attr.Entry, error) {
+	var buf attr.Entry
+	i := 0
+	return func() (*attr.Entry, error) {
+		if i == len(es) {
+			return nil, io.EOF
+		}
+		buf = es[i].Clone()
+		i++
+		return &buf, nil
+	}
+}
+
+func mergerTree(rng *rand.Rand) []attr.Entry {
+	var es []attr.Entry
+	for i := range rng.IntN(40) {
+		es = append(es, file("/d"+string(rune('a'+rng.IntN(5)))+"/f"+string(rune('a'+i%26)), func(e *attr.Entry) { e.Mode = uint32(rng.IntN(3)) }))
+	}
+	slices.SortFunc(es, func(a, b attr.Entry) int { return attr.ComparePaths(a.Path, b.Path) })
+	return slices.CompactFunc(es, func(a, b attr.Entry) bool { return a.Path == b.Path })
+}
+
+func TestMergerAgreesWithEntries(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 500 {
+		old, cur := mergerTree(rng), mergerTree(rng)
+		limit := rng.IntN(4)
+		want := Entries(old, cur, limit)
+		m := NewMerger(feed(old), limit)
+		var buf attr.Entry
+		for i := range cur {
+			buf = cur[i].Clone()
+			m.Add(&buf)
+			buf.Path, buf.Mode = "/overwritten", 0o777 // the merger must have copied what it kept
+		}
+		got, err := m.Finish()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Counts != want.Counts || got.Omitted != want.Omitted || !slices.Equal(got.Paths(), want.Paths()) {
+			t.Fatalf("merger %+v %q, entries %+v %q", got.Counts, got.Paths(), want.Counts, want.Paths())
+		}
+		for i := range got.Findings {
+			if !slices.Equal(got.Findings[i].Attributes, want.Findings[i].Attributes) || got.Findings[i].Kind != want.Findings[i].Kind {
+				t.Fatalf("finding %d: %+v, want %+v", i, got.Findings[i], want.Findings[i])
+			}
+		}
+	}
+}
+
+func TestMergerBaselineErrorIsNeverAPartialResult(t *testing.T) {
+	bad := errors.New("corrupt entry 3")
+	n := 0
+	next := func() (*attr.Entry, error) {
+		n++
+		if n == 3 {
+			return nil, bad
+		}
+		e := file("/f"+string(rune('a'+n)), nil)
+		return &e, nil
+	}
+	m := NewMerger(next, 0)
+	e := file("/fb", nil)
+	m.Add(&e)
+	e2 := file("/z", nil)
+	m.Add(&e2)
+	if r, err := m.Finish(); !errors.Is(err, bad) || r.Counts.Total() != 0 {
+		t.Fatalf("Finish = %+v, %v; want the baseline's error and no result", r, err)
+	}
+}
