@@ -1,0 +1,150 @@
+// Package smoke proves the cluster of test/cluster: a two-container pod
+// with a shared process namespace runs, kubectl exec works, and a
+// container whose main process is killed is restarted by the kubelet.
+//
+// It needs a running cluster (`cluster up`, then eval "$(cluster env)");
+// without one it skips.
+package smoke
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+const pod = "smoke"
+
+func TestPodExecKillRestart(t *testing.T) {
+	kubectl := os.Getenv("KUBECTL")
+	image := os.Getenv("PODFIM_CLUSTER_BUSYBOX_IMAGE")
+	if kubectl == "" || image == "" || os.Getenv("KUBECONFIG") == "" {
+		t.Skip("no cluster: run `cluster up` and eval \"$(cluster env)\"")
+	}
+	k := func(stdin string, args ...string) string {
+		t.Helper()
+		out, err := run(kubectl, stdin, args...)
+		if err != nil {
+			t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return out
+	}
+	start := time.Now()
+	step := func(format string, args ...any) {
+		t.Logf("%6.1fs %s", time.Since(start).Seconds(), fmt.Sprintf(format, args...))
+	}
+
+	k(fmt.Sprintf(manifest, pod, image, image), "apply", "-f", "-")
+	t.Cleanup(func() {
+		out, err := run(kubectl, "", "delete", "pod", pod, "--ignore-not-found", "--wait=true", "--timeout=60s")
+		if err != nil {
+			t.Errorf("delete: %v\n%s", err, out)
+		}
+	})
+	if out, err := run(kubectl, "", "wait", "--for=condition=Ready", "pod/"+pod, "--timeout=90s"); err != nil {
+		desc, _ := run(kubectl, "", "describe", "pod", pod)
+		t.Fatalf("pod not Ready: %v\n%s\n%s", err, out, desc)
+	}
+	ready := k("", "get", "pod", pod, "-o", `jsonpath={range .status.containerStatuses[*]}{.name}={.ready},{end}`)
+	if ready != "app=true,watcher=true," {
+		t.Fatalf("containers: %q, want both ready", ready)
+	}
+	step("pod %s 2/2 Running", pod)
+
+	// One process namespace: pid 1 is the sandbox's pause, and the
+	// watcher sees the app's processes.
+	if init := k("", "exec", pod, "-c", "watcher", "--", "cat", "/proc/1/cmdline"); !strings.HasPrefix(init, "/pause") {
+		t.Fatalf("pid 1 runs %q, want the pause image's /pause", init)
+	}
+	find := `for d in /proc/[0-9]*; do [ "$(tr '\0' ' ' < $d/cmdline 2>/dev/null)" = "/bin/sleep 3600 " ] && echo ${d#/proc/}; done; true`
+	pids := strings.Fields(k("", "exec", pod, "-c", "watcher", "--", "sh", "-c", find))
+	if len(pids) != 1 {
+		t.Fatalf("app processes seen from the watcher: %q, want one", pids)
+	}
+	step("kubectl exec: pid 1 is /pause, the app's main process is pid %s", pids[0])
+
+	if n := restarts(t, k); n != 0 {
+		t.Fatalf("restartCount %d before the kill, want 0", n)
+	}
+	k("", "exec", pod, "-c", "watcher", "--", "kill", "-9", pids[0])
+	step("kill -9 %s", pids[0])
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		n := restarts(t, k)
+		st := k("", "get", "pod", pod, "-o", `jsonpath={.status.containerStatuses[?(@.name=="app")].ready}`)
+		if n == 1 && st == "true" {
+			break
+		}
+		if n > 1 {
+			t.Fatalf("restartCount %d, want 1", n)
+		}
+		if time.Now().After(deadline) {
+			desc, _ := run(kubectl, "", "describe", "pod", pod)
+			t.Fatalf("app not restarted and ready within 60s (restartCount %d, ready %s)\n%s", n, st, desc)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	step("restartCount 0 -> 1, app ready again")
+	again := strings.Fields(k("", "exec", pod, "-c", "watcher", "--", "sh", "-c", find))
+	if len(again) != 1 || again[0] == pids[0] {
+		t.Fatalf("after the restart the app runs as %q, want one new process (was %s)", again, pids[0])
+	}
+
+	k("", "delete", "pod", pod, "--wait=true", "--timeout=60s")
+	step("deleted")
+}
+
+func restarts(t *testing.T, k func(string, ...string) string) int {
+	t.Helper()
+	s := k("", "get", "pod", pod, "-o", `jsonpath={.status.containerStatuses[?(@.name=="app")].restartCount}`)
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatalf("restartCount %q: %v", s, err)
+	}
+	return n
+}
+
+func run(bin, stdin string, args ...string) (string, error) {
+	cmd := exec.Command(bin, args...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	if err != nil {
+		return out.String() + stderr.String(), err
+	}
+	return out.String(), nil
+}
+
+// The pod of podfim's design: host network (there is no pod network),
+// one process namespace, the in-cluster API address on loopback.
+const manifest = `apiVersion: v1
+kind: Pod
+metadata:
+  name: %s
+spec:
+  hostNetwork: true
+  shareProcessNamespace: true
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: %s
+    imagePullPolicy: Never
+    command: ["/bin/sleep", "3600"]
+    env:
+    - {name: KUBERNETES_SERVICE_HOST, value: "127.0.0.1"}
+    - {name: KUBERNETES_SERVICE_PORT, value: "6443"}
+  - name: watcher
+    image: %s
+    imagePullPolicy: Never
+    command: ["/bin/sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"]
+    env:
+    - {name: KUBERNETES_SERVICE_HOST, value: "127.0.0.1"}
+    - {name: KUBERNETES_SERVICE_PORT, value: "6443"}
+`
