@@ -9,6 +9,7 @@ GOFLAGS := -trimpath
 export CGO_ENABLED := 0
 
 .PHONY: all build test lint fuzz bench images demo demo-down e2e-podman clean
+.PHONY: cluster-harness cluster-build cluster-up cluster-down cluster-smoke
 
 all: build
 
@@ -51,6 +52,25 @@ demo-down:
 ## e2e-podman: kube play the demo Pod, tamper, check findings and responses (needs root)
 e2e-podman:
 	$(GO) test -tags e2e -count=1 -run Podman -v -timeout 15m ./test/e2e/
+
+## cluster-*: the local single-node Kubernetes of test/cluster (docs/cluster.md; needs root).
+## A cold cluster-build downloads ~0.6 GB of modules and builds 6+ minutes; cached, seconds.
+CLUSTER := $(BIN)/cluster
+cluster-harness:
+	cd test/cluster && $(GO) build $(GOFLAGS) -o $(CURDIR)/$(CLUSTER) ./cmd/cluster
+
+cluster-build: cluster-harness
+	$(CLUSTER) build
+
+cluster-up: cluster-harness
+	$(CLUSTER) up
+
+cluster-down: cluster-harness
+	$(CLUSTER) down
+
+## cluster-smoke: up, a two-container pod (exec, kill -9, restart), down
+cluster-smoke: cluster-harness
+	$(CLUSTER) smoke
 
 clean:
 	rm -rf $(BIN)
