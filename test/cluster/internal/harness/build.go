@@ -94,7 +94,7 @@ func (c *Config) Build(ctx context.Context) error {
 	for _, p := range []string{"k8s.io/component-base/version", "k8s.io/client-go/pkg/version"} {
 		ld += fmt.Sprintf(" -X %[1]s.gitVersion=%[2]s -X %[1]s.gitMajor=1 -X %[1]s.gitMinor=34 -X %[1]s.gitTreeState=clean", p, Version)
 	}
-	args := append([]string{"build", "-trimpath", "-ldflags", ld, "-o", binDir + "/"}, builds...)
+	args := append([]string{"build", "-trimpath", "-buildvcs=false", "-ldflags", ld, "-o", binDir + "/"}, builds...)
 	c.logf("building %d binaries into %s (a cold build takes 6+ minutes)", len(builds), binDir)
 	cmd := exec.CommandContext(ctx, goBin, args...)
 	cmd.Dir = src

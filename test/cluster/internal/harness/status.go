@@ -53,8 +53,8 @@ func (c *Config) Status(ctx context.Context) error {
 	return nil
 }
 
-// Smoke brings the cluster up, runs the smoke test against it and tears
-// it down, whatever happened.
+// Smoke brings the cluster up, runs the module's tests (the smoke test
+// among them) against it and tears it down, whatever happened.
 func (c *Config) Smoke(ctx context.Context) (err error) {
 	src, err := c.findSrc()
 	if err != nil {
@@ -77,7 +77,8 @@ func (c *Config) Smoke(ctx context.Context) (err error) {
 	if lerr != nil {
 		goBin = "/usr/local/go/bin/go"
 	}
-	cmd := exec.CommandContext(ctx, goBin, "test", "-count=1", "-v", "./smoke/")
+	// ./... : the harness's own unit tests, then the smoke test.
+	cmd := exec.CommandContext(ctx, goBin, "test", "-count=1", "-v", "./...")
 	cmd.Dir = src
 	cmd.Env = append(os.Environ(), envPairs(env.String())...)
 	cmd.Stdout, cmd.Stderr = c.Out, c.Err

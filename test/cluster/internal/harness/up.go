@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -64,7 +65,9 @@ func (c *Config) Up(ctx context.Context, build bool) (err error) {
 			up = append(up, n)
 		}
 	}
-	if len(up) == len(daemonNames) && c.Status(ctx) == nil {
+	quiet := *c
+	quiet.Out = io.Discard
+	if len(up) == len(daemonNames) && quiet.Status(ctx) == nil {
 		c.logf("already up")
 		return nil
 	}
@@ -74,7 +77,7 @@ func (c *Config) Up(ctx context.Context, build bool) (err error) {
 			return fmt.Errorf("clean up the previous run: %w", err)
 		}
 	}
-	if err := ensureHosts(c.Node); err != nil {
+	if err := ensureHosts("/etc/hosts", c.Node); err != nil {
 		return err
 	}
 	if err := c.checkPorts(); err != nil {
@@ -390,9 +393,10 @@ func (c *Config) Import(ctx context.Context, files ...string) error {
 	return nil
 }
 
-// ensureHosts maps node to 127.0.0.1 in /etc/hosts, adding a line once.
-func ensureHosts(node string) error {
-	b, err := os.ReadFile("/etc/hosts")
+// ensureHosts maps node to 127.0.0.1 in the hosts file, adding a line
+// once; the apiserver reaches the kubelet by that name.
+func ensureHosts(path, node string) error {
+	b, err := os.ReadFile(path)
 	if err != nil && !os.IsNotExist(err) {
 		return err
 	}
@@ -408,14 +412,14 @@ func ensureHosts(node string) error {
 			if f[0] == "127.0.0.1" {
 				return nil
 			}
-			return fmt.Errorf("/etc/hosts maps %s to %s; the node name must resolve to 127.0.0.1", node, f[0])
+			return fmt.Errorf("%s maps %s to %s; the node name must resolve to 127.0.0.1", path, node, f[0])
 		}
 	}
 	line := "127.0.0.1 " + node + " # podfim test/cluster\n"
 	if len(b) > 0 && b[len(b)-1] != '\n' {
 		line = "\n" + line
 	}
-	f, err := os.OpenFile("/etc/hosts", os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
 	if err != nil {
 		return err
 	}
