@@ -100,6 +100,8 @@ func TestTamperKillRestart(t *testing.T) {
 		t.Fatalf("%d violation lines about %s, want 1: %v", len(v), pagePath, v)
 	}
 	checkViolation(t, v[0])
+	// The kill is logged after it is done: the app may be reaped first.
+	s.waitLog(t, waitTimeout, "app container killed", nil)
 	if k := s.logs("app container killed", nil); len(k) != 1 || k[0].str("path") != pagePath {
 		t.Errorf("kill lines: %v", k)
 	}
