@@ -39,6 +39,7 @@ func (c *Config) down(keepLogs bool) error {
 
 	// The kubelet first, so that it restarts nothing.
 	keep(c.stop("kubelet", 10*time.Second))
+	keep(c.restoreSysctls())
 	if c.running("containerd") != 0 {
 		// Best effort: what survives it is killed by pid below.
 		if err := c.removeContainers(); err != nil {

@@ -260,6 +260,9 @@ func (c *Config) Up(ctx context.Context, build bool) (err error) {
 	if err := os.WriteFile(c.path("kubelet.yaml"), []byte(c.kubeletConfig()), 0o644); err != nil {
 		return err
 	}
+	if err := c.saveSysctls(); err != nil {
+		return err
+	}
 	kubelet := &daemon{name: "kubelet", bin: c.bin("kubelet"), args: []string{
 		"--config=" + c.path("kubelet.yaml"),
 		"--kubeconfig=" + c.path("kubelet.kubeconfig"),
@@ -559,6 +562,8 @@ evictionHard:
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 serializeImagePulls: false
+# No KUBE-FIREWALL and canary chains in the machine's iptables.
+makeIPTablesUtilChains: false
 `, kubeletPort, kubeletHealthzPort, c.path("pki", "ca.crt"), c.path("pki", "kubelet.crt"), c.path("pki", "kubelet.key"),
 		"unix://"+c.containerdSock(), c.path("manifests"), c.path("pod-logs"), c.path("kubelet", "volume-plugins"))
 }
