@@ -23,6 +23,11 @@ func TestPodExecKillRestart(t *testing.T) {
 	kubectl := os.Getenv("KUBECTL")
 	image := os.Getenv("PODFIM_CLUSTER_BUSYBOX_IMAGE")
 	if kubectl == "" || image == "" || os.Getenv("KUBECONFIG") == "" {
+		// `cluster smoke` (make cluster-smoke, which CI runs) always sets
+		// these; in CI a missing cluster is a failure, never a skip.
+		if os.Getenv("CI") != "" {
+			t.Fatal("no cluster in CI: KUBECTL, KUBECONFIG and PODFIM_CLUSTER_BUSYBOX_IMAGE must come from `cluster smoke`")
+		}
 		t.Skip("no cluster: run `cluster up` and eval \"$(cluster env)\"")
 	}
 	k := func(stdin string, args ...string) string {
