@@ -13,7 +13,6 @@
 package sidecar_test
 
 import (
-	"bufio"
 	"bytes"
 	"debug/buildinfo"
 	"encoding/binary"
@@ -910,95 +909,12 @@ func startTreeApp(t *testing.T, image string, n int) (*app, int) {
 	t.Helper()
 	leaves := (n + 99) / 100
 	dirs := leaves + (leaves+99)/100
-	mnt := t.TempDir()
-	devnull, err := os.Open(os.DevNull)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer devnull.Close()
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pr.Close()
-	type result struct {
-		cmd *exec.Cmd
-		err error
-	}
-	ch := make(chan result, 1)
 	size := int64(n)*8192 + 64<<20
-	go func() {
-		// As in startApp: this thread becomes the container's and is
-		// never unlocked.
-		runtime.LockOSThread()
-		cmd, err := launchTree(image, mnt, size, n, devnull, pw)
-		ch <- result{cmd, err}
-	}()
-	r := <-ch
-	pw.Close()
-	if r.err != nil {
-		t.Fatalf("starting an app container with %d files: %v", n, r.err)
-	}
-	a := &app{pid: r.cmd.Process.Pid, wfd: -1, done: make(chan struct{})}
-	go func() {
-		r.cmd.Wait()
-		a.exited = time.Now()
-		a.status = r.cmd.ProcessState.Sys().(syscall.WaitStatus)
-		close(a.done)
-	}()
-	t.Cleanup(a.kill)
-	pr.SetReadDeadline(time.Now().Add(startTimeout))
-	line, err := bufio.NewReader(pr).ReadString('\n')
-	if err != nil {
-		t.Fatalf("app pid %d did not start: %v", a.pid, err)
-	}
-	if _, err := fmt.Sscanf(line, "ready %d\n", &a.worker); err != nil {
-		t.Fatalf("app said %q: %v", line, err)
-	}
-	if fd, err := unix.PidfdOpen(a.worker, 0); err == nil {
-		a.wfd = fd
+	a := startAppOn(t, image, size, func(root string) error { return genTree(filepath.Join(root, "data"), n) })
+	if !a.alive() {
+		t.Fatalf("the app with %d files died at start (%v)", n, a.status)
 	}
 	return a, dirs
-}
-
-// launchTree is launch with a tmpfs of size bytes and the generated files.
-func launchTree(image, mnt string, size int64, n int, stdin, stdout *os.File) (*exec.Cmd, error) {
-	if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
-		return nil, fmt.Errorf("unshare: %w", err)
-	}
-	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-		return nil, fmt.Errorf("make mounts private: %w", err)
-	}
-	if err := unix.Mount("tmpfs", mnt, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, fmt.Sprintf("mode=0755,size=%d", size)); err != nil {
-		return nil, fmt.Errorf("mount the root: %w", err)
-	}
-	if err := copyTree(image, mnt); err != nil {
-		return nil, err
-	}
-	if err := genTree(filepath.Join(mnt, "data"), n); err != nil {
-		return nil, err
-	}
-	if err := unix.Chdir(mnt); err != nil {
-		return nil, err
-	}
-	if err := unix.PivotRoot(".", "."); err != nil {
-		return nil, fmt.Errorf("pivot_root: %w", err)
-	}
-	if err := unix.Unmount(".", unix.MNT_DETACH); err != nil {
-		return nil, fmt.Errorf("detach the old root: %w", err)
-	}
-	if err := unix.Chdir("/"); err != nil {
-		return nil, err
-	}
-	cmd := &exec.Cmd{
-		Path: "/app", Args: []string{"/app"}, Env: []string{"PATH=/"},
-		Stdin: stdin, Stdout: stdout, Stderr: os.Stderr,
-		SysProcAttr: &syscall.SysProcAttr{Setpgid: true},
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	return cmd, nil
 }
 
 // genTree writes n files of 1-8 KiB under root, on the calling thread (its

@@ -119,6 +119,14 @@ type app struct {
 // died trying (the sidecar may kill it first: callers check alive).
 func startApp(t *testing.T, image string) *app {
 	t.Helper()
+	return startAppOn(t, image, 64<<20, nil)
+}
+
+// startAppOn is startApp with a tmpfs root of size bytes; fill, when not
+// nil, adds files to the root (its path in the container's namespace)
+// before the app starts.
+func startAppOn(t *testing.T, image string, size int64, fill func(root string) error) *app {
+	t.Helper()
 	mnt := t.TempDir() // the mount point; in the runner's namespace it stays empty
 	devnull, err := os.Open(os.DevNull)
 	if err != nil {
@@ -139,7 +147,7 @@ func startApp(t *testing.T, image string) *app {
 		// Never unlocked: the thread's mount namespace and root become the
 		// container's, and the runtime ends the thread with this goroutine.
 		runtime.LockOSThread()
-		cmd, err := launch(image, mnt, devnull, pw)
+		cmd, err := launch(image, mnt, size, fill, devnull, pw)
 		ch <- result{cmd, err}
 	}()
 	r := <-ch
@@ -180,18 +188,23 @@ func startApp(t *testing.T, image string) *app {
 // mount namespace, mounts a tmpfs on mnt, copies image into it, makes it the
 // thread's root with pivot_root and starts /app from there. The thread must
 // not be used for anything else afterwards.
-func launch(image, mnt string, stdin, stdout *os.File) (*exec.Cmd, error) {
+func launch(image, mnt string, size int64, fill func(string) error, stdin, stdout *os.File) (*exec.Cmd, error) {
 	if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
 		return nil, fmt.Errorf("unshare: %w", err)
 	}
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return nil, fmt.Errorf("make mounts private: %w", err)
 	}
-	if err := unix.Mount("tmpfs", mnt, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0755,size=64m"); err != nil {
+	if err := unix.Mount("tmpfs", mnt, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, fmt.Sprintf("mode=0755,size=%d", size)); err != nil {
 		return nil, fmt.Errorf("mount the root: %w", err)
 	}
 	if err := copyTree(image, mnt); err != nil {
 		return nil, err
+	}
+	if fill != nil {
+		if err := fill(mnt); err != nil {
+			return nil, err
+		}
 	}
 	// pivot_root(".", ".") stacks the old root on the new one; detaching
 	// it leaves the new root alone, with no directory for the old one.
