@@ -66,8 +66,8 @@ func Entries(old, cur []attr.Entry, maxFindings int) Result {
 		i++
 		return &old[i-1], nil
 	}
-	// next never fails, and findings may point into old: it stays.
-	r, _ := merge(next, cur, maxFindings, func(e *attr.Entry) *attr.Entry { return e })
+	// next never fails, and findings may point into old and cur: both stay.
+	r, _ := mergeSlice(newMerger(next, maxFindings, false, false), cur)
 	return r
 }
 
@@ -81,72 +81,15 @@ func Entries(old, cur []attr.Entry, maxFindings int) Result {
 // since a comparison with part of the baseline would report the rest as
 // added.
 func Stream(next func() (*attr.Entry, error), cur []attr.Entry, maxFindings int) (Result, error) {
-	return merge(next, cur, maxFindings, func(e *attr.Entry) *attr.Entry {
-		c := e.Clone()
-		return &c
-	})
+	return mergeSlice(newMerger(next, maxFindings, true, false), cur)
 }
 
-// merge walks the baseline entries from next and cur in step. keep turns a
-// baseline entry into the one a listed finding points to.
-func merge(next func() (*attr.Entry, error), cur []attr.Entry, maxFindings int, keep func(*attr.Entry) *attr.Entry) (Result, error) {
-	var r Result
-	// listed counts f and reports whether it has a place in the list.
-	listed := func(k Kind) bool {
-		switch k {
-		case Added:
-			r.Counts.Added++
-		case Removed:
-			r.Counts.Removed++
-		case Changed:
-			r.Counts.Changed++
-		}
-		if maxFindings > 0 && len(r.Findings) >= maxFindings {
-			r.Omitted++
-			return false
-		}
-		return true
+// mergeSlice feeds cur to m and finishes it.
+func mergeSlice(m *Merger, cur []attr.Entry) (Result, error) {
+	for j := range cur {
+		m.Add(&cur[j])
 	}
-	o, err := next()
-	j := 0
-	for {
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return Result{}, err
-		}
-		var c int
-		if j == len(cur) {
-			c = -1
-		} else {
-			c = attr.ComparePaths(o.Path, cur[j].Path)
-		}
-		switch {
-		case c < 0:
-			if listed(Removed) {
-				r.Findings = append(r.Findings, Finding{Path: o.Path, Kind: Removed, Old: keep(o)})
-			}
-			o, err = next()
-		case c > 0:
-			if listed(Added) {
-				r.Findings = append(r.Findings, Finding{Path: cur[j].Path, Kind: Added, New: &cur[j]})
-			}
-			j++
-		default:
-			if names := Diff(o, &cur[j]); len(names) > 0 && listed(Changed) {
-				r.Findings = append(r.Findings, Finding{Path: cur[j].Path, Kind: Changed, Attributes: names, Old: keep(o), New: &cur[j]})
-			}
-			o, err = next()
-			j++
-		}
-	}
-	for ; j < len(cur); j++ {
-		if listed(Added) {
-			r.Findings = append(r.Findings, Finding{Path: cur[j].Path, Kind: Added, New: &cur[j]})
-		}
-	}
-	return r, nil
+	return m.Finish()
 }
 
 // Diff returns the names of the attributes that differ between the baseline

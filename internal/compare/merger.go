@@ -16,12 +16,21 @@ type Merger struct {
 	r           Result
 	o           *attr.Entry // the baseline entry not yet matched; nil at the end
 	err         error
+	// cloneOld and cloneNew copy the baseline and current entries of listed
+	// findings, for sources that reuse them.
+	cloneOld, cloneNew bool
 }
 
 // NewMerger returns a merger over the baseline entries next yields (io.EOF
 // after the last; the entry may be reused by the following call).
 func NewMerger(next func() (*attr.Entry, error), maxFindings int) *Merger {
-	m := &Merger{next: next, maxFindings: maxFindings}
+	return newMerger(next, maxFindings, true, true)
+}
+
+// newMerger lets findings point at the entries given on the sides that are
+// not cloned, for callers whose entries stay put (Entries, Stream's cur).
+func newMerger(next func() (*attr.Entry, error), maxFindings int, cloneOld, cloneNew bool) *Merger {
+	m := &Merger{next: next, maxFindings: maxFindings, cloneOld: cloneOld, cloneNew: cloneNew}
 	m.pull()
 	return m
 }
@@ -51,11 +60,11 @@ func (m *Merger) add(f Finding) {
 		m.r.Omitted++
 		return
 	}
-	if f.Old != nil {
+	if m.cloneOld && f.Old != nil {
 		c := f.Old.Clone()
 		f.Old = &c
 	}
-	if f.New != nil {
+	if m.cloneNew && f.New != nil {
 		c := f.New.Clone()
 		f.New = &c
 	}
