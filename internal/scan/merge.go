@@ -62,12 +62,17 @@ func merge(ws []*worker, emit ...func(*attr.Entry)) *Result {
 	} else {
 		res.Entries = make([]attr.Entry, 0, total)
 	}
-	// A dry run first: the tree walk reaches every entry unless the tree
-	// changed under the scan (an entry without its parent directory); then
-	// sort full paths instead. Entries emitted cannot be taken back.
-	if mergeTree(&Result{}, all, total, nil) {
+	// The tree walk reaches every entry unless the tree changed under the
+	// scan (an entry without its parent directory); then sort full paths
+	// instead. Emitted entries cannot be taken back, so emitting walks dry
+	// first; collecting just starts again.
+	switch {
+	case res.Entries == nil && !mergeTree(&Result{}, all, total, nil):
+		mergeSort(res, all, total, put)
+	case res.Entries == nil:
 		mergeTree(res, all, total, put)
-	} else {
+	case !mergeTree(res, all, total, put):
+		res.Entries, n = res.Entries[:0], 0
 		mergeSort(res, all, total, put)
 	}
 	for _, w := range ws {
