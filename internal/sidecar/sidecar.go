@@ -438,7 +438,7 @@ func (s *sidecar) Kill() error {
 	if c == nil {
 		return errors.New("no target container")
 	}
-	return killContainer(s.finder, c)
+	return s.finder.Kill(c)
 }
 
 // Root returns the restore writer of the current target (respond.Target).

@@ -23,23 +23,11 @@ const pollSlice = time.Second
 // process (no pidfd support, or the pid no longer names that process), so
 // the caller falls back to polling.
 func (f *Finder) waitExit(ctx context.Context, c *Container, recheck time.Duration) bool {
-	m := c.Main()
-	fd, err := unix.PidfdOpen(m.PID, 0)
-	if err != nil {
+	fd, err := pin(f.proc(), c.Main())
+	if err != nil || fd < 0 {
 		return false
 	}
 	defer unix.Close(fd)
-	// The pidfd pins whatever process has the pid now: make sure it is the
-	// followed one (same start time), or a reused pid would be watched.
-	d, err := openProcDir(f.proc(), m.PID)
-	if err != nil {
-		return false
-	}
-	st, err := d.stat()
-	d.close()
-	if err != nil || st.StartTime != m.StartTime {
-		return false
-	}
 	deadline := time.Now().Add(recheck)
 	for ctx.Err() == nil {
 		left := time.Until(deadline)

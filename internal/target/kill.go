@@ -1,30 +1,22 @@
-package sidecar
+package target
 
 import (
 	"errors"
 	"fmt"
-	"os"
-	"strconv"
-	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/podfim/podfim/internal/target"
 )
 
-// killContainer sends SIGKILL to every process of container c, including
+// Kill sends SIGKILL to every process of container c, including
 // processes started since it was found: it lists and kills again until no
 // process of the container is left (a process forked between listing and
 // killing would otherwise keep the container alive; in a shared pid
 // namespace orphans go to the pause process, not with the container's
 // init). Each process is pinned with a pidfd and its start time checked
 // after pinning, so a pid reused by another process is never signalled.
-func killContainer(f *target.Finder, c *target.Container) error {
-	proc := f.Proc
-	if proc == "" {
-		proc = "/proc"
-	}
+func (f *Finder) Kill(c *Container) error {
+	proc := f.proc()
 	var errs []error
 	killed := 0
 	procs := c.Processes
@@ -59,39 +51,39 @@ func killContainer(f *target.Finder, c *target.Container) error {
 }
 
 // killProcess SIGKILLs p unless it has exited (and its pid may be reused).
-func killProcess(proc string, p target.Process) (bool, error) {
-	fd, err := unix.PidfdOpen(p.PID, 0)
-	if err != nil {
-		if err == unix.ESRCH {
-			return false, nil
-		}
-		return false, fmt.Errorf("pidfd_open %d: %w", p.PID, err)
+func killProcess(proc string, p Process) (bool, error) {
+	fd, err := pin(proc, p)
+	if err != nil || fd < 0 {
+		return false, err
 	}
 	defer unix.Close(fd)
-	if st, err := startTime(proc, p.PID); err != nil || st != p.StartTime {
-		return false, nil
-	}
 	if err := unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0); err != nil && err != unix.ESRCH {
 		return false, fmt.Errorf("SIGKILL %d: %w", p.PID, err)
 	}
 	return true, nil
 }
 
-// startTime reads field 22 of /proc/PID/stat. The command name (field 2)
-// may hold spaces and parentheses, so fields are counted after the last ')'.
-func startTime(proc string, pid int) (uint64, error) {
-	b, err := os.ReadFile(proc + "/" + strconv.Itoa(pid) + "/stat")
+// pin returns a pidfd of p, or -1 when p has exited: the pidfd pins
+// whatever process has the pid now, so its start time is checked after
+// pinning, and a pid reused by another process is never taken for p.
+func pin(proc string, p Process) (int, error) {
+	fd, err := unix.PidfdOpen(p.PID, 0)
 	if err != nil {
-		return 0, err
+		if err == unix.ESRCH {
+			return -1, nil
+		}
+		return -1, fmt.Errorf("pidfd_open %d: %w", p.PID, err)
 	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("malformed stat of pid %d", pid)
+	d, err := openProcDir(proc, p.PID)
+	if err != nil {
+		unix.Close(fd)
+		return -1, nil // exited
 	}
-	fields := strings.Fields(s[i+1:])
-	if len(fields) < 20 {
-		return 0, fmt.Errorf("malformed stat of pid %d", pid)
+	st, err := d.stat()
+	d.close()
+	if err != nil || st.StartTime != p.StartTime {
+		unix.Close(fd)
+		return -1, nil
 	}
-	return strconv.ParseUint(fields[19], 10, 64)
+	return fd, nil
 }
