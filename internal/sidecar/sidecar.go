@@ -420,10 +420,8 @@ func (s *sidecar) firstSight(ctx context.Context, root *scan.Root) (*baseline.Ba
 	if err := os.MkdirAll(s.cfg.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("failed to create state directory: %w", err)
 	}
+	// WriteFile records the digest in b: no need to read the file back.
 	if err := baseline.WriteFile(path, b, nil); err != nil {
-		return nil, err
-	}
-	if b, err = baseline.ReadFile(path, baseline.ReadOptions{}); err != nil {
 		return nil, err
 	}
 	s.setBaseline(b, SourceFirstSight)
