@@ -2,12 +2,12 @@ package baseline
 
 import (
 	"bytes"
-	"compress/gzip"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 
 	"github.com/podfim/podfim/internal/attr"
@@ -44,6 +44,62 @@ func open(r io.Reader, opts ReadOptions, size int64) (*Reader, error) {
 	if err != nil {
 		return nil, err
 	}
+	h, err := readSizedHeader(r, size, maxSize)
+	if err != nil {
+		return nil, err
+	}
+	payload, err := readPayload(r, h.payloadLen, size >= 0)
+	if err != nil {
+		return nil, err
+	}
+	if sha256.Sum256(payload) != h.digest {
+		return nil, errorf(ErrDigest, "baseline payload does not match its digest: the file is corrupt or was modified")
+	}
+	if err := verify(h, opts.VerifyKey); err != nil {
+		return nil, err
+	}
+	// Authenticated: from here on the payload may be decompressed.
+	return newReader(h, &memSource{payload: payload}, maxSize, maxEntries)
+}
+
+// openFile is open for a file of the given size, without holding the
+// payload: one pass over the file checks the digest and the signature, and
+// the Reader reads the payload again as it decodes (see fileSource).
+func openFile(f *os.File, opts ReadOptions, size int64) (*Reader, error) {
+	maxSize, maxEntries, err := opts.limits()
+	if err != nil {
+		return nil, err
+	}
+	h, err := readSizedHeader(f, size, maxSize)
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.New()
+	if _, err := io.CopyN(sum, f, int64(h.payloadLen)); err != nil {
+		return nil, truncated(err, "payload")
+	}
+	var one [1]byte
+	switch m, err := io.ReadFull(f, one[:]); {
+	case m > 0:
+		return nil, formatErrorf("baseline has trailing garbage after the payload")
+	case err != io.EOF:
+		return nil, fmt.Errorf("failed to read baseline: %w", err)
+	}
+	src := &fileSource{f: f, off: int64(h.size()), n: int64(h.payloadLen), want: h.digest}
+	if !bytes.Equal(sum.Sum(nil), h.digest[:]) {
+		return nil, errorf(ErrDigest, "baseline payload does not match its digest: the file is corrupt or was modified")
+	}
+	if err := verify(h, opts.VerifyKey); err != nil {
+		return nil, err
+	}
+	// Authenticated as it was a moment ago; fileSource checks again that
+	// what is decoded is what was authenticated.
+	return newReader(h, src, maxSize, maxEntries)
+}
+
+// readSizedHeader reads the header and checks the sizes it claims against
+// the limit and, when the input size is known (size >= 0), against it.
+func readSizedHeader(r io.Reader, size, maxSize int64) (*header, error) {
 	if size > maxSize {
 		return nil, formatErrorf("baseline is %d bytes, more than the limit of %d", size, maxSize)
 	}
@@ -61,31 +117,7 @@ func open(r io.Reader, opts ReadOptions, size int64) (*Reader, error) {
 		}
 		return nil, formatErrorf("baseline has %d bytes of trailing garbage after the payload", uint64(size)-total)
 	}
-	payload, err := readPayload(r, h.payloadLen, size >= 0)
-	if err != nil {
-		return nil, err
-	}
-	if sha256.Sum256(payload) != h.digest {
-		return nil, errorf(ErrDigest, "baseline payload does not match its digest: the file is corrupt or was modified")
-	}
-	if err := verify(h, opts.VerifyKey); err != nil {
-		return nil, err
-	}
-	// Authenticated: from here on the payload may be decompressed.
-	src := bytes.NewReader(payload)
-	zr, err := gzip.NewReader(src)
-	if err != nil {
-		return nil, formatErrorf("baseline payload is not gzip: %w", err)
-	}
-	// One member only: anything after it is trailing garbage.
-	zr.Multistream(false)
-	body, policy, err := newBodyStream(zr, maxSize, maxEntries)
-	if err != nil {
-		return nil, err
-	}
-	rd := &Reader{PolicyDigest: policy, Count: int(body.count), payloadLen: h.payloadLen, src: src, body: body}
-	rd.Version, rd.Digest, rd.Signed, rd.KeyID, rd.PublicKey = stored(h)
-	return rd, nil
+	return h, nil
 }
 
 // readHeader reads the header up to the payload.

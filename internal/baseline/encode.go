@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"hash"
 	"hash/crc32"
 	"io"
 	"slices"
@@ -57,49 +58,82 @@ func stored(h *header) (version int, digest [32]byte, signed bool, keyID string,
 	return int(h.version), h.digest, h.signed(), keyID, pub
 }
 
+// checkKey reports why key cannot sign a baseline; nil is no key.
+func checkKey(key ed25519.PrivateKey) error {
+	if key != nil && len(key) != ed25519.PrivateKeySize {
+		return fmt.Errorf("failed to sign baseline: private key is %d bytes, want %d", len(key), ed25519.PrivateKeySize)
+	}
+	return nil
+}
+
 // encode returns the header and the payload for b.
 func encode(b *Baseline, key ed25519.PrivateKey) (*header, []byte, error) {
-	if key != nil && len(key) != ed25519.PrivateKeySize {
-		return nil, nil, fmt.Errorf("failed to sign baseline: private key is %d bytes, want %d", len(key), ed25519.PrivateKeySize)
+	if err := checkKey(key); err != nil {
+		return nil, nil, err
 	}
 	if err := validate(b); err != nil {
 		return nil, nil, fmt.Errorf("failed to encode baseline: %w", err)
 	}
-	payload, err := compress(b)
+	var out bytes.Buffer
+	pw, err := newPayloadWriter(&out)
 	if err != nil {
 		return nil, nil, fmt.Errorf("failed to encode baseline: %w", err)
 	}
-	h := &header{version: Version, payloadLen: uint64(len(payload)), digest: sha256.Sum256(payload)}
-	if key != nil {
-		sign(h, key)
+	if err := pw.body(b); err != nil {
+		return nil, nil, fmt.Errorf("failed to encode baseline: %w", err)
 	}
-	return h, payload, nil
+	h, err := pw.close(key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("failed to encode baseline: %w", err)
+	}
+	return h, out.Bytes(), nil
 }
 
 // validate reports why b cannot be written; Read enforces the same rules.
 func validate(b *Baseline) error {
-	switch {
-	case b.Version != 0 && b.Version != Version:
-		return fmt.Errorf("cannot write format version %d, only %d", b.Version, Version)
-	case len(b.PolicyDigest) > maxPolicyDigestLen:
-		return fmt.Errorf("policy digest is %d bytes, more than %d", len(b.PolicyDigest), maxPolicyDigestLen)
-	case len(b.Entries) > MaxEntries:
-		return fmt.Errorf("%d entries, more than %d", len(b.Entries), MaxEntries)
+	if err := checkStart(b.Version, b.PolicyDigest, len(b.Entries)); err != nil {
+		return err
 	}
 	for i := range b.Entries {
-		e := &b.Entries[i]
-		if !xattrsSorted(e.Xattrs) {
-			c := *e
-			c.Xattrs = slices.Clone(e.Xattrs)
-			c.SortXattrs()
-			e = &c
+		prev := ""
+		if i > 0 {
+			prev = b.Entries[i-1].Path
 		}
-		if err := checkEntry(e); err != nil {
-			return fmt.Errorf("entry %d (%q): %w", i, b.Entries[i].Path, err)
+		if err := checkNext(i, prev, &b.Entries[i]); err != nil {
+			return err
 		}
-		if i > 0 && attr.ComparePaths(b.Entries[i-1].Path, e.Path) >= 0 {
-			return fmt.Errorf("entry %d (%q): duplicate or out of order after %q", i, e.Path, b.Entries[i-1].Path)
-		}
+	}
+	return nil
+}
+
+// checkStart reports why a baseline with this version, policy digest and
+// number of entries cannot be written.
+func checkStart(version int, policyDigest string, count int) error {
+	switch {
+	case version != 0 && version != Version:
+		return fmt.Errorf("cannot write format version %d, only %d", version, Version)
+	case len(policyDigest) > maxPolicyDigestLen:
+		return fmt.Errorf("policy digest is %d bytes, more than %d", len(policyDigest), maxPolicyDigestLen)
+	case count < 0 || count > MaxEntries:
+		return fmt.Errorf("%d entries, outside [0, %d]", count, MaxEntries)
+	}
+	return nil
+}
+
+// checkNext reports why e cannot be entry i of a baseline after an entry
+// with the path prev ("" for the first).
+func checkNext(i int, prev string, e *attr.Entry) error {
+	if !xattrsSorted(e.Xattrs) {
+		c := *e
+		c.Xattrs = slices.Clone(e.Xattrs)
+		c.SortXattrs()
+		e = &c
+	}
+	if err := checkEntry(e); err != nil {
+		return fmt.Errorf("entry %d (%q): %w", i, e.Path, err)
+	}
+	if i > 0 && attr.ComparePaths(prev, e.Path) >= 0 {
+		return fmt.Errorf("entry %d (%q): duplicate or out of order after %q", i, e.Path, prev)
 	}
 	return nil
 }
@@ -109,7 +143,9 @@ func xattrsSorted(xs []attr.Xattr) bool {
 	return slices.IsSortedFunc(xs, func(a, b attr.Xattr) int { return strings.Compare(a.Name, b.Name) })
 }
 
-// compress returns the gzip payload for a validated b.
+// payloadWriter writes the gzip payload of a baseline to an io.Writer as
+// the body is encoded, and digests what it writes: neither the body nor the
+// payload is ever held whole.
 //
 // The gzip member is one deflate stream put together by hand: the body is
 // compressed at gzipLevel, except for the hash bytes of each group, which
@@ -125,127 +161,240 @@ func xattrsSorted(xs []attr.Xattr) bool {
 // is reset, so that no back-reference of the compressed part reaches into
 // bytes it did not see. Groups with few hash bytes (a directory listing,
 // say) are not worth a flush and a reset: their hashes are compressed.
-func compress(b *Baseline) ([]byte, error) {
-	var out bytes.Buffer
+//
+// The compressed bytes do not depend on how the body is cut into writes
+// (flate compresses the same stream the same way), so Write, which has
+// every entry, and Writer, which gets them one at a time, give the same
+// file.
+type payloadWriter struct {
+	out  *digestWriter
+	zw   *flate.Writer
+	crc  hash.Hash32
+	size uint64 // body bytes, for ISIZE
+	enc  *bodyEncoder
+}
+
+func newPayloadWriter(w io.Writer) (*payloadWriter, error) {
+	out := &digestWriter{w: w, sum: sha256.New()}
 	// What gzip.Writer writes for a zero Header: no name, mtime 0, XFL 0,
 	// OS unknown. The output depends on the baseline only.
-	out.Write([]byte{0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255})
-	zw, err := flate.NewWriter(&out, gzipLevel)
+	if _, err := out.Write([]byte{0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255}); err != nil {
+		return nil, err
+	}
+	zw, err := flate.NewWriter(out, gzipLevel)
 	if err != nil {
 		return nil, err
 	}
-	crc := crc32.NewIEEE()
-	var size uint64
-	sum := func(p []byte) {
-		crc.Write(p)
-		size += uint64(len(p))
-	}
-	compressed := writerFunc(func(p []byte) (int, error) {
-		sum(p)
-		return zw.Write(p)
-	})
-	hashPart := func(p []byte) error {
-		if len(p) < minStoredHashes {
-			_, err := compressed.Write(p)
-			return err
-		}
-		if err := zw.Flush(); err != nil {
-			return err
-		}
-		sum(p)
-		writeStored(&out, p)
-		zw.Reset(&out)
-		return nil
-	}
-	if err := encodeBody(compressed, hashPart, b); err != nil {
-		return nil, err
-	}
-	if err := zw.Close(); err != nil {
-		return nil, err
-	}
-	out.Write(binary.LittleEndian.AppendUint32(nil, crc.Sum32()))
-	out.Write(binary.LittleEndian.AppendUint32(nil, uint32(size))) // ISIZE is the size mod 2^32
-	return out.Bytes(), nil
+	return &payloadWriter{out: out, zw: zw, crc: crc32.NewIEEE()}, nil
 }
 
-// minStoredHashes is the fewest hash bytes compress stores rather than
+// Write compresses a part of the body.
+func (p *payloadWriter) Write(b []byte) (int, error) {
+	p.sum(b)
+	return p.zw.Write(b)
+}
+
+func (p *payloadWriter) sum(b []byte) {
+	p.crc.Write(b)
+	p.size += uint64(len(b))
+}
+
+// hashPart writes the hash part of a group (its length and hash bytes).
+func (p *payloadWriter) hashPart(b []byte) error {
+	if len(b) < minStoredHashes {
+		_, err := p.Write(b)
+		return err
+	}
+	if err := p.zw.Flush(); err != nil {
+		return err
+	}
+	p.sum(b)
+	if err := writeStored(p.out, b); err != nil {
+		return err
+	}
+	p.zw.Reset(p.out)
+	return nil
+}
+
+// begin starts the body: the policy digest and the entry count.
+func (p *payloadWriter) begin(policyDigest string, count int) error {
+	enc, err := newBodyEncoder(p, p.hashPart, policyDigest, count)
+	p.enc = enc
+	return err
+}
+
+// body encodes every entry of b.
+func (p *payloadWriter) body(b *Baseline) error {
+	if err := p.begin(b.PolicyDigest, len(b.Entries)); err != nil {
+		return err
+	}
+	for i := range b.Entries {
+		if err := p.enc.add(&b.Entries[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// close ends the body and the gzip member, and returns the header of the
+// file, signed with key unless it is nil.
+func (p *payloadWriter) close(key ed25519.PrivateKey) (*header, error) {
+	if err := p.enc.close(); err != nil {
+		return nil, err
+	}
+	if err := p.zw.Close(); err != nil {
+		return nil, err
+	}
+	var tail [8]byte
+	binary.LittleEndian.PutUint32(tail[:], p.crc.Sum32())
+	binary.LittleEndian.PutUint32(tail[4:], uint32(p.size)) // ISIZE is the size mod 2^32
+	if _, err := p.out.Write(tail[:]); err != nil {
+		return nil, err
+	}
+	h := &header{version: Version, payloadLen: p.out.n}
+	copy(h.digest[:], p.out.sum.Sum(nil))
+	if key != nil {
+		sign(h, key)
+	}
+	return h, nil
+}
+
+// digestWriter passes writes on and digests and counts them.
+type digestWriter struct {
+	w   io.Writer
+	sum hash.Hash
+	n   uint64
+}
+
+func (d *digestWriter) Write(p []byte) (int, error) {
+	n, err := d.w.Write(p)
+	d.sum.Write(p[:n])
+	d.n += uint64(n)
+	return n, err
+}
+
+// minStoredHashes is the fewest hash bytes a payload stores rather than
 // compresses: a flush and a reset cost the compressor about as much.
 const minStoredHashes = 256
 
-// writeStored appends p to a deflate stream that is at a byte boundary, as
+// writeStored writes p to a deflate stream that is at a byte boundary, as
 // non-final stored blocks (RFC 1951, 3.2.4).
-func writeStored(out *bytes.Buffer, p []byte) {
+func writeStored(out io.Writer, p []byte) error {
+	var hdr [5]byte
 	for len(p) > 0 {
 		n := min(len(p), 0xffff)
 		// BFINAL 0 and BTYPE 00 in the first 3 bits, padded to the byte.
-		out.WriteByte(0)
-		out.Write(binary.LittleEndian.AppendUint16(nil, uint16(n)))
-		out.Write(binary.LittleEndian.AppendUint16(nil, ^uint16(n)))
-		out.Write(p[:n])
+		hdr[0] = 0
+		binary.LittleEndian.PutUint16(hdr[1:], uint16(n))
+		binary.LittleEndian.PutUint16(hdr[3:], ^uint16(n))
+		if _, err := out.Write(hdr[:]); err != nil {
+			return err
+		}
+		if _, err := out.Write(p[:n]); err != nil {
+			return err
+		}
 		p = p[n:]
 	}
+	return nil
 }
-
-type writerFunc func([]byte) (int, error)
-
-func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
 // flushSize is how much encoded body is buffered between writes to the
 // compressor: large enough that the per-call cost does not matter, small
-// enough that the body never sits in memory whole.
+// enough that a group's entries are not all held.
 const flushSize = 64 << 10
 
-// encodeBody writes the uncompressed body for b: the policy digest, count,
-// entries and end marker to w, except that the hash part of each group
-// (its length and its hash bytes) goes to hashes, in one call per group. It
-// does not validate b, so that tests can build invalid bodies with it.
-func encodeBody(w io.Writer, hashes func([]byte) error, b *Baseline) error {
-	buf := make([]byte, 0, 2*flushSize)
-	buf = appendString(buf, b.PolicyDigest)
-	buf = binary.AppendUvarint(buf, uint64(len(b.Entries)))
-	flush := func(min int) error {
-		if len(buf) < min || len(buf) == 0 {
-			return nil
-		}
-		_, err := w.Write(buf)
-		buf = buf[:0]
-		return err
-	}
-	var prev entryState
-	var hb []byte
-	for start := 0; start < len(b.Entries); start += groupSize {
-		group := b.Entries[start:min(start+groupSize, len(b.Entries))]
-		// The group's hashes come first, so that a reader has each
-		// entry's hash when it decodes the entry.
-		n := 0
-		for i := range group {
-			if group[i].HashAlg() != 0 {
-				n += len(group[i].Hash)
-			}
-		}
-		hb = binary.AppendUvarint(hb[:0], uint64(n))
-		for i := range group {
-			if group[i].HashAlg() != 0 {
-				hb = append(hb, group[i].Hash...)
-			}
-		}
-		if err := flush(0); err != nil {
-			return err
-		}
-		if err := hashes(hb); err != nil {
-			return err
-		}
-		for i := range group {
-			buf = appendEntry(buf, &group[i], &prev)
-			if err := flush(flushSize); err != nil {
-				return err
-			}
-		}
-	}
-	buf = append(buf, endMarker...)
-	return flush(0)
+// bodyEncoder writes the uncompressed body one entry at a time: the policy
+// digest, count, entries and end marker go to w, except that the hash part
+// of each group (its length and its hash bytes) goes to hashes, in one call
+// per group. The hashes of a group come before its entries, so it holds
+// one group's entries, encoded (about 50 bytes each, since a group's
+// hashes must be known before any of its entries is written), and its
+// hashes. It does not validate what it encodes, so that tests can build
+// invalid bodies with it.
+type bodyEncoder struct {
+	w      io.Writer
+	hashes func([]byte) error
+	buf    []byte // the current group's entries, encoded
+	hb     []byte // the current group's hash part: room for the length, then the hash bytes
+	n      int    // entries in the current group
+	prev   entryState
 }
 
+// hashLenRoom is the room hb keeps in front of the hash bytes for their
+// length (a uvarint of at most maxGroupHashes).
+const hashLenRoom = 3
+
+func newBodyEncoder(w io.Writer, hashes func([]byte) error, policyDigest string, count int) (*bodyEncoder, error) {
+	e := &bodyEncoder{w: w, hashes: hashes, buf: make([]byte, 0, flushSize), hb: make([]byte, hashLenRoom, 4096)}
+	start := appendString(nil, policyDigest)
+	start = binary.AppendUvarint(start, uint64(count))
+	_, err := w.Write(start)
+	return e, err
+}
+
+// add encodes the next entry.
+func (e *bodyEncoder) add(ent *attr.Entry) error {
+	if ent.HashAlg() != 0 {
+		e.hb = append(e.hb, ent.Hash...)
+	}
+	// The group's entries wait until its hashes are written; a long
+	// group goes into a growing buffer.
+	e.buf = appendEntry(e.buf, ent, &e.prev)
+	e.n++
+	if e.n == groupSize {
+		return e.flushGroup()
+	}
+	return nil
+}
+
+// flushGroup writes the current group: its hash part, then its entries.
+func (e *bodyEncoder) flushGroup() error {
+	if e.n == 0 {
+		return nil
+	}
+	n := uint64(len(e.hb) - hashLenRoom)
+	var l [binary.MaxVarintLen64]byte
+	k := binary.PutUvarint(l[:], n)
+	var part []byte
+	if k <= hashLenRoom {
+		part = e.hb[hashLenRoom-k:]
+		copy(part, l[:k])
+	} else {
+		// Only a test's invalid group can hold this many hash bytes.
+		part = append(l[:k:k], e.hb[hashLenRoom:]...)
+	}
+	if err := e.hashes(part); err != nil {
+		return err
+	}
+	if _, err := e.w.Write(e.buf); err != nil {
+		return err
+	}
+	e.buf, e.hb, e.n = e.buf[:0], e.hb[:hashLenRoom], 0
+	return nil
+}
+
+// close writes the last group and the end marker.
+func (e *bodyEncoder) close() error {
+	if err := e.flushGroup(); err != nil {
+		return err
+	}
+	_, err := e.w.Write([]byte(endMarker))
+	return err
+}
+
+// encodeBody writes the uncompressed body for b with a bodyEncoder.
+func encodeBody(w io.Writer, hashes func([]byte) error, b *Baseline) error {
+	e, err := newBodyEncoder(w, hashes, b.PolicyDigest, len(b.Entries))
+	if err != nil {
+		return err
+	}
+	for i := range b.Entries {
+		if err := e.add(&b.Entries[i]); err != nil {
+			return err
+		}
+	}
+	return e.close()
+}
 // entryState is what an entry is coded against: the previous path, and the
 // previous value of each delta-coded field (of the last entry that had it).
 type entryState struct {

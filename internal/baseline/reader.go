@@ -1,11 +1,17 @@
 package baseline
 
 import (
+	"bufio"
 	"bytes"
+	"compress/gzip"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"hash"
 	"io"
+	"os"
 
 	"github.com/podfim/podfim/internal/attr"
 )
@@ -32,10 +38,51 @@ type Reader struct {
 
 	name       string // the file, for error messages (OpenFile)
 	payloadLen uint64
-	src        *bytes.Reader // the rest of the payload; nil once Next has ended
-	body       *bodyStream
+	src        payloadSource // the payload; nil once Next has ended (for OpenFile: once Close was called)
+	body       *bodyStream   // nil once Next has ended
+	maxBody    int64
+	maxEntries uint64
 	decoded    int   // entries Next returned
 	err        error // what Next ended with: io.EOF or the error
+}
+
+// newReader returns a Reader over the authenticated payload in src and
+// reads the start of its body.
+func newReader(h *header, src payloadSource, maxBody int64, maxEntries uint64) (*Reader, error) {
+	rd := &Reader{payloadLen: h.payloadLen, src: src, maxBody: maxBody, maxEntries: maxEntries}
+	rd.Version, rd.Digest, rd.Signed, rd.KeyID, rd.PublicKey = stored(h)
+	if err := rd.start(); err != nil {
+		return nil, err
+	}
+	return rd, nil
+}
+
+// start starts decoding the payload from its first byte.
+func (r *Reader) start() error {
+	zr, err := gzip.NewReader(r.src.open())
+	if err != nil {
+		return r.fail(formatErrorf("baseline payload is not gzip: %w", err))
+	}
+	// One member only: anything after it is trailing garbage.
+	zr.Multistream(false)
+	body, policy, err := newBodyStream(zr, r.maxBody, r.maxEntries)
+	if err != nil {
+		return r.fail(err)
+	}
+	r.body, r.PolicyDigest, r.Count, r.decoded, r.err = body, policy, int(body.count), 0, nil
+	return nil
+}
+
+// fail returns the error to report for a decoding error: ErrDigest instead
+// when the payload read is not the one that was authenticated (a file
+// changed since Open).
+func (r *Reader) fail(err error) error {
+	if fs, ok := r.src.(*fileSource); ok {
+		if _, ferr := fs.finish(); errors.Is(ferr, ErrDigest) {
+			return ferr
+		}
+	}
+	return err
 }
 
 // Open reads the header and the payload of a baseline from r and checks
@@ -78,16 +125,63 @@ func (r *Reader) Next() (*attr.Entry, error) {
 		r.decoded++
 		return e, nil
 	}
-	if err == io.EOF && r.src.Len() != 0 {
-		err = formatErrorf("baseline payload has %d bytes after the gzip stream", r.src.Len())
+	if err == io.EOF {
+		// The end of the gzip member must be the end of the payload,
+		// and a file must still be what was authenticated.
+		switch n, ferr := r.src.finish(); {
+		case ferr != nil:
+			err = ferr
+		case n != 0:
+			err = formatErrorf("baseline payload has %d bytes after the gzip stream", n)
+		}
+	} else {
+		err = r.fail(err)
 	}
 	if err != io.EOF && r.name != "" {
 		err = fmt.Errorf("failed to read baseline %q: %w", r.name, err)
 	}
 	r.err = err
-	// Done: let the payload, the decompressor and the buffers go.
-	r.src, r.body = nil, nil
+	// Done: let the payload (or the file's buffer), the decompressor and
+	// the buffers go.
+	r.body = nil
+	if fs, ok := r.src.(*fileSource); ok {
+		fs.release()
+	} else {
+		r.src = nil
+	}
 	return nil, err
+}
+
+// Rewind starts reading the entries again from the first, for a caller
+// that needs two passes (a quick check builds its index in the first).
+// Only a Reader from OpenFile can rewind: it reads the file again, and
+// checks its digest again at the end.
+func (r *Reader) Rewind() error {
+	if _, ok := r.src.(*fileSource); !ok {
+		return errors.New("baseline: Rewind needs a Reader from OpenFile that is not closed")
+	}
+	if err := r.start(); err != nil {
+		if r.name != "" {
+			err = fmt.Errorf("failed to read baseline %q: %w", r.name, err)
+		}
+		r.err, r.body = err, nil
+		return err
+	}
+	return nil
+}
+
+// Close releases the file of a Reader from OpenFile; for other Readers it
+// does nothing. Next fails after Close.
+func (r *Reader) Close() error {
+	fs, ok := r.src.(*fileSource)
+	r.src, r.body = nil, nil
+	if r.err == nil {
+		r.err = errors.New("baseline: Reader is closed")
+	}
+	if ok {
+		return fs.f.Close()
+	}
+	return nil
 }
 
 // Decoded returns how many entries Next has returned. Once Next has
@@ -129,3 +223,77 @@ func (r *Reader) readAll() (*Baseline, error) {
 		}
 	}
 }
+
+// payloadSource is where a Reader gets the payload from.
+type payloadSource interface {
+	// open returns a reader of the payload from its first byte. It is an
+	// io.ByteReader, so that gzip reads no further than its member.
+	open() io.Reader
+	// finish returns the number of payload bytes after what open's reader
+	// has consumed, and, for a file, checks the digest of the payload.
+	finish() (int64, error)
+}
+
+// memSource is a payload in memory, authenticated by Open.
+type memSource struct {
+	payload []byte
+	r       *bytes.Reader
+}
+
+func (s *memSource) open() io.Reader {
+	s.r = bytes.NewReader(s.payload)
+	return s.r
+}
+
+func (s *memSource) finish() (int64, error) { return int64(s.r.Len()), nil }
+
+// fileSource reads the payload from the file OpenFile authenticated,
+// without holding it: what is read is digested on the way, and finish
+// compares that digest with the one checked at open. Between the two, the
+// bytes of a file replaced in place reach the decompressor and the
+// decoder, which are built for hostile input (FuzzRead); no result
+// survives it, since the last Next fails with ErrDigest instead of io.EOF.
+type fileSource struct {
+	f    *os.File
+	off  int64 // the payload's offset in f
+	n    int64 // its length
+	want [sha256.Size]byte
+	sum  hash.Hash
+	sec  *io.SectionReader
+	br   *bufio.Reader
+	done bool // finish has run for this pass
+}
+
+func (s *fileSource) open() io.Reader {
+	if s.sum == nil {
+		s.sum = sha256.New()
+	}
+	s.sum.Reset()
+	s.sec = io.NewSectionReader(s.f, s.off, s.n)
+	s.br = bufio.NewReaderSize(io.TeeReader(s.sec, s.sum), 32<<10)
+	s.done = false
+	return s.br
+}
+
+// finish digests the rest of the payload and compares the digest.
+func (s *fileSource) finish() (int64, error) {
+	if s.done || s.br == nil {
+		return 0, nil
+	}
+	s.done = true
+	rest := int64(s.br.Buffered())
+	m, err := io.Copy(s.sum, s.sec)
+	rest += m
+	if err != nil {
+		return rest, fmt.Errorf("failed to read baseline payload: %w", err)
+	}
+	var got [sha256.Size]byte
+	s.sum.Sum(got[:0])
+	if got != s.want {
+		return rest, errorf(ErrDigest, "baseline changed while it was read: the payload no longer matches its digest")
+	}
+	return rest, nil
+}
+
+// release lets the pass's buffer go; open starts a new pass.
+func (s *fileSource) release() { s.br, s.sec = nil, nil }

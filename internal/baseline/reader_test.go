@@ -131,7 +131,7 @@ func TestReadDoesNotPinPayload(t *testing.T) {
 	}
 	// The payload is reachable through the bytes.Reader only, and the
 	// decompressor and the hash buffer through the body.
-	src, body := weak.Make(r.src), weak.Make(r.body)
+	src, body := weak.Make(r.src.(*memSource)), weak.Make(r.body)
 	b, err := r.readAll()
 	if err != nil {
 		t.Fatal(err)
