@@ -395,6 +395,7 @@ func encodeBody(w io.Writer, hashes func([]byte) error, b *Baseline) error {
 	}
 	return e.close()
 }
+
 // entryState is what an entry is coded against: the previous path, and the
 // previous value of each delta-coded field (of the last entry that had it).
 type entryState struct {
