@@ -1,5 +1,6 @@
 // Package kube is podfim's seam to the Kubernetes API: it knows the
-// sidecar's own pod (from the downward API) and reads that pod's status.
+// sidecar's own pod (from the downward API), reads that pod's status, posts
+// Events about it and labels or deletes it (Reporter, in the background).
 // Nothing else in podfim imports client-go.
 //
 // It uses client-go's REST client with a scheme of the core/v1 types only,
@@ -7,8 +8,10 @@
 // (k8s.io/client-go/kubernetes/scheme) and more than double the size of the
 // binary, for one GET.
 //
-// The sidecar's service account needs "get" on "pods" in its own namespace;
-// the pod needs these environment variables from the downward API:
+// The sidecar's service account needs "get" on "pods" in its own namespace,
+// "create" and "patch" on "events" for Events, "patch" on "pods" for
+// quarantine and "delete" on "pods" for delete (docs/kubernetes.md); the
+// pod needs these environment variables from the downward API:
 //
 //	env:
 //	- name: POD_NAMESPACE
@@ -30,8 +33,10 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 )
 
@@ -157,15 +162,87 @@ func UserAgent() string {
 // started yet has no ID: ids is empty and err nil. Native sidecars (init
 // containers that keep running) are found too.
 func (c *Client) ContainerIDs(ctx context.Context, name string) (ids []string, image string, err error) {
-	var pod corev1.Pod
-	err = c.rest.Get().Namespace(c.pod.Namespace).Resource("pods").Name(c.pod.Name).Do(ctx).Into(&pod)
+	pod, err := c.GetPod(ctx)
 	if err != nil {
-		return nil, "", c.apiError("get", "pods", err)
+		return nil, "", err
+	}
+	return containerIDs(pod, name)
+}
+
+// GetPod reads the sidecar's pod. A pod of the same name with another UID
+// than Pod().UID is ErrPodNotFound: it replaced this one.
+func (c *Client) GetPod(ctx context.Context) (*corev1.Pod, error) {
+	var pod corev1.Pod
+	err := c.rest.Get().Namespace(c.pod.Namespace).Resource("pods").Name(c.pod.Name).Do(ctx).Into(&pod)
+	if err != nil {
+		return nil, c.apiError("get", "pods", err)
 	}
 	if c.pod.UID != "" && string(pod.UID) != c.pod.UID {
-		return nil, "", fmt.Errorf("%w: pod %s has UID %s, this pod's is %s (%s): it was replaced", ErrPodNotFound, c.pod, pod.UID, c.pod.UID, EnvUID)
+		return nil, fmt.Errorf("%w: pod %s has UID %s, this pod's is %s (%s): it was replaced", ErrPodNotFound, c.pod, pod.UID, c.pod.UID, EnvUID)
 	}
-	return containerIDs(&pod, name)
+	return &pod, nil
+}
+
+// ImageID returns the image ID (the digest the runtime resolved,
+// status.containerStatuses[].imageID) of the container whose ID is
+// containerID, as /proc shows it, and that container's name. ok is false
+// when the pod's status does not show that container (yet).
+func ImageID(pod *corev1.Pod, containerID string) (imageID, name string, ok bool) {
+	containerID = stripRuntime(containerID)
+	for _, statuses := range [][]corev1.ContainerStatus{pod.Status.ContainerStatuses, pod.Status.InitContainerStatuses} {
+		for _, s := range statuses {
+			if id := stripRuntime(s.ContainerID); id != "" && id == containerID && s.ImageID != "" {
+				return s.ImageID, s.Name, true
+			}
+		}
+	}
+	return "", "", false
+}
+
+// PatchPod applies a JSON merge patch to the sidecar's pod. The patch
+// carries the pod's UID when known, so that a pod recreated under the same
+// name is never patched (the API server answers 409 Conflict).
+func (c *Client) PatchPod(ctx context.Context, patch []byte) error {
+	err := c.rest.Patch(types.MergePatchType).Namespace(c.pod.Namespace).Resource("pods").Name(c.pod.Name).
+		Body(patch).Do(ctx).Error()
+	if err != nil {
+		return c.apiError("patch", "pods", err)
+	}
+	return nil
+}
+
+// DeletePod deletes the sidecar's pod, on the condition that its UID is
+// uid: a replacement of the same name (a StatefulSet's) is never deleted.
+func (c *Client) DeletePod(ctx context.Context, uid string) error {
+	opts := &metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: (*types.UID)(&uid)}}
+	err := c.rest.Delete().Namespace(c.pod.Namespace).Resource("pods").Name(c.pod.Name).
+		Body(opts).Do(ctx).Error()
+	if err != nil {
+		return c.apiError("delete", "pods", err)
+	}
+	return nil
+}
+
+// CreateEvent creates a core/v1 Event in the pod's namespace.
+func (c *Client) CreateEvent(ctx context.Context, ev *corev1.Event) (*corev1.Event, error) {
+	out := &corev1.Event{}
+	err := c.rest.Post().Namespace(ev.Namespace).Resource("events").Body(ev).Do(ctx).Into(out)
+	if err != nil {
+		return nil, c.apiError("create", "events", err)
+	}
+	return out, nil
+}
+
+// PatchEvent applies the strategic merge patch client-go's EventCorrelator
+// computed (a new count and last timestamp) to an existing Event.
+func (c *Client) PatchEvent(ctx context.Context, ev *corev1.Event, patch []byte) (*corev1.Event, error) {
+	out := &corev1.Event{}
+	err := c.rest.Patch(types.StrategicMergePatchType).Namespace(ev.Namespace).Resource("events").Name(ev.Name).
+		Body(patch).Do(ctx).Into(out)
+	if err != nil {
+		return nil, c.apiError("patch", "events", err)
+	}
+	return out, nil
 }
 
 // containerIDs finds name in the pod's status, or at least in its spec.
@@ -245,7 +322,7 @@ func (c *Client) apiError(verb, resource string, err error) error {
 			ErrForbidden, verb, resource, c.pod.Namespace, verb, resource, err)
 	case apierrors.IsUnauthorized(err):
 		return fmt.Errorf("%w: the API server rejected the service account token: %w", ErrUnauthorized, err)
-	case apierrors.IsNotFound(err):
+	case apierrors.IsNotFound(err) && resource == "pods":
 		return fmt.Errorf("%w: %s (check %s and %s): %w", ErrPodNotFound, c.pod, EnvNamespace, EnvName, err)
 	}
 	return fmt.Errorf("kubernetes API: %s %s %s: %w", verb, resource, c.pod, err)

@@ -60,7 +60,31 @@ const (
 // actions of package respond (which imports this package, so it cannot be
 // the other way round); "event" and "delete" are pre-created so dashboards
 // need no change when they arrive.
-var actionLabels = [...]string{"log", "metric", "unready", "restore", "kill", "webhook", "event", "delete"}
+var actionLabels = [...]string{"log", "metric", "unready", "restore", "kill", "webhook", "event", "quarantine", "delete"}
+
+// KubeOperation is the value of the "operation" label of
+// podfim_kube_requests_total.
+type KubeOperation string
+
+// Requests to the Kubernetes API.
+const (
+	KubeGetPod     KubeOperation = "get_pod"     // read the pod (target by name, image ID, delete guard)
+	KubePatchPod   KubeOperation = "patch_pod"   // set or remove the quarantine label
+	KubeDeletePod  KubeOperation = "delete_pod"  // the delete action
+	KubeWriteEvent KubeOperation = "write_event" // create or patch an Event
+)
+
+// KubeEventResult is the value of the "result" label of
+// podfim_kube_events_total.
+type KubeEventResult string
+
+// What became of an Event.
+const (
+	KubeEventSent     KubeEventResult = "sent"     // written to the API server (created, or counted into one already written)
+	KubeEventFiltered KubeEventResult = "filtered" // held back by client-go's spam filter (a storm)
+	KubeEventDropped  KubeEventResult = "dropped"  // the queue was full: the oldest was dropped
+	KubeEventFailed   KubeEventResult = "failed"   // every attempt to write it failed
+)
 
 // Metrics are podfim's Prometheus metrics. Create them with NewMetrics; a
 // nil *Metrics is valid and records nothing, for code paths (the CLI's check)
@@ -79,6 +103,9 @@ type Metrics struct {
 	baselineInfo     *prometheus.GaugeVec
 	buildInfo        *prometheus.GaugeVec
 	responseLatency  prometheus.Histogram
+	kubeRequests     *prometheus.CounterVec
+	kubeEvents       *prometheus.CounterVec
+	quarantined      prometheus.Gauge
 }
 
 // NewMetrics creates podfim's metrics, registers them on reg together with
@@ -141,6 +168,26 @@ func NewMetrics(reg prometheus.Registerer, version string) (*Metrics, error) {
 			Help:    "Time from the event that revealed a finding to the end of the response to it.",
 			Buckets: []float64{.001, .002, .005, .01, .02, .05, .1, .2, .5, 1},
 		}),
+		kubeRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "podfim_kube_requests_total",
+			Help: "Requests to the Kubernetes API by operation (get_pod, patch_pod, delete_pod, write_event) and result (ok, error).",
+		}, []string{"operation", "result"}),
+		kubeEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "podfim_kube_events_total",
+			Help: "Kubernetes Events by what became of them (sent, filtered by the spam filter, dropped from a full queue, failed).",
+		}, []string{"result"}),
+		quarantined: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "podfim_pod_quarantined",
+			Help: "1 while the quarantine response wants the pod labelled podfim.io/quarantined=true, else 0.",
+		}),
+	}
+	for _, op := range []KubeOperation{KubeGetPod, KubePatchPod, KubeDeletePod, KubeWriteEvent} {
+		for _, r := range []Result{ResultOK, ResultError} {
+			m.kubeRequests.WithLabelValues(string(op), string(r)).Add(0)
+		}
+	}
+	for _, r := range []KubeEventResult{KubeEventSent, KubeEventFiltered, KubeEventDropped, KubeEventFailed} {
+		m.kubeEvents.WithLabelValues(string(r)).Add(0)
 	}
 	for _, t := range []ScanType{ScanQuick, ScanFull, ScanEvent} {
 		for _, r := range []Result{ResultOK, ResultError} {
@@ -164,7 +211,7 @@ func NewMetrics(reg prometheus.Registerer, version string) (*Metrics, error) {
 	cs := []prometheus.Collector{
 		m.filesMonitored, m.scans, m.scanDuration, m.lastFullCheck, m.findings, m.actions,
 		m.violationsOpen, m.targetRestarts, m.inotifyOverflows, m.rescans, m.baselineInfo,
-		m.buildInfo, m.responseLatency,
+		m.buildInfo, m.responseLatency, m.kubeRequests, m.kubeEvents, m.quarantined,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	}
@@ -216,7 +263,7 @@ func (m *Metrics) Finding(k compare.Kind) {
 
 // Action counts one response: action is one of the actions of package
 // respond ("log", "metric", "unready", "restore", "kill", "webhook", "event",
-// "delete").
+// "quarantine", "delete").
 func (m *Metrics) Action(action string, r Result) {
 	if m == nil {
 		return
@@ -273,4 +320,36 @@ func (m *Metrics) ObserveResponseLatency(d time.Duration) {
 		return
 	}
 	m.responseLatency.Observe(d.Seconds())
+}
+
+// KubeRequest counts one request to the Kubernetes API and its outcome.
+func (m *Metrics) KubeRequest(op KubeOperation, err error) {
+	if m == nil {
+		return
+	}
+	r := ResultOK
+	if err != nil {
+		r = ResultError
+	}
+	m.kubeRequests.WithLabelValues(string(op), string(r)).Inc()
+}
+
+// KubeEvent counts what became of one Kubernetes Event.
+func (m *Metrics) KubeEvent(r KubeEventResult) {
+	if m == nil {
+		return
+	}
+	m.kubeEvents.WithLabelValues(string(r)).Inc()
+}
+
+// SetQuarantined records whether the pod is meant to be quarantined.
+func (m *Metrics) SetQuarantined(on bool) {
+	if m == nil {
+		return
+	}
+	v := 0.0
+	if on {
+		v = 1
+	}
+	m.quarantined.Set(v)
 }

@@ -55,8 +55,8 @@ func TestPromlint(t *testing.T) {
 			podfim++
 		}
 	}
-	if podfim != 13 {
-		t.Errorf("%d podfim_ metric families, want 13", podfim)
+	if podfim != 16 {
+		t.Errorf("%d podfim_ metric families, want 16", podfim)
 	}
 }
 
@@ -68,7 +68,10 @@ func TestPrecreated(t *testing.T) {
 		"podfim_scans_total":           3 * 2,
 		"podfim_scan_duration_seconds": 3,
 		"podfim_findings_total":        3,
-		"podfim_actions_total":         8 * 3,
+		"podfim_actions_total":         9 * 3,
+		"podfim_kube_requests_total":   4 * 2,
+		"podfim_kube_events_total":     4,
+		"podfim_pod_quarantined":       1,
 		"podfim_rescans_total":         6,
 		"podfim_build_info":            1,
 		"podfim_baseline_info":         0,
@@ -136,4 +139,30 @@ func TestNilMetrics(t *testing.T) {
 	m.Rescan(RescanSchedule)
 	m.SetBaseline("d", BaselineFile, false)
 	m.ObserveResponseLatency(time.Second)
+}
+
+func TestKubeMetrics(t *testing.T) {
+	m, reg := newMetrics(t)
+	m.KubeRequest(KubePatchPod, nil)
+	m.KubeRequest(KubePatchPod, errors.New("403"))
+	m.KubeRequest(KubePatchPod, errors.New("403"))
+	m.KubeEvent(KubeEventDropped)
+	m.SetQuarantined(true)
+	if got := testutil.ToFloat64(m.kubeRequests.WithLabelValues("patch_pod", "error")); got != 2 {
+		t.Errorf("patch_pod errors %v, want 2", got)
+	}
+	if got := testutil.ToFloat64(m.kubeRequests.WithLabelValues("patch_pod", "ok")); got != 1 {
+		t.Errorf("patch_pod ok %v, want 1", got)
+	}
+	if got := testutil.ToFloat64(m.kubeEvents.WithLabelValues("dropped")); got != 1 {
+		t.Errorf("dropped %v, want 1", got)
+	}
+	if got := testutil.ToFloat64(m.quarantined); got != 1 {
+		t.Errorf("quarantined %v, want 1", got)
+	}
+	m.SetQuarantined(false)
+	if got := testutil.ToFloat64(m.quarantined); got != 0 {
+		t.Errorf("quarantined %v after release, want 0", got)
+	}
+	_ = reg
 }
