@@ -27,12 +27,19 @@ see 'podfim keygen') and check can refuse any baseline not signed by that key.`,
 			if err != nil {
 				return err
 			}
-			res, _, err := sf.scanTree(c.Context(), m, nil)
+			// The entries go to the file as the scan emits them: the
+			// tree is never held whole.
+			w, err := createBaseline(out, key)
+			if err != nil {
+				return err
+			}
+			defer w.Abort()
+			res, _, err := sf.scanTree(c.Context(), m, storeHooks(w, p))
 			if err != nil {
 				return err
 			}
 			printWarnings(s, res)
-			return writeBaseline(s, out, p, res, key)
+			return commitBaseline(s, out, w, res)
 		},
 	}
 	sf.register(c)

@@ -41,8 +41,6 @@ func (f *checkFlags) validate() error {
 
 // checked is the outcome of comparing a tree with its baseline.
 type checked struct {
-	policy *policy.Policy
-	base   storedBaseline
 	scan   *scan.Result
 	result compare.Result
 	report *report.Report
@@ -57,17 +55,19 @@ type storedBaseline struct {
 	keyID        string
 }
 
-// run reads the baseline, scans the tree and compares them.
-//
-// A full check streams the baseline: the file is read and authenticated
-// (digest, signature) before the scan, and its entries are decoded one at
-// a time during the comparison, so that the decoded baseline is never in
-// memory whole. A quick check needs it whole, as the scan's Prior.
-//
-// keep says whether the caller needs the scanned entries (update writes
-// them); a plain full check compares them as the scan emits them and
-// holds neither the baseline nor the scan whole.
-func (f *checkFlags) run(ctx context.Context, s *streams, keep bool) (*checked, error) {
+// opened is a check that has its policy and an authenticated baseline, and
+// has not scanned yet.
+type opened struct {
+	policy  *policy.Policy
+	matcher *policy.Matcher
+	stream  *baseline.Reader
+	base    storedBaseline
+}
+
+// open loads the policy and opens the baseline: the file is read and
+// authenticated (digest, signature) before anything else is done with it.
+// The caller closes o.stream.
+func (f *checkFlags) open(s *streams) (*opened, error) {
 	if err := f.validate(); err != nil {
 		return nil, err
 	}
@@ -79,69 +79,73 @@ func (f *checkFlags) run(ctx context.Context, s *streams, keep bool) (*checked, 
 	if err != nil {
 		return nil, err
 	}
-	var (
-		base   storedBaseline
-		whole  *baseline.Baseline // --quick
-		stream *baseline.Reader   // a full check
-		prior  scan.Prior
-	)
-	if f.quick {
-		if whole, err = readBaseline(f.baseline, opts); err != nil {
-			return nil, err
-		}
-		base = storedBaseline{whole.PolicyDigest, whole.Digest, whole.Signed, whole.KeyID}
-		prior = whole
-	} else {
-		if stream, err = openBaseline(f.baseline, opts); err != nil {
-			return nil, err
-		}
-		base = storedBaseline{stream.PolicyDigest, stream.Digest, stream.Signed, stream.KeyID}
+	stream, err := openBaseline(f.baseline, opts)
+	if err != nil {
+		return nil, err
 	}
+	base := storedBaseline{stream.PolicyDigest, stream.Digest, stream.Signed, stream.KeyID}
 	if base.policyDigest != p.Digest() {
 		fmt.Fprintf(s.errOut, "podfim: warning: the policy differs from the one baseline %s was made with; "+
 			"only attributes collected by both are compared, and paths one of them skips show as added or removed\n", f.baseline)
 	}
-	var merger *compare.Merger
-	var emit []func(*attr.Entry)
-	if !f.quick && !keep {
-		merger = compare.NewMerger(stream.Next, m.Limits().MaxFindings)
-		emit = append(emit, merger.Add)
+	return &opened{policy: p, matcher: m, stream: stream, base: base}, nil
+}
+
+// compare scans the tree and compares it with the baseline; with out, the
+// scanned entries are also stored there (update).
+//
+// Neither the baseline nor the scan is held whole: the scan emits its
+// entries in path order into a compare.Merger that pulls the baseline's
+// entries one at a time from the file (and into out). A quick check first
+// reads the baseline once into a baseline.QuickIndex, which holds only
+// what quick mode asks (inode, size, times, hash) and which the scan lets
+// go of before it emits, then reads it again for the comparison.
+func (f *checkFlags) compare(ctx context.Context, o *opened, out *baseline.Writer) (*checked, error) {
+	var hooks scanHooks
+	if out != nil {
+		hooks = storeHooks(out, o.policy)
 	}
-	res, took, err := f.scanTree(ctx, m, prior, emit...)
+	if f.quick {
+		idx, err := baseline.NewQuickIndex(o.stream)
+		if err == nil {
+			err = o.stream.Rewind()
+		}
+		if err != nil {
+			return nil, baselineReadError(err)
+		}
+		hooks.quick = idx
+	}
+	merger := compare.NewMerger(o.stream.Next, o.matcher.Limits().MaxFindings)
+	if store := hooks.emit; store != nil {
+		hooks.emit = func(e *attr.Entry) {
+			merger.Add(e)
+			store(e)
+		}
+	} else {
+		hooks.emit = merger.Add
+	}
+	res, took, err := f.scanTree(ctx, o.matcher, hooks)
 	if err != nil {
 		return nil, err
 	}
-	var (
-		cmp       compare.Result
-		baseCount int
-	)
-	switch {
-	case merger != nil:
-		// An entry that does not decode fails the whole check: no
-		// report, least of all a clean one.
-		if cmp, err = merger.Finish(); err != nil {
-			return nil, baselineReadError(err)
-		}
-		baseCount = stream.Decoded()
-	case f.quick:
-		cmp, baseCount = compare.Entries(whole.Entries, res.Entries, m.Limits().MaxFindings), len(whole.Entries)
-	default:
-		if cmp, err = compare.Stream(stream.Next, res.Entries, m.Limits().MaxFindings); err != nil {
-			return nil, baselineReadError(err)
-		}
-		baseCount = stream.Decoded()
+	// An entry that does not decode, or a file that changed since it
+	// was authenticated, fails the whole check: no report, least of all
+	// a clean one.
+	cmp, err := merger.Finish()
+	if err != nil {
+		return nil, baselineReadError(err)
 	}
 	sum := report.NewSummary(cmp)
 	sum.Root = f.root
 	sum.Quick = f.quick
-	sum.BaselineEntries = baseCount
+	sum.BaselineEntries = o.stream.Decoded()
 	sum.ScannedEntries = int(res.Stats.Entries)
 	sum.Hashed, sum.HashedBytes, sum.Reused = res.Stats.Hashed, res.Stats.HashedBytes, res.Stats.Reused
-	sum.BaselineDigest = fmt.Sprintf("%x", base.digest)
-	sum.Signed, sum.KeyID, sum.Verified = base.signed, base.keyID, base.signed && f.verifyKey != ""
+	sum.BaselineDigest = fmt.Sprintf("%x", o.base.digest)
+	sum.Signed, sum.KeyID, sum.Verified = o.base.signed, o.base.keyID, o.base.signed && f.verifyKey != ""
 	sum.DurationSeconds = took.Seconds()
 	rep := &report.Report{Findings: cmp.Findings, Summary: sum, Warnings: warnings(res)}
-	return &checked{policy: p, base: base, scan: res, result: cmp, report: rep}, nil
+	return &checked{scan: res, result: cmp, report: rep}, nil
 }
 
 func (f *checkFlags) write(s *streams, rep *report.Report) error {
@@ -169,7 +173,12 @@ Exit status: 0 no differences; otherwise the OR of 1 (added), 2 (removed) and
 interrupted (see docs/cli.md).`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			chk, err := f.run(c.Context(), s, false)
+			o, err := f.open(s)
+			if err != nil {
+				return err
+			}
+			defer o.stream.Close()
+			chk, err := f.compare(c.Context(), o, nil)
 			if err != nil {
 				return err
 			}

@@ -45,11 +45,17 @@ func (f *scanFlags) loadPolicy() (*policy.Policy, *policy.Matcher, error) {
 	return p, m, nil
 }
 
-// scanTree scans the root with the policy's matcher and limits. prior, when
-// not nil, makes it a quick scan.
-//
-// emit, when not nil, receives the entries in order instead of the result.
-func (f *scanFlags) scanTree(ctx context.Context, m *policy.Matcher, prior scan.Prior, emit ...func(*attr.Entry)) (*scan.Result, time.Duration, error) {
+// scanHooks are what a command gives a scan beyond the policy: a quick
+// scan's index of the baseline, and where the entries go when they are
+// not collected.
+type scanHooks struct {
+	quick scan.QuickHashes  // nil: a full scan
+	emit  func(*attr.Entry) // nil: collect the entries in the result
+	count func(int)         // with emit: told the number of entries first
+}
+
+// scanTree scans the root with the policy's matcher and limits.
+func (f *scanFlags) scanTree(ctx context.Context, m *policy.Matcher, h scanHooks) (*scan.Result, time.Duration, error) {
 	if f.workers < 0 {
 		return nil, 0, failf(ExitUsage, "--workers must be 0 or more, not %d", f.workers)
 	}
@@ -61,10 +67,9 @@ func (f *scanFlags) scanTree(ctx context.Context, m *policy.Matcher, prior scan.
 		MaxFiles:     l.MaxFiles,
 		MaxDepth:     l.MaxDepth,
 		MaxFileBytes: l.MaxFileBytes,
-		Quick:        prior,
-	}
-	if len(emit) > 0 {
-		opts.Emit = emit[0]
+		QuickHashes:  h.quick,
+		Emit:         h.emit,
+		Count:        h.count,
 	}
 	res, err := scan.Tree(ctx, f.root, opts)
 	if err != nil {
@@ -99,15 +104,6 @@ func baselineOptions(verifyKey string) (baseline.ReadOptions, error) {
 	return opts, nil
 }
 
-// readBaseline reads and verifies a whole baseline.
-func readBaseline(path string, opts baseline.ReadOptions) (*baseline.Baseline, error) {
-	b, err := baseline.ReadFile(path, opts)
-	if err != nil {
-		return nil, baselineReadError(err)
-	}
-	return b, nil
-}
-
 // openBaseline reads and verifies a baseline file, and leaves its entries
 // to be decoded one at a time.
 func openBaseline(path string, opts baseline.ReadOptions) (*baseline.Reader, error) {
@@ -130,20 +126,37 @@ func signingKey(path string) (ed25519.PrivateKey, error) {
 	return k, nil
 }
 
-// writeBaseline stores the scan as a baseline and says so on out.
-func writeBaseline(s *streams, path string, p *policy.Policy, res *scan.Result, key ed25519.PrivateKey) error {
-	b := &baseline.Baseline{Version: baseline.Version, PolicyDigest: p.Digest(), Entries: res.Entries}
-	if err := baseline.WriteFile(path, b, key); err != nil {
+// createBaseline starts a new baseline file at path (see
+// baseline.CreateFile): before the scan, so that a directory that cannot
+// be written fails before the work is done.
+func createBaseline(path string, key ed25519.PrivateKey) (*baseline.Writer, error) {
+	w, err := baseline.CreateFile(path, key)
+	return w, fail(ExitIO, err)
+}
+
+// storeHooks returns scan hooks that stream the entries into w, stored
+// with the policy's digest. A failure is kept by w and returned by Close.
+func storeHooks(w *baseline.Writer, p *policy.Policy) scanHooks {
+	digest := p.Digest()
+	return scanHooks{
+		emit:  func(e *attr.Entry) { _ = w.Add(e) },
+		count: func(n int) { _ = w.Begin(digest, n) },
+	}
+}
+
+// commitBaseline puts the baseline w wrote in place and says so on out.
+func commitBaseline(s *streams, path string, w *baseline.Writer, res *scan.Result) error {
+	if err := w.Close(); err != nil {
 		return fail(ExitIO, err)
 	}
-	// WriteFile validated every entry (Read accepts what Write writes) and
-	// recorded the digest every check will show.
+	// Every entry was validated as it was added (Read accepts what the
+	// Writer writes), and the digest is the one every check will show.
 	sig := "unsigned"
-	if b.Signed {
-		sig = "signed by " + b.KeyID
+	if w.Signed {
+		sig = "signed by " + w.KeyID
 	}
 	fmt.Fprintf(s.out, "wrote baseline %s: %d entries, %d hashed, digest sha256:%x, %s\n",
-		path, len(b.Entries), res.Stats.Hashed+res.Stats.Reused, b.Digest, sig)
+		path, w.Count(), res.Stats.Hashed+res.Stats.Reused, w.Digest, sig)
 	return nil
 }
 

@@ -28,22 +28,34 @@ new baseline was written, whatever the check found.`,
 			if err != nil {
 				return err
 			}
-			chk, err := f.run(c.Context(), s, true)
+			o, err := f.open(s)
 			if err != nil {
 				return err
 			}
-			if chk.base.signed && key == nil && !unsigned {
-				return failf(ExitUsage, "baseline %s is signed by key %s: pass --sign-key to sign the update, or --unsigned to drop the signature", f.baseline, chk.base.keyID)
+			defer o.stream.Close()
+			if o.base.signed && key == nil && !unsigned {
+				return failf(ExitUsage, "baseline %s is signed by key %s: pass --sign-key to sign the update, or --unsigned to drop the signature", f.baseline, o.base.keyID)
+			}
+			// The new baseline is written to a temporary file during the
+			// scan and put in place only after the report is out.
+			w, err := createBaseline(f.baseline, key)
+			if err != nil {
+				return err
+			}
+			defer w.Abort()
+			chk, err := f.compare(c.Context(), o, w)
+			if err != nil {
+				return err
 			}
 			if err := f.write(s, chk.report); err != nil {
 				return err
 			}
 			if f.format == "json" {
 				// Keep standard output one JSON document.
-				return writeBaseline(&streams{out: s.errOut, errOut: s.errOut}, f.baseline, chk.policy, chk.scan, key)
+				return commitBaseline(&streams{out: s.errOut, errOut: s.errOut}, f.baseline, w, chk.scan)
 			}
 			fmt.Fprintln(s.out)
-			return writeBaseline(s, f.baseline, chk.policy, chk.scan, key)
+			return commitBaseline(s, f.baseline, w, chk.scan)
 		},
 	}
 	f.register(c)

@@ -60,10 +60,11 @@ func TestMerge(t *testing.T) {
 					}
 				}
 			}
-			if ok := mergeTree(&Result{}, all, len(recs), nil); ok != (tc.name != "orphan") {
-				t.Errorf("mergeTree = %v", ok)
+			tr := buildTree(all, len(recs))
+			if ok := tr != nil && tr.walk(nil, func(*rec) {}) == len(recs); ok != (tc.name != "orphan") {
+				t.Errorf("tree walk reached all = %v", ok)
 			}
-			res := merge(ws)
+			res := merge(ws, nil, nil)
 			got := paths(res)
 			if !slices.Equal(got, tc.want) {
 				t.Errorf("paths %q, want %q", got, tc.want)

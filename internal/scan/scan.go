@@ -44,6 +44,17 @@ type Prior interface {
 	Lookup(path string) (*attr.Entry, bool)
 }
 
+// QuickHashes is what quick mode needs from a baseline, and all it needs:
+// baseline.QuickIndex answers it from a fraction of the memory of a
+// decoded baseline. It is called concurrently from several goroutines.
+type QuickHashes interface {
+	// Unchanged returns the hash recorded for path when the baseline
+	// recorded it as a regular file, not racy, hashed with alg, with this
+	// inode, size, mtime and ctime; nil otherwise. The bytes are only
+	// read, and the scan's entries keep them.
+	Unchanged(path string, alg attr.Set, ino uint64, size, mtime, ctime int64) []byte
+}
+
 // Options control a scan. The zero value collects attr.All for every path
 // with no limits.
 type Options struct {
@@ -73,11 +84,20 @@ type Options struct {
 	// same timestamp tick would leave all of these equal. Everything else
 	// (metadata, xattrs) is still collected.
 	Quick Prior
+	// QuickHashes turns on quick mode as Quick does, with the same rules,
+	// and wins over it. The scan lets go of it once the tree is walked,
+	// before the entries are merged, so that a caller that holds no other
+	// reference has its memory back for the merge.
+	QuickHashes QuickHashes
 	// Emit, when set, receives every entry in attr.ComparePaths order
 	// (after the walk, from one goroutine) instead of Result.Entries, which
 	// stays nil: a caller that compares as it goes never holds the whole
 	// tree. The entry is the callee's to keep.
 	Emit func(*attr.Entry)
+	// Count, with Emit, is called once before the first Emit with the
+	// number of entries Emit will receive (a baseline file states it
+	// before its entries).
+	Count func(n int)
 	// Now returns the time the scan starts, for the Racy flag; nil means
 	// time.Now.
 	Now func() time.Time

@@ -64,6 +64,7 @@ func (r *Root) Tree(ctx context.Context, opts Options) (*Result, error) {
 		maxDepth:     opts.MaxDepth,
 		maxFiles:     int64(opts.MaxFiles),
 		quick:        opts.Quick,
+		quickHashes:  opts.QuickHashes,
 		match:        matchFunc(opts.Matcher),
 		descend:      descendFunc(opts.Matcher),
 		beforeOpen:   opts.beforeOpen,
@@ -110,7 +111,11 @@ func (r *Root) Tree(ctx context.Context, opts Options) (*Result, error) {
 	if err := context.Cause(ctx); err != nil {
 		return nil, fmt.Errorf("scan of %q stopped: %w", r.path, err)
 	}
-	return merge(ws, opts.Emit), nil
+	// The prior is done with: let a QuickHashes go before the merge
+	// allocates (the hashes taken from it stay with the entries).
+	wk.cfg.quick, wk.cfg.quickHashes = nil, nil
+	opts.Quick, opts.QuickHashes = nil, nil
+	return merge(ws, opts.Emit, opts.Count), nil
 }
 
 // matchFunc turns a Matcher (or nil: everything, all attributes) into a func.
@@ -251,7 +256,7 @@ func (w *worker) swapped(parent *dirHandle, p *pending) {
 func (w *worker) listDir(h *dirHandle) {
 	defer w.flush()
 	// The fast path needs the lstat of no regular file it hashes: see hashListed.
-	fast := w.cfg.quick == nil && !w.wk.noFast.Load()
+	fast := w.cfg.quick == nil && w.cfg.quickHashes == nil && !w.wk.noFast.Load()
 	for {
 		n, err := getdents(h.fd, w.dirent)
 		if err != nil {
@@ -375,7 +380,21 @@ func (w *worker) passDir(h *dirHandle, path string) {
 
 // reuse implements quick mode: see Options.Quick for why it is sound.
 func (w *worker) reuse(e *attr.Entry, st *unix.Stat_t) bool {
-	if w.cfg.quick == nil || e.Racy {
+	if e.Racy {
+		return false
+	}
+	if q := w.cfg.quickHashes; q != nil {
+		h := q.Unchanged(e.Path, e.HashAlg(), st.Ino, st.Size, st.Mtim.Nano(), st.Ctim.Nano())
+		if len(h) == 0 || len(h) != hashLen(e.HashAlg()) {
+			return false
+		}
+		// Not copied: the index's bytes are read only, and keeping them
+		// keeps its hash slab alone alive, not the rest of it.
+		e.Hash = h
+		w.stats.Reused++
+		return true
+	}
+	if w.cfg.quick == nil {
 		return false
 	}
 	prev, ok := w.cfg.quick.Lookup(e.Path)

@@ -17,6 +17,7 @@ type config struct {
 	maxDepth     int
 	maxFiles     int64
 	quick        Prior
+	quickHashes  QuickHashes // wins over quick
 	match        func(string) (attr.Set, bool)
 	descend      func(string) bool // walk a skipped directory without recording it (Descender)
 	beforeOpen   func(path string)
