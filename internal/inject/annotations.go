@@ -1,0 +1,468 @@
+package inject
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/podfim/podfim/internal/policy"
+	"github.com/podfim/podfim/internal/respond"
+)
+
+// Prefix is the prefix of every podfim annotation and label.
+const Prefix = "podfim.io/"
+
+// The opt-in label (on the namespace or the pod; the
+// MutatingWebhookConfiguration selects on it) and the pod annotations that
+// configure the sidecar. docs/webhook.md describes each.
+const (
+	LabelInject  = Prefix + "inject" // "enabled" opts in, "disabled" opts a pod out of an enabled namespace
+	InjectOn     = "enabled"
+	InjectOff    = "disabled"
+	AnnStatus    = Prefix + "status" // set by the webhook: "injected"
+	StatusDone   = "injected"
+	AnnTarget    = Prefix + "target"
+	AnnPaths     = Prefix + "paths"
+	AnnExclude   = Prefix + "exclude"
+	AnnRespond   = Prefix + "respond"
+	AnnEscalate  = Prefix + "escalate"
+	AnnKillLimit = Prefix + "kill-limit"
+	AnnKillWin   = Prefix + "kill-window"
+	AnnWebhook   = Prefix + "webhook-url"
+	AnnBaseline  = Prefix + "baseline"
+	AnnVerifyKey = Prefix + "verify-key"
+	AnnQuick     = Prefix + "quick-interval"
+	AnnFull      = Prefix + "full-interval"
+	AnnPort      = Prefix + "port"
+	AnnLogLevel  = Prefix + "log-level"
+)
+
+// known lists the annotations a user may set, in the order errors name them.
+// Any other podfim.io/ annotation is an error: a typo must not silently
+// leave a pod less protected than its author believes.
+var known = []string{
+	AnnTarget, AnnPaths, AnnExclude, AnnRespond, AnnEscalate, AnnKillLimit, AnnKillWin,
+	AnnWebhook, AnnBaseline, AnnVerifyKey, AnnQuick, AnnFull, AnnPort, AnnLogLevel,
+}
+
+// Limits on annotation values. Every input has a limit; these are far above
+// any sensible pod and far below what would make the patch large.
+const (
+	maxValueBytes = 4096
+	maxPaths      = 64
+	maxExcludes   = 64
+	// DefaultPort is the sidecar's /metrics, /healthz and /readyz port.
+	DefaultPort = 9090
+)
+
+// Baseline sources (the scheme of AnnBaseline and AnnVerifyKey).
+const (
+	SourceFirstSight = "first-sight"
+	SourceConfigMap  = "configmap"
+	SourceFile       = "file"
+)
+
+// Ref names a file the sidecar reads: a key of a ConfigMap mounted into the
+// sidecar only, or a path inside the sidecar's image.
+type Ref struct {
+	Source string // SourceConfigMap or SourceFile
+	// ConfigMap and Key name the ConfigMap's entry (SourceConfigMap).
+	ConfigMap, Key string
+	// Path is the absolute path in the sidecar's image (SourceFile).
+	Path string
+}
+
+func (r Ref) String() string {
+	if r.Source == SourceConfigMap {
+		return SourceConfigMap + ":" + r.ConfigMap + "/" + r.Key
+	}
+	return SourceFile + ":" + r.Path
+}
+
+// PathRule is one entry of AnnPaths.
+type PathRule struct {
+	Path, Preset string
+}
+
+// Settings are a pod's validated annotations. The zero value of a field
+// means "not set": the sidecar's (or the webhook's) default applies.
+type Settings struct {
+	Target    string
+	Paths     []PathRule
+	Exclude   []string
+	Respond   []string
+	Escalate  []string
+	KillLimit int // 0: not set
+	KillWin   time.Duration
+	Webhook   string
+	Baseline  *Ref // nil: first sight
+	VerifyKey *Ref
+	Quick     *time.Duration // nil: not set; 0 disables quick checks
+	Full      *time.Duration
+	Port      int // 0: DefaultPort
+	LogLevel  string
+}
+
+// AnnotationError is an invalid annotation: the admission response names the
+// annotation and the problem.
+type AnnotationError struct {
+	Key, Problem string
+}
+
+func (e *AnnotationError) Error() string {
+	return fmt.Sprintf("annotation %q: %s", e.Key, e.Problem)
+}
+
+// ParseAnnotations reads and validates the podfim annotations of a pod.
+// defaultRespond is the response when the pod names none; it is validated
+// together with the pod's other choices. Every problem is reported (joined
+// AnnotationErrors), in the order of known.
+func ParseAnnotations(ann map[string]string, defaultRespond []string) (Settings, error) {
+	var s Settings
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, &AnnotationError{Key: key, Problem: fmt.Sprintf(format, args...)})
+	}
+	for _, k := range slices.Sorted(maps.Keys(ann)) {
+		if strings.HasPrefix(k, Prefix) && k != AnnStatus && !slices.Contains(known, k) {
+			bad(k, "unknown podfim annotation (known: %s)", strings.Join(known, ", "))
+		}
+	}
+	get := func(key string) (string, bool) {
+		v, ok := ann[key]
+		if !ok {
+			return "", false
+		}
+		if len(v) > maxValueBytes {
+			bad(key, "value is %d bytes, more than %d", len(v), maxValueBytes)
+			return "", false
+		}
+		v = strings.TrimSpace(v)
+		if v == "" {
+			bad(key, "empty value (remove the annotation to use the default)")
+			return "", false
+		}
+		return v, true
+	}
+	if v, ok := get(AnnTarget); ok {
+		if !isDNSLabel(v) {
+			bad(AnnTarget, "%q is not a container name (a DNS label: lower-case letters, digits and '-', at most 63)", v)
+		} else {
+			s.Target = v
+		}
+	}
+	if v, ok := get(AnnPaths); ok {
+		s.Paths = parsePaths(v, func(f string, a ...any) { bad(AnnPaths, f, a...) })
+	}
+	if v, ok := get(AnnExclude); ok {
+		s.Exclude = splitList(v)
+		if len(s.Exclude) > maxExcludes {
+			bad(AnnExclude, "%d patterns, more than %d", len(s.Exclude), maxExcludes)
+		}
+	}
+	if len(s.Paths) > 0 || len(s.Exclude) > 0 {
+		if _, err := s.Policy(); err != nil {
+			key := AnnPaths
+			if len(s.Paths) == 0 {
+				key = AnnExclude
+			}
+			bad(key, "the policy it makes is invalid: %s", strings.ReplaceAll(err.Error(), "\n", "; "))
+		}
+	}
+	if v, ok := get(AnnRespond); ok {
+		s.Respond = splitList(v)
+	}
+	if v, ok := get(AnnEscalate); ok {
+		s.Escalate = splitList(v)
+	}
+	if v, ok := get(AnnKillLimit); ok {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			bad(AnnKillLimit, "%q is not a whole number from 1 to 1000", v)
+		} else {
+			s.KillLimit = n
+		}
+	}
+	if v, ok := get(AnnKillWin); ok {
+		if d, err := time.ParseDuration(v); err != nil || d <= 0 {
+			bad(AnnKillWin, "%q is not a positive duration (e.g. 10m)", v)
+		} else {
+			s.KillWin = d
+		}
+	}
+	if v, ok := get(AnnWebhook); ok {
+		s.Webhook = v
+	}
+	// The response is checked by the sidecar's own validation, so that the
+	// webhook accepts exactly what the sidecar will run.
+	respondList := s.Respond
+	if respondList == nil {
+		respondList = defaultRespond
+	}
+	plan := respond.Plan{Actions: actions(respondList), Escalate: actions(s.Escalate), KillLimit: s.KillLimit, KillWindow: s.KillWin}
+	if s.Webhook != "" {
+		plan.Webhook = &respond.WebhookConfig{URL: s.Webhook}
+	}
+	if err := plan.Validate(); err != nil {
+		for _, e := range unjoin(err) {
+			msg, key := e.Error(), AnnRespond
+			switch {
+			case strings.HasPrefix(msg, "escalate"):
+				key = AnnEscalate
+			case strings.HasPrefix(msg, "killLimit"):
+				key = AnnKillLimit
+			case strings.HasPrefix(msg, "killWindow"):
+				key = AnnKillWin
+			case strings.HasPrefix(msg, "webhook") && s.Webhook == "":
+				msg = "the webhook action needs the annotation " + AnnWebhook
+			case strings.HasPrefix(msg, "webhook"):
+				key = AnnWebhook
+			}
+			bad(key, "%s", msg)
+		}
+	}
+	if s.Webhook != "" && !slices.Contains(respondList, string(respond.ActionWebhook)) && !slices.Contains(s.Escalate, string(respond.ActionWebhook)) {
+		bad(AnnWebhook, "set, but neither %s nor %s has the webhook action", AnnRespond, AnnEscalate)
+	}
+	if v, ok := get(AnnBaseline); ok && v != SourceFirstSight {
+		r, err := parseRef(v)
+		if err != nil {
+			bad(AnnBaseline, "%v (or %q)", err, SourceFirstSight)
+		} else {
+			s.Baseline = &r
+		}
+	}
+	if v, ok := get(AnnVerifyKey); ok {
+		r, err := parseRef(v)
+		switch {
+		case err != nil:
+			bad(AnnVerifyKey, "%v", err)
+		case s.Baseline == nil && (strings.TrimSpace(ann[AnnBaseline]) == "" || strings.TrimSpace(ann[AnnBaseline]) == SourceFirstSight):
+			bad(AnnVerifyKey, "only a baseline file can be verified: set %s too", AnnBaseline)
+		default:
+			s.VerifyKey = &r
+		}
+	}
+	for _, iv := range []struct {
+		key string
+		dst **time.Duration
+	}{{AnnQuick, &s.Quick}, {AnnFull, &s.Full}} {
+		if v, ok := get(iv.key); ok {
+			d, err := time.ParseDuration(v)
+			switch {
+			case err != nil:
+				bad(iv.key, "%q is not a duration (e.g. 30s, 5m, 1h; 0 disables)", v)
+			case d < 0:
+				bad(iv.key, "%q is negative", v)
+			case d > 0 && d < time.Second:
+				bad(iv.key, "%q is below 1s: a check that often only burns CPU", v)
+			default:
+				*iv.dst = &d
+			}
+		}
+	}
+	if v, ok := get(AnnPort); ok {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 65535 {
+			bad(AnnPort, "%q is not a port number from 1 to 65535", v)
+		} else {
+			s.Port = n
+		}
+	}
+	if v, ok := get(AnnLogLevel); ok {
+		if !slices.Contains([]string{"debug", "info", "warn", "error"}, v) {
+			bad(AnnLogLevel, "%q is not one of debug, info, warn, error", v)
+		} else {
+			s.LogLevel = v
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return Settings{}, err
+	}
+	return s, nil
+}
+
+// parsePaths reads "PATH[:PRESET],...". A path without a preset is
+// ReadOnly. The policy built from the rules checks the paths themselves.
+func parsePaths(v string, bad func(string, ...any)) []PathRule {
+	var out []PathRule
+	items := splitList(v)
+	if len(items) > maxPaths {
+		bad("%d paths, more than %d", len(items), maxPaths)
+		return nil
+	}
+	for _, item := range items {
+		p, preset, hasPreset := strings.Cut(item, ":")
+		if !hasPreset {
+			preset = policy.PresetReadOnly
+		}
+		switch preset {
+		case policy.PresetReadOnly, policy.PresetGrowing, policy.PresetIgnore:
+		default:
+			bad("%q: unknown preset %q (want %s, %s or %s)", item, preset, policy.PresetReadOnly, policy.PresetGrowing, policy.PresetIgnore)
+			continue
+		}
+		if !strings.HasPrefix(p, "/") || path.Clean(p) != p {
+			bad("%q: the path must be absolute and clean (like /srv/www)", item)
+			continue
+		}
+		out = append(out, PathRule{Path: p, Preset: preset})
+	}
+	return out
+}
+
+// parseRef reads "configmap:NAME/KEY" or "file:/ABS/PATH".
+func parseRef(v string) (Ref, error) {
+	scheme, rest, _ := strings.Cut(v, ":")
+	switch scheme {
+	case SourceConfigMap:
+		name, key, ok := strings.Cut(rest, "/")
+		if !ok || !isDNSSubdomain(name) || !isConfigMapKey(key) {
+			return Ref{}, fmt.Errorf("%q: want %s:NAME/KEY with a ConfigMap name and one of its keys", v, SourceConfigMap)
+		}
+		return Ref{Source: SourceConfigMap, ConfigMap: name, Key: key}, nil
+	case SourceFile:
+		if !strings.HasPrefix(rest, "/") || path.Clean(rest) != rest || strings.ContainsAny(rest, ",\x00") {
+			return Ref{}, fmt.Errorf("%q: want %s:/ABSOLUTE/PATH in the sidecar's image", v, SourceFile)
+		}
+		return Ref{Source: SourceFile, Path: rest}, nil
+	}
+	return Ref{}, fmt.Errorf("%q: want %s:NAME/KEY or %s:/PATH", v, SourceConfigMap, SourceFile)
+}
+
+// Policy returns the policy the sidecar gets, or nil for the sidecar's
+// built-in default (no paths and no excludes annotated). Paths replace the
+// default's rules; excludes are added to the rules in effect.
+func (s Settings) Policy() (*policy.Policy, error) {
+	if len(s.Paths) == 0 && len(s.Exclude) == 0 {
+		return nil, nil
+	}
+	p := policy.Default()
+	if len(s.Paths) > 0 {
+		p.Rules = make([]policy.Rule, len(s.Paths))
+		for i, r := range s.Paths {
+			p.Rules[i] = policy.Rule{Path: r.Path, Preset: r.Preset}
+		}
+	}
+	p.Exclude = slices.Clone(s.Exclude)
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// Annotations writes s back as annotations in canonical form: ParseAnnotations
+// of the result gives s again.
+func (s Settings) Annotations() map[string]string {
+	m := map[string]string{}
+	set := func(k, v string) {
+		if v != "" {
+			m[k] = v
+		}
+	}
+	set(AnnTarget, s.Target)
+	var paths []string
+	for _, r := range s.Paths {
+		paths = append(paths, r.Path+":"+r.Preset)
+	}
+	set(AnnPaths, strings.Join(paths, ","))
+	set(AnnExclude, strings.Join(s.Exclude, ","))
+	set(AnnRespond, strings.Join(s.Respond, ","))
+	set(AnnEscalate, strings.Join(s.Escalate, ","))
+	if s.KillLimit != 0 {
+		set(AnnKillLimit, strconv.Itoa(s.KillLimit))
+	}
+	if s.KillWin != 0 {
+		set(AnnKillWin, s.KillWin.String())
+	}
+	set(AnnWebhook, s.Webhook)
+	if s.Baseline != nil {
+		set(AnnBaseline, s.Baseline.String())
+	}
+	if s.VerifyKey != nil {
+		set(AnnVerifyKey, s.VerifyKey.String())
+	}
+	if s.Quick != nil {
+		m[AnnQuick] = s.Quick.String()
+	}
+	if s.Full != nil {
+		m[AnnFull] = s.Full.String()
+	}
+	if s.Port != 0 {
+		set(AnnPort, strconv.Itoa(s.Port))
+	}
+	set(AnnLogLevel, s.LogLevel)
+	return m
+}
+
+// splitList splits a comma-separated list, trimming blanks and dropping
+// empty items.
+func splitList(v string) []string {
+	var out []string
+	for item := range strings.SplitSeq(v, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
+}
+
+func actions(names []string) []respond.Action {
+	out := make([]respond.Action, len(names))
+	for i, n := range names {
+		out[i] = respond.Action(n)
+	}
+	return out
+}
+
+// unjoin returns the errors errors.Join combined (or err itself).
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
+
+func isDNSLabel(s string) bool {
+	if len(s) == 0 || len(s) > 63 || s[0] == '-' || s[len(s)-1] == '-' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+func isDNSSubdomain(s string) bool {
+	if len(s) == 0 || len(s) > 253 {
+		return false
+	}
+	for label := range strings.SplitSeq(s, ".") {
+		if !isDNSLabel(label) {
+			return false
+		}
+	}
+	return true
+}
+
+// isConfigMapKey is the API server's rule for ConfigMap keys.
+func isConfigMapKey(s string) bool {
+	if len(s) == 0 || len(s) > 253 || s == "." || s == ".." || strings.HasPrefix(s, "..") {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}

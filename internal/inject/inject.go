@@ -1,0 +1,388 @@
+// Package inject is podfim's admission webhook: it turns the AdmissionReview
+// of a pod that opted in (the label podfim.io/inject=enabled on the pod or
+// its namespace, matched by the MutatingWebhookConfiguration) into a JSON
+// patch that adds the podfim sidecar, configured by the pod's podfim.io/
+// annotations. It owns the annotation format, the sidecar's container spec
+// and the /mutate handler; the command (internal/cli/webhook.go) owns TLS and
+// the server.
+//
+// The patch is deterministic (the same pod gives the same bytes) and
+// idempotent (a pod that already has the sidecar is let through unchanged),
+// so that reinvocation and retries are harmless.
+package inject
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/podfim/podfim/internal/respond"
+)
+
+// Names of what the webhook adds to a pod. A pod that already has the
+// container is left alone; one that has any of the volumes without it is
+// rejected (the names would clash).
+const (
+	ContainerName   = "podfim"
+	VolumeState     = "podfim-state"
+	VolumeBaseline  = "podfim-baseline"
+	VolumeVerifyKey = "podfim-verify-key"
+	StateDir        = "/var/lib/podfim"
+	baselineDir     = "/etc/podfim/baseline"
+	verifyKeyDir    = "/etc/podfim/verify-key"
+	// EnvPolicy carries the policy built from podfim.io/paths and
+	// podfim.io/exclude to the sidecar (its --policy-yaml flag). An env
+	// value is part of the immutable pod spec, unlike an annotation.
+	EnvPolicy = "PODFIM_POLICY_YAML"
+)
+
+// Capabilities of the sidecar (docs/sidecar.md, "Capabilities").
+var (
+	capsAlways  = []corev1.Capability{"SYS_PTRACE", "DAC_READ_SEARCH"}
+	capsKill    = []corev1.Capability{"KILL"}
+	capsRestore = []corev1.Capability{"CHOWN", "DAC_OVERRIDE", "FOWNER"}
+)
+
+// Config is the webhook operator's part of the sidecar: what every injected
+// sidecar gets, whatever its pod says.
+type Config struct {
+	// Image is the podfim image (required).
+	Image      string
+	PullPolicy corev1.PullPolicy
+	// Env is added to every sidecar, e.g. KUBERNETES_SERVICE_HOST in a
+	// cluster whose pods cannot reach the API server's Service address.
+	Env []corev1.EnvVar
+	// Respond is the response of pods that do not annotate one.
+	Respond []string
+	// Resources of the sidecar; zero: DefaultResources.
+	Resources corev1.ResourceRequirements
+}
+
+// DefaultResources are modest: an idle sidecar uses well under a millicore
+// and a few MiB; a full check of a large image briefly needs more. No CPU
+// limit, so a full check is never throttled into a detection gap.
+func DefaultResources() corev1.ResourceRequirements {
+	return corev1.ResourceRequirements{
+		Requests: corev1.ResourceList{
+			corev1.ResourceCPU:    resource.MustParse("10m"),
+			corev1.ResourceMemory: resource.MustParse("32Mi"),
+		},
+		Limits: corev1.ResourceList{
+			corev1.ResourceMemory: resource.MustParse("256Mi"),
+		},
+	}
+}
+
+// Validate checks the operator's configuration before the webhook starts.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Image == "" {
+		errs = append(errs, errors.New("the sidecar image is required"))
+	}
+	switch c.PullPolicy {
+	case "", corev1.PullAlways, corev1.PullIfNotPresent, corev1.PullNever:
+	default:
+		errs = append(errs, fmt.Errorf("pull policy %q is not Always, IfNotPresent or Never", c.PullPolicy))
+	}
+	for _, e := range c.Env {
+		if e.Name == "" || strings.ContainsAny(e.Name, "= \x00") {
+			errs = append(errs, fmt.Errorf("invalid sidecar environment variable name %q", e.Name))
+		}
+	}
+	if err := (respond.Plan{Actions: actions(c.Respond)}).Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("default response: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+// Outcome says what the webhook did with a pod.
+type Outcome string
+
+// Outcomes, the values of podfim_webhook_admissions_total's result label.
+const (
+	Injected Outcome = "injected"
+	Skipped  Outcome = "skipped"
+	Rejected Outcome = "rejected"
+	Errored  Outcome = "error"
+)
+
+// Outcomes lists every Outcome (metrics pre-create their label values).
+var Outcomes = []Outcome{Injected, Skipped, Rejected, Errored}
+
+// PatchOp is one RFC 6902 operation.
+type PatchOp struct {
+	Op    string `json:"op"`
+	Path  string `json:"path"`
+	Value any    `json:"value,omitempty"`
+}
+
+// Mutate decides what to do with pod: the patch that injects the sidecar
+// (Injected), nothing (Skipped, with the reason), or a rejection (Rejected:
+// err says why, naming the annotation).
+func (c *Config) Mutate(pod *corev1.Pod) ([]PatchOp, Outcome, string, error) {
+	if pod.Labels[LabelInject] == InjectOff {
+		return nil, Skipped, "the pod opts out (" + LabelInject + "=" + InjectOff + ")", nil
+	}
+	if hasContainer(pod, ContainerName) {
+		// Reinvocation, or a pod spec copied from an injected pod.
+		return nil, Skipped, "the pod already has a container named " + ContainerName, nil
+	}
+	s, err := ParseAnnotations(pod.Annotations, c.Respond)
+	if err != nil {
+		return nil, Rejected, "", err
+	}
+	sidecar, volumes, err := c.sidecar(pod, s)
+	if err != nil {
+		return nil, Rejected, "", err
+	}
+	var ops []PatchOp
+	if pod.Annotations == nil {
+		ops = append(ops, PatchOp{Op: "add", Path: "/metadata/annotations", Value: map[string]string{AnnStatus: StatusDone}})
+	} else {
+		ops = append(ops, PatchOp{Op: "add", Path: "/metadata/annotations/" + escape(AnnStatus), Value: StatusDone})
+	}
+	if pod.Spec.ShareProcessNamespace == nil {
+		ops = append(ops, PatchOp{Op: "add", Path: "/spec/shareProcessNamespace", Value: true})
+	}
+	ops = append(ops, PatchOp{Op: "add", Path: "/spec/containers/-", Value: sidecar})
+	if len(pod.Spec.Volumes) == 0 {
+		ops = append(ops, PatchOp{Op: "add", Path: "/spec/volumes", Value: volumes})
+	} else {
+		for _, v := range volumes {
+			ops = append(ops, PatchOp{Op: "add", Path: "/spec/volumes/-", Value: v})
+		}
+	}
+	return ops, Injected, "", nil
+}
+
+// sidecar builds the container and its volumes, rejecting pods it cannot
+// protect.
+func (c *Config) sidecar(pod *corev1.Pod, s Settings) (corev1.Container, []corev1.Volume, error) {
+	spec := &pod.Spec
+	var errs []error
+	if spec.ShareProcessNamespace != nil && !*spec.ShareProcessNamespace {
+		errs = append(errs, errors.New("spec.shareProcessNamespace is false: the podfim sidecar needs it true to see the app's processes and files (remove the field)"))
+	}
+	if spec.HostPID {
+		errs = append(errs, errors.New("spec.hostPID is true: the podfim sidecar would see every process of the node; it protects pods without hostPID only"))
+	}
+	for _, v := range spec.Volumes {
+		if slices.Contains([]string{VolumeState, VolumeBaseline, VolumeVerifyKey}, v.Name) {
+			errs = append(errs, fmt.Errorf("the pod already has a volume named %q, which the podfim sidecar uses: rename it", v.Name))
+		}
+	}
+	target, err := targetName(pod, s.Target)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	port := s.Port
+	if port == 0 {
+		port = DefaultPort
+	}
+	for _, ct := range slices.Concat(spec.InitContainers, spec.Containers) {
+		for _, p := range ct.Ports {
+			if int(p.ContainerPort) == port || spec.HostNetwork && int(p.HostPort) == port {
+				errs = append(errs, &AnnotationError{Key: AnnPort, Problem: fmt.Sprintf("port %d is container %q's port %q: choose another port for the sidecar", port, ct.Name, p.Name)})
+			}
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return corev1.Container{}, nil, err
+	}
+
+	// The sidecar's endpoints: on a hostNetwork pod they would listen on
+	// the node's addresses, so they listen (and are probed) on loopback.
+	listen, probeHost := ":"+strconv.Itoa(port), ""
+	if spec.HostNetwork {
+		listen, probeHost = "127.0.0.1:"+strconv.Itoa(port), "127.0.0.1"
+	}
+	respondList := s.Respond
+	if respondList == nil {
+		respondList = c.Respond
+	}
+	args := []string{"sidecar", "--listen=" + listen, "--state-dir=" + StateDir, "--respond=" + strings.Join(respondList, ",")}
+	opt := func(flag, v string) {
+		if v != "" {
+			args = append(args, "--"+flag+"="+v)
+		}
+	}
+	opt("escalate", strings.Join(s.Escalate, ","))
+	if s.KillLimit != 0 {
+		opt("kill-limit", strconv.Itoa(s.KillLimit))
+	}
+	if s.KillWin != 0 {
+		opt("kill-window", s.KillWin.String())
+	}
+	opt("webhook-url", s.Webhook)
+	opt("target-name", target)
+	if s.Quick != nil {
+		opt("quick-interval", s.Quick.String())
+	}
+	if s.Full != nil {
+		opt("full-interval", s.Full.String())
+	}
+	opt("log-level", s.LogLevel)
+
+	state := corev1.Volume{Name: VolumeState, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}
+	volumes := []corev1.Volume{state}
+	// Mounted only here: the app must not reach the baseline it is
+	// checked against, nor the bytes restore writes back.
+	mounts := []corev1.VolumeMount{{Name: VolumeState, MountPath: StateDir}}
+	addRef := func(r *Ref, flag, vol, dir string) {
+		if r == nil {
+			return
+		}
+		if r.Source == SourceFile {
+			opt(flag, r.Path)
+			return
+		}
+		opt(flag, dir+"/"+r.Key)
+		volumes = append(volumes, corev1.Volume{Name: vol, VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
+			LocalObjectReference: corev1.LocalObjectReference{Name: r.ConfigMap},
+			Items:                []corev1.KeyToPath{{Key: r.Key, Path: r.Key}},
+		}}})
+		mounts = append(mounts, corev1.VolumeMount{Name: vol, MountPath: dir, ReadOnly: true})
+	}
+	addRef(s.Baseline, "baseline", VolumeBaseline, baselineDir)
+	addRef(s.VerifyKey, "verify-key", VolumeVerifyKey, verifyKeyDir)
+
+	env := []corev1.EnvVar{
+		fieldEnv("POD_NAME", "metadata.name"),
+		fieldEnv("POD_NAMESPACE", "metadata.namespace"),
+		fieldEnv("POD_UID", "metadata.uid"),
+	}
+	pol, err := s.Policy()
+	if err != nil { // ParseAnnotations has checked it
+		return corev1.Container{}, nil, err
+	}
+	if pol != nil {
+		data, err := json.Marshal(pol)
+		if err != nil {
+			return corev1.Container{}, nil, fmt.Errorf("failed to encode the policy: %w", err)
+		}
+		env = append(env, corev1.EnvVar{Name: EnvPolicy, Value: string(data)})
+	}
+	env = append(env, c.Env...)
+
+	caps := slices.Clone(capsAlways)
+	all := slices.Concat(respondList, s.Escalate)
+	if slices.Contains(all, string(respond.ActionKill)) {
+		caps = append(caps, capsKill...)
+	}
+	if slices.Contains(all, string(respond.ActionRestore)) {
+		caps = append(caps, capsRestore...)
+	}
+	slices.Sort(caps)
+
+	resources := c.Resources
+	if resources.Requests == nil && resources.Limits == nil {
+		resources = DefaultResources()
+	}
+	probe := func(path string, period, failures int32) *corev1.Probe {
+		return &corev1.Probe{
+			ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
+				Path: path, Port: intstr.FromInt32(int32(port)), Host: probeHost,
+			}},
+			PeriodSeconds:    period,
+			TimeoutSeconds:   2,
+			FailureThreshold: failures,
+		}
+	}
+	pullPolicy := c.PullPolicy
+	if pullPolicy == "" {
+		pullPolicy = corev1.PullIfNotPresent
+	}
+	root, no, yes := int64(0), false, true
+	ct := corev1.Container{
+		Name:            ContainerName,
+		Image:           c.Image,
+		ImagePullPolicy: pullPolicy,
+		Args:            args,
+		Env:             env,
+		Ports:           []corev1.ContainerPort{{Name: "podfim-metrics", ContainerPort: int32(port), Protocol: corev1.ProtocolTCP}},
+		Resources:       resources,
+		VolumeMounts:    mounts,
+		// Readiness is the quarantine (the unready action): /readyz fails
+		// while a violation is open, so the pod leaves its Services.
+		ReadinessProbe: probe("/readyz", 2, 1),
+		// /healthz fails while monitoring the current target fails; a
+		// restart of the sidecar is the remedy only after a minute of it.
+		LivenessProbe:            probe("/healthz", 10, 6),
+		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
+		SecurityContext: &corev1.SecurityContext{
+			// uid 0 without ambient capabilities is the only way the
+			// added capabilities take effect (build/podfim.Dockerfile);
+			// everything else is dropped.
+			RunAsUser:                &root,
+			RunAsGroup:               &root,
+			RunAsNonRoot:             &no,
+			Privileged:               &no,
+			AllowPrivilegeEscalation: &no,
+			ReadOnlyRootFilesystem:   &yes,
+			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}, Add: caps},
+			SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+		},
+	}
+	if spec.HostNetwork {
+		// A hostNetwork pod's container ports are host ports; the sidecar
+		// listens on loopback only, so it declares none.
+		ct.Ports = nil
+	}
+	return ct, volumes, nil
+}
+
+// targetName is the --target-name of the sidecar: empty when the pod has one
+// app container (the sidecar picks the only other container without the
+// API), else the annotated container or the first one.
+func targetName(pod *corev1.Pod, want string) (string, error) {
+	var names []string
+	for _, c := range pod.Spec.Containers {
+		names = append(names, c.Name)
+	}
+	// A native sidecar (an init container that keeps running) can be the
+	// target too, but only when named.
+	var native []string
+	for _, c := range pod.Spec.InitContainers {
+		if c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways {
+			native = append(native, c.Name)
+		}
+	}
+	all := slices.Concat(names, native)
+	if len(names) == 0 {
+		return "", errors.New("the pod has no containers")
+	}
+	switch {
+	case len(all) == 1 && (want == "" || want == all[0]):
+		return "", nil
+	case want == "":
+		return names[0], nil
+	case slices.Contains(all, want):
+		return want, nil
+	}
+	return "", &AnnotationError{Key: AnnTarget, Problem: fmt.Sprintf("the pod has no container %q (containers: %s)", want, strings.Join(all, ", "))}
+}
+
+func hasContainer(pod *corev1.Pod, name string) bool {
+	for _, c := range slices.Concat(pod.Spec.InitContainers, pod.Spec.Containers) {
+		if c.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+func fieldEnv(name, path string) corev1.EnvVar {
+	return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: path}}}
+}
+
+// escape makes s one JSON pointer token (RFC 6901).
+func escape(s string) string {
+	return strings.ReplaceAll(strings.ReplaceAll(s, "~", "~0"), "/", "~1")
+}
