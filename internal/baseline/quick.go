@@ -83,19 +83,7 @@ func NewQuickIndex(r *Reader) (*QuickIndex, error) {
 		}
 		return 0
 	})
-	// Drop every record whose key is not unique.
-	out := q.recs[:0]
-	for i := 0; i < len(q.recs); {
-		j := i + 1
-		for j < len(q.recs) && q.recs[j].key == q.recs[i].key {
-			j++
-		}
-		if j == i+1 {
-			out = append(out, q.recs[i])
-		}
-		i = j
-	}
-	q.recs = slices.Clip(out)
+	q.recs = uniqueKeys(q.recs)
 	// About two records per bucket: the bucket table costs 2 bytes an
 	// entry, and a lookup reads one or two records.
 	b := 0
@@ -113,6 +101,24 @@ func NewQuickIndex(r *Reader) (*QuickIndex, error) {
 	}
 	q.top[1<<b] = uint32(len(q.recs))
 	return q, nil
+}
+
+// uniqueKeys drops from recs, sorted by key, every record whose key is
+// not unique: two paths with one key cannot be told apart, so neither is
+// looked up (their files are hashed).
+func uniqueKeys(recs []quickRec) []quickRec {
+	out := recs[:0]
+	for i := 0; i < len(recs); {
+		j := i + 1
+		for j < len(recs) && recs[j].key == recs[i].key {
+			j++
+		}
+		if j == i+1 {
+			out = append(out, recs[i])
+		}
+		i = j
+	}
+	return slices.Clip(out)
 }
 
 // bucket returns the bucket of a key: its top bits.

@@ -175,7 +175,7 @@ func (r *Reader) Rewind() error {
 func (r *Reader) Close() error {
 	fs, ok := r.src.(*fileSource)
 	r.src, r.body = nil, nil
-	if r.err == nil {
+	if r.err == nil || r.err == io.EOF {
 		r.err = errors.New("baseline: Reader is closed")
 	}
 	if ok {
