@@ -9,7 +9,7 @@ GOFLAGS := -trimpath
 export CGO_ENABLED := 0
 
 .PHONY: all build test lint fuzz bench images demo demo-down e2e-podman clean
-.PHONY: cluster-harness cluster-build cluster-up cluster-down cluster-smoke
+.PHONY: cluster-harness cluster-build cluster-up cluster-down cluster-smoke helm
 
 all: build
 
@@ -71,6 +71,19 @@ cluster-down: cluster-harness
 ## cluster-smoke: up, a two-container pod (exec, kill -9, restart), down
 cluster-smoke: cluster-harness
 	$(CLUSTER) smoke
+
+## helm: bin/helm, built from Go modules (test/cluster/helm: its own module, so
+## helm's requirements never change the Kubernetes build). The -X flags are
+## helm's own Makefile's: its version, and Kubernetes 1.34 as the version
+## `helm template` and `helm lint` assume without a cluster.
+HELM         := $(BIN)/helm
+HELM_VERSION := v3.19.5
+HELM_LDFLAGS := -s -w -X helm.sh/helm/v3/internal/version.version=$(HELM_VERSION) \
+	-X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=34 \
+	-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=34
+helm:
+	cd test/cluster/helm && $(GO) build $(GOFLAGS) -buildvcs=false -ldflags '$(HELM_LDFLAGS)' -o $(CURDIR)/$(HELM) helm.sh/helm/v3/cmd/helm
+	$(HELM) version --short
 
 clean:
 	rm -rf $(BIN)

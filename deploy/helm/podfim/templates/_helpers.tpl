@@ -1,0 +1,174 @@
+{{/*
+Names and labels shared by every template of the chart (the demo, and the
+webhook and monitoring parts). Keep resource names within 63 characters.
+*/}}
+
+{{- define "podfim.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "podfim.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "podfim.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Labels of every resource (pass a dict: ctx, component). */}}
+{{- define "podfim.labels" -}}
+{{ include "podfim.selectorLabels" . }}
+helm.sh/chart: {{ include "podfim.chart" .ctx }}
+app.kubernetes.io/version: {{ .ctx.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .ctx.Release.Service }}
+{{- with .ctx.Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* Selector labels of one component (pass a dict: ctx, component). */}}
+{{- define "podfim.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "podfim.name" .ctx }}
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{/* The demo's name: the seed's pod was podfim-demo; a release gets its own prefix. */}}
+{{- define "podfim.demo.name" -}}
+{{- printf "%s-demo" (include "podfim.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* An image reference from an image value (repository, tag). */}}
+{{- define "podfim.image" -}}
+{{- printf "%s:%s" .repository .tag -}}
+{{- end -}}
+
+{{/*
+The sidecar's capabilities, least privilege: only what the chosen responses
+need. SYS_PTRACE: open the app's /proc/<pid>/root (another user's process).
+DAC_READ_SEARCH: read files the app's user keeps to itself (the 0600 page).
+KILL: the kill response. CHOWN, FOWNER, DAC_OVERRIDE: restore writes the
+original bytes, owner and mode back into a file of another user.
+*/}}
+{{- define "podfim.sidecar.capabilities" -}}
+{{- $caps := list "SYS_PTRACE" "DAC_READ_SEARCH" -}}
+{{- if has "kill" .Values.sidecar.respond -}}
+{{- $caps = append $caps "KILL" -}}
+{{- end -}}
+{{- if has "restore" .Values.sidecar.respond -}}
+{{- $caps = concat $caps (list "CHOWN" "FOWNER" "DAC_OVERRIDE") -}}
+{{- end -}}
+{{- toJson $caps -}}
+{{- end -}}
+
+{{/*
+An httpGet probe action (pass a dict: ctx, path, port). On the host network it
+asks the bind address: the pod IP is then the node's, where nothing listens.
+*/}}
+{{- define "podfim.httpGet" -}}
+httpGet:
+  path: {{ .path }}
+  port: {{ .port }}
+  {{- if .ctx.Values.hostNetwork.enabled }}
+  host: {{ .ctx.Values.hostNetwork.bindAddress | quote }}
+  {{- end }}
+{{- end -}}
+
+{{/* Address a server of the pod listens on (pass a dict: ctx, port). */}}
+{{- define "podfim.listen" -}}
+{{- if .ctx.Values.hostNetwork.enabled -}}
+{{- printf "%s:%d" .ctx.Values.hostNetwork.bindAddress (int .port) -}}
+{{- else -}}
+{{- printf ":%d" (int .port) -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The podfim sidecar container (pass the root context). The same container
+serves the demo and anything else of this chart that adds a sidecar.
+*/}}
+{{- define "podfim.sidecar.container" -}}
+{{- $s := .Values.sidecar -}}
+- name: podfim
+  image: {{ include "podfim.image" $s.image | quote }}
+  imagePullPolicy: {{ $s.image.pullPolicy }}
+  args:
+  - sidecar
+  - --respond={{ join "," $s.respond }}
+  - --listen={{ include "podfim.listen" (dict "ctx" . "port" $s.port) }}
+  - --state-dir=/var/lib/podfim
+  - --quick-interval={{ $s.quickInterval }}
+  - --full-interval={{ $s.fullInterval }}
+  - --kill-limit={{ $s.killLimit }}
+  - --kill-window={{ $s.killWindow }}
+  - --log-level={{ $s.logLevel }}
+  {{- with $s.targetExe }}
+  - --target-exe={{ . }}
+  {{- end }}
+  {{- range $s.extraArgs }}
+  - {{ . | quote }}
+  {{- end }}
+  env:
+  # The sidecar's own pod (downward API), for Events and pod actions.
+  - name: POD_NAME
+    valueFrom: {fieldRef: {fieldPath: metadata.name}}
+  - name: POD_NAMESPACE
+    valueFrom: {fieldRef: {fieldPath: metadata.namespace}}
+  - name: POD_UID
+    valueFrom: {fieldRef: {fieldPath: metadata.uid}}
+  {{- with include "podfim.apiServerEnv" . }}
+  {{- . | nindent 2 }}
+  {{- end }}
+  ports:
+  - name: podfim-http
+    containerPort: {{ $s.port }}
+  livenessProbe:
+    {{- include "podfim.httpGet" (dict "ctx" . "path" "/healthz" "port" "podfim-http") | nindent 4 }}
+    {{- toYaml $s.livenessProbe | nindent 4 }}
+  readinessProbe:
+    {{- include "podfim.httpGet" (dict "ctx" . "path" "/readyz" "port" "podfim-http") | nindent 4 }}
+    {{- toYaml $s.readinessProbe | nindent 4 }}
+  securityContext:
+    # uid 0: capabilities added to a non-root container are not effective
+    # (Kubernetes sets no ambient capabilities). Everything else is dropped.
+    runAsUser: 0
+    runAsNonRoot: false
+    readOnlyRootFilesystem: true
+    allowPrivilegeEscalation: false
+    privileged: false
+    capabilities:
+      drop: [ALL]
+      add: {{ include "podfim.sidecar.capabilities" . }}
+  resources:
+    {{- toYaml $s.resources | nindent 4 }}
+  volumeMounts:
+  # Mounted only into the sidecar: the app cannot reach its baseline.
+  - name: podfim-state
+    mountPath: /var/lib/podfim
+{{- end -}}
+
+{{/* The sidecar's private state volume. */}}
+{{- define "podfim.sidecar.volume" -}}
+- name: podfim-state
+  emptyDir:
+    sizeLimit: {{ .Values.sidecar.stateSizeLimit }}
+{{- end -}}
+
+{{/* KUBERNETES_SERVICE_HOST/PORT when the Service IP is not routed (host network, no kube-proxy). */}}
+{{- define "podfim.apiServerEnv" -}}
+{{- if and .Values.hostNetwork.enabled .Values.hostNetwork.apiServerHost -}}
+- name: KUBERNETES_SERVICE_HOST
+  value: {{ .Values.hostNetwork.apiServerHost | quote }}
+- name: KUBERNETES_SERVICE_PORT
+  value: {{ .Values.hostNetwork.apiServerPort | default "443" | toString | quote }}
+{{- end -}}
+{{- end -}}
