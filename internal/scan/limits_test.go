@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -117,6 +118,60 @@ func TestTreeQuick(t *testing.T) {
 	other := scanT(t, root, Options{Matcher: setMatcher(attr.All&^attr.SHA256 | attr.BLAKE3), Now: future, Quick: prior})
 	if other.Stats.Reused != 0 {
 		t.Errorf("reused a hash of another algorithm: %+v", other.Stats)
+	}
+}
+
+// hashIndex is a QuickHashes over a scan's entries, as baseline.QuickIndex
+// is over a baseline's.
+type hashIndex map[string]*attr.Entry
+
+func (m hashIndex) Unchanged(path string, alg attr.Set, ino uint64, size, mtime, ctime int64) []byte {
+	e, ok := m[path]
+	if !ok || e.Racy || e.Type != attr.TypeRegular || e.HashAlg() != alg || e.Inode != ino || e.Size != size || e.Mtime != mtime || e.Ctime != ctime {
+		return nil
+	}
+	return e.Hash
+}
+
+// TestTreeQuickHashes checks quick mode with a QuickHashes: unchanged files
+// keep the index's hash (the bytes themselves, not a copy) without being
+// opened, a file whose ctime moved is hashed, and QuickHashes wins over
+// Quick.
+func TestTreeQuickHashes(t *testing.T) {
+	root := t.TempDir()
+	for i := range 5 {
+		write(t, filepath.Join(root, "d", fmt.Sprintf("f%d", i)), fmt.Sprintf("content %d", i))
+	}
+	base := scanT(t, root, Options{Now: future})
+	idx := hashIndex{}
+	for i := range base.Entries {
+		idx[base.Entries[i].Path] = &base.Entries[i]
+	}
+	p := filepath.Join(root, "d", "f1")
+	st := lstat(t, p)
+	time.Sleep(10 * time.Millisecond)
+	write(t, p, "CONTENT 1")
+	mtime := time.Unix(st.Mtim.Sec, st.Mtim.Nsec)
+	must(t, os.Chtimes(p, mtime, mtime))
+	var opened []string
+	var mu sync.Mutex
+	opts := Options{QuickHashes: idx, Quick: priorMap{}, Now: future, beforeOpen: func(path string) {
+		mu.Lock()
+		opened = append(opened, path)
+		mu.Unlock()
+	}}
+	res := scanT(t, root, opts)
+	if res.Stats.Reused != 4 || res.Stats.Hashed != 1 {
+		t.Errorf("stats %+v, want 4 reused, 1 hashed", res.Stats)
+	}
+	if e := mustFind(t, res, "/d/f1"); !bytes.Equal(e.Hash, sum256([]byte("CONTENT 1"))) {
+		t.Errorf("/d/f1: change not seen: hash %x", e.Hash)
+	}
+	if e := mustFind(t, res, "/d/f2"); &e.Hash[0] != &idx["/d/f2"].Hash[0] {
+		t.Errorf("/d/f2: the reused hash is a copy")
+	}
+	if !slices.Contains(opened, "/d/f1") || slices.Contains(opened, "/d/f2") {
+		t.Errorf("opened %q, want /d/f1 and no unchanged file", opened)
 	}
 }
 

@@ -65,6 +65,19 @@ func TestMerge(t *testing.T) {
 				t.Errorf("tree walk reached all = %v", ok)
 			}
 			res := merge(ws, nil, nil)
+			// Emitting gives the same entries and warnings, and counts
+			// them first, also when the tree walk falls back to sorting.
+			var emitted []string
+			count := -1
+			eres := merge(cloneWorkers(tc.entries), func(e *attr.Entry) { emitted = append(emitted, e.Path) }, func(n int) {
+				if emitted != nil {
+					t.Error("Count after Emit")
+				}
+				count = n
+			})
+			if !slices.Equal(emitted, tc.want) || count != len(tc.want) || len(eres.Warnings) != tc.dups || eres.Stats.Entries != int64(len(tc.want)) {
+				t.Errorf("emitting: %q, count %d, warnings %v, stats %+v", emitted, count, eres.Warnings, eres.Stats)
+			}
 			got := paths(res)
 			if !slices.Equal(got, tc.want) {
 				t.Errorf("paths %q, want %q", got, tc.want)
@@ -98,4 +111,17 @@ func TestRec(t *testing.T) {
 			t.Errorf("round trip of %+v gave %+v", e, got)
 		}
 	}
+}
+
+// cloneWorkers returns workers that recorded entries, one per element.
+func cloneWorkers(entries [][]attr.Entry) []*worker {
+	var ws []*worker
+	for _, es := range entries {
+		w := &worker{}
+		for i := range es {
+			w.record(&es[i])
+		}
+		ws = append(ws, w)
+	}
+	return ws
 }
