@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 func writeFiles(t *testing.T, dir string, files map[string]string) {
@@ -24,9 +25,9 @@ func writeFiles(t *testing.T, dir string, files map[string]string) {
 	}
 }
 
-// TestCheckFullAndQuickAgree checks that a full check, which streams the
-// baseline, reports what a quick check, which reads it whole, reports, and
-// counts the baseline's entries.
+// TestCheckFullAndQuickAgree checks that a full check reports what a quick
+// check, which reads the baseline twice (once for its index), reports, and
+// that both count the baseline's entries.
 func TestCheckFullAndQuickAgree(t *testing.T) {
 	dir, work := fixture(t), t.TempDir()
 	writeFiles(t, dir, map[string]string{"alpha": "a", "bravo": "b", "charlie": "c"})
@@ -131,6 +132,58 @@ func TestCheckCorruptEntry(t *testing.T) {
 		code, out, e := run(t, append([]string{"check", "--root", dir, "--baseline", base}, args...)...)
 		if code != ExitCorrupt || out != "" || !strings.Contains(e, "out of order") || !strings.Contains(e, base) {
 			t.Errorf("check %q of a baseline with a bad entry = %d\nstdout %q\nstderr %q", args, code, out, e)
+		}
+	}
+}
+
+// TestStreamedBaselineFiles checks the files the streaming writer leaves:
+// the same tree gives the same bytes from baseline and from an update that
+// finds nothing, and a scan that fails leaves the old file and no
+// temporary file.
+func TestStreamedBaselineFiles(t *testing.T) {
+	dir, work := fixture(t), t.TempDir()
+	writeFiles(t, dir, map[string]string{"alpha": "a", "bravo": "b"})
+	old := time.Now().Add(-time.Hour)
+	for _, p := range []string{"alpha", "bravo", "etc/app.conf", "etc", "."} {
+		// Settled files: not racy, so that the bytes do not depend on when
+		// the scan ran.
+		if err := os.Chtimes(filepath.Join(dir, p), old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(1100 * time.Millisecond) // ctime too
+	a, b := filepath.Join(work, "a.pfb"), filepath.Join(work, "b.pfb")
+	for _, out := range []string{a, b} {
+		if code, _, e := run(t, "baseline", "--root", dir, "--out", out); code != 0 {
+			t.Fatalf("baseline: %d %s", code, e)
+		}
+	}
+	first, _ := os.ReadFile(a)
+	if second, _ := os.ReadFile(b); len(first) == 0 || !bytes.Equal(first, second) {
+		t.Fatal("two baselines of one tree differ")
+	}
+	for _, quick := range []string{"--quick=false", "--quick"} {
+		if code, _, e := run(t, "update", "--root", dir, "--baseline", b, quick); code != 0 {
+			t.Fatalf("update %s: %d %s", quick, code, e)
+		}
+		if got, _ := os.ReadFile(b); !bytes.Equal(got, first) {
+			t.Errorf("update %s of an unchanged tree changed the file", quick)
+		}
+	}
+	code, _, e := run(t, "baseline", "--root", filepath.Join(dir, "missing"), "--out", a)
+	if code != ExitScan {
+		t.Fatalf("baseline of a missing root = %d %s", code, e)
+	}
+	if got, _ := os.ReadFile(a); !bytes.Equal(got, first) {
+		t.Error("a failed baseline replaced the old file")
+	}
+	if code, _, e := run(t, "baseline", "--root", dir, "--out", filepath.Join(work, "no", "dir.pfb")); code != ExitIO {
+		t.Errorf("baseline into a missing directory = %d %s, want %d", code, e, ExitIO)
+	}
+	names, _ := os.ReadDir(work)
+	for _, n := range names {
+		if strings.Contains(n.Name(), ".tmp-") {
+			t.Errorf("temporary file %s left behind", n.Name())
 		}
 	}
 }
