@@ -45,6 +45,7 @@ version, 20 corrupt baseline, 21 signature, 130 interrupted.`,
 		newKeygenCmd(s),
 		newSidecarCmd(s),
 		newVersionCmd(s),
+		newWebhookCmd(s),
 	)
 	return root
 }
