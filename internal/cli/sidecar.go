@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"sigs.k8s.io/yaml"
@@ -16,6 +17,7 @@ import (
 	"github.com/podfim/podfim/internal/kube"
 	"github.com/podfim/podfim/internal/policy"
 	"github.com/podfim/podfim/internal/respond"
+	"github.com/podfim/podfim/internal/server"
 	"github.com/podfim/podfim/internal/sidecar"
 	"github.com/podfim/podfim/internal/target"
 )
@@ -27,7 +29,6 @@ import (
 type sidecarFlags struct {
 	config       string
 	policy       string
-	policyYAML   string // inline policy (the admission webhook's podfim.io/paths)
 	baseline     string
 	verifyKey    string
 	stateDir     string
@@ -42,6 +43,7 @@ type sidecarFlags struct {
 	escalate     []string
 	killLimit    int
 	killWindow   time.Duration
+	deleteMinAge time.Duration
 	restoreMax   int64
 	webhookURL   string
 	webhookTO    time.Duration
@@ -58,7 +60,6 @@ type sidecarFlags struct {
 func (f *sidecarFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.config, "config", "", "YAML file of settings, keyed by flag name (e.g. \"quick-interval: 30s\"); flags and PODFIM_* variables win over it")
 	fs.StringVar(&f.policy, "policy", "", "policy file (YAML); default: the built-in policy for container images")
-	fs.StringVar(&f.policyYAML, "policy-yaml", "", "the policy itself, as YAML or JSON (the admission webhook sets PODFIM_POLICY_YAML from the pod's annotations); excludes --policy")
 	fs.StringVar(&f.baseline, "baseline", "", "trusted baseline file (e.g. from a ConfigMap or the sidecar image); empty: baseline the container at first sight into --state-dir")
 	fs.StringVar(&f.verifyKey, "verify-key", "", "public key file: refuse a --baseline not signed by this key")
 	fs.StringVar(&f.stateDir, "state-dir", "/var/lib/podfim", "directory only the sidecar mounts, for the first-sight baseline; it survives sidecar restarts so a tampered app is never re-baselined")
@@ -69,10 +70,11 @@ func (f *sidecarFlags) register(fs *pflag.FlagSet) {
 	fs.DurationVar(&f.quick, "quick-interval", 5*time.Minute, "interval of quick checks (metadata; hash only what changed): the safety net under inotify; 0 disables")
 	fs.DurationVar(&f.full, "full-interval", time.Hour, "interval of full checks (every file hashed: the compliance evidence); 0 disables")
 	fs.DurationVar(&f.retarget, "retarget-interval", target.DefaultInterval, "how often /proc is polled for the app container restarting")
-	fs.StringSliceVar(&f.respond, "respond", []string{"log", "metric", "unready"}, "actions for every finding, in order: log, metric, unready, restore, kill, webhook")
-	fs.StringSliceVar(&f.escalate, "escalate", []string{"unready"}, "actions instead of kill once --kill-limit kills happened within --kill-window")
+	fs.StringSliceVar(&f.respond, "respond", []string{"log", "metric", "event", "unready"}, "actions for every finding, in order: log, metric, event, unready, quarantine, restore, kill, delete, webhook (event, quarantine and delete use the Kubernetes API: POD_NAMESPACE, POD_NAME from the downward API and RBAC; without it they are skipped and the rest goes on)")
+	fs.StringSliceVar(&f.escalate, "escalate", []string{"unready"}, "actions instead of kill once --kill-limit kills happened within --kill-window, and instead of delete when its guard refuses")
 	fs.IntVar(&f.killLimit, "kill-limit", respond.DefaultKillLimit, "most kills of the app container within --kill-window")
 	fs.DurationVar(&f.killWindow, "kill-window", respond.DefaultKillWindow, "sliding window of --kill-limit")
+	fs.DurationVar(&f.deleteMinAge, "delete-min-age", respond.DefaultDeleteMinAge, "youngest pod the delete action deletes (the guard against delete loops: a younger pod gets --escalate); only pods with a controller are ever deleted")
 	fs.Int64Var(&f.restoreMax, "restore-max-bytes", respond.DefaultRestoreMaxBytes, "largest file the restore action keeps and writes back (original bytes are kept in --state-dir/objects)")
 	fs.StringVar(&f.webhookURL, "webhook-url", "", "URL the webhook action POSTs each finding to (JSON)")
 	fs.DurationVar(&f.webhookTO, "webhook-timeout", respond.DefaultWebhookTimeout, "timeout of one webhook attempt")
@@ -151,20 +153,11 @@ func (f *sidecarFlags) build(getenv func(string) string) (sidecar.Config, *slog.
 		return cfg, nil, failf(ExitUsage, "--log-level: %v", err)
 	}
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	if f.policyYAML != "" && f.policy != "" {
-		return cfg, nil, failf(ExitUsage, "--policy and --policy-yaml are mutually exclusive: give the policy one way")
-	}
 	p := policy.Default()
 	if f.policy != "" {
 		var err error
 		if p, err = policy.Load(f.policy); err != nil {
 			return cfg, nil, fail(ExitPolicy, err)
-		}
-	}
-	if f.policyYAML != "" {
-		var err error
-		if p, err = policy.Parse([]byte(f.policyYAML)); err != nil {
-			return cfg, nil, fail(ExitPolicy, fmt.Errorf("--policy-yaml: %w", err))
 		}
 	}
 	cfg = sidecar.Config{
@@ -184,6 +177,7 @@ func (f *sidecarFlags) build(getenv func(string) string) (sidecar.Config, *slog.
 			KillLimit:       f.killLimit,
 			KillWindow:      f.killWindow,
 			RestoreMaxBytes: f.restoreMax,
+			DeleteMinAge:    f.deleteMinAge,
 		},
 	}
 	if f.webhookURL != "" {
@@ -196,22 +190,41 @@ func (f *sidecarFlags) build(getenv func(string) string) (sidecar.Config, *slog.
 		}
 		cfg.VerifyKey = pub
 	}
+	reg := prometheus.NewRegistry()
+	m, err := server.NewMetrics(reg, cfg.Version)
+	if err != nil {
+		return cfg, nil, fail(ExitError, err)
+	}
+	cfg.Metrics, cfg.Registry = m, reg
+	// Creating the client sends no request. --target-name cannot work
+	// without it; everything else can, so its absence is only a warning.
 	var kubeErr error
-	if f.targetName != "" {
-		// Only --target-name talks to the API; creating the client sends
-		// no request.
+	client, err := f.kubeClient(getenv)
+	switch {
+	case f.targetName != "":
 		cfg.TargetName = f.targetName
-		names, err := f.kubeClient(getenv)
 		if err != nil {
 			kubeErr = fmt.Errorf("--target-name: %w", err)
 		} else {
-			cfg.Names = names
+			cfg.Names = client
 		}
+	case err != nil && usesKube(cfg.Plan):
+		log.Warn("no Kubernetes API access: the event, quarantine and delete responses are skipped; detection and the other responses work", "error", err.Error())
 	}
 	if err := errors.Join(cfg.Validate(), kubeErr); err != nil {
 		return cfg, nil, fail(ExitUsage, fmt.Errorf("invalid sidecar configuration: %w", err))
 	}
+	if client != nil {
+		client.CountRequests(m)
+		cfg.Images = client
+		cfg.Kube = kube.NewReporter(client, kube.ReporterConfig{Pod: client.Pod(), Events: cfg.Plan.Uses(respond.ActionEvent)}, log, m)
+	}
 	return cfg, log, nil
+}
+
+// usesKube reports whether the plan has a response that needs the API.
+func usesKube(p respond.Plan) bool {
+	return p.Uses(respond.ActionEvent) || p.Uses(respond.ActionQuarantine) || p.Uses(respond.ActionDelete)
 }
 
 // kubeClient makes the client that resolves --target-name.
@@ -248,11 +261,14 @@ container's processes in /proc (the only other container, or the one named by
 it follows restarts), reads its files through /proc/<pid>/root
 without ever following a symlink, compares them with a trusted baseline
 (--baseline, or the container at first sight kept in --state-dir), and
-responds to every change: log, metric, unready (/readyz fails while a
-violation is open), restore (write back the original bytes, mode, owner and
-xattrs of files up to --restore-max-bytes, never through a symlink), kill
-(SIGKILL the app's processes so the kubelet starts a fresh container; bounded
-by --kill-limit, then --escalate), webhook.
+responds to every change: log, metric, event (a Kubernetes Event on the
+pod), unready (/readyz fails while a violation is open), quarantine (label
+the pod podfim.io/quarantined=true while a violation is open), restore (write
+back the original bytes, mode, owner and xattrs of files up to
+--restore-max-bytes, never through a symlink), kill (SIGKILL the app's
+processes so the kubelet starts a fresh container; bounded by --kill-limit,
+then --escalate), delete (delete the pod so its controller replaces it;
+guarded by --delete-min-age), webhook.
 
 Every flag can also be set with PODFIM_<FLAG> (e.g. PODFIM_QUICK_INTERVAL=30s)
 or in the --config file; flags win over the environment, which wins over the

@@ -155,10 +155,16 @@ func TestSidecarTargetName(t *testing.T) {
 		}
 	}
 
-	// Without the flag, no client: nothing touches the API.
+	// Without the flag the client serves Events, quarantine, delete and
+	// the image check, not the target selection.
 	made = nil
-	if cfg, err := build([]string{"--target-exe", "/app"}, downward, fakeCluster); err != nil || cfg.Names != nil || len(made) != 0 {
-		t.Errorf("no --target-name: names %v, %d clients, %v", cfg.Names, len(made), err)
+	if cfg, err := build([]string{"--target-exe", "/app"}, downward, fakeCluster); err != nil || cfg.Names != nil || len(made) != 1 || cfg.Kube == nil || cfg.Images == nil {
+		t.Errorf("no --target-name: names %v, %d clients, kube %v, %v", cfg.Names, len(made), cfg.Kube, err)
+	}
+	// Outside a pod (podman) that is no error: the Kubernetes responses
+	// are skipped and everything else works.
+	if cfg, err := build([]string{"--target-exe", "/app", "--respond", "log,event,quarantine"}, nil, fakeCluster); err != nil || cfg.Kube != nil || cfg.Images != nil {
+		t.Errorf("no downward API: kube %v, %v", cfg.Kube, err)
 	}
 
 	notInCluster := func(kube.Pod) (*kube.Client, error) {

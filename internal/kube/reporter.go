@@ -475,8 +475,8 @@ func (r *Reporter) sendOne(ctx context.Context) bool {
 	return true
 }
 
-// try runs op up to attempts times with exponential backoff, counting each
-// request. Refusals that a retry cannot change (403, 401, 409, 422, a
+// try runs op up to attempts times with exponential backoff (the Client
+// counts each request). Refusals that a retry cannot change (403, 401, 409, 422, a
 // replaced pod) are not retried. Each distinct error of an operation is
 // logged once, and its recovery once.
 func (r *Reporter) try(ctx context.Context, op server.KubeOperation, attempts int, f func(context.Context) error) error {
@@ -486,7 +486,6 @@ func (r *Reporter) try(ctx context.Context, op server.KubeOperation, attempts in
 		rctx, cancel := context.WithTimeout(ctx, requestTimeoutDefault)
 		err = f(rctx)
 		cancel()
-		r.m.KubeRequest(op, err)
 		if err == nil {
 			r.noteError(op, nil, i)
 			return nil

@@ -158,6 +158,7 @@ func newReporterEnv(t *testing.T, pod *corev1.Pod, cfg ReporterConfig) *reporter
 		e.clock = clocktesting.NewFakeClock(time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC))
 		cfg.Clock = e.clock
 	}
+	c.CountRequests(e.m)
 	cfg.Pod = c.Pod()
 	e.r = NewReporter(c, cfg, slog.New(slog.NewJSONHandler(e.logs, nil)), e.m)
 	ctx, cancel := context.WithCancel(context.Background())

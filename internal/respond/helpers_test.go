@@ -90,6 +90,12 @@ func (b *syncBuffer) Write(p []byte) (int, error) {
 	return b.buf.Write(p)
 }
 
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
 // lines parses every log line as JSON.
 func (b *syncBuffer) lines(t *testing.T) []map[string]any {
 	t.Helper()
@@ -128,16 +134,23 @@ type env struct {
 	target *fakeTarget
 	clock  *fakeClock
 	logs   *syncBuffer
+	kube   Kube
 }
 
 func newEnv(t *testing.T, p Plan) *env {
+	t.Helper()
+	return newKubeEnv(t, p, nil)
+}
+
+// newKubeEnv is newEnv with k as the Kubernetes API (nil: none).
+func newKubeEnv(t *testing.T, p Plan, k Kube) *env {
 	t.Helper()
 	if err := p.Validate(); err != nil {
 		t.Fatalf("Validate: %v", err)
 	}
 	e := &env{
 		reg: prometheus.NewRegistry(), ready: &server.Readiness{}, target: &fakeTarget{},
-		clock: newClock(), logs: &syncBuffer{},
+		clock: newClock(), logs: &syncBuffer{}, kube: k,
 	}
 	e.ready.SetStarted(true)
 	m, err := server.NewMetrics(e.reg, "test")
@@ -145,7 +158,7 @@ func newEnv(t *testing.T, p Plan) *env {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	e.r = New(p, log, m, e.ready, e.target, e.clock.Now)
+	e.r = New(p, log, m, e.ready, e.target, e.kube, e.clock.Now)
 	t.Cleanup(func() { _ = e.r.Close(t.Context()) })
 	return e
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 
 	"github.com/podfim/podfim/internal/compare"
+	"github.com/podfim/podfim/internal/kube"
 	"github.com/podfim/podfim/internal/server"
 )
 
@@ -54,7 +55,11 @@ func (r *Responder) kill(ctx context.Context, f compare.Finding, content []byte)
 				slog.Int(keyKills, n), slog.Duration(keyWindow, r.plan.KillWindow),
 				slog.Any(keyEscalate, r.plan.Escalate))
 		}
-		return r.escalate(ctx, f, content)
+		if first {
+			r.event(corev1EventWarning, kube.ReasonKillLimitReached,
+				fmt.Sprintf("%d kills in %s did not help (%s still modified); escalating to %v", n, r.plan.KillWindow, f.Path, r.plan.Escalate))
+		}
+		return r.escalate(ctx, f, content, ActionKill)
 	}
 
 	// Kill under the lock: concurrent findings must not both decide to kill.
@@ -79,6 +84,8 @@ func (r *Responder) kill(ctx context.Context, f compare.Finding, content []byte)
 	r.m.Action(string(ActionKill), server.ResultOK)
 	r.logPath(ctx, slog.LevelWarn, msgKilled, f.Path, slog.String(keyAction, string(ActionKill)),
 		slog.String(keyResult, string(server.ResultOK)), slog.Int(keyKills, n), slog.Duration(keyWindow, r.plan.KillWindow))
+	r.event(corev1EventWarning, kube.ReasonContainerKilled,
+		fmt.Sprintf("killed the app container so that the kubelet starts it afresh from the image (%s; kill %d of at most %d in %s)", f.Path, n, r.plan.KillLimit, r.plan.KillWindow))
 	return nil
 }
 
@@ -92,11 +99,12 @@ func (r *Responder) killTarget() error {
 	return nil
 }
 
-// escalate runs the Escalate actions that are not already in Actions.
-func (r *Responder) escalate(ctx context.Context, f compare.Finding, content []byte) error {
+// escalate runs the Escalate actions that are not already in Actions,
+// instead of the action from (kill, delete), which is never run from here.
+func (r *Responder) escalate(ctx context.Context, f compare.Finding, content []byte, from Action) error {
 	var errs []error
 	for _, a := range r.plan.Escalate {
-		if a == ActionKill || r.plan.has(a) {
+		if a == ActionKill || a == from || r.plan.has(a) {
 			continue
 		}
 		if err := r.run(ctx, a, f, content); err != nil {

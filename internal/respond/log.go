@@ -46,6 +46,8 @@ const (
 	msgRestored      = "file restored"
 	msgKilled        = "app container killed"
 	msgKillLimit     = "kill limit reached"
+	msgDeleted       = "pod deletion requested"
+	msgDeleteRefused = "pod not deleted; escalating"
 	msgWebhookFailed = "webhook delivery failed"
 	msgWebhookSent   = "webhook delivered"
 )

@@ -14,8 +14,8 @@ import (
 // Action is one way of responding to a finding.
 type Action string
 
-// Actions. "event" and "delete" (a Kubernetes Event on the pod, deleting the
-// pod) are reserved for the Kubernetes integration and rejected until then.
+// Actions. event, quarantine and delete need the Kubernetes API (a Kube);
+// without it they are counted as errors and everything else goes on.
 const (
 	ActionLog     Action = "log"     // one JSON log line per finding
 	ActionMetric  Action = "metric"  // podfim_findings_total{kind}
@@ -23,13 +23,19 @@ const (
 	ActionRestore Action = "restore" // write the baseline's content and attributes back
 	ActionKill    Action = "kill"    // SIGKILL the app container's processes, bounded
 	ActionWebhook Action = "webhook" // POST the finding as JSON, in the background
+	// ActionEvent posts a Kubernetes Event on the pod for the finding and,
+	// once it is in the plan, for what the other actions did.
+	ActionEvent Action = "event"
+	// ActionQuarantine labels the pod podfim.io/quarantined=true (and
+	// annotates why) until no violation is open.
+	ActionQuarantine Action = "quarantine"
+	// ActionDelete deletes the pod so that its controller starts a fresh
+	// one; guarded against delete loops (DeleteMinAge, a controller).
+	ActionDelete Action = "delete"
 )
 
 // actions lists the implemented actions in the order error messages name them.
-var actions = [...]Action{ActionLog, ActionMetric, ActionUnready, ActionRestore, ActionKill, ActionWebhook}
-
-// reserved are actions with a name but no implementation yet.
-var reserved = [...]Action{"event", "delete"}
+var actions = [...]Action{ActionLog, ActionMetric, ActionUnready, ActionRestore, ActionKill, ActionWebhook, ActionEvent, ActionQuarantine, ActionDelete}
 
 // Defaults of a Plan and a WebhookConfig, used for zero fields.
 const (
@@ -40,6 +46,10 @@ const (
 	DefaultWebhookAttempts = 3
 	DefaultWebhookBackoff  = 200 * time.Millisecond
 	DefaultWebhookQueue    = 256
+	// DefaultDeleteMinAge is the youngest pod the delete action deletes: a
+	// replacement tampered with at once is not deleted at once again (a
+	// loop), it gets the Escalate actions.
+	DefaultDeleteMinAge = 5 * time.Minute
 )
 
 // maxSecretFileBytes bounds what is read from a token or CA file.
@@ -54,7 +64,8 @@ type Plan struct {
 	// it is reached, the Escalate actions run instead of a kill.
 	KillLimit  int
 	KillWindow time.Duration
-	// Escalate runs instead of kill once the kill limit is reached (actions
+	// Escalate runs instead of kill once the kill limit is reached, and
+	// instead of delete when its guard refuses (actions
 	// already in Actions are not run twice). It may not contain kill.
 	Escalate []Action
 	// Webhook configures the webhook action; required when it is used.
@@ -62,6 +73,9 @@ type Plan struct {
 	// RestoreMaxBytes is the largest file restore writes back. The caller
 	// keeps a file's content for restore only up to this size.
 	RestoreMaxBytes int64
+	// DeleteMinAge is the youngest pod delete deletes (the guard against
+	// delete loops); a younger one gets the Escalate actions instead.
+	DeleteMinAge time.Duration
 }
 
 // WebhookConfig configures the webhook action. Zero fields take the
@@ -95,7 +109,10 @@ func (p Plan) Validate() error {
 	if p.RestoreMaxBytes < 0 {
 		errs = append(errs, fmt.Errorf("restoreMaxBytes: %d is negative", p.RestoreMaxBytes))
 	}
-	if p.uses(ActionWebhook) {
+	if p.DeleteMinAge < 0 {
+		errs = append(errs, fmt.Errorf("deleteMinAge: %s is negative", p.DeleteMinAge))
+	}
+	if p.Uses(ActionWebhook) {
 		if p.Webhook == nil {
 			errs = append(errs, errors.New("webhook: required by the webhook action"))
 		} else {
@@ -113,8 +130,6 @@ func validateList(field string, list []Action, escalate bool) []error {
 	seen := map[Action]bool{}
 	for i, a := range list {
 		switch {
-		case isReserved(a):
-			errs = append(errs, fmt.Errorf("%s[%d]: action %q is not supported yet (it needs the Kubernetes integration)", field, i, a))
 		case !known(a):
 			errs = append(errs, fmt.Errorf("%s[%d]: unknown action %q (known: %s)", field, i, a, knownNames()))
 		case seen[a]:
@@ -185,6 +200,8 @@ func (p Plan) withDefaults() Plan {
 	if p.RestoreMaxBytes == 0 {
 		p.RestoreMaxBytes = DefaultRestoreMaxBytes
 	}
+	// DeleteMinAge 0 is a valid choice (no age guard; tests, or pods that
+	// must go at once): the CLI's flag carries the default.
 	if p.Webhook != nil {
 		w := *p.Webhook
 		if w.Timeout == 0 {
@@ -204,15 +221,15 @@ func (p Plan) withDefaults() Plan {
 	return p
 }
 
-// uses reports whether a may run: in Actions, or in Escalate when kill is
-// an action.
-func (p Plan) uses(a Action) bool {
+// Uses reports whether a may run: in Actions, or in Escalate when kill or
+// delete (whose fallback it is) is an action.
+func (p Plan) Uses(a Action) bool {
 	for _, x := range p.Actions {
 		if x == a {
 			return true
 		}
 	}
-	if !p.has(ActionKill) {
+	if !p.has(ActionKill) && !p.has(ActionDelete) {
 		return false
 	}
 	for _, x := range p.Escalate {
@@ -234,15 +251,6 @@ func (p Plan) has(a Action) bool {
 
 func known(a Action) bool {
 	for _, k := range actions {
-		if k == a {
-			return true
-		}
-	}
-	return false
-}
-
-func isReserved(a Action) bool {
-	for _, k := range reserved {
 		if k == a {
 			return true
 		}

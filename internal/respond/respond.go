@@ -1,8 +1,9 @@
 // Package respond owns what podfim does about a finding: log it, count it,
 // take the pod out of service, restore the file, kill the app container
-// (bounded, with escalation when killing does not help) and notify a
-// webhook. It decides and acts; finding changes and re-verifying after a
-// response are the caller's.
+// (bounded, with escalation when killing does not help), notify a webhook,
+// and through the Kubernetes API post Events, quarantine or delete the pod.
+// It decides and acts; finding changes and re-verifying after a response
+// are the caller's.
 package respond
 
 import (
@@ -15,6 +16,7 @@ import (
 
 	"github.com/podfim/podfim/internal/attr"
 	"github.com/podfim/podfim/internal/compare"
+	"github.com/podfim/podfim/internal/kube"
 	"github.com/podfim/podfim/internal/server"
 )
 
@@ -53,6 +55,18 @@ type RootWriter interface {
 	Restore(path string, want *attr.Entry, content []byte) error
 }
 
+// Kube is the Kubernetes API side of the responses (*kube.Reporter). Its
+// methods must not block: they hand the work to a background worker.
+type Kube interface {
+	// Event posts an Event (type "Normal" or "Warning") on the pod.
+	Event(eventType, reason, message string)
+	// SetQuarantine labels (on) or unlabels the pod; reason is annotated.
+	SetQuarantine(on bool, reason string)
+	// Delete asks for the pod to be deleted, or says why it may not be:
+	// no controller, younger than minAge, already asked.
+	Delete(minAge time.Duration) error
+}
+
 // killHoldoff is how long after a kill further kill actions are coalesced
 // into it when the restart of the container is not reported with
 // TargetRestarted: every finding of one scan asks for a kill, and one kill
@@ -68,21 +82,24 @@ type Responder struct {
 	target Target
 	clock  func() time.Time
 	hook   *webhook // nil when the plan has no webhook
+	kube   Kube     // nil without API access
 
 	mu          sync.Mutex
 	open        map[string]struct{} // paths with an unresolved violation
 	kills       []time.Time         // kills within the window, oldest first
 	killPending bool                // killed; the restart has not been reported
 	lastKill    time.Time
-	escalating  bool // the kill limit is reached; logged once per episode
+	escalating  bool      // the kill limit is reached; logged once per episode
+	quarantined time.Time // when the quarantine began; zero: not quarantined
 }
 
 // New returns a responder for p, which should have passed Validate; zero
-// fields of p take their defaults. m, ready and t may be nil when the plan
-// needs no metrics, readiness or target (the actions that would need them
-// then fail); log nil discards, clock nil is time.Now. A plan with a webhook
-// starts a background sender: Close stops it.
-func New(p Plan, log *slog.Logger, m *server.Metrics, ready *server.Readiness, t Target, clock func() time.Time) *Responder {
+// fields of p take their defaults. m, ready, t and k may be nil when the
+// plan needs no metrics, readiness, target or Kubernetes API (the actions
+// that would need them then fail, and the others go on); log nil discards,
+// clock nil is time.Now. A plan with a webhook starts a background sender:
+// Close stops it.
+func New(p Plan, log *slog.Logger, m *server.Metrics, ready *server.Readiness, t Target, k Kube, clock func() time.Time) *Responder {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -91,10 +108,10 @@ func New(p Plan, log *slog.Logger, m *server.Metrics, ready *server.Readiness, t
 	}
 	p = p.withDefaults()
 	r := &Responder{
-		plan: p, log: log, m: m, ready: ready, target: t, clock: clock,
+		plan: p, log: log, m: m, ready: ready, target: t, kube: k, clock: clock,
 		open: make(map[string]struct{}),
 	}
-	if p.Webhook != nil && p.uses(ActionWebhook) {
+	if p.Webhook != nil && p.Uses(ActionWebhook) {
 		r.hook = newWebhook(*p.Webhook, log, m)
 	}
 	return r
@@ -141,12 +158,24 @@ func (r *Responder) Handle(ctx context.Context, f compare.Finding, content []byt
 // violation is open.
 func (r *Responder) Resolved(path string) {
 	r.mu.Lock()
+	_, was := r.open[path]
 	delete(r.open, path)
 	n := len(r.open)
+	release := n == 0 && !r.quarantined.IsZero()
+	if release {
+		r.quarantined = time.Time{}
+	}
 	r.mu.Unlock()
 	r.m.SetViolationsOpen(n)
 	if r.ready != nil {
 		r.ready.SetViolation(path, false)
+	}
+	if was {
+		r.event(corev1EventNormal, kube.ReasonViolationResolved, fmt.Sprintf("%s is clean again; %d violations open", path, n))
+	}
+	if release && r.kube != nil {
+		r.kube.SetQuarantine(false, "")
+		r.event(corev1EventNormal, kube.ReasonPodReleased, "no integrity violation is open: quarantine label removed")
 	}
 }
 
@@ -195,6 +224,17 @@ func (r *Responder) run(ctx context.Context, a Action, f compare.Finding, conten
 	case ActionKill:
 		// kill counts its own results and runs the escalation.
 		return r.kill(ctx, f, content)
+	case ActionEvent:
+		if r.kube == nil {
+			res, err = server.ResultSkipped, nil // no API access: logged once at start
+			break
+		}
+		r.kube.Event(corev1EventWarning, findingReason(f.Kind), findingMessage(f))
+	case ActionQuarantine:
+		res, err = r.quarantine(f)
+	case ActionDelete:
+		// delete counts its own results and runs the escalation.
+		return r.deletePod(ctx, f, content)
 	case ActionWebhook:
 		if r.hook == nil {
 			res, err = server.ResultError, errors.New("no webhook configured")

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -31,9 +32,8 @@ func TestValidate(t *testing.T) {
 		want string
 	}{
 		{Plan{}, "actions: at least one action is required"},
-		{Plan{Actions: []Action{"kil"}}, `actions[0]: unknown action "kil" (known: log, metric, unready, restore, kill, webhook)`},
-		{Plan{Actions: []Action{ActionLog, "event"}}, `actions[1]: action "event" is not supported yet`},
-		{Plan{Actions: []Action{"delete"}}, `actions[0]: action "delete" is not supported yet`},
+		{Plan{Actions: []Action{"kil"}}, `actions[0]: unknown action "kil" (known: log, metric, unready, restore, kill, webhook, event, quarantine, delete)`},
+		{Plan{Actions: []Action{ActionDelete}, DeleteMinAge: -time.Second}, "deleteMinAge: -1s is negative"},
 		{Plan{Actions: []Action{ActionLog, ActionLog}}, `actions[1]: duplicate action "log"`},
 		{Plan{Actions: []Action{ActionKill}, Escalate: []Action{ActionKill}}, "escalate[0]: kill cannot be an escalation of kill"},
 		{Plan{Actions: []Action{ActionKill}, Escalate: []Action{"page"}}, `escalate[0]: unknown action "page"`},
@@ -65,7 +65,7 @@ func TestValidate(t *testing.T) {
 // podfim_actions_total: the list in package server mirrors this package's.
 func TestActionLabels(t *testing.T) {
 	e := newEnv(t, Plan{Actions: []Action{ActionLog}})
-	for _, a := range append(actions[:], reserved[:]...) {
+	for _, a := range actions {
 		for _, r := range []server.Result{server.ResultOK, server.ResultError, server.ResultSkipped} {
 			if v := e.action(t, a, r); v != 0 {
 				t.Errorf("%s %s = %v", a, r, v)
@@ -446,7 +446,7 @@ func TestEscalateOnlyMissing(t *testing.T) {
 }
 
 func TestMissingSeams(t *testing.T) {
-	r := New(Plan{Actions: []Action{ActionMetric, ActionUnready, ActionKill, ActionRestore}}, nil, nil, nil, nil, nil)
+	r := New(Plan{Actions: []Action{ActionMetric, ActionUnready, ActionKill, ActionRestore}}, nil, nil, nil, nil, nil, nil)
 	orig := []byte("x")
 	err := r.Handle(context.Background(), changed("/a", orig, []byte("y")), orig)
 	for _, want := range []string{"no metrics", "no readiness endpoint", "no target"} {
@@ -457,5 +457,159 @@ func TestMissingSeams(t *testing.T) {
 	r.Resolved("/a")
 	if err := r.Close(context.Background()); err != nil {
 		t.Error(err)
+	}
+}
+
+// fakeKube records what the responder asks of the Kubernetes API.
+type fakeKube struct {
+	mu         sync.Mutex
+	events     []string // "Type Reason: message"
+	quarantine []bool
+	reasons    []string
+	deletes    int
+	deleteErr  error
+}
+
+func (k *fakeKube) Event(eventType, reason, message string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.events = append(k.events, eventType+" "+reason+": "+message)
+}
+
+func (k *fakeKube) SetQuarantine(on bool, reason string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.quarantine = append(k.quarantine, on)
+	k.reasons = append(k.reasons, reason)
+}
+
+func (k *fakeKube) Delete(minAge time.Duration) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.deleteErr != nil {
+		return k.deleteErr
+	}
+	k.deletes++
+	return nil
+}
+
+func (k *fakeKube) reasonsPosted() []string {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	var out []string
+	for _, e := range k.events {
+		out = append(out, strings.SplitN(strings.SplitN(e, ":", 2)[0], " ", 2)[1])
+	}
+	return out
+}
+
+func TestEventsAndQuarantine(t *testing.T) {
+	k := &fakeKube{}
+	e := newKubeEnv(t, Plan{Actions: []Action{ActionLog, ActionEvent, ActionQuarantine, ActionRestore}}, k)
+	orig := []byte("Hello, world!\n")
+	if err := e.r.Handle(t.Context(), changed("/srv/www/index.html", orig, []byte("Hacked\n")), orig); err != nil {
+		t.Fatal(err)
+	}
+	added := compare.Finding{Path: "/srv/www/x.php", Kind: compare.Added, New: regular("/srv/www/x.php", []byte("x"))}
+	if err := e.r.Handle(t.Context(), added, nil); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"FileChanged", "PodQuarantined", "FileRestored", "FileAdded"}
+	if got := k.reasonsPosted(); !slices.Equal(got, want) {
+		t.Errorf("events %v, want %v", got, want)
+	}
+	if len(k.quarantine) != 2 || !k.quarantine[0] || !k.quarantine[1] {
+		t.Fatalf("quarantine calls %v", k.quarantine)
+	}
+	// The annotation names every open path and keeps the first time.
+	if !strings.Contains(k.reasons[1], `"paths":["/srv/www/index.html","/srv/www/x.php"]`) || !strings.Contains(k.reasons[1], `"since":"2025-01-02T03:04:05Z"`) {
+		t.Errorf("annotation %s", k.reasons[1])
+	}
+	if v := e.action(t, ActionQuarantine, server.ResultOK); v != 2 {
+		t.Errorf("quarantine ok = %v", v)
+	}
+	e.r.Resolved("/srv/www/index.html")
+	if len(k.quarantine) != 2 {
+		t.Errorf("released with a violation still open: %v", k.quarantine)
+	}
+	e.r.Resolved("/srv/www/x.php")
+	if len(k.quarantine) != 3 || k.quarantine[2] {
+		t.Errorf("not released after the last violation: %v", k.quarantine)
+	}
+	want = append(want, "ViolationResolved", "ViolationResolved", "PodReleased")
+	if got := k.reasonsPosted(); !slices.Equal(got, want) {
+		t.Errorf("events %v, want %v", got, want)
+	}
+	// Resolving a path that was never open posts nothing.
+	e.r.Resolved("/never")
+	if got := k.reasonsPosted(); len(got) != len(want) {
+		t.Errorf("events after resolving nothing: %v", got)
+	}
+}
+
+// TestNoKube: without API access the Kubernetes actions fail or are
+// skipped, counted, and the other actions still run.
+func TestNoKube(t *testing.T) {
+	e := newEnv(t, Plan{Actions: []Action{ActionEvent, ActionQuarantine, ActionMetric, ActionUnready, ActionDelete}, Escalate: []Action{ActionUnready}})
+	err := e.r.Handle(t.Context(), changed("/a", []byte("x"), []byte("y")), nil)
+	if err == nil || !strings.Contains(err.Error(), "no Kubernetes API access") {
+		t.Errorf("error %v", err)
+	}
+	if v := e.metric(t, "podfim_findings_total", "kind", "changed"); v != 1 {
+		t.Errorf("metric action did not run: %v", v)
+	}
+	if ok, _ := e.ready.Ready(); ok {
+		t.Error("unready did not run")
+	}
+	for a, r := range map[Action]server.Result{ActionEvent: server.ResultSkipped, ActionQuarantine: server.ResultError, ActionDelete: server.ResultError} {
+		if v := e.action(t, a, r); v != 1 {
+			t.Errorf("%s %s = %v, want 1", a, r, v)
+		}
+	}
+}
+
+func TestDelete(t *testing.T) {
+	k := &fakeKube{}
+	e := newKubeEnv(t, Plan{Actions: []Action{ActionEvent, ActionDelete}, Escalate: []Action{ActionQuarantine, ActionUnready}}, k)
+	if err := e.r.Handle(t.Context(), changed("/a", []byte("x"), []byte("y")), nil); err != nil {
+		t.Fatal(err)
+	}
+	if k.deletes != 1 || len(k.quarantine) != 0 {
+		t.Errorf("deletes %d, quarantine %v", k.deletes, k.quarantine)
+	}
+	if got := k.reasonsPosted(); !slices.Equal(got, []string{"FileChanged", "PodDeleted"}) {
+		t.Errorf("events %v", got)
+	}
+	// The guard refuses (a young replacement pod): escalation instead.
+	k.deleteErr = errors.New("the pod is younger than the delete guard's minimum age: 10s < 5m0s")
+	if err := e.r.Handle(t.Context(), changed("/b", []byte("x"), []byte("y")), nil); err != nil {
+		t.Fatal(err)
+	}
+	if len(k.quarantine) != 1 || !k.quarantine[0] {
+		t.Errorf("no quarantine after a refused delete: %v", k.quarantine)
+	}
+	if ok, _ := e.ready.Ready(); ok {
+		t.Error("no unready after a refused delete")
+	}
+	if v := e.action(t, ActionDelete, server.ResultSkipped); v != 1 {
+		t.Errorf("delete skipped = %v", v)
+	}
+	if !slices.Contains(k.reasonsPosted(), "DeleteRefused") || !strings.Contains(e.logs.String(), "younger than") {
+		t.Errorf("the refusal is not reported: %v %s", k.reasonsPosted(), e.logs.String())
+	}
+}
+
+func TestKillEvents(t *testing.T) {
+	k := &fakeKube{}
+	e := newKubeEnv(t, Plan{Actions: []Action{ActionEvent, ActionKill}, KillLimit: 1, Escalate: []Action{ActionQuarantine}}, k)
+	for _, p := range []string{"/a", "/b"} {
+		if err := e.r.Handle(t.Context(), changed(p, []byte("x"), []byte("y")), nil); err != nil {
+			t.Fatal(err)
+		}
+		e.r.TargetRestarted()
+	}
+	want := []string{"FileChanged", "ContainerKilled", "FileChanged", "KillLimitReached", "PodQuarantined"}
+	if got := k.reasonsPosted(); !slices.Equal(got, want) {
+		t.Errorf("events %v, want %v", got, want)
 	}
 }

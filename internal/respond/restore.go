@@ -13,6 +13,7 @@ import (
 
 	"github.com/podfim/podfim/internal/attr"
 	"github.com/podfim/podfim/internal/compare"
+	"github.com/podfim/podfim/internal/kube"
 	"github.com/podfim/podfim/internal/server"
 )
 
@@ -60,6 +61,7 @@ func (r *Responder) restore(ctx context.Context, f compare.Finding, content []by
 	}
 	r.logPath(ctx, slog.LevelWarn, msgRestored, f.Path, slog.String(keyAction, string(ActionRestore)),
 		slog.String(keyResult, string(server.ResultOK)), slog.String(keyKind, string(f.Kind)))
+	r.event(corev1EventNormal, kube.ReasonFileRestored, fmt.Sprintf("restored %s from the baseline", f.Path))
 	return server.ResultOK, nil
 }
 

@@ -24,6 +24,7 @@ import (
 	"github.com/podfim/podfim/internal/attr"
 	"github.com/podfim/podfim/internal/baseline"
 	"github.com/podfim/podfim/internal/compare"
+	"github.com/podfim/podfim/internal/kube"
 	"github.com/podfim/podfim/internal/policy"
 	"github.com/podfim/podfim/internal/respond"
 	"github.com/podfim/podfim/internal/scan"
@@ -78,6 +79,33 @@ type Config struct {
 	Version      string
 	// Finder overrides target discovery (tests); nil is the default /proc.
 	Finder *target.Finder
+	// Kube, when set, is the Kubernetes API side of the responses
+	// (Events, quarantine, delete); Run starts and stops its worker. nil
+	// means no API access: those actions are skipped or fail, nothing else
+	// changes.
+	Kube KubeReporter
+	// Images, when set, tells the image ID of the app container, so that a
+	// first-sight baseline is retaken (not alerted on) when the container
+	// runs a new image. nil: the stored baseline is always used.
+	Images ImageLookup
+	// Metrics, when set, is where the metrics are registered (the CLI
+	// shares them with the Kubernetes client); nil: Run makes its own.
+	Metrics  *server.Metrics
+	Registry *prometheus.Registry
+}
+
+// KubeReporter is the background writer to the Kubernetes API
+// (*kube.Reporter).
+type KubeReporter interface {
+	respond.Kube
+	Run(ctx context.Context)
+	Close(ctx context.Context) error
+}
+
+// ImageLookup finds the image ID of a container of the pod by its ID
+// (*kube.Client).
+type ImageLookup interface {
+	ImageIDOf(ctx context.Context, containerID string) (imageID string, ok bool, err error)
 }
 
 // Source is the baseline source the configuration selects.
@@ -148,10 +176,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	reg := prometheus.NewRegistry()
-	metrics, err := server.NewMetrics(reg, cfg.Version)
-	if err != nil {
-		return err
+	reg, metrics := cfg.Registry, cfg.Metrics
+	if reg == nil || metrics == nil {
+		reg = prometheus.NewRegistry()
+		if metrics, err = server.NewMetrics(reg, cfg.Version); err != nil {
+			return err
+		}
 	}
 	ready := &server.Readiness{}
 	finder := cfg.Finder
@@ -159,7 +189,28 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		finder = &target.Finder{}
 	}
 	s := &sidecar{cfg: cfg, log: log, matcher: matcher, metrics: metrics, ready: ready, finder: finder, accepted: watch.NewAccepted()}
-	s.resp = respond.New(cfg.Plan, log, metrics, ready, s, nil)
+	var k respond.Kube
+	if cfg.Kube != nil {
+		k = cfg.Kube
+		kctx, kcancel := context.WithCancel(context.Background())
+		kdone := make(chan struct{})
+		go func() { defer close(kdone); cfg.Kube.Run(kctx) }()
+		defer func() {
+			// Let the Events of the last moments out, briefly.
+			closeCtx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			defer cancel()
+			cfg.Kube.Close(closeCtx)
+			kcancel()
+			<-kdone
+		}()
+		if cfg.Plan.Uses(respond.ActionQuarantine) {
+			// A label left by an earlier run of the sidecar is ours: it is
+			// set again if the first full check finds the violation again,
+			// and the pod is unready until that check anyway.
+			cfg.Kube.SetQuarantine(false, "")
+		}
+	}
+	s.resp = respond.New(cfg.Plan, log, metrics, ready, s, k, nil)
 	defer func() {
 		closeCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -302,6 +353,9 @@ type sidecar struct {
 	accepted  *watch.Accepted
 	objects   *objects // original bytes of restorable files (nil: restore off)
 	healthErr error
+	// imageID is the image ID of the container being monitored, when the
+	// API told it ("" otherwise).
+	imageID string
 	// open are the paths with a violation the responder holds open. They
 	// outlive a monitor: the monitor of a restarted container starts with
 	// none open, so its first full check resolves those it finds clean.
@@ -349,6 +403,9 @@ func (s *sidecar) monitor(ctx context.Context, c *target.Container) error {
 	}
 	defer root.Close()
 
+	if s.cfg.BaselineFile == "" {
+		s.checkImage(ctx, c)
+	}
 	s.mu.Lock()
 	b := s.base
 	s.mu.Unlock()
@@ -401,7 +458,7 @@ func (s *sidecar) monitor(ctx context.Context, c *target.Container) error {
 // stored baseline always wins: a restarted sidecar must never re-baseline a
 // container that may have been tampered with since.
 func (s *sidecar) firstSight(ctx context.Context, root *scan.Root) (*baseline.Baseline, error) {
-	path := filepath.Join(s.cfg.StateDir, "baseline.pfb")
+	path := filepath.Join(s.cfg.StateDir, baselineName)
 	b, err := baseline.ReadFile(path, baseline.ReadOptions{})
 	switch {
 	case err == nil:
@@ -425,6 +482,8 @@ func (s *sidecar) firstSight(ctx context.Context, root *scan.Root) (*baseline.Ba
 		return nil, err
 	}
 	s.setBaseline(b, SourceFirstSight)
+	s.recordImage()
+	s.event(eventNormal, kube.ReasonBaselineCreated, fmt.Sprintf("first-sight baseline of the app container taken: %d entries, digest %x", len(b.Entries), b.Digest[:8]))
 	return b, nil
 }
 

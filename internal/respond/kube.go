@@ -1,0 +1,114 @@
+package respond
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+
+	"github.com/podfim/podfim/internal/compare"
+	"github.com/podfim/podfim/internal/kube"
+	"github.com/podfim/podfim/internal/server"
+)
+
+// Event types (corev1.EventTypeNormal, EventTypeWarning), spelled here so
+// that this package needs no client-go import.
+const (
+	corev1EventNormal  = "Normal"
+	corev1EventWarning = "Warning"
+)
+
+// errNoKube is the error of quarantine and delete without API access.
+var errNoKube = errors.New("no Kubernetes API access (POD_NAMESPACE/POD_NAME unset, or not in a pod)")
+
+// event posts an Event when the plan has the event action and the API is
+// reachable; the Reporter behind Kube never blocks.
+func (r *Responder) event(eventType, reason, message string) {
+	if r.kube == nil || !r.plan.Uses(ActionEvent) {
+		return
+	}
+	r.kube.Event(eventType, reason, message)
+}
+
+// findingReason is the Event reason of a finding of kind k.
+func findingReason(k compare.Kind) string {
+	switch k {
+	case compare.Added:
+		return kube.ReasonFileAdded
+	case compare.Removed:
+		return kube.ReasonFileRemoved
+	}
+	return kube.ReasonFileChanged
+}
+
+// findingMessage says what changed, for `kubectl describe pod`. The path
+// is the attacker's choice: the Reporter makes the message printable.
+func findingMessage(f compare.Finding) string {
+	switch f.Kind {
+	case compare.Added:
+		return fmt.Sprintf("integrity violation: %s was added", f.Path)
+	case compare.Removed:
+		return fmt.Sprintf("integrity violation: %s was removed", f.Path)
+	}
+	return fmt.Sprintf("integrity violation: %s changed (%s)", f.Path, strings.Join(f.Attributes, ", "))
+}
+
+// quarantine is the quarantine action: the pod is labelled while any
+// violation is open, and the annotation lists the open paths.
+func (r *Responder) quarantine(f compare.Finding) (server.Result, error) {
+	if r.kube == nil {
+		return server.ResultError, errNoKube
+	}
+	r.mu.Lock()
+	first := r.quarantined.IsZero()
+	if first {
+		r.quarantined = r.clock()
+	}
+	since := r.quarantined
+	paths := make([]string, 0, len(r.open))
+	for p := range r.open {
+		paths = append(paths, p)
+	}
+	r.mu.Unlock()
+	slices.Sort(paths)
+	r.kube.SetQuarantine(true, kube.QuarantineReason(since, paths))
+	if first {
+		r.event(corev1EventWarning, kube.ReasonPodQuarantined,
+			fmt.Sprintf("labelled %s=true until the violation is resolved: %s", kube.LabelQuarantined, f.Path))
+	}
+	return server.ResultOK, nil
+}
+
+// deletePod is the delete action: the pod goes, and its controller starts a
+// fresh one from the image with a fresh baseline. When the guard refuses
+// (no controller, a pod younger than DeleteMinAge: the replacement of a
+// pod deleted a moment ago) or there is no API access, the Escalate actions
+// run instead, as after the kill limit.
+func (r *Responder) deletePod(ctx context.Context, f compare.Finding, content []byte) error {
+	err := errNoKube
+	if r.kube != nil {
+		err = r.kube.Delete(r.plan.DeleteMinAge)
+	}
+	switch {
+	case err == nil:
+		r.m.Action(string(ActionDelete), server.ResultOK)
+		r.logPath(ctx, slog.LevelWarn, msgDeleted, f.Path, slog.String(keyAction, string(ActionDelete)),
+			slog.String(keyResult, string(server.ResultOK)))
+		r.event(corev1EventWarning, kube.ReasonPodDeleted, fmt.Sprintf("deleting the pod so that its controller replaces it: %s", f.Path))
+		return nil
+	case errors.Is(err, kube.ErrDeleteAgain):
+		r.m.Action(string(ActionDelete), server.ResultSkipped)
+		return nil
+	}
+	res := server.ResultSkipped
+	if errors.Is(err, errNoKube) {
+		res = server.ResultError
+	}
+	r.m.Action(string(ActionDelete), res)
+	r.logPath(ctx, slog.LevelWarn, msgDeleteRefused, f.Path, slog.String(keyAction, string(ActionDelete)),
+		slog.String(keyResult, string(res)), slog.String(keyReason, err.Error()), slog.Any(keyEscalate, r.plan.Escalate))
+	r.event(corev1EventWarning, kube.ReasonDeleteRefused, fmt.Sprintf("not deleting the pod (%v); escalating to %v", err, r.plan.Escalate))
+	return r.escalate(ctx, f, content, ActionDelete)
+}
