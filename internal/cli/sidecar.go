@@ -29,6 +29,7 @@ import (
 type sidecarFlags struct {
 	config       string
 	policy       string
+	policyYAML   string // inline policy (the admission webhook's podfim.io/paths)
 	baseline     string
 	verifyKey    string
 	stateDir     string
@@ -60,6 +61,7 @@ type sidecarFlags struct {
 func (f *sidecarFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.config, "config", "", "YAML file of settings, keyed by flag name (e.g. \"quick-interval: 30s\"); flags and PODFIM_* variables win over it")
 	fs.StringVar(&f.policy, "policy", "", "policy file (YAML); default: the built-in policy for container images")
+	fs.StringVar(&f.policyYAML, "policy-yaml", "", "the policy itself, as YAML or JSON (the admission webhook sets PODFIM_POLICY_YAML from the pod's annotations); excludes --policy")
 	fs.StringVar(&f.baseline, "baseline", "", "trusted baseline file (e.g. from a ConfigMap or the sidecar image); empty: baseline the container at first sight into --state-dir")
 	fs.StringVar(&f.verifyKey, "verify-key", "", "public key file: refuse a --baseline not signed by this key")
 	fs.StringVar(&f.stateDir, "state-dir", "/var/lib/podfim", "directory only the sidecar mounts, for the first-sight baseline; it survives sidecar restarts so a tampered app is never re-baselined")
@@ -153,11 +155,20 @@ func (f *sidecarFlags) build(getenv func(string) string) (sidecar.Config, *slog.
 		return cfg, nil, failf(ExitUsage, "--log-level: %v", err)
 	}
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	if f.policyYAML != "" && f.policy != "" {
+		return cfg, nil, failf(ExitUsage, "--policy and --policy-yaml are mutually exclusive: give the policy one way")
+	}
 	p := policy.Default()
 	if f.policy != "" {
 		var err error
 		if p, err = policy.Load(f.policy); err != nil {
 			return cfg, nil, fail(ExitPolicy, err)
+		}
+	}
+	if f.policyYAML != "" {
+		var err error
+		if p, err = policy.Parse([]byte(f.policyYAML)); err != nil {
+			return cfg, nil, fail(ExitPolicy, fmt.Errorf("--policy-yaml: %w", err))
 		}
 	}
 	cfg = sidecar.Config{
