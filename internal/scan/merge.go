@@ -54,9 +54,10 @@ func merge(ws []*worker, emit func(*attr.Entry), count func(int)) *Result {
 		n++
 	}
 	if emit != nil {
+		ent := new(attr.Entry) // reused: see Options.Emit
 		put = func(e *rec) {
-			ent := e.entry()
-			emit(&ent)
+			*ent = e.entry()
+			emit(ent)
 			n++
 		}
 	} else {

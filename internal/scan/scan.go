@@ -92,7 +92,11 @@ type Options struct {
 	// Emit, when set, receives every entry in attr.ComparePaths order
 	// (after the walk, from one goroutine) instead of Result.Entries, which
 	// stays nil: a caller that compares as it goes never holds the whole
-	// tree. The entry is the callee's to keep.
+	// tree. The entry is valid during the call only: the next call reuses
+	// it, so that emitting 100,000 entries makes no garbage (which would
+	// drive the heap to its GC goal at the scan's peak of live memory).
+	// Its strings, hash and xattrs are never overwritten; a callee that
+	// keeps the entry keeps a copy of the struct or an attr.Entry.Clone.
 	Emit func(*attr.Entry)
 	// Count, with Emit, is called once before the first Emit with the
 	// number of entries Emit will receive (a baseline file states it
