@@ -1,0 +1,311 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The admission webhook on the test cluster (docs/cluster.md): the chart's
+// webhook part installed with the harness's values (hostNetwork, one
+// replica on 127.0.0.1:18100, self-signed TLS), a namespace that opts in, a
+// plain Deployment of the hello app with podfim annotations only.
+//
+//	eval "$(bin/cluster env)"; go test -tags e2e -run KubeWebhook -v ./test/e2e/
+//
+// Everything it makes is named podfim-c-*: the namespaces podfim-c-system-N
+// (the webhook) and podfim-c-app-N, the MutatingWebhookConfiguration
+// podfim-c-e2e (scoped to namespaces labelled podfim.io/e2e-owner=c, so it
+// never intercepts another test's pods) and its RBAC; the images are
+// tagged PODFIM_E2E_TAG (c). All of it is deleted at the end, the webhook
+// configuration first. Ports: 18100-18102 on 127.0.0.1.
+const (
+	whRelease = "podfim-c-e2e" // also the MutatingWebhookConfiguration's name
+	whTag     = "c"
+	whPort    = 18100 // the webhook, on the node's loopback
+	whAppPort = 18101 // the hello app
+	whSidecar = 18102 // the injected sidecar's /metrics, /healthz, /readyz
+	whOwner   = "podfim.io/e2e-owner"
+)
+
+// installWebhook renders the chart's webhook part with the harness's values
+// into namespace ns and applies it. Cleanup deletes the configuration first
+// (so that it never intercepts anything once the webhook is gone), then the
+// cluster-scoped RBAC; the namespace goes with k.namespace.
+func installWebhook(t *testing.T, k *kube, ns string, img kubeImageRefs) {
+	t.Helper()
+	set := []string{
+		"fullnameOverride=" + whRelease,
+		"demo.enabled=false",
+		"webhook.enabled=true",
+		"webhook.replicas=1", // one hostNetwork node: replicas would share the port
+		"webhook.port=" + strconv.Itoa(whPort),
+		"webhook.logLevel=debug",
+		"webhook.namespaceLabels.podfim\\.io/e2e-owner=" + whTag,
+		"hostNetwork.enabled=true",
+		"hostNetwork.bindAddress=127.0.0.1",
+		"hostNetwork.apiServerHost=127.0.0.1",
+		"hostNetwork.apiServerPort=6443",
+		"sidecar.image.repository=" + strings.Split(img.Podfim, ":")[0],
+		"sidecar.image.tag=" + img.Tag,
+		"sidecar.image.pullPolicy=Never",
+	}
+	var args []string
+	for _, s := range set {
+		args = append(args, "--set", s)
+	}
+	manifest := helmTemplate(t, whRelease, ns, args...)
+	t.Cleanup(func() {
+		k.run(t, time.Minute, "delete", "mutatingwebhookconfiguration", whRelease, "--ignore-not-found")
+		k.run(t, time.Minute, "delete", "clusterrole,clusterrolebinding", whRelease+"-webhook", "--ignore-not-found")
+	})
+	k.apply(t, ns, manifest)
+}
+
+func TestKubeWebhook(t *testing.T) {
+	k := newKube(t)
+	// A leftover configuration of an interrupted run would intercept the
+	// new namespaces with a CA nobody serves.
+	k.run(t, time.Minute, "delete", "mutatingwebhookconfiguration", whRelease, "--ignore-not-found")
+	img := kubeImages(t, k)
+	sys := k.namespace(t, "podfim-c-system-")
+	app := k.namespace(t, "podfim-c-app-")
+	installWebhook(t, k, sys, img)
+	took := k.waitUntil(t, sys, "the webhook Deployment to be available", 2*time.Minute, time.Second, func() (bool, string) {
+		r := k.run(t, 30*time.Second, "-n", sys, "get", "deployment", whRelease+"-webhook", "-o", "jsonpath={.status.availableReplicas}")
+		return strings.TrimSpace(r.Stdout) == "1", r.Out()
+	})
+	t.Logf("webhook available after %s", took.Round(time.Millisecond))
+
+	// Self-signed TLS: the CA in the Secret is the caBundle of both webhooks.
+	ca := k.must(t, "-n", sys, "get", "secret", whRelease+"-webhook-tls", "-o", "jsonpath={.data.ca\\.crt}")
+	bundles := strings.Fields(k.must(t, "get", "mutatingwebhookconfiguration", whRelease, "-o", "jsonpath={.webhooks[*].clientConfig.caBundle}"))
+	if ca == "" || len(bundles) != 2 || bundles[0] != ca || bundles[1] != ca {
+		t.Fatalf("caBundles %q are not the Secret's CA %q", bundles, ca)
+	}
+	if pem, _ := base64.StdEncoding.DecodeString(ca); !strings.Contains(string(pem), "BEGIN CERTIFICATE") {
+		t.Fatalf("ca.crt is not a PEM certificate: %q", pem)
+	}
+
+	k.must(t, "label", "namespace", app, "podfim.io/inject=enabled", whOwner+"="+whTag)
+
+	t.Run("inject", func(t *testing.T) { testWebhookInject(t, k, app, img) })
+	t.Run("readmission", func(t *testing.T) { testWebhookReadmission(t, k, app) })
+	t.Run("reject", func(t *testing.T) { testWebhookReject(t, k, app, img) })
+	t.Run("opt-out", func(t *testing.T) { testWebhookOptOut(t, k, app, img) })
+
+	logs := k.must(t, "-n", sys, "logs", "deployment/"+whRelease+"-webhook")
+	if !strings.Contains(logs, `"outcome":"injected"`) || !strings.Contains(logs, `"outcome":"rejected"`) {
+		t.Errorf("the webhook's log lacks the admissions:\n%s", lastLines(logs, 20))
+	}
+}
+
+// whHelloDeployment is a plain Deployment of the hello app: only
+// annotations ask for the sidecar (the namespace opted in).
+func whHelloDeployment(img kubeImageRefs, annotations map[string]string) string {
+	ann, _ := json.Marshal(annotations)
+	return fmt.Sprintf(`apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: hello
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: hello}}
+  template:
+    metadata:
+      labels: {app: hello}
+      annotations: %[1]s
+    spec:
+      hostNetwork: true          # the test cluster has no pod network
+      terminationGracePeriodSeconds: 2
+      automountServiceAccountToken: false
+      containers:
+      - name: app
+        image: %[2]s
+        imagePullPolicy: Never
+        args: [--dir=/www, --addr=127.0.0.1:%[3]d]
+        securityContext:
+          runAsNonRoot: true
+          runAsUser: 65532
+          allowPrivilegeEscalation: false
+          capabilities: {drop: [ALL]}
+`, ann, img.Hello, whAppPort)
+}
+
+// whPod is what the tests read of an admitted pod.
+type whPod struct {
+	Metadata struct {
+		Name        string            `json:"name"`
+		Annotations map[string]string `json:"annotations"`
+	} `json:"metadata"`
+	Spec struct {
+		ShareProcessNamespace *bool `json:"shareProcessNamespace"`
+		Containers            []struct {
+			Name            string   `json:"name"`
+			Args            []string `json:"args"`
+			SecurityContext struct {
+				Capabilities struct {
+					Add []string `json:"add"`
+				} `json:"capabilities"`
+			} `json:"securityContext"`
+		} `json:"containers"`
+		Volumes []struct {
+			Name string `json:"name"`
+		} `json:"volumes"`
+	} `json:"spec"`
+}
+
+func (p whPod) containers() []string {
+	var names []string
+	for _, c := range p.Spec.Containers {
+		names = append(names, c.Name)
+	}
+	return names
+}
+
+func (p whPod) volumes() []string {
+	var names []string
+	for _, v := range p.Spec.Volumes {
+		names = append(names, v.Name)
+	}
+	return names
+}
+
+func decodePod(t *testing.T, text string) whPod {
+	t.Helper()
+	var p whPod
+	if err := json.Unmarshal([]byte(text), &p); err != nil {
+		t.Fatalf("%v: %s", err, text)
+	}
+	return p
+}
+
+func testWebhookInject(t *testing.T, k *kube, ns string, img kubeImageRefs) {
+	requireFreePort(t, fmt.Sprintf("127.0.0.1:%d", whAppPort))
+	requireFreePort(t, fmt.Sprintf("127.0.0.1:%d", whSidecar))
+	start := time.Now()
+	k.apply(t, ns, whHelloDeployment(img, map[string]string{
+		"podfim.io/paths":          "/www",
+		"podfim.io/respond":        "log,metric,unready,kill",
+		"podfim.io/port":           strconv.Itoa(whSidecar),
+		"podfim.io/quick-interval": "10s",
+	}))
+	ps := k.waitReady(t, ns, "app=hello", 2, 2*time.Minute)
+	t.Logf("pod %s 2/2 ready %s after the Deployment was applied", ps.Name, time.Since(start).Round(time.Millisecond))
+	pod := decodePod(t, k.must(t, "-n", ns, "get", "pod", ps.Name, "-o", "json"))
+	if !slices.Equal(pod.containers(), []string{"app", "podfim"}) || pod.Spec.ShareProcessNamespace == nil || !*pod.Spec.ShareProcessNamespace ||
+		pod.Metadata.Annotations["podfim.io/status"] != "injected" || !slices.Contains(pod.volumes(), "podfim-state") {
+		t.Fatalf("injection: containers %v, shareProcessNamespace %v, volumes %v, annotations %v",
+			pod.containers(), pod.Spec.ShareProcessNamespace, pod.volumes(), pod.Metadata.Annotations)
+	}
+	args := strings.Join(pod.Spec.Containers[1].Args, " ")
+	caps := pod.Spec.Containers[1].SecurityContext.Capabilities.Add
+	if !strings.Contains(args, "--respond=log,metric,unready,kill") || !strings.Contains(args, fmt.Sprintf("--listen=127.0.0.1:%d", whSidecar)) ||
+		!slices.Contains(caps, "KILL") || slices.Contains(caps, "CHOWN") {
+		t.Fatalf("sidecar args %q, capabilities %v", args, caps)
+	}
+	pageURL := fmt.Sprintf("http://127.0.0.1:%d/", whAppPort)
+	waitBody(t, pageURL, hello, 30*time.Second)
+	if code, body, err := httpGet(t, fmt.Sprintf("http://127.0.0.1:%d/readyz", whSidecar)); err != nil || code != 200 {
+		t.Fatalf("sidecar /readyz: %d %q %v", code, body, err)
+	}
+	logs := func() string { return k.logs(t, ns, ps.Name, "podfim") }
+
+	// Tamper with the page: the sidecar finds it and kills the app; the
+	// kubelet starts a fresh container from the image, and the page heals.
+	tampered := time.Now()
+	k.run(t, 30*time.Second, "-n", ns, "exec", ps.Name, "-c", "app", "--", "/bin/busybox", "sh", "-c", tamperCmd)
+	finding := waitLog(t, logs, "integrity violation", page, 30*time.Second)
+	t.Logf("finding: %s", finding)
+	k.waitUntil(t, ns, "the app container to restart once", time.Minute, 250*time.Millisecond, func() (bool, string) {
+		pods := k.pods(t, ns, "app=hello")
+		return len(pods) == 1 && pods[0].Restarts["app"] == 1, fmt.Sprint(pods)
+	})
+	t.Logf("app restarted %s after the tamper", time.Since(tampered).Round(time.Millisecond))
+	waitBody(t, pageURL, hello, time.Minute)
+	after := k.waitReady(t, ns, "app=hello", 2, time.Minute)
+	if after.Name != ps.Name || after.Restarts["app"] != 1 || after.Restarts["podfim"] != 0 {
+		t.Errorf("after the restart: %s, want the same pod with RESTARTS 1 for app only", after)
+	}
+	if killed := matching(parseLog(logs()), "", page); len(killed) < 2 {
+		t.Errorf("the sidecar logged %d lines for %s, want the finding and the kill:\n%s", len(killed), page, lastLines(logs(), 10))
+	}
+	// Events on the pod are the sidecar's Kubernetes integration (another
+	// part of issue 5): shown here, asserted by its own tests.
+	t.Logf("events of the pod:\n%s", k.run(t, 30*time.Second, "-n", ns, "get", "events", "--field-selector", "involvedObject.name="+ps.Name).Out())
+}
+
+// testWebhookReadmission sends the injected pod's spec through admission
+// again (server-side dry run: the webhook is called, nothing is stored):
+// nothing is added twice.
+func testWebhookReadmission(t *testing.T, k *kube, ns string) {
+	var list struct {
+		Items []map[string]any `json:"items"`
+	}
+	if err := json.Unmarshal([]byte(k.must(t, "-n", ns, "get", "pods", "-l", "app=hello", "-o", "json")), &list); err != nil || len(list.Items) != 1 {
+		t.Fatalf("pods: %v", err)
+	}
+	pod := list.Items[0]
+	meta := pod["metadata"].(map[string]any)
+	pod["metadata"] = map[string]any{"name": meta["name"].(string) + "-again", "labels": map[string]any{"again": "yes"}, "annotations": meta["annotations"]}
+	delete(pod, "status")
+	delete(pod["spec"].(map[string]any), "nodeName")
+	body, _ := json.Marshal(pod)
+	r := k.stdin(t, string(body), "-n", ns, "create", "--dry-run=server", "-o", "json")
+	if r.Err != nil {
+		t.Fatalf("re-admission: %v\n%s", r.Err, r.Out())
+	}
+	again, orig := decodePod(t, r.Stdout), decodePod(t, string(body))
+	if !slices.Equal(again.containers(), []string{"app", "podfim"}) || !slices.Equal(again.volumes(), orig.volumes()) {
+		t.Errorf("re-admission changed the pod: containers %v, volumes %v (were %v)", again.containers(), again.volumes(), orig.volumes())
+	}
+}
+
+// testWebhookReject: invalid annotations are refused at admission, and
+// kubectl shows the annotation and the reason.
+func testWebhookReject(t *testing.T, k *kube, ns string, img kubeImageRefs) {
+	for _, tt := range []struct {
+		ann  map[string]string
+		want string
+	}{
+		{map[string]string{"podfim.io/respond": "log,explode"}, `annotation "podfim.io/respond": actions[1]: unknown action "explode"`},
+		{map[string]string{"podfim.io/paths": "/www:Readonly"}, `annotation "podfim.io/paths": "/www:Readonly": unknown preset "Readonly"`},
+		{map[string]string{"podfim.io/target": "db"}, `annotation "podfim.io/target": the pod has no container "db"`},
+		{map[string]string{"podfim.io/quick-intervall": "1m"}, `annotation "podfim.io/quick-intervall": unknown podfim annotation`},
+	} {
+		ann, _ := json.Marshal(tt.ann)
+		pod := fmt.Sprintf(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"bad","annotations":%s},
+"spec":{"hostNetwork":true,"containers":[{"name":"app","image":%q,"imagePullPolicy":"Never"}]}}`, ann, img.Hello)
+		r := k.stdin(t, pod, "-n", ns, "create")
+		if r.Err == nil {
+			k.run(t, 30*time.Second, "-n", ns, "delete", "pod", "bad", "--wait=false")
+			t.Errorf("%v: created", tt.ann)
+			continue
+		}
+		if !strings.Contains(r.Stderr, `admission webhook "namespace.inject.podfim.io" denied the request`) || !strings.Contains(r.Stderr, tt.want) {
+			t.Errorf("%v: kubectl said %q, want the denial with %q", tt.ann, r.Stderr, tt.want)
+		}
+		t.Logf("kubectl: %s", strings.TrimSpace(r.Stderr))
+	}
+}
+
+// testWebhookOptOut: a pod labelled podfim.io/inject=disabled in an opted-in
+// namespace is not sent to the webhook (objectSelector) and gets no sidecar.
+func testWebhookOptOut(t *testing.T, k *kube, ns string, img kubeImageRefs) {
+	pod := fmt.Sprintf(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"plain","labels":{"podfim.io/inject":"disabled"}},
+"spec":{"hostNetwork":true,"containers":[{"name":"app","image":%q,"imagePullPolicy":"Never"}]}}`, img.Hello)
+	r := k.stdin(t, pod, "-n", ns, "create", "--dry-run=server", "-o", "json")
+	if r.Err != nil {
+		t.Fatalf("%v\n%s", r.Err, r.Out())
+	}
+	if p := decodePod(t, r.Stdout); !slices.Equal(p.containers(), []string{"app"}) {
+		t.Errorf("opted-out pod got containers %v", p.containers())
+	}
+}
