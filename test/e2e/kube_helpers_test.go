@@ -136,8 +136,19 @@ func (k *kube) must(t testing.TB, args ...string) string {
 // stdin runs kubectl with input and returns the result.
 func (k *kube) stdin(t testing.TB, input string, args ...string) cmdResult {
 	t.Helper()
-	f := filepath.Join(t.TempDir(), "stdin.yaml")
-	if err := os.WriteFile(f, []byte(input), 0o600); err != nil {
+	// Not under t.TempDir(): its name holds the test's, and kubectl splits
+	// -f at commas.
+	tmp, err := os.CreateTemp("", "podfim-e2e-*.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := tmp.Name()
+	defer os.Remove(f)
+	_, err = tmp.WriteString(input)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
 		t.Fatal(err)
 	}
 	// kubectl reads the file itself (-f FILE): no pipe to manage.
@@ -428,17 +439,48 @@ func (k *kube) kustomize(t testing.TB, dir string) string {
 	return r.Stdout
 }
 
-// overlay writes a kustomization in a temporary directory that builds on
-// the repository's kustomization rel (e.g. "deploy/kubernetes/overlays/
-// hostnetwork") and adds body (namespace:, images:, patches: ...), and
-// returns its directory for kustomize.
-func overlay(t testing.TB, rel, body string) string {
+// overlay writes a kustomization into a temporary directory and returns
+// the directory, for kustomize. Each entry of resources and components is
+// a path of the repository (e.g. "deploy/kubernetes/base"), made relative
+// (kustomize refuses absolute ones); body adds the rest (namespace:,
+// patches: ...); files are written next to it and may be listed in body.
+func overlay(t testing.TB, resources, components []string, body string, files map[string]string) string {
 	t.Helper()
 	dir := t.TempDir()
-	base := filepath.Join(repoRoot(t), rel)
-	text := "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n- " + base + "\n" + body
-	if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(text), 0o644); err != nil {
-		t.Fatal(err)
+	rel := func(p string) string {
+		r, err := filepath.Rel(dir, filepath.Join(repoRoot(t), p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	var b strings.Builder
+	b.WriteString("apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n")
+	for _, list := range []struct {
+		key   string
+		paths []string
+	}{{"resources", resources}, {"components", components}} {
+		if len(list.paths) == 0 {
+			continue
+		}
+		b.WriteString(list.key + ":\n")
+		for _, p := range list.paths {
+			if strings.HasPrefix(p, "./") { // a file written here
+				b.WriteString("- " + p + "\n")
+				continue
+			}
+			b.WriteString("- " + rel(p) + "\n")
+		}
+	}
+	b.WriteString(body)
+	all := map[string]string{"kustomization.yaml": b.String()}
+	for name, text := range files {
+		all[name] = text
+	}
+	for name, text := range all {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 	return dir
 }

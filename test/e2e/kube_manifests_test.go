@@ -1,0 +1,384 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/yaml"
+)
+
+// The manifests of deploy/ against the real apiserver: every kustomization
+// and every chart rendering below must pass `kubectl apply
+// --dry-run=server --validate=strict` (parsed, defaulted, validated and
+// admitted, nothing stored), and the pods they describe must keep the
+// security settings the design promises. The chart's schema must reject
+// bad values.
+
+// The sidecar's capabilities by response: SYS_PTRACE and DAC_READ_SEARCH
+// always, KILL for kill, CHOWN, FOWNER and DAC_OVERRIDE for restore.
+var (
+	capsKill    = []string{"SYS_PTRACE", "DAC_READ_SEARCH", "KILL"}
+	capsRestore = []string{"SYS_PTRACE", "DAC_READ_SEARCH", "CHOWN", "FOWNER", "DAC_OVERRIDE"}
+	capsReport  = []string{"SYS_PTRACE", "DAC_READ_SEARCH"}
+)
+
+// demoWant is what a rendering of the demo must contain.
+type demoWant struct {
+	kinds       []string // kinds that must be among the objects
+	workload    string   // Pod or Deployment
+	caps        []string // the sidecar's added capabilities
+	hostNetwork bool
+	appPort     int32 // 0: do not check
+}
+
+// serverObjects applies manifests with --dry-run=server in ns and returns
+// the objects as the apiserver answered them (defaulted and validated).
+func serverObjects(t *testing.T, k *kube, ns, manifests string) []json.RawMessage {
+	t.Helper()
+	r := k.stdin(t, manifests, "apply", "-n", ns, "--dry-run=server", "--validate=strict", "-o", "json")
+	if r.Err != nil {
+		t.Fatalf("kubectl apply --dry-run=server: %v\n%s\nmanifests:\n%s", r.Err, r.Stderr, manifests)
+	}
+	var head struct {
+		Kind  string            `json:"kind"`
+		Items []json.RawMessage `json:"items"`
+	}
+	if err := json.Unmarshal([]byte(r.Stdout), &head); err != nil {
+		t.Fatalf("kubectl apply -o json: %v\n%s", err, r.Stdout)
+	}
+	if head.Kind == "List" {
+		return head.Items
+	}
+	return []json.RawMessage{json.RawMessage(r.Stdout)}
+}
+
+// checkDemo checks the objects of one rendering of the demo.
+func checkDemo(t *testing.T, objs []json.RawMessage, want demoWant) {
+	t.Helper()
+	var kinds []string
+	var specs []corev1.PodSpec
+	for _, raw := range objs {
+		var meta struct{ Kind string }
+		if err := json.Unmarshal(raw, &meta); err != nil {
+			t.Fatal(err)
+		}
+		kinds = append(kinds, meta.Kind)
+		switch meta.Kind {
+		case "Pod":
+			var p corev1.Pod
+			if err := json.Unmarshal(raw, &p); err != nil {
+				t.Fatal(err)
+			}
+			specs = append(specs, p.Spec)
+		case "Deployment":
+			var d appsv1.Deployment
+			if err := json.Unmarshal(raw, &d); err != nil {
+				t.Fatal(err)
+			}
+			specs = append(specs, d.Spec.Template.Spec)
+		}
+	}
+	for _, kind := range want.kinds {
+		if !slices.Contains(kinds, kind) {
+			t.Errorf("kinds %v: no %s", kinds, kind)
+		}
+	}
+	if n := strings.Count(strings.Join(kinds, " "), want.workload); len(specs) != 1 || n != 1 {
+		t.Fatalf("kinds %v: want exactly one workload, a %s", kinds, want.workload)
+	}
+	checkPodSpec(t, specs[0], want)
+}
+
+// checkPodSpec checks the security settings and probes of the demo pod.
+func checkPodSpec(t *testing.T, s corev1.PodSpec, want demoWant) {
+	t.Helper()
+	if s.ShareProcessNamespace == nil || !*s.ShareProcessNamespace {
+		t.Error("shareProcessNamespace is not true: the sidecar could not see the app")
+	}
+	if sc := s.SecurityContext; sc == nil || sc.SeccompProfile == nil || sc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+		t.Error("the pod's seccomp profile is not RuntimeDefault")
+	}
+	if s.HostNetwork != want.hostNetwork {
+		t.Errorf("hostNetwork = %v, want %v", s.HostNetwork, want.hostNetwork)
+	}
+	var app, side *corev1.Container
+	for i := range s.Containers {
+		switch s.Containers[i].Name {
+		case "app":
+			app = &s.Containers[i]
+		case "podfim":
+			side = &s.Containers[i]
+		}
+	}
+	if app == nil || side == nil || len(s.Containers) != 2 {
+		t.Fatalf("containers %d: want app and podfim", len(s.Containers))
+	}
+
+	// The app: non-root, nothing added.
+	asc := app.SecurityContext
+	if asc == nil || asc.RunAsNonRoot == nil || !*asc.RunAsNonRoot || asc.RunAsUser == nil || *asc.RunAsUser == 0 {
+		t.Error("app: not runAsNonRoot with a numeric non-root user")
+	}
+	checkDropAll(t, "app", asc, nil)
+
+	// The sidecar: read-only root, drop ALL, only the response's capabilities.
+	ssc := side.SecurityContext
+	if ssc == nil || ssc.ReadOnlyRootFilesystem == nil || !*ssc.ReadOnlyRootFilesystem {
+		t.Error("podfim: root filesystem is not read-only")
+	}
+	checkDropAll(t, "podfim", ssc, want.caps)
+
+	// The baseline volume is mounted into the sidecar only.
+	for _, m := range app.VolumeMounts {
+		if m.Name == "podfim-state" {
+			t.Error("app mounts podfim-state: the app could reach its own baseline")
+		}
+	}
+	if !slices.ContainsFunc(side.VolumeMounts, func(m corev1.VolumeMount) bool { return m.Name == "podfim-state" }) {
+		t.Error("podfim does not mount podfim-state")
+	}
+
+	// Probes: hello's /healthz; the sidecar's /healthz (liveness) and /readyz (readiness).
+	probes := []struct {
+		who   string
+		p     *corev1.Probe
+		path  string
+		named string
+	}{
+		{"app liveness", app.LivenessProbe, "/healthz", "http"},
+		{"app readiness", app.ReadinessProbe, "/healthz", "http"},
+		{"podfim liveness", side.LivenessProbe, "/healthz", "podfim-http"},
+		{"podfim readiness", side.ReadinessProbe, "/readyz", "podfim-http"},
+	}
+	for _, pr := range probes {
+		if pr.p == nil || pr.p.HTTPGet == nil {
+			t.Errorf("%s probe: no httpGet", pr.who)
+			continue
+		}
+		g := pr.p.HTTPGet
+		if g.Path != pr.path || g.Port.String() != pr.named {
+			t.Errorf("%s probe: GET %s on %s, want %s on %s", pr.who, g.Path, g.Port.String(), pr.path, pr.named)
+		}
+		// On the host network the pod IP is the node's: probes must ask 127.0.0.1.
+		if want.hostNetwork && g.Host != "127.0.0.1" {
+			t.Errorf("%s probe: host %q on the host network, want 127.0.0.1", pr.who, g.Host)
+		}
+		if !want.hostNetwork && g.Host != "" {
+			t.Errorf("%s probe: host %q, want the pod IP", pr.who, g.Host)
+		}
+	}
+
+	if want.hostNetwork {
+		for _, c := range []*corev1.Container{app, side} {
+			if c.ImagePullPolicy != corev1.PullNever {
+				t.Errorf("%s: imagePullPolicy %s on the test cluster, want Never", c.Name, c.ImagePullPolicy)
+			}
+		}
+		env := map[string]string{}
+		for _, e := range side.Env {
+			env[e.Name] = e.Value
+		}
+		if env["KUBERNETES_SERVICE_HOST"] != "127.0.0.1" || env["KUBERNETES_SERVICE_PORT"] != "6443" {
+			t.Errorf("podfim env: KUBERNETES_SERVICE_HOST=%q PORT=%q, want 127.0.0.1 6443", env["KUBERNETES_SERVICE_HOST"], env["KUBERNETES_SERVICE_PORT"])
+		}
+	}
+	if want.appPort != 0 {
+		if len(app.Ports) != 1 || app.Ports[0].ContainerPort != want.appPort {
+			t.Errorf("app ports %v, want %d", app.Ports, want.appPort)
+		}
+	}
+}
+
+// checkDropAll checks that a container drops every capability, adds
+// exactly add, and cannot gain privileges.
+func checkDropAll(t *testing.T, name string, sc *corev1.SecurityContext, add []string) {
+	t.Helper()
+	if sc == nil || sc.Capabilities == nil {
+		t.Errorf("%s: no capabilities settings", name)
+		return
+	}
+	if !reflect.DeepEqual(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) {
+		t.Errorf("%s: drop %v, want [ALL]", name, sc.Capabilities.Drop)
+	}
+	var got []string
+	for _, c := range sc.Capabilities.Add {
+		got = append(got, string(c))
+	}
+	if !slices.Equal(sorted(got), sorted(add)) {
+		t.Errorf("%s: add %v, want %v", name, got, add)
+	}
+	if sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
+		t.Errorf("%s: allowPrivilegeEscalation is not false", name)
+	}
+	if sc.Privileged != nil && *sc.Privileged {
+		t.Errorf("%s: privileged", name)
+	}
+}
+
+func sorted(s []string) []string {
+	s = slices.Clone(s)
+	slices.Sort(s)
+	return s
+}
+
+func TestKubeManifests(t *testing.T) {
+	k := newKube(t)
+	ns := k.namespace(t, "podfim-b-")
+	ports := map[string]string{"ports.yaml": `apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: podfim-demo-hostnetwork
+  annotations: {config.kubernetes.io/local-config: "true"}
+data: {appListen: "127.0.0.1:18080", appPort: "18080", sidecarListen: "127.0.0.1:18090", sidecarPort: "18090"}
+`}
+
+	t.Run("Kustomize", func(t *testing.T) {
+		const kd = "deploy/kubernetes/"
+		cases := []struct {
+			name       string
+			resources  []string
+			components []string
+			files      map[string]string
+			want       demoWant
+		}{
+			{"base", []string{kd + "base"}, nil, nil,
+				demoWant{kinds: []string{"Service", "Pod"}, workload: "Pod", caps: capsKill, appPort: 8080}},
+			{"deployment", []string{kd + "deployment"}, nil, nil,
+				demoWant{kinds: []string{"Service", "Deployment"}, workload: "Deployment", caps: capsKill}},
+			{"overlays/demo", []string{kd + "overlays/demo"}, nil, nil,
+				demoWant{kinds: []string{"Namespace", "Service", "Pod"}, workload: "Pod", caps: capsKill}},
+			{"overlays/hostnetwork", []string{kd + "overlays/hostnetwork"}, nil, nil,
+				demoWant{kinds: []string{"Namespace", "Service", "Pod"}, workload: "Pod", caps: capsKill, hostNetwork: true, appPort: 8080}},
+			{"base+restore", []string{kd + "base"}, []string{kd + "components/restore"}, nil,
+				demoWant{kinds: []string{"Pod"}, workload: "Pod", caps: capsRestore}},
+			{"deployment+hostnetwork+restore, ports 18080/18090",
+				[]string{kd + "deployment", "./ports.yaml"}, []string{kd + "components/hostnetwork", kd + "components/restore"}, ports,
+				demoWant{kinds: []string{"Deployment"}, workload: "Deployment", caps: capsRestore, hostNetwork: true, appPort: 18080}},
+		}
+		for _, c := range cases {
+			t.Run(strings.ReplaceAll(c.name, "/", "_"), func(t *testing.T) {
+				dir := overlay(t, c.resources, c.components, "namespace: "+ns+"\n", c.files)
+				out := k.kustomize(t, dir)
+				checkDemo(t, serverObjects(t, k, ns, out), c.want)
+			})
+		}
+	})
+
+	// The hostnetwork overlay's ports ConfigMap reaches every place a port is.
+	t.Run("HostnetworkPorts", func(t *testing.T) {
+		dir := overlay(t, []string{"deploy/kubernetes/base", "./ports.yaml"}, []string{"deploy/kubernetes/components/hostnetwork"}, "namespace: "+ns+"\n", ports)
+		out := k.kustomize(t, dir)
+		for _, want := range []string{"value: 127.0.0.1:18080", "containerPort: 18080", "value: 127.0.0.1:18090", "containerPort: 18090"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("no %q in:\n%s", want, out)
+			}
+		}
+		if strings.Contains(out, "podfim-demo-hostnetwork") {
+			t.Error("the local-config ConfigMap of the ports is in the output")
+		}
+	})
+
+	// The Deployment's pod template is the seed's Pod.
+	t.Run("DeploymentMatchesPod", func(t *testing.T) {
+		var pod corev1.Pod
+		var dep appsv1.Deployment
+		readYAML(t, "deploy/kubernetes/base/pod.yaml", &pod)
+		readYAML(t, "deploy/kubernetes/deployment/deployment.yaml", &dep)
+		if !reflect.DeepEqual(pod.Spec, dep.Spec.Template.Spec) {
+			a, _ := json.MarshalIndent(pod.Spec, "", " ")
+			b, _ := json.MarshalIndent(dep.Spec.Template.Spec, "", " ")
+			t.Fatalf("the Deployment's pod spec differs from the Pod's:\npod: %s\ndeployment: %s", a, b)
+		}
+	})
+
+	t.Run("HelmLint", func(t *testing.T) {
+		for _, args := range [][]string{nil, {"--set", "hostNetwork.enabled=true", "--set", "demo.kind=Deployment"}} {
+			r := helmRun(t, append([]string{"lint", "--strict", helmChart(t)}, args...)...)
+			if r.Err != nil {
+				t.Fatalf("helm lint --strict %v: %v\n%s", args, r.Err, r.Out())
+			}
+		}
+	})
+
+	t.Run("Helm", func(t *testing.T) {
+		cases := []struct {
+			name string
+			sets []string
+			want demoWant
+		}{
+			{"defaults", nil, demoWant{kinds: []string{"Service", "Pod"}, workload: "Pod", caps: capsKill, appPort: 8080}},
+			{"deployment", []string{"demo.kind=Deployment", "demo.replicas=2"},
+				demoWant{kinds: []string{"Service", "Deployment"}, workload: "Deployment", caps: capsKill}},
+			{"restore", []string{"sidecar.respond={log,metric,unready,restore}"},
+				demoWant{kinds: []string{"Pod"}, workload: "Pod", caps: capsRestore}},
+			{"report only", []string{"sidecar.respond={log,metric,unready}", "demo.service.type=ClusterIP"},
+				demoWant{kinds: []string{"Pod", "Service"}, workload: "Pod", caps: capsReport}},
+			{"hostnetwork", []string{"hostNetwork.enabled=true", "hostNetwork.apiServerHost=127.0.0.1", "hostNetwork.apiServerPort=6443",
+				"sidecar.image.pullPolicy=Never", "demo.app.image.pullPolicy=Never", "demo.app.port=18080", "sidecar.port=18090"},
+				demoWant{kinds: []string{"Pod"}, workload: "Pod", caps: capsKill, hostNetwork: true, appPort: 18080}},
+		}
+		for _, c := range cases {
+			t.Run(strings.ReplaceAll(c.name, " ", "_"), func(t *testing.T) {
+				var args []string
+				for _, s := range c.sets {
+					args = append(args, "--set", s)
+				}
+				out := helmTemplate(t, "t", ns, args...)
+				checkDemo(t, serverObjects(t, k, ns, out), c.want)
+			})
+		}
+		t.Run("no_service", func(t *testing.T) {
+			out := helmTemplate(t, "t", ns, "--set", "demo.service.enabled=false")
+			if strings.Contains(out, "kind: Service\n") {
+				t.Fatalf("demo.service.enabled=false still renders a Service:\n%s", out)
+			}
+		})
+	})
+
+	// Values that break the schema are refused by helm, with the reason.
+	t.Run("HelmSchemaRejects", func(t *testing.T) {
+		cases := []struct{ set, reason string }{
+			{"sidecar.respond={log,explode}", "/sidecar/respond/1"},
+			{"sidecar.respond={}", "/sidecar/respond"},
+			{"demo.kind=StatefulSet", "/demo/kind"},
+			{"demo.app.port=0", "/demo/app/port"},
+			{"sidecar.quickInterval=often", "/sidecar/quickInterval"},
+			{"sidecar.image.pullPolicy=Sometimes", "/sidecar/image/pullPolicy"},
+			{"demo.service.type=ExternalName", "/demo/service/type"},
+			{"demo.colour=blue", "additional properties 'colour' not allowed"},
+			{"sidecar.logLevel=verbose", "/sidecar/logLevel"},
+		}
+		for _, c := range cases {
+			r := helmRun(t, "template", "t", helmChart(t), "--set", c.set)
+			if r.Err == nil {
+				t.Errorf("--set %s: helm accepted it", c.set)
+				continue
+			}
+			if !strings.Contains(r.Stderr, "values don't meet the specifications of the schema") || !strings.Contains(r.Stderr, c.reason) {
+				t.Errorf("--set %s: helm refused with %q; want the schema naming %q", c.set, strings.TrimSpace(r.Stderr), c.reason)
+			}
+		}
+	})
+}
+
+// readYAML decodes a YAML file of the repository into v, strictly.
+func readYAML(t *testing.T, rel string, v any) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(repoRoot(t), rel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.UnmarshalStrict(b, v); err != nil {
+		t.Fatal(fmt.Errorf("%s: %w", rel, err))
+	}
+}
