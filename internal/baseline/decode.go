@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 
 	"github.com/podfim/podfim/internal/attr"
@@ -65,7 +64,10 @@ func open(r io.Reader, opts ReadOptions, size int64) (*Reader, error) {
 // openFile is open for a file of the given size, without holding the
 // payload: one pass over the file checks the digest and the signature, and
 // the Reader reads the payload again as it decodes (see fileSource).
-func openFile(f *os.File, opts ReadOptions, size int64) (*Reader, error) {
+//
+// f is an *os.File but for FuzzRead, which checks that it answers as open
+// does for any input.
+func openFile(f payloadFile, opts ReadOptions, size int64) (*Reader, error) {
 	maxSize, maxEntries, err := opts.limits()
 	if err != nil {
 		return nil, err

@@ -50,7 +50,7 @@ func OpenFile(path string, opts ReadOptions) (*Reader, error) {
 		f.Close()
 		return nil, fmt.Errorf("failed to read baseline %q: %w", path, err)
 	}
-	r.name = path
+	r.name, r.closer = path, f
 	return r, nil
 }
 

@@ -39,6 +39,21 @@ func FuzzRead(f *testing.F) {
 
 func checkRead(t *testing.T, data []byte, identical bool) {
 	b, err := Read(bytes.NewReader(data), ReadOptions{})
+	// OpenFile's way (authenticate in one pass, decode in another) must
+	// answer as Read does.
+	fb, ferr := readAsFile(data)
+	switch {
+	case (err == nil) != (ferr == nil):
+		t.Fatalf("Read says %v, the file reader %v", err, ferr)
+	case err != nil:
+		for _, kind := range []error{ErrFormat, ErrVersion, ErrDigest, ErrSignature} {
+			if errors.Is(err, kind) != errors.Is(ferr, kind) {
+				t.Fatalf("Read says %v, the file reader %v", err, ferr)
+			}
+		}
+	default:
+		assertSameEntries(t, fb.Entries, b.Entries)
+	}
 	if err != nil {
 		if !errors.Is(err, ErrFormat) && !errors.Is(err, ErrVersion) && !errors.Is(err, ErrDigest) && !errors.Is(err, ErrSignature) {
 			t.Fatalf("error of no known kind: %v", err)
@@ -136,4 +151,13 @@ func FuzzDecodeBody(f *testing.F) {
 			t.Fatalf("re-encoded body differs:\n got %x\nwant %x", again, body)
 		}
 	})
+}
+
+// readAsFile reads data as OpenFile reads a file.
+func readAsFile(data []byte) (*Baseline, error) {
+	r, err := openFile(bytes.NewReader(data), ReadOptions{}, int64(len(data)))
+	if err != nil {
+		return nil, err
+	}
+	return r.readAll()
 }

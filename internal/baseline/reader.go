@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"hash"
 	"io"
-	"os"
 
 	"github.com/podfim/podfim/internal/attr"
 )
@@ -40,6 +39,7 @@ type Reader struct {
 	payloadLen uint64
 	src        payloadSource // the payload; nil once Next has ended (for OpenFile: once Close was called)
 	body       *bodyStream   // nil once Next has ended
+	closer     io.Closer     // the file of a Reader from OpenFile
 	maxBody    int64
 	maxEntries uint64
 	decoded    int   // entries Next returned
@@ -173,13 +173,13 @@ func (r *Reader) Rewind() error {
 // Close releases the file of a Reader from OpenFile; for other Readers it
 // does nothing. Next fails after Close.
 func (r *Reader) Close() error {
-	fs, ok := r.src.(*fileSource)
 	r.src, r.body = nil, nil
 	if r.err == nil || r.err == io.EOF {
 		r.err = errors.New("baseline: Reader is closed")
 	}
-	if ok {
-		return fs.f.Close()
+	if c := r.closer; c != nil {
+		r.closer = nil
+		return c.Close()
 	}
 	return nil
 }
@@ -224,6 +224,13 @@ func (r *Reader) readAll() (*Baseline, error) {
 	}
 }
 
+// payloadFile is what OpenFile needs of a file: it reads the header and the
+// payload in order once, then reads the payload again at its offset.
+type payloadFile interface {
+	io.Reader
+	io.ReaderAt
+}
+
 // payloadSource is where a Reader gets the payload from.
 type payloadSource interface {
 	// open returns a reader of the payload from its first byte. It is an
@@ -254,7 +261,7 @@ func (s *memSource) finish() (int64, error) { return int64(s.r.Len()), nil }
 // decoder, which are built for hostile input (FuzzRead); no result
 // survives it, since the last Next fails with ErrDigest instead of io.EOF.
 type fileSource struct {
-	f    *os.File
+	f    io.ReaderAt
 	off  int64 // the payload's offset in f
 	n    int64 // its length
 	want [sha256.Size]byte
