@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/podfim/podfim/internal/kube"
 	"github.com/podfim/podfim/internal/policy"
 	"github.com/podfim/podfim/internal/respond"
 )
@@ -49,6 +50,10 @@ var known = []string{
 	AnnTarget, AnnPaths, AnnExclude, AnnRespond, AnnEscalate, AnnKillLimit, AnnKillWin,
 	AnnWebhook, AnnBaseline, AnnVerifyKey, AnnQuick, AnnFull, AnnPort, AnnLogLevel,
 }
+
+// managed are the podfim.io/ annotations podfim itself sets on a pod: a
+// spec copied from such a pod is not an error.
+var managed = []string{AnnStatus, kube.AnnotationQuarantine}
 
 // Limits on annotation values. Every input has a limit; these are far above
 // any sensible pod and far below what would make the patch large.
@@ -129,7 +134,7 @@ func ParseAnnotations(ann map[string]string, defaultRespond []string) (Settings,
 		errs = append(errs, &AnnotationError{Key: key, Problem: fmt.Sprintf(format, args...)})
 	}
 	for _, k := range slices.Sorted(maps.Keys(ann)) {
-		if strings.HasPrefix(k, Prefix) && k != AnnStatus && !slices.Contains(known, k) {
+		if strings.HasPrefix(k, Prefix) && !slices.Contains(managed, k) && !slices.Contains(known, k) {
 			bad(k, "unknown podfim annotation (known: %s)", strings.Join(known, ", "))
 		}
 	}

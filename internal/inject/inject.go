@@ -34,9 +34,15 @@ const (
 	VolumeState     = "podfim-state"
 	VolumeBaseline  = "podfim-baseline"
 	VolumeVerifyKey = "podfim-verify-key"
+	VolumeToken     = "podfim-token"
 	StateDir        = "/var/lib/podfim"
 	baselineDir     = "/etc/podfim/baseline"
 	verifyKeyDir    = "/etc/podfim/verify-key"
+	// tokenDir is where client-go's in-cluster configuration looks.
+	tokenDir = "/var/run/secrets/kubernetes.io/serviceaccount"
+	// tokenSeconds is the lifetime of the sidecar's projected token; the
+	// kubelet renews it at 80%, client-go rereads the file.
+	tokenSeconds = 3600
 	// EnvPolicy carries the policy built from podfim.io/paths and
 	// podfim.io/exclude to the sidecar (its --policy-yaml flag). An env
 	// value is part of the immutable pod spec, unlike an annotation.
@@ -49,6 +55,22 @@ var (
 	capsKill    = []corev1.Capability{"KILL"}
 	capsRestore = []corev1.Capability{"CHOWN", "DAC_OVERRIDE", "FOWNER"}
 )
+
+// apiActions are the responses that use the Kubernetes API.
+var apiActions = []respond.Action{respond.ActionEvent, respond.ActionQuarantine, respond.ActionDelete}
+
+// tokenVolume is the sidecar's service-account token, CA and namespace, the
+// files rest.InClusterConfig reads.
+func tokenVolume() corev1.Volume {
+	exp := int64(tokenSeconds)
+	return corev1.Volume{Name: VolumeToken, VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{Sources: []corev1.VolumeProjection{
+		{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{Path: "token", ExpirationSeconds: &exp}},
+		{ConfigMap: &corev1.ConfigMapProjection{LocalObjectReference: corev1.LocalObjectReference{Name: "kube-root-ca.crt"},
+			Items: []corev1.KeyToPath{{Key: "ca.crt", Path: "ca.crt"}}}},
+		{DownwardAPI: &corev1.DownwardAPIProjection{Items: []corev1.DownwardAPIVolumeFile{
+			{Path: "namespace", FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}}}},
+	}}}}
+}
 
 // Config is the webhook operator's part of the sidecar: what every injected
 // sidecar gets, whatever its pod says.
@@ -174,7 +196,7 @@ func (c *Config) sidecar(pod *corev1.Pod, s Settings) (corev1.Container, []corev
 		errs = append(errs, errors.New("spec.hostPID is true: the podfim sidecar would see every process of the node; it protects pods without hostPID only"))
 	}
 	for _, v := range spec.Volumes {
-		if slices.Contains([]string{VolumeState, VolumeBaseline, VolumeVerifyKey}, v.Name) {
+		if slices.Contains([]string{VolumeState, VolumeBaseline, VolumeVerifyKey, VolumeToken}, v.Name) {
 			errs = append(errs, fmt.Errorf("the pod already has a volume named %q, which the podfim sidecar uses: rename it", v.Name))
 		}
 	}
@@ -252,6 +274,17 @@ func (c *Config) sidecar(pod *corev1.Pod, s Settings) (corev1.Container, []corev
 	}
 	addRef(s.Baseline, "baseline", VolumeBaseline, baselineDir)
 	addRef(s.VerifyKey, "verify-key", VolumeVerifyKey, verifyKeyDir)
+	all := slices.Concat(respondList, s.Escalate)
+	if target != "" || slices.ContainsFunc(all, func(a string) bool { return slices.Contains(apiActions, respond.Action(a)) }) {
+		// The API responses and --target-name need the service account's
+		// token. The service-account admission plugin ran before this
+		// webhook and mounted its token into the app's containers only (if
+		// at all: automountServiceAccountToken: false keeps it from the
+		// app, the container podfim must not trust); the sidecar gets its
+		// own projected token, mounted only here.
+		volumes = append(volumes, tokenVolume())
+		mounts = append(mounts, corev1.VolumeMount{Name: VolumeToken, MountPath: tokenDir, ReadOnly: true})
+	}
 
 	env := []corev1.EnvVar{
 		fieldEnv("POD_NAME", "metadata.name"),
@@ -272,7 +305,6 @@ func (c *Config) sidecar(pod *corev1.Pod, s Settings) (corev1.Container, []corev
 	env = append(env, c.Env...)
 
 	caps := slices.Clone(capsAlways)
-	all := slices.Concat(respondList, s.Escalate)
 	if slices.Contains(all, string(respond.ActionKill)) {
 		caps = append(caps, capsKill...)
 	}

@@ -174,6 +174,13 @@ func checkSidecar(t *testing.T, before, pod *corev1.Pod) {
 	if pod.Spec.HostNetwork != (sc.ReadinessProbe.HTTPGet.Host == "127.0.0.1") || pod.Spec.HostNetwork != strings.Contains(args, "--listen=127.0.0.1:") {
 		t.Errorf("hostNetwork %v: probe host %q, args %s", pod.Spec.HostNetwork, sc.ReadinessProbe.HTTPGet.Host, args)
 	}
+	api := strings.Contains(args, "--target-name=") || strings.Contains(args, "event") || strings.Contains(args, "quarantine") || strings.Contains(args, "delete")
+	hasToken := slices.ContainsFunc(sc.VolumeMounts, func(m corev1.VolumeMount) bool {
+		return m.Name == VolumeToken && m.MountPath == "/var/run/secrets/kubernetes.io/serviceaccount" && m.ReadOnly
+	})
+	if api != hasToken {
+		t.Errorf("the sidecar uses the API: %v, has its token: %v (args %s)", api, hasToken, args)
+	}
 	if len(before.Spec.Containers) > 1 != strings.Contains(args, "--target-name=") {
 		t.Errorf("%d app containers, args %s", len(before.Spec.Containers), args)
 	}

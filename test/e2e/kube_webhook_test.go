@@ -190,10 +190,27 @@ func decodePod(t *testing.T, text string) whPod {
 func testWebhookInject(t *testing.T, k *kube, ns string, img kubeImageRefs) {
 	requireFreePort(t, fmt.Sprintf("127.0.0.1:%d", whAppPort))
 	requireFreePort(t, fmt.Sprintf("127.0.0.1:%d", whSidecar))
+	// The event response needs RBAC for the pod's service account (the
+	// namespace's default here); the webhook gives the sidecar, and only
+	// the sidecar, a token (the app has automountServiceAccountToken off).
+	k.apply(t, ns, `apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: podfim-sidecar}
+rules:
+- {apiGroups: [""], resources: [pods], verbs: [get]}
+- {apiGroups: [""], resources: [events], verbs: [create, patch]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: podfim-sidecar}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: podfim-sidecar}
+subjects:
+- {kind: ServiceAccount, name: default}
+`)
 	start := time.Now()
 	k.apply(t, ns, whHelloDeployment(img, map[string]string{
 		"podfim.io/paths":          "/www",
-		"podfim.io/respond":        "log,metric,unready,kill",
+		"podfim.io/respond":        "log,metric,event,unready,kill",
 		"podfim.io/port":           strconv.Itoa(whSidecar),
 		"podfim.io/quick-interval": "10s",
 	}))
@@ -201,13 +218,13 @@ func testWebhookInject(t *testing.T, k *kube, ns string, img kubeImageRefs) {
 	t.Logf("pod %s 2/2 ready %s after the Deployment was applied", ps.Name, time.Since(start).Round(time.Millisecond))
 	pod := decodePod(t, k.must(t, "-n", ns, "get", "pod", ps.Name, "-o", "json"))
 	if !slices.Equal(pod.containers(), []string{"app", "podfim"}) || pod.Spec.ShareProcessNamespace == nil || !*pod.Spec.ShareProcessNamespace ||
-		pod.Metadata.Annotations["podfim.io/status"] != "injected" || !slices.Contains(pod.volumes(), "podfim-state") {
+		pod.Metadata.Annotations["podfim.io/status"] != "injected" || !slices.Contains(pod.volumes(), "podfim-state") || !slices.Contains(pod.volumes(), "podfim-token") {
 		t.Fatalf("injection: containers %v, shareProcessNamespace %v, volumes %v, annotations %v",
 			pod.containers(), pod.Spec.ShareProcessNamespace, pod.volumes(), pod.Metadata.Annotations)
 	}
 	args := strings.Join(pod.Spec.Containers[1].Args, " ")
 	caps := pod.Spec.Containers[1].SecurityContext.Capabilities.Add
-	if !strings.Contains(args, "--respond=log,metric,unready,kill") || !strings.Contains(args, fmt.Sprintf("--listen=127.0.0.1:%d", whSidecar)) ||
+	if !strings.Contains(args, "--respond=log,metric,event,unready,kill") || !strings.Contains(args, fmt.Sprintf("--listen=127.0.0.1:%d", whSidecar)) ||
 		!slices.Contains(caps, "KILL") || slices.Contains(caps, "CHOWN") {
 		t.Fatalf("sidecar args %q, capabilities %v", args, caps)
 	}
@@ -237,8 +254,14 @@ func testWebhookInject(t *testing.T, k *kube, ns string, img kubeImageRefs) {
 	if killed := matching(parseLog(logs()), "", page); len(killed) < 2 {
 		t.Errorf("the sidecar logged %d lines for %s, want the finding and the kill:\n%s", len(killed), page, lastLines(logs(), 10))
 	}
-	// Events on the pod are the sidecar's Kubernetes integration (another
-	// part of issue 5): shown here, asserted by its own tests.
+	// The finding and the kill as Events on the pod, what `kubectl get
+	// events` and `kubectl describe pod` show.
+	for _, reason := range []string{"FileChanged", "ContainerKilled"} {
+		k.waitUntil(t, ns, "Event "+reason+" on the pod", 30*time.Second, 500*time.Millisecond, func() (bool, string) {
+			r := k.run(t, 30*time.Second, "-n", ns, "get", "events", "--field-selector", "involvedObject.name="+ps.Name+",reason="+reason, "-o", "jsonpath={.items[*].message}")
+			return r.Err == nil && strings.Contains(r.Stdout, page), r.Out()
+		})
+	}
 	t.Logf("events of the pod:\n%s", k.run(t, 30*time.Second, "-n", ns, "get", "events", "--field-selector", "involvedObject.name="+ps.Name).Out())
 }
 
