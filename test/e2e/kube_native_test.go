@@ -1,0 +1,379 @@
+//go:build e2e
+
+package e2e
+
+// The sidecar's Kubernetes features on the real cluster (issue 5): Events
+// on the pod, the quarantine label, readiness taking the pod out of its
+// Service's EndpointSlice and back, the delete response and its loop guard,
+// and a sidecar without RBAC that still detects and responds.
+//
+//	go test -tags e2e -run KubeNative -v ./test/e2e/   (PODFIM_E2E_TAG=d)
+//
+// Ports 18200-18299 of the node are this file's (the pods use the host
+// network).
+
+import (
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// nativeOpts shape the manifest of one test.
+type nativeOpts struct {
+	appPort, sidecarPort int
+	respond, escalate    string
+	extraArgs            []string
+	rbac                 bool // a ServiceAccount with the sidecar's Role; false: the namespace's default, no Role
+}
+
+// nativeManifest is a Deployment of hello + the podfim sidecar, a Service
+// selecting it and, with rbac, a ServiceAccount bound to the least
+// privilege the responses need (what the chart's sidecarRBAC renders).
+func nativeManifest(img kubeImageRefs, o nativeOpts) string {
+	sa := "default"
+	var rbac string
+	if o.rbac {
+		sa = "podfim-d"
+		rbac = `apiVersion: v1
+kind: ServiceAccount
+metadata: {name: podfim-d}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: podfim-d-sidecar}
+rules:
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create, patch]
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [get, patch, delete]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: podfim-d-sidecar}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: podfim-d-sidecar}
+subjects:
+- {kind: ServiceAccount, name: podfim-d}
+---
+`
+	}
+	args := []string{"sidecar", "--respond=" + o.respond, "--escalate=" + o.escalate,
+		fmt.Sprintf("--listen=127.0.0.1:%d", o.sidecarPort), "--state-dir=/var/lib/podfim",
+		"--target-exe=/hello", "--quick-interval=2s", "--full-interval=1h",
+		// The page's tree only: a restarted container's /, /etc and /var
+		// (mount points the runtime creates) get new inodes and times,
+		// which the default policy reports.
+		`--policy-yaml={"version":1,"rules":[{"path":"/","preset":"Ignore"},{"path":"/www","preset":"ReadOnly"}]}`}
+	args = append(args, o.extraArgs...)
+	var argLines strings.Builder
+	for _, a := range args {
+		fmt.Fprintf(&argLines, "        - %q\n", a)
+	}
+	return rbac + fmt.Sprintf(`apiVersion: apps/v1
+kind: Deployment
+metadata: {name: hello}
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {app: hello-d}
+  template:
+    metadata:
+      labels: {app: hello-d}
+    spec:
+      serviceAccountName: %[1]s
+      automountServiceAccountToken: true
+      shareProcessNamespace: true
+      hostNetwork: true
+      dnsPolicy: ClusterFirstWithHostNet
+      terminationGracePeriodSeconds: 5
+      containers:
+      - name: app
+        image: %[2]s
+        imagePullPolicy: Never
+        args: [--dir=/www, --addr=127.0.0.1:%[3]d]
+        readinessProbe:
+          httpGet: {host: 127.0.0.1, port: %[3]d, path: /healthz}
+          periodSeconds: 1
+        securityContext:
+          runAsUser: 65532
+          runAsGroup: 65532
+          runAsNonRoot: true
+          allowPrivilegeEscalation: false
+          capabilities: {drop: [ALL]}
+      - name: podfim
+        image: %[4]s
+        imagePullPolicy: Never
+        args:
+%[5]s        env:
+        - name: POD_NAME
+          valueFrom: {fieldRef: {fieldPath: metadata.name}}
+        - name: POD_NAMESPACE
+          valueFrom: {fieldRef: {fieldPath: metadata.namespace}}
+        - name: POD_UID
+          valueFrom: {fieldRef: {fieldPath: metadata.uid}}
+        - {name: KUBERNETES_SERVICE_HOST, value: "127.0.0.1"}
+        - {name: KUBERNETES_SERVICE_PORT, value: "6443"}
+        readinessProbe:
+          httpGet: {host: 127.0.0.1, port: %[6]d, path: /readyz}
+          periodSeconds: 1
+          failureThreshold: 1
+        securityContext:
+          runAsUser: 0
+          readOnlyRootFilesystem: true
+          allowPrivilegeEscalation: false
+          capabilities:
+            drop: [ALL]
+            add: [SYS_PTRACE, KILL, DAC_READ_SEARCH, CHOWN, FOWNER, DAC_OVERRIDE]
+        volumeMounts:
+        - {name: state, mountPath: /var/lib/podfim}
+      volumes:
+      - name: state
+        emptyDir: {}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: hello}
+spec:
+  selector: {app: hello-d}
+  ports:
+  - {port: 80, targetPort: %[3]d}
+`, sa, img.Hello, o.appPort, img.Podfim, argLines.String(), o.sidecarPort)
+}
+
+// nativePod is the pod of the test's Deployment.
+type nativePod struct {
+	name, uid string
+}
+
+// startNative applies the manifest and waits for the pod to be 2/2 ready.
+func startNative(t *testing.T, k *kube, o nativeOpts) (string, nativePod) {
+	t.Helper()
+	for _, p := range []int{o.appPort, o.sidecarPort} {
+		requireFreePort(t, fmt.Sprintf("127.0.0.1:%d", p))
+	}
+	img := kubeImages(t, k)
+	ns := k.namespace(t, "podfim-d-")
+	k.apply(t, ns, nativeManifest(img, o))
+	p := k.waitReady(t, ns, "app=hello-d", 2, 2*time.Minute)
+	return ns, nativePod{name: p.Name, uid: podUID(t, k, ns, p.Name)}
+}
+
+func podUID(t *testing.T, k *kube, ns, pod string) string {
+	t.Helper()
+	return strings.TrimSpace(k.must(t, "-n", ns, "get", "pod", pod, "-o", "jsonpath={.metadata.uid}"))
+}
+
+// tamperNative rewrites the page inside the app container.
+func tamperNative(t *testing.T, k *kube, ns, pod string) {
+	t.Helper()
+	k.must(t, "-n", ns, "exec", pod, "-c", "app", "--", "/bin/busybox", "sh", "-c", "echo Hacked > /www/index.html")
+}
+
+// podEvents returns "reason uid" of every Event whose involvedObject is
+// the pod named pod, as `kubectl get events` shows them.
+func podEvents(t *testing.T, k *kube, ns, pod string) []string {
+	t.Helper()
+	out := k.must(t, "-n", ns, "get", "events", "--field-selector", "involvedObject.kind=Pod,involvedObject.name="+pod,
+		"-o", `jsonpath={range .items[*]}{.reason} {.involvedObject.uid} {.source.component}{"\n"}{end}`)
+	return strings.Split(strings.TrimSpace(out), "\n")
+}
+
+// waitEvents waits until podfim posted Events with every reason on the pod
+// (and its UID).
+func waitEvents(t *testing.T, k *kube, ns string, pod nativePod, reasons ...string) {
+	t.Helper()
+	k.waitUntil(t, ns, fmt.Sprintf("Events %v on %s", reasons, pod.name), time.Minute, 500*time.Millisecond, func() (bool, string) {
+		evs := podEvents(t, k, ns, pod.name)
+		for _, r := range reasons {
+			if !slices.Contains(evs, r+" "+pod.uid+" podfim") {
+				return false, strings.Join(evs, "; ")
+			}
+		}
+		return true, ""
+	})
+}
+
+// endpointReady returns the ready conditions of the endpoints of the
+// Service hello's EndpointSlices ("true", "false"; none: "").
+func endpointReady(t *testing.T, k *kube, ns string) string {
+	t.Helper()
+	return strings.TrimSpace(k.must(t, "-n", ns, "get", "endpointslices", "-l", "kubernetes.io/service-name=hello",
+		"-o", "jsonpath={.items[*].endpoints[*].conditions.ready}"))
+}
+
+func waitEndpoint(t *testing.T, k *kube, ns, want string) time.Duration {
+	t.Helper()
+	return k.waitUntil(t, ns, "the EndpointSlice endpoint ready="+want, time.Minute, 200*time.Millisecond, func() (bool, string) {
+		got := endpointReady(t, k, ns)
+		return got == want, fmt.Sprintf("ready=%q", got)
+	})
+}
+
+func podLabel(t *testing.T, k *kube, ns, pod, label string) string {
+	t.Helper()
+	return k.must(t, "-n", ns, "get", "pod", pod, "-o", "jsonpath={.metadata.labels."+strings.NewReplacer(".", `\.`, "/", `\/`).Replace(label)+"}")
+}
+
+// sidecarMetric returns the value of one series of the sidecar's /metrics
+// (on 127.0.0.1: the pod uses the host network), -1 when it is missing.
+func sidecarMetric(t *testing.T, port int, series string) float64 {
+	t.Helper()
+	code, body, err := httpGet(t, fmt.Sprintf("http://127.0.0.1:%d/metrics", port))
+	if err != nil || code != http.StatusOK {
+		t.Fatalf("GET /metrics: %d %v", code, err)
+	}
+	for _, line := range strings.Split(body, "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			var f float64
+			fmt.Sscan(v, &f)
+			return f
+		}
+	}
+	return -1
+}
+
+// TestKubeNativeQuarantine: tamper -> Events on the pod, the quarantine
+// label, the pod unready and out of its Service's EndpointSlice; the app
+// restarted from its image -> violation resolved, label removed, back in
+// the EndpointSlice.
+func TestKubeNativeQuarantine(t *testing.T) {
+	k := newKube(t)
+	o := nativeOpts{appPort: 18210, sidecarPort: 18211, respond: "log,metric,event,unready,quarantine", escalate: "unready", rbac: true}
+	ns, pod := startNative(t, k, o)
+	waitEndpoint(t, k, ns, "true")
+	waitEvents(t, k, ns, pod, "BaselineCreated")
+
+	tamperNative(t, k, ns, pod.name)
+	waitEvents(t, k, ns, pod, "FileChanged", "PodQuarantined")
+	k.waitUntil(t, ns, "the quarantine label", 30*time.Second, 200*time.Millisecond, func() (bool, string) {
+		v := podLabel(t, k, ns, pod.name, "podfim.io/quarantined")
+		return v == "true", v
+	})
+	ann := k.must(t, "-n", ns, "get", "pod", pod.name, "-o", `jsonpath={.metadata.annotations.podfim\.io/quarantine}`)
+	if !strings.Contains(ann, `"/www/index.html"`) {
+		t.Errorf("quarantine annotation %q does not name the page", ann)
+	}
+	left := waitEndpoint(t, k, ns, "false")
+	t.Logf("the pod left the Service's ready endpoints %v after the Events were seen", left.Round(time.Millisecond))
+	t.Logf("kubectl get events:\n%s", k.must(t, "-n", ns, "get", "events", "--field-selector", "involvedObject.name="+pod.name))
+
+	// Resolve: the app container restarts from its image (the kubelet's
+	// answer to a crash, or podfim's kill), and its first full check is
+	// clean.
+	// (Debian's static busybox has kill and pidof, not pkill.) The exec may
+	// lose its session to the kill it sends: only the restart counts.
+	k.run(t, 30*time.Second, "-n", ns, "exec", pod.name, "-c", "app", "--", "/bin/busybox", "sh", "-c", "kill -9 $(/bin/busybox pidof hello)")
+	k.waitUntil(t, ns, "the app container restarted", time.Minute, 250*time.Millisecond, func() (bool, string) {
+		p := k.pods(t, ns, "app=hello-d")
+		return len(p) == 1 && p[0].Restarts["app"] == 1, fmt.Sprint(p)
+	})
+	waitEvents(t, k, ns, pod, "ViolationResolved", "PodReleased")
+	k.waitUntil(t, ns, "the quarantine label removed", 30*time.Second, 200*time.Millisecond, func() (bool, string) {
+		v := podLabel(t, k, ns, pod.name, "podfim.io/quarantined")
+		return v == "", v
+	})
+	back := waitEndpoint(t, k, ns, "true")
+	t.Logf("back in the Service's ready endpoints %v after the violation was resolved", back.Round(time.Millisecond))
+	if v := sidecarMetric(t, o.sidecarPort, `podfim_kube_requests_total{operation="patch_pod",result="ok"}`); v < 2 {
+		t.Errorf("patch_pod ok = %v, want at least 2 (label, unlabel)", v)
+	}
+	if v := sidecarMetric(t, o.sidecarPort, `podfim_kube_events_total{result="sent"}`); v < 5 {
+		t.Errorf("events sent = %v, want at least 5", v)
+	}
+	if v := sidecarMetric(t, o.sidecarPort, "podfim_pod_quarantined"); v != 0 {
+		t.Errorf("podfim_pod_quarantined = %v after the release", v)
+	}
+}
+
+// TestKubeNativeDelete: delete -> the pod is deleted and its ReplicaSet
+// starts a fresh one (PodDeleted Event on the old pod); the guard refuses
+// to delete the replacement while it is younger than --delete-min-age and
+// escalates to quarantine instead.
+func TestKubeNativeDelete(t *testing.T) {
+	k := newKube(t)
+	const minAge = 20 * time.Second
+	o := nativeOpts{appPort: 18220, sidecarPort: 18221, respond: "log,event,delete", escalate: "unready,quarantine", rbac: true,
+		extraArgs: []string{"--delete-min-age=" + minAge.String()}}
+	ns, pod := startNative(t, k, o)
+	created, err := time.Parse(time.RFC3339, strings.TrimSpace(k.must(t, "-n", ns, "get", "pod", pod.name, "-o", "jsonpath={.metadata.creationTimestamp}")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if wait := time.Until(created.Add(minAge + 2*time.Second)); wait > 0 {
+		time.Sleep(wait)
+	}
+
+	tamperNative(t, k, ns, pod.name)
+	waitEvents(t, k, ns, pod, "FileChanged", "PodDeleted")
+	var next nativePod
+	k.waitUntil(t, ns, "a replacement pod", 2*time.Minute, 500*time.Millisecond, func() (bool, string) {
+		pods := k.pods(t, ns, "app=hello-d")
+		for _, p := range pods {
+			if p.Name != pod.name && p.Phase == "Running" && p.Ready == 2 {
+				next.name = p.Name
+				return true, ""
+			}
+		}
+		return false, fmt.Sprint(pods)
+	})
+	next.uid = podUID(t, k, ns, next.name)
+	k.waitUntil(t, ns, "the old pod gone", time.Minute, 500*time.Millisecond, func() (bool, string) {
+		r := k.run(t, 30*time.Second, "-n", ns, "get", "pod", pod.name)
+		return r.Err != nil && strings.Contains(r.Stderr, "NotFound"), r.Out()
+	})
+
+	// The replacement is tampered at once: deleting it again would be a
+	// loop. The guard escalates to quarantine instead.
+	tamperNative(t, k, ns, next.name)
+	waitEvents(t, k, ns, next, "FileChanged", "DeleteRefused", "PodQuarantined")
+	if v := podLabel(t, k, ns, next.name, "podfim.io/quarantined"); v != "true" {
+		t.Errorf("the replacement is not quarantined: %q", v)
+	}
+	if got := k.pods(t, ns, "app=hello-d"); len(got) != 1 || got[0].Name != next.name {
+		t.Errorf("pods after the refused delete: %v", got)
+	}
+}
+
+// TestKubeNativeNoRBAC: the same pod with the namespace's default service
+// account and no Role: the sidecar still detects, restores and reports to
+// its log; the API's refusals are logged, not fatal.
+func TestKubeNativeNoRBAC(t *testing.T) {
+	k := newKube(t)
+	o := nativeOpts{appPort: 18230, sidecarPort: 18231, respond: "log,metric,event,unready,quarantine,restore", escalate: "unready", rbac: false}
+	ns, pod := startNative(t, k, o)
+
+	tamperNative(t, k, ns, pod.name)
+	logs := func() string { return k.logs(t, ns, pod.name, "podfim") }
+	waitLog(t, logs, "integrity violation", "/www/index.html", time.Minute)
+	waitLog(t, logs, "file restored", "/www/index.html", time.Minute)
+	waitBody(t, fmt.Sprintf("http://127.0.0.1:%d/", o.appPort), "Hello, world!\n", 30*time.Second)
+	waitStatus(t, fmt.Sprintf("http://127.0.0.1:%d/readyz", o.sidecarPort), http.StatusOK, 30*time.Second)
+
+	// The refusals, logged with the permission to grant.
+	k.waitUntil(t, ns, "the RBAC refusal in the log", 30*time.Second, 500*time.Millisecond, func() (bool, string) {
+		l := logs()
+		return strings.Contains(l, "Kubernetes API request failed") && strings.Contains(l, "forbidden by RBAC"), lastLines(l, 5)
+	})
+	for _, want := range []string{`verbs: [create], resources: [events]`, `verbs: [patch], resources: [pods]`} {
+		if !strings.Contains(logs(), want) {
+			t.Errorf("the sidecar's log does not name the missing permission %q", want)
+		}
+	}
+	if v := sidecarMetric(t, o.sidecarPort, `podfim_kube_requests_total{operation="write_event",result="error"}`); v < 1 {
+		t.Errorf("write_event errors = %v", v)
+	}
+	if v := sidecarMetric(t, o.sidecarPort, `podfim_actions_total{action="restore",result="ok"}`); v != 1 {
+		t.Errorf("restore ok = %v", v)
+	}
+	// Nothing was posted, and the sidecar never restarted.
+	if evs := podEvents(t, k, ns, pod.name); slices.ContainsFunc(evs, func(e string) bool { return strings.HasSuffix(e, " podfim") }) {
+		t.Errorf("Events posted without RBAC: %v", evs)
+	}
+	if p := k.pods(t, ns, "app=hello-d"); len(p) != 1 || p[0].Restarts["podfim"] != 0 {
+		t.Errorf("pods %v: the sidecar must not restart over API errors", p)
+	}
+}
