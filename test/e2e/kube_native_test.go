@@ -236,6 +236,19 @@ func sidecarMetric(t *testing.T, port int, series string) float64 {
 	return -1
 }
 
+// restartApp kills the app's process so that the kubelet starts its
+// container afresh from the image, and waits for the restart.
+func restartApp(t *testing.T, k *kube, ns, pod string) {
+	t.Helper()
+	// (Debian's static busybox has kill and pidof, not pkill.) The exec may
+	// lose its session to the kill it sends: only the restart counts.
+	k.run(t, 30*time.Second, "-n", ns, "exec", pod, "-c", "app", "--", "/bin/busybox", "sh", "-c", "kill -9 $(/bin/busybox pidof hello)")
+	k.waitUntil(t, ns, "the app container restarted", time.Minute, 250*time.Millisecond, func() (bool, string) {
+		p := k.pods(t, ns, "app=hello-d")
+		return len(p) == 1 && p[0].Restarts["app"] == 1, fmt.Sprint(p)
+	})
+}
+
 // TestKubeNativeQuarantine: tamper -> Events on the pod, the quarantine
 // label, the pod unready and out of its Service's EndpointSlice; the app
 // restarted from its image -> violation resolved, label removed, back in
@@ -264,13 +277,7 @@ func TestKubeNativeQuarantine(t *testing.T) {
 	// Resolve: the app container restarts from its image (the kubelet's
 	// answer to a crash, or podfim's kill), and its first full check is
 	// clean.
-	// (Debian's static busybox has kill and pidof, not pkill.) The exec may
-	// lose its session to the kill it sends: only the restart counts.
-	k.run(t, 30*time.Second, "-n", ns, "exec", pod.name, "-c", "app", "--", "/bin/busybox", "sh", "-c", "kill -9 $(/bin/busybox pidof hello)")
-	k.waitUntil(t, ns, "the app container restarted", time.Minute, 250*time.Millisecond, func() (bool, string) {
-		p := k.pods(t, ns, "app=hello-d")
-		return len(p) == 1 && p[0].Restarts["app"] == 1, fmt.Sprint(p)
-	})
+	restartApp(t, k, ns, pod.name)
 	waitEvents(t, k, ns, pod, "ViolationResolved", "PodReleased")
 	k.waitUntil(t, ns, "the quarantine label removed", 30*time.Second, 200*time.Millisecond, func() (bool, string) {
 		v := podLabel(t, k, ns, pod.name, "podfim.io/quarantined")
@@ -339,19 +346,26 @@ func TestKubeNativeDelete(t *testing.T) {
 }
 
 // TestKubeNativeNoRBAC: the same pod with the namespace's default service
-// account and no Role: the sidecar still detects, restores and reports to
-// its log; the API's refusals are logged, not fatal.
+// account and no Role. The sidecar still detects, and the quarantine that
+// needs no RBAC works: /readyz fails while the violation is open, the pod
+// leaves its Service's EndpointSlice, and comes back once the restarted
+// app is verified clean. The API's refusals are logged, never fatal.
 func TestKubeNativeNoRBAC(t *testing.T) {
 	k := newKube(t)
-	o := nativeOpts{appPort: 18230, sidecarPort: 18231, respond: "log,metric,event,unready,quarantine,restore", escalate: "unready", rbac: false}
+	o := nativeOpts{appPort: 18230, sidecarPort: 18231, respond: "log,metric,event,unready,quarantine", escalate: "unready", rbac: false}
 	ns, pod := startNative(t, k, o)
+	waitEndpoint(t, k, ns, "true")
+	readyz := fmt.Sprintf("http://127.0.0.1:%d/readyz", o.sidecarPort)
 
 	tamperNative(t, k, ns, pod.name)
 	logs := func() string { return k.logs(t, ns, pod.name, "podfim") }
 	waitLog(t, logs, "integrity violation", "/www/index.html", time.Minute)
-	waitLog(t, logs, "file restored", "/www/index.html", time.Minute)
-	waitBody(t, fmt.Sprintf("http://127.0.0.1:%d/", o.appPort), "Hello, world!\n", 30*time.Second)
-	waitStatus(t, fmt.Sprintf("http://127.0.0.1:%d/readyz", o.sidecarPort), http.StatusOK, 30*time.Second)
+	body, _ := waitStatus(t, readyz, http.StatusServiceUnavailable, 30*time.Second)
+	if !strings.Contains(body, "integrity violation: /www/index.html") {
+		t.Errorf("/readyz says %q", body)
+	}
+	left := waitEndpoint(t, k, ns, "false")
+	t.Logf("without RBAC the pod left the Service's ready endpoints too (%v)", left.Round(time.Millisecond))
 
 	// The refusals, logged with the permission to grant.
 	k.waitUntil(t, ns, "the RBAC refusal in the log", 30*time.Second, 500*time.Millisecond, func() (bool, string) {
@@ -366,9 +380,13 @@ func TestKubeNativeNoRBAC(t *testing.T) {
 	if v := sidecarMetric(t, o.sidecarPort, `podfim_kube_requests_total{operation="write_event",result="error"}`); v < 1 {
 		t.Errorf("write_event errors = %v", v)
 	}
-	if v := sidecarMetric(t, o.sidecarPort, `podfim_actions_total{action="restore",result="ok"}`); v != 1 {
-		t.Errorf("restore ok = %v", v)
-	}
+
+	restartApp(t, k, ns, pod.name)
+	waitStatus(t, readyz, http.StatusOK, 30*time.Second)
+	back := waitEndpoint(t, k, ns, "true")
+	t.Logf("back in the Service's ready endpoints %v after the restarted app was verified", back.Round(time.Millisecond))
+	waitBody(t, fmt.Sprintf("http://127.0.0.1:%d/", o.appPort), "Hello, world!\n", 30*time.Second)
+
 	// Nothing was posted, and the sidecar never restarted.
 	if evs := podEvents(t, k, ns, pod.name); slices.ContainsFunc(evs, func(e string) bool { return strings.HasSuffix(e, " podfim") }) {
 		t.Errorf("Events posted without RBAC: %v", evs)
