@@ -70,7 +70,7 @@ func (f *webhookFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.service, "service", "", "self-signed mode: the webhook's Service; its DNS names go into the serving certificate")
 	fs.StringSliceVar(&f.dnsNames, "cert-dns", nil, "self-signed mode: more DNS names for the serving certificate")
 	fs.StringSliceVar(&f.ips, "cert-ip", nil, "self-signed mode: IP addresses for the serving certificate (e.g. 127.0.0.1 for a url clientConfig on a hostNetwork pod)")
-	fs.DurationVar(&f.publish, "publish-interval", time.Minute, "self-signed mode: how often the caBundle is checked and put back (a Helm upgrade empties it)")
+	fs.DurationVar(&f.publish, "publish-interval", time.Minute, "self-signed mode: how often the caBundle is checked and put back (replacing the configuration empties it)")
 	fs.StringVar(&f.image, "sidecar-image", "", "the podfim image of injected sidecars (required)")
 	fs.StringVar(&f.pullPolicy, "sidecar-pull-policy", string(corev1.PullIfNotPresent), "imagePullPolicy of injected sidecars: Always, IfNotPresent or Never")
 	fs.StringArrayVar(&f.sidecarEnv, "sidecar-env", nil, "NAME=VALUE added to every injected sidecar's environment (repeatable)")

@@ -25,13 +25,15 @@ import (
 // podfim-c-e2e (scoped to namespaces labelled podfim.io/e2e-owner=c, so it
 // never intercepts another test's pods) and its RBAC; the images are
 // tagged PODFIM_E2E_TAG (c). All of it is deleted at the end, the webhook
-// configuration first. Ports: 18100-18102 on 127.0.0.1.
+// configuration first. Ports: 18100-18104 on 127.0.0.1.
 const (
 	whRelease = "podfim-c-e2e" // also the MutatingWebhookConfiguration's name
 	whTag     = "c"
 	whPort    = 18100 // the webhook, on the node's loopback
 	whAppPort = 18101 // the hello app
 	whSidecar = 18102 // the injected sidecar's /metrics, /healthz, /readyz
+	whRestApp = 18103 // the restore scenario's app
+	whRestSC  = 18104 // and its sidecar
 	whOwner   = "podfim.io/e2e-owner"
 )
 
@@ -97,6 +99,7 @@ func TestKubeWebhook(t *testing.T) {
 	k.must(t, "label", "namespace", app, "podfim.io/inject=enabled", whOwner+"="+whTag)
 
 	t.Run("inject", func(t *testing.T) { testWebhookInject(t, k, app, img) })
+	t.Run("restore", func(t *testing.T) { testWebhookRestore(t, k, app, img) })
 	t.Run("readmission", func(t *testing.T) { testWebhookReadmission(t, k, app) })
 	t.Run("reject", func(t *testing.T) { testWebhookReject(t, k, app, img) })
 	t.Run("opt-out", func(t *testing.T) { testWebhookOptOut(t, k, app, img) })
@@ -109,18 +112,18 @@ func TestKubeWebhook(t *testing.T) {
 
 // whHelloDeployment is a plain Deployment of the hello app: only
 // annotations ask for the sidecar (the namespace opted in).
-func whHelloDeployment(img kubeImageRefs, annotations map[string]string) string {
+func whHelloDeployment(img kubeImageRefs, name string, port int, annotations map[string]string) string {
 	ann, _ := json.Marshal(annotations)
 	return fmt.Sprintf(`apiVersion: apps/v1
 kind: Deployment
 metadata:
-  name: hello
+  name: %[4]s
 spec:
   replicas: 1
-  selector: {matchLabels: {app: hello}}
+  selector: {matchLabels: {app: %[4]s}}
   template:
     metadata:
-      labels: {app: hello}
+      labels: {app: %[4]s}
       annotations: %[1]s
     spec:
       hostNetwork: true          # the test cluster has no pod network
@@ -136,7 +139,7 @@ spec:
           runAsUser: 65532
           allowPrivilegeEscalation: false
           capabilities: {drop: [ALL]}
-`, ann, img.Hello, whAppPort)
+`, ann, img.Hello, port, name)
 }
 
 // whPod is what the tests read of an admitted pod.
@@ -208,7 +211,7 @@ subjects:
 - {kind: ServiceAccount, name: default}
 `)
 	start := time.Now()
-	k.apply(t, ns, whHelloDeployment(img, map[string]string{
+	k.apply(t, ns, whHelloDeployment(img, "hello", whAppPort, map[string]string{
 		"podfim.io/paths":          "/www",
 		"podfim.io/respond":        "log,metric,event,unready,kill",
 		"podfim.io/port":           strconv.Itoa(whSidecar),
@@ -263,6 +266,46 @@ subjects:
 		})
 	}
 	t.Logf("events of the pod:\n%s", k.run(t, 30*time.Second, "-n", ns, "get", "events", "--field-selector", "involvedObject.name="+ps.Name).Out())
+}
+
+// testWebhookRestore: with restore annotated, the sidecar gets the
+// capabilities restore needs and writes the page back without a restart.
+func testWebhookRestore(t *testing.T, k *kube, ns string, img kubeImageRefs) {
+	requireFreePort(t, fmt.Sprintf("127.0.0.1:%d", whRestApp))
+	requireFreePort(t, fmt.Sprintf("127.0.0.1:%d", whRestSC))
+	k.apply(t, ns, whHelloDeployment(img, "hello-restore", whRestApp, map[string]string{
+		"podfim.io/paths":   "/www",
+		"podfim.io/respond": "log,metric,event,unready,restore",
+		"podfim.io/port":    strconv.Itoa(whRestSC),
+	}))
+	ps := k.waitReady(t, ns, "app=hello-restore", 2, 2*time.Minute)
+	pod := decodePod(t, k.must(t, "-n", ns, "get", "pod", ps.Name, "-o", "json"))
+	caps := pod.Spec.Containers[1].SecurityContext.Capabilities.Add
+	for _, c := range []string{"CHOWN", "FOWNER", "DAC_OVERRIDE"} {
+		if !slices.Contains(caps, c) {
+			t.Errorf("restore without %s: %v", c, caps)
+		}
+	}
+	if slices.Contains(caps, "KILL") {
+		t.Errorf("KILL without the kill response: %v", caps)
+	}
+	pageURL := fmt.Sprintf("http://127.0.0.1:%d/", whRestApp)
+	waitBody(t, pageURL, hello, 30*time.Second)
+	logs := func() string { return k.logs(t, ns, ps.Name, "podfim") }
+	// Wait for the first full check (ready) so the page's bytes are kept.
+	waitStatus(t, fmt.Sprintf("http://127.0.0.1:%d/readyz", whRestSC), 200, 30*time.Second)
+	k.run(t, 30*time.Second, "-n", ns, "exec", ps.Name, "-c", "app", "--", "/bin/busybox", "sh", "-c", tamperCmd)
+	waitLog(t, logs, "integrity violation", page, 30*time.Second)
+	restored := waitLog(t, logs, "file restored", page, 30*time.Second)
+	t.Logf("restored: %s", restored)
+	waitBody(t, pageURL, hello, 30*time.Second)
+	if after := k.pods(t, ns, "app=hello-restore"); len(after) != 1 || after[0].Restarts["app"] != 0 {
+		t.Errorf("restore restarted the app: %v", after)
+	}
+	k.waitUntil(t, ns, "Event FileRestored on the pod", 30*time.Second, 500*time.Millisecond, func() (bool, string) {
+		r := k.run(t, 30*time.Second, "-n", ns, "get", "events", "--field-selector", "involvedObject.name="+ps.Name+",reason=FileRestored", "-o", "jsonpath={.items[*].message}")
+		return r.Err == nil && strings.Contains(r.Stdout, page), r.Out()
+	})
 }
 
 // testWebhookReadmission sends the injected pod's spec through admission

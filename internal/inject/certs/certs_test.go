@@ -292,7 +292,7 @@ func TestPublishCA(t *testing.T) {
 }
 
 // TestKeepPublished: a configuration created late is patched once it
-// appears, and a caBundle reset (Helm upgrade) is put back.
+// appears, and a caBundle reset (the object replaced) is put back.
 func TestKeepPublished(t *testing.T) {
 	api := newFake()
 	ctx, cancel := context.WithCancel(context.Background())

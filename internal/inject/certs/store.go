@@ -178,7 +178,8 @@ const (
 
 // KeepPublished runs PublishCA now and then every interval until ctx ends,
 // retrying failures with exponential backoff: the configuration may be
-// created after the webhook starts, and a Helm upgrade resets the caBundle
+// created after the webhook starts, and a tool that replaces the object
+// (kubectl replace, helm --force, a GitOps sync of the chart) resets the caBundle
 // the chart leaves empty. published is called after each successful check
 // (true: the caBundle is in place).
 func KeepPublished(ctx context.Context, api API, name string, caPEM []byte, interval time.Duration, log *slog.Logger, published func(ok bool)) {
