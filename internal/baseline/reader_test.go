@@ -144,34 +144,54 @@ func TestReadDoesNotPinPayload(t *testing.T) {
 	runtime.KeepAlive(r)
 }
 
-// TestStreamMemory checks that streaming a baseline allocates its payload,
-// fixed buffers and each entry's strings, not the decoded baseline.
+// TestStreamMemory checks that streaming a baseline allocates fixed
+// buffers and each entry's strings, not the decoded baseline, and from a
+// file not even the payload.
 func TestStreamMemory(t *testing.T) {
-	data := encodeFile(t, syntheticBaseline(100_000, false), nil)
-	var ms0, ms1 runtimeMem
-	ms0.read()
-	r, err := Open(bytes.NewReader(data), ReadOptions{})
-	if err != nil {
+	data := encodeFile(t, syntheticBaseline(sweepFiles(), false), nil)
+	path := filepath.Join(t.TempDir(), "b.pfb")
+	if err := os.WriteFile(path, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	n := 0
-	for {
-		_, err := r.Next()
-		if err == io.EOF {
-			break
+	// The decoder's buffer, one group's hashes, the decompressor and the
+	// file's read buffer, with room to spare.
+	const fixed = bodyBufSize + maxGroupHashes + 128<<10
+	for _, fromFile := range []bool{false, true} {
+		var ms0, ms1 runtimeMem
+		ms0.read()
+		var r *Reader
+		var err error
+		payload := uint64(len(data))
+		if fromFile {
+			r, err = OpenFile(path, ReadOptions{})
+			payload = 0
+		} else {
+			r, err = Open(bytes.NewReader(data), ReadOptions{})
 		}
 		if err != nil {
 			t.Fatal(err)
 		}
-		n++
-	}
-	ms1.read()
-	alloc := ms1.totalAlloc - ms0.totalAlloc
-	perEntry := (alloc - uint64(len(data))) / uint64(n)
-	t.Logf("%d entries: %d bytes allocated, %d of them per entry beyond the payload", n, alloc, perEntry)
-	// A path string ("/d0123/f00045.dat") per entry; Read allocates ~270.
-	if perEntry > 40 {
-		t.Errorf("streaming allocated %d bytes per entry beyond the payload", perEntry)
+		n := 0
+		for {
+			_, err := r.Next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			n++
+		}
+		ms1.read()
+		r.Close()
+		alloc := ms1.totalAlloc - ms0.totalAlloc
+		perEntry := int64(alloc-payload-fixed) / int64(n)
+		t.Logf("from file %v: %d entries, %d bytes allocated, %d per entry beyond the payload (%d) and %d fixed",
+			fromFile, n, alloc, perEntry, payload, fixed)
+		// A path string ("/d0123/f00045.dat") per entry; Read allocates ~270.
+		if perEntry > 40 {
+			t.Errorf("from file %v: streaming allocated %d bytes per entry beyond the payload and the buffers", fromFile, perEntry)
+		}
 	}
 }
 

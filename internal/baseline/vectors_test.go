@@ -284,7 +284,7 @@ func TestTruncations(t *testing.T) {
 			flags, opts.VerifyKey = flagSigned, pubOf(key)
 		}
 		data := encodeFile(t, sampleBaseline(), key)
-		for n := range len(data) {
+		for _, n := range sampleOf(t, len(data), 256, 8) {
 			// With and without a known input size.
 			if _, err := Read(bytes.NewReader(data[:n]), opts); !errors.Is(err, ErrFormat) {
 				t.Fatalf("file cut to %d of %d bytes: err = %v", n, len(data), err)
@@ -294,14 +294,14 @@ func TestTruncations(t *testing.T) {
 			}
 		}
 		_, payload, _ := splitFile(data)
-		for n := range len(payload) {
+		for _, n := range sampleOf(t, len(payload), 64, 8) {
 			if _, err := Read(bytes.NewReader(assemble(payload[:n], Version, flags, key)), opts); !errors.Is(err, ErrFormat) {
 				t.Fatalf("payload cut to %d of %d bytes: err = %v", n, len(payload), err)
 			}
 		}
 	}
 	body := rawBody(t, sampleBaseline())
-	for n := range len(body) {
+	for _, n := range sampleOf(t, len(body), 64, 8) {
 		if _, err := Read(bytes.NewReader(assemble(gz(t, body[:n]), Version, 0, nil)), ReadOptions{}); !errors.Is(err, ErrFormat) {
 			t.Fatalf("body cut to %d of %d bytes: err = %v", n, len(body), err)
 		}

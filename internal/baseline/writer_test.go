@@ -40,14 +40,23 @@ func writeStreamed(t *testing.T, path string, b *Baseline, key ed25519.PrivateKe
 // boundaries and with hashes both stored and compressed.
 func TestWriterMatchesWrite(t *testing.T) {
 	dir := t.TempDir()
+	all := combinationEntries()
+	combos := &Baseline{}
+	for _, i := range sampleOf(t, len(all), 64, 16) {
+		combos.Entries = append(combos.Entries, all[i])
+	}
+	combos.Sort()
 	for name, b := range map[string]*Baseline{
 		"sample":      sampleBaseline(),
 		"empty":       {PolicyDigest: "p"},
-		"combination": sorted(&Baseline{Entries: combinationEntries()}),
+		"combination": combos,
 		"synthetic":   syntheticBaseline(2*groupSize+500, false), // three groups, hashes stored
 		"one-group":   syntheticBaseline(groupSize-1-groupSize/100, true),
 	} {
 		for _, key := range []ed25519.PrivateKey{nil, keyA()} {
+			if key != nil && name == "combination" {
+				continue // signing does not depend on the content
+			}
 			want := encodeFile(t, b, key)
 			path := filepath.Join(dir, name+".pfb")
 			w := writeStreamed(t, path, b, key)
@@ -262,7 +271,3 @@ func TestRewind(t *testing.T) {
 	}
 }
 
-func sorted(b *Baseline) *Baseline {
-	b.Sort()
-	return b
-}
