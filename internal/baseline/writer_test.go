@@ -270,4 +270,3 @@ func TestRewind(t *testing.T) {
 		t.Error("an in-memory Reader rewound")
 	}
 }
-
