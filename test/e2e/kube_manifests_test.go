@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/podfim/podfim/internal/policy"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
@@ -39,6 +40,9 @@ type demoWant struct {
 	caps        []string // the sidecar's added capabilities
 	hostNetwork bool
 	appPort     int32 // 0: do not check
+	// builtinPolicy: the sidecar runs without --policy; otherwise it reads
+	// the demo's policy from a ConfigMap mounted read-only into it alone.
+	builtinPolicy bool
 }
 
 // serverObjects applies manifests with --dry-run=server in ns and returns
@@ -146,6 +150,16 @@ func checkPodSpec(t *testing.T, s corev1.PodSpec, want demoWant) {
 	}
 	if !slices.ContainsFunc(side.VolumeMounts, func(m corev1.VolumeMount) bool { return m.Name == "podfim-state" }) {
 		t.Error("podfim does not mount podfim-state")
+	}
+	policyArg := slices.Contains(side.Args, "--policy=/etc/podfim/policy.yaml")
+	policyMount := slices.ContainsFunc(side.VolumeMounts, func(m corev1.VolumeMount) bool {
+		return m.Name == "podfim-policy" && m.MountPath == "/etc/podfim" && m.ReadOnly
+	})
+	policyCM := slices.ContainsFunc(s.Volumes, func(v corev1.Volume) bool {
+		return v.Name == "podfim-policy" && v.ConfigMap != nil && strings.Contains(v.ConfigMap.Name, "podfim-demo-policy")
+	})
+	if want.builtinPolicy == (policyArg || policyMount || policyCM) {
+		t.Errorf("policy: --policy %v, read-only mount %v, ConfigMap volume %v; want all %v", policyArg, policyMount, policyCM, !want.builtinPolicy)
 	}
 
 	// Probes: hello's /healthz; the sidecar's /healthz (liveness) and /readyz (readiness).
@@ -288,6 +302,30 @@ data: {appListen: "127.0.0.1:18080", appPort: "18080", sidecarListen: "127.0.0.1
 		}
 	})
 
+	// The demo's policy: one text in the kustomize tree and in the chart,
+	// and podfim accepts it.
+	t.Run("DemoPolicy", func(t *testing.T) {
+		root := repoRoot(t)
+		a, err := os.ReadFile(filepath.Join(root, "deploy/kubernetes/common/policy.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(filepath.Join(root, "deploy/helm/podfim/files/hello-policy.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(a) != string(b) {
+			t.Fatal("deploy/kubernetes/common/policy.yaml and deploy/helm/podfim/files/hello-policy.yaml differ")
+		}
+		p, err := policy.Parse(a)
+		if err != nil {
+			t.Fatalf("the demo policy: %v", err)
+		}
+		if len(p.Rules) == 0 {
+			t.Fatal("the demo policy has no rules")
+		}
+	})
+
 	// The Deployment's pod template is the seed's Pod.
 	t.Run("DeploymentMatchesPod", func(t *testing.T) {
 		var pod corev1.Pod
@@ -321,6 +359,8 @@ data: {appListen: "127.0.0.1:18080", appPort: "18080", sidecarListen: "127.0.0.1
 				demoWant{kinds: []string{"Service", "Deployment"}, workload: "Deployment", caps: capsKill}},
 			{"restore", []string{"sidecar.respond={log,metric,unready,restore}"},
 				demoWant{kinds: []string{"Pod"}, workload: "Pod", caps: capsRestore}},
+			{"builtin policy", []string{"demo.policy.builtin=true"},
+				demoWant{kinds: []string{"Pod"}, workload: "Pod", caps: capsKill, builtinPolicy: true}},
 			{"report only", []string{"sidecar.respond={log,metric,unready}", "demo.service.type=ClusterIP"},
 				demoWant{kinds: []string{"Pod", "Service"}, workload: "Pod", caps: capsReport}},
 			{"hostnetwork", []string{"hostNetwork.enabled=true", "hostNetwork.apiServerHost=127.0.0.1", "hostNetwork.apiServerPort=6443",

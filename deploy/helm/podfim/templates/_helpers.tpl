@@ -93,10 +93,13 @@ httpGet:
 {{- end -}}
 
 {{/*
-The podfim sidecar container (pass the root context). The same container
-serves the demo and anything else of this chart that adds a sidecar.
+The podfim sidecar container (pass a dict: ctx, the root context, and
+policyConfigMap, the name of a ConfigMap whose policy.yaml is the policy, or
+"" for the built-in policy). Anything of this chart that runs a sidecar uses it.
 */}}
 {{- define "podfim.sidecar.container" -}}
+{{- $policy := .policyConfigMap -}}
+{{- with .ctx -}}
 {{- $s := .Values.sidecar -}}
 - name: podfim
   image: {{ include "podfim.image" $s.image | quote }}
@@ -111,6 +114,9 @@ serves the demo and anything else of this chart that adds a sidecar.
   - --kill-limit={{ $s.killLimit }}
   - --kill-window={{ $s.killWindow }}
   - --log-level={{ $s.logLevel }}
+  {{- if $policy }}
+  - --policy=/etc/podfim/policy.yaml
+  {{- end }}
   {{- with $s.targetExe }}
   - --target-exe={{ . }}
   {{- end }}
@@ -154,13 +160,24 @@ serves the demo and anything else of this chart that adds a sidecar.
   # Mounted only into the sidecar: the app cannot reach its baseline.
   - name: podfim-state
     mountPath: /var/lib/podfim
+  {{- if $policy }}
+  - name: podfim-policy
+    mountPath: /etc/podfim
+    readOnly: true
+  {{- end }}
+{{- end -}}
 {{- end -}}
 
-{{/* The sidecar's private state volume. */}}
-{{- define "podfim.sidecar.volume" -}}
+{{/* The sidecar's volumes (pass the same dict as to podfim.sidecar.container). */}}
+{{- define "podfim.sidecar.volumes" -}}
 - name: podfim-state
   emptyDir:
-    sizeLimit: {{ .Values.sidecar.stateSizeLimit }}
+    sizeLimit: {{ .ctx.Values.sidecar.stateSizeLimit }}
+{{- with .policyConfigMap }}
+- name: podfim-policy
+  configMap:
+    name: {{ . }}
+{{- end }}
 {{- end -}}
 
 {{/* KUBERNETES_SERVICE_HOST/PORT when the Service IP is not routed (host network, no kube-proxy). */}}
@@ -171,4 +188,9 @@ serves the demo and anything else of this chart that adds a sidecar.
 - name: KUBERNETES_SERVICE_PORT
   value: {{ .Values.hostNetwork.apiServerPort | default "443" | toString | quote }}
 {{- end -}}
+{{- end -}}
+
+{{/* The demo's policy text: demo.policy.text, or the chart's files/hello-policy.yaml. */}}
+{{- define "podfim.demo.policy" -}}
+{{- .Values.demo.policy.text | default (.Files.Get "files/hello-policy.yaml") -}}
 {{- end -}}
