@@ -8,8 +8,13 @@
 // Read and ReadFile decode a whole baseline. Open and OpenFile return a
 // Reader that yields one entry at a time, for a comparison that must not
 // hold the decoded baseline (about 200 bytes an entry in memory, against
-// under 50 stored): it holds the stored payload and one group's hashes.
-// Read is Open and Next until io.EOF, so both make the same checks.
+// under 50 stored): Open's Reader holds the stored payload and one group's
+// hashes; OpenFile's holds one group's hashes only, and reads the file
+// twice (authenticate, then decode with the digest checked again; Rewind
+// reads it once more). Read is Open and Next until io.EOF, so both make
+// the same checks. Write and WriteFile encode a whole baseline; a Writer
+// (CreateFile) takes one entry at a time and gives the same bytes.
+// QuickIndex keeps what a quick scan asks of a baseline, and no more.
 //
 // # File format, version 1
 //
@@ -52,7 +57,11 @@
 // Open makes the same checks before it returns, and decodes the policy
 // digest and the entry count; Next decodes the entries, and returns
 // io.EOF only after the end marker, the end of the gzip stream and its
-// checksum were checked too.
+// checksum were checked too. OpenFile checks the digest and signature in a
+// first pass over the file and digests the payload again as Next reads
+// it: a file changed in between makes Next end with ErrDigest, never
+// io.EOF (its changed bytes may reach the decompressor and the decoder,
+// which take hostile input, but no result survives them).
 //
 // # Body
 //

@@ -17,15 +17,18 @@ import (
 
 // Reader reads a baseline entry by entry, holding one group of entries'
 // hashes at a time instead of every entry: with it, a comparison needs
-// memory for the stored (compressed) file, not for the decoded baseline.
+// memory for the stored (compressed) file (Open), or for neither (OpenFile),
+// not for the decoded baseline.
 //
-// Open has authenticated the whole file before it returns a Reader, so
-// every entry Next returns comes from a file with a good digest and, when
-// one was required or present, a good signature. What Next may still find
-// is a file that is authentic but malformed (a buggy or hostile writer that
-// holds the key, or an unsigned file whose digest was recomputed): the
-// entries before the bad one were then returned already. A caller must not
-// act on a comparison until Next has returned io.EOF.
+// Open and OpenFile have authenticated the whole file before they return a
+// Reader, so every entry Next returns comes from a file with a good digest
+// and, when one was required or present, a good signature; OpenFile's
+// Reader reads the file again and checks its digest again at the end. What
+// Next may still find is a file that is authentic but malformed (a buggy or
+// hostile writer that holds the key, or an unsigned file whose digest was
+// recomputed), or for OpenFile a file changed since it was authenticated
+// (ErrDigest): the entries before the bad one were then returned already.
+// A caller must not act on a comparison until Next has returned io.EOF.
 type Reader struct {
 	Version      int               // format version of the file
 	PolicyDigest string            // hex sha256 of the policy used (opaque to this package)
