@@ -34,6 +34,10 @@ const (
 	keyExpires = "expires"
 )
 
+// renewCheck is how often a self-signed replica looks at its Secret for a
+// renewal (its own, 30 days before expiry, or another replica's).
+const renewCheck = 12 * time.Hour
+
 // TLS modes.
 const (
 	tlsSelfSigned = "self-signed"
@@ -253,15 +257,29 @@ func runWebhook(ctx context.Context, cfg webhookConfig, newAPI func() (certs.API
 			return fail(ExitError, err)
 		}
 		var static certs.Static
-		if err := static.Set(bundle); err != nil {
+		var current atomic.Pointer[certs.Bundle]
+		use := func(b certs.Bundle) error {
+			if err := static.Set(b); err != nil {
+				return err
+			}
+			current.Store(&b)
+			if exp, err := certs.Expiry(b.Cert); err == nil {
+				wm.expiry.Set(float64(exp.Unix()))
+				log.Info("serving certificate ready", keyMode, cfg.mode, keyExpires, exp)
+			}
+			return nil
+		}
+		if err := use(bundle); err != nil {
 			return fail(ExitError, err)
 		}
-		if exp, err := certs.Expiry(bundle.Cert); err == nil {
-			wm.expiry.Set(float64(exp.Unix()))
-			log.Info("serving certificate ready", keyMode, cfg.mode, keyExpires, exp)
-		}
 		tlsCfg.GetCertificate = static.GetCertificate
-		go certs.KeepPublished(ctx, api, cfg.config, bundle.CACert, cfg.publish, log, func(ok bool) {
+		go cfg.store.KeepFresh(ctx, bundle, renewCheck, log, func(b certs.Bundle) {
+			if err := use(b); err != nil {
+				log.Warn("the renewed certificate is unusable; keeping the current one", keyErr, err)
+			}
+		})
+		caPEM := func() []byte { return current.Load().CACert }
+		go certs.KeepPublished(ctx, api, cfg.config, caPEM, cfg.publish, log, func(ok bool) {
 			// Not ready until the API server trusts this CA: a replica
 			// that cannot publish it (RBAC, a missing configuration)
 			// shows up in the Deployment's status.

@@ -298,7 +298,7 @@ func TestKeepPublished(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	states := make(chan bool, 100)
-	go KeepPublished(ctx, api, "podfim", []byte("CA"), 20*time.Millisecond, slog.New(slog.NewTextHandler(io.Discard, nil)), func(ok bool) { states <- ok })
+	go KeepPublished(ctx, api, "podfim", func() []byte { return []byte("CA") }, 20*time.Millisecond, slog.New(slog.NewTextHandler(io.Discard, nil)), func(ok bool) { states <- ok })
 	if ok := <-states; ok {
 		t.Fatal("published without a configuration")
 	}
@@ -385,5 +385,38 @@ func TestFilesReload(t *testing.T) {
 	f.mu.Unlock()
 	if serial() == s1 {
 		t.Error("the new certificate was not picked up")
+	}
+}
+
+// TestKeepFresh: a long-running replica renews its serving certificate when
+// the clock nears its expiry, and learns of it through changed.
+func TestKeepFresh(t *testing.T) {
+	api := newFake()
+	var mu sync.Mutex
+	now := time.Now()
+	s := &Store{API: api, Namespace: "ns", Name: "tls", Names: names, Now: func() time.Time { mu.Lock(); defer mu.Unlock(); return now }}
+	first, err := s.Ensure(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	got := make(chan Bundle, 10)
+	go s.KeepFresh(ctx, first, 10*time.Millisecond, slog.New(slog.NewTextHandler(io.Discard, nil)), func(b Bundle) { got <- b })
+	select {
+	case <-got:
+		t.Fatal("changed without a renewal")
+	case <-time.After(100 * time.Millisecond):
+	}
+	mu.Lock()
+	now = now.Add(ServingLifetime - RenewBefore + time.Hour)
+	mu.Unlock()
+	select {
+	case b := <-got:
+		if string(b.Cert) == string(first.Cert) || string(b.CACert) != string(first.CACert) {
+			t.Error("renewal must replace the serving certificate and keep the CA")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no renewal")
 	}
 }

@@ -176,17 +176,41 @@ const (
 	backoffMax = 30 * time.Second
 )
 
+// KeepFresh runs Ensure every interval until ctx ends and calls changed
+// with the bundle whenever it differs from last: a long-running replica
+// renews its serving certificate (30 days before expiry) and picks up
+// another replica's renewal. Errors are logged and retried next time; the
+// current certificate stays in use.
+func (s *Store) KeepFresh(ctx context.Context, last Bundle, interval time.Duration, log *slog.Logger, changed func(Bundle)) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(interval):
+		}
+		b, err := s.Ensure(ctx)
+		if err != nil {
+			log.Warn("failed to renew the serving certificate; keeping the current one", keyError, err)
+			continue
+		}
+		if !bytes.Equal(b.Cert, last.Cert) || !bytes.Equal(b.CACert, last.CACert) {
+			last = b
+			changed(b)
+		}
+	}
+}
+
 // KeepPublished runs PublishCA now and then every interval until ctx ends,
 // retrying failures with exponential backoff: the configuration may be
 // created after the webhook starts, and a tool that replaces the object
 // (kubectl replace, helm --force, a GitOps sync of the chart) resets the caBundle
 // the chart leaves empty. published is called after each successful check
 // (true: the caBundle is in place).
-func KeepPublished(ctx context.Context, api API, name string, caPEM []byte, interval time.Duration, log *slog.Logger, published func(ok bool)) {
+func KeepPublished(ctx context.Context, api API, name string, caPEM func() []byte, interval time.Duration, log *slog.Logger, published func(ok bool)) {
 	wait := backoffMin
 	var lastErr string
 	for {
-		patched, err := PublishCA(ctx, api, name, caPEM)
+		patched, err := PublishCA(ctx, api, name, caPEM())
 		next := interval
 		if err != nil {
 			published(false)
