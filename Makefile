@@ -8,7 +8,7 @@ PODFIM  := $(BIN)/podfim
 GOFLAGS := -trimpath
 export CGO_ENABLED := 0
 
-.PHONY: all build test lint fuzz bench images demo demo-down e2e-podman clean
+.PHONY: all build test lint fuzz bench images demo demo-down e2e-podman e2e-kube clean
 .PHONY: cluster-harness cluster-build cluster-up cluster-down cluster-smoke helm
 
 all: build
@@ -42,16 +42,34 @@ bench: build
 images:
 	GO=$(GO) ./scripts/images.sh
 
-## demo: the seed's walkthrough with podfim on podman (see docs/demo.md); RESPOND=restore|kill
+## demo: the seed's walkthrough with podfim on podman (see docs/demo.md); RESPOND=restore|kill.
+## KUBE=1: on Kubernetes instead (Minikube, or the test cluster when it runs; scripts/demo-kube.sh)
+KUBE ?=
 demo:
-	./scripts/demo.sh
+	KUBE=$(KUBE) ./scripts/demo.sh
 
 demo-down:
-	./scripts/demo.sh down
+	KUBE=$(KUBE) ./scripts/demo.sh down
 
 ## e2e-podman: kube play the demo Pod, tamper, check findings and responses (needs root)
 e2e-podman:
 	$(GO) test -tags e2e -count=1 -run Podman -v -timeout 15m ./test/e2e/
+
+## e2e-kube: the demo on a real kubelet: every manifest and chart rendering against the
+## apiserver, the walkthrough (tamper, kill, RESTARTS 1, healed), helm install, and every other
+## TestKube* test. Uses the test cluster when it is up; otherwise brings it up and, at the end,
+## down again. Images are built and imported under PODFIM_E2E_TAG (default e2e).
+PODFIM_E2E_TAG ?= e2e
+e2e-kube: cluster-harness helm
+	@started=; \
+	if ! $(CLUSTER) status >/dev/null 2>&1; then \
+		echo "e2e-kube: the test cluster is not up: bringing it up (and down at the end)"; \
+		$(CLUSTER) up || exit 1; started=1; \
+	fi; \
+	eval "$$($(CLUSTER) env)"; \
+	PODFIM_E2E_TAG=$(PODFIM_E2E_TAG) $(GO) test -tags e2e -count=1 -run Kube -v -timeout 40m ./test/e2e/; rc=$$?; \
+	if [ -n "$$started" ]; then $(CLUSTER) down || rc=1; fi; \
+	exit $$rc
 
 ## cluster-*: the local single-node Kubernetes of test/cluster (docs/cluster.md; needs root).
 ## A cold cluster-build downloads ~0.6 GB of modules and builds 6+ minutes; cached, seconds.

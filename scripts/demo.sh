@@ -8,6 +8,15 @@
 #   RESPOND=restore (default) | kill   which Pod: deploy/podman/pod.yaml or
 #                                      pod-kill.yaml (see docs/demo.md)
 #
+#   KUBE=1 scripts/demo.sh      (make demo KUBE=1)       the same on Kubernetes
+#   KUBE=1 scripts/demo.sh down (make demo-down KUBE=1)  delete it
+#       With Minikube (the current context, or minikube installed): build the
+#       images, `minikube image load` them, apply deploy/kubernetes/overlays/demo
+#       (LoadBalancer Service) and print the seed's walkthrough. With podfim's
+#       test cluster running (make cluster-up; bin/cluster status): import the
+#       images and apply overlays/hostnetwork (127.0.0.1:8080 and :9090).
+#       The kill response: the kubelet starts a fresh container from the image.
+#
 # Needs root (rootful podman) on Debian 12: podman, runc, busybox-static and
 # curl come from apt when missing. The containers.conf these machines need
 # (build/containers.conf) is copied to .cache/podman/ and used through
@@ -45,6 +54,10 @@ install_conf() {
 	mkdir -p "$conf_dir"
 	cp build/containers.conf "$CONTAINERS_CONF"
 }
+
+if [ -n "${KUBE:-}" ]; then
+	exec ./scripts/demo-kube.sh "$@"
+fi
 
 if [ "${1:-}" = down ]; then
 	down

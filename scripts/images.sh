@@ -43,9 +43,11 @@ if ldd "$BUSYBOX" >/dev/null 2>&1; then
 	exit 1
 fi
 
-# The build context: only what the images contain.
-ctx=dist/images
-rm -rf "$ctx"
+# The build context: only what the images contain, in a directory of this
+# run (builds run in parallel, e.g. tests under different TAGs).
+ctx=$(mktemp -d "${TMPDIR:-/tmp}/podfim-images.XXXXXX")
+trap 'rm -rf "$ctx"' EXIT
+chmod 0755 "$ctx"
 mkdir -p "$ctx/www"
 CGO_ENABLED=0 "$GO" build -trimpath -ldflags='-s -w' -o "$ctx/podfim" ./cmd/podfim
 CGO_ENABLED=0 "$GO" build -trimpath -ldflags='-s -w' -o "$ctx/hello" ./cmd/hello
