@@ -80,12 +80,8 @@ func openFile(f payloadFile, opts ReadOptions, size int64) (*Reader, error) {
 	if _, err := io.CopyN(sum, f, int64(h.payloadLen)); err != nil {
 		return nil, truncated(err, "payload")
 	}
-	var one [1]byte
-	switch m, err := io.ReadFull(f, one[:]); {
-	case m > 0:
-		return nil, formatErrorf("baseline has trailing garbage after the payload")
-	case err != io.EOF:
-		return nil, fmt.Errorf("failed to read baseline: %w", err)
+	if err := checkEnd(f); err != nil {
+		return nil, err
 	}
 	src := &fileSource{f: f, off: int64(h.size()), n: int64(h.payloadLen), want: h.digest}
 	if !bytes.Equal(sum.Sum(nil), h.digest[:]) {
@@ -196,14 +192,22 @@ func readPayload(r io.Reader, n uint64, exact bool) ([]byte, error) {
 		}
 		payload = buf.Bytes()
 	}
+	if err := checkEnd(r); err != nil {
+		return nil, err
+	}
+	return payload, nil
+}
+
+// checkEnd checks that r, just past the payload, has nothing more.
+func checkEnd(r io.Reader) error {
 	var one [1]byte
 	switch m, err := io.ReadFull(r, one[:]); {
 	case m > 0:
-		return nil, formatErrorf("baseline has trailing garbage after the payload")
+		return formatErrorf("baseline has trailing garbage after the payload")
 	case err != io.EOF:
-		return nil, fmt.Errorf("failed to read baseline: %w", err)
+		return fmt.Errorf("failed to read baseline: %w", err)
 	}
-	return payload, nil
+	return nil
 }
 
 // bodyStream decodes a decompressed body entry by entry.

@@ -3,7 +3,6 @@ package baseline
 import (
 	"bytes"
 	"io"
-	"path/filepath"
 	"testing"
 
 	"github.com/podfim/podfim/internal/attr"
@@ -11,15 +10,7 @@ import (
 
 func openQuick(t *testing.T, b *Baseline) (*QuickIndex, *Reader) {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "b.pfb")
-	if err := WriteFile(path, b, nil); err != nil {
-		t.Fatal(err)
-	}
-	r, err := OpenFile(path, ReadOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Close() })
+	r := openWritten(t, b)
 	q, err := NewQuickIndex(r)
 	if err != nil {
 		t.Fatal(err)

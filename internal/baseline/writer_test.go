@@ -226,14 +226,7 @@ func TestOpenFileChangedWhileRead(t *testing.T) {
 // a file Reader rewinds and that Close ends it.
 func TestRewind(t *testing.T) {
 	b := syntheticBaseline(2*groupSize+10, false)
-	path := filepath.Join(t.TempDir(), "b.pfb")
-	if err := WriteFile(path, b, nil); err != nil {
-		t.Fatal(err)
-	}
-	r, err := OpenFile(path, ReadOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := openWritten(t, b)
 	// Part of a pass, then whole passes.
 	for range 5 {
 		if _, err := r.Next(); err != nil {
@@ -269,4 +262,19 @@ func TestRewind(t *testing.T) {
 	if err := m.Rewind(); err == nil {
 		t.Error("an in-memory Reader rewound")
 	}
+}
+
+// openWritten writes b to a file and opens it; the test closes it.
+func openWritten(t *testing.T, b *Baseline) *Reader {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "b.pfb")
+	if err := WriteFile(path, b, nil); err != nil {
+		t.Fatal(err)
+	}
+	r, err := OpenFile(path, ReadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
 }

@@ -192,14 +192,3 @@ func (w *worker) hashFd(fd int, size int64, alg attr.Set) (int, error) {
 	}
 	return len(h.Sum(w.sum[:0])), nil
 }
-
-// hashLen is the digest size of a content hash attribute, 0 for none.
-func hashLen(alg attr.Set) int {
-	switch alg {
-	case attr.SHA256, attr.BLAKE3:
-		return 32
-	case attr.SHA512:
-		return 64
-	}
-	return 0
-}

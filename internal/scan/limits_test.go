@@ -88,15 +88,7 @@ func TestTreeQuick(t *testing.T) {
 	}
 
 	// Same size, mtime put back: ctime moved, so the file is hashed again.
-	p := filepath.Join(root, "d", "f1")
-	st := lstat(t, p)
-	time.Sleep(10 * time.Millisecond)
-	write(t, p, "CONTENT 1")
-	mtime := time.Unix(st.Mtim.Sec, st.Mtim.Nsec)
-	must(t, os.Chtimes(p, mtime, mtime))
-	if now := lstat(t, p); now.Mtim != st.Mtim || now.Size != st.Size || now.Ctim == st.Ctim {
-		t.Fatalf("could not set up the change: %+v vs %+v", now, st)
-	}
+	rewriteKeepingMtime(t, filepath.Join(root, "d", "f1"), "CONTENT 1")
 	res = scanT(t, root, Options{Quick: prior, Now: future})
 	if res.Stats.Reused != 4 || res.Stats.Hashed != 1 {
 		t.Errorf("stats %+v, want 4 reused, 1 hashed", res.Stats)
@@ -147,12 +139,7 @@ func TestTreeQuickHashes(t *testing.T) {
 	for i := range base.Entries {
 		idx[base.Entries[i].Path] = &base.Entries[i]
 	}
-	p := filepath.Join(root, "d", "f1")
-	st := lstat(t, p)
-	time.Sleep(10 * time.Millisecond)
-	write(t, p, "CONTENT 1")
-	mtime := time.Unix(st.Mtim.Sec, st.Mtim.Nsec)
-	must(t, os.Chtimes(p, mtime, mtime))
+	rewriteKeepingMtime(t, filepath.Join(root, "d", "f1"), "CONTENT 1")
 	var opened []string
 	var mu sync.Mutex
 	opts := Options{QuickHashes: idx, Quick: priorMap{}, Now: future, beforeOpen: func(path string) {
@@ -172,6 +159,20 @@ func TestTreeQuickHashes(t *testing.T) {
 	}
 	if !slices.Contains(opened, "/d/f1") || slices.Contains(opened, "/d/f2") {
 		t.Errorf("opened %q, want /d/f1 and no unchanged file", opened)
+	}
+}
+
+// rewriteKeepingMtime writes content (of the same size) to the file at p
+// and puts its mtime back: only ctime shows the change.
+func rewriteKeepingMtime(t *testing.T, p, content string) {
+	t.Helper()
+	st := lstat(t, p)
+	time.Sleep(10 * time.Millisecond)
+	write(t, p, content)
+	mtime := time.Unix(st.Mtim.Sec, st.Mtim.Nsec)
+	must(t, os.Chtimes(p, mtime, mtime))
+	if now := lstat(t, p); now.Mtim != st.Mtim || now.Size != st.Size || now.Ctim == st.Ctim {
+		t.Fatalf("could not set up the change: %+v vs %+v", now, st)
 	}
 }
 
