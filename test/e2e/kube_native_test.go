@@ -19,6 +19,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"sigs.k8s.io/yaml"
 )
 
 // nativeOpts shape the manifest of one test.
@@ -32,34 +34,19 @@ type nativeOpts struct {
 // nativeManifest is a Deployment of hello + the podfim sidecar, a Service
 // selecting it and, with rbac, a ServiceAccount bound to the least
 // privilege the responses need (what the chart's sidecarRBAC renders).
-func nativeManifest(img kubeImageRefs, o nativeOpts) string {
+func nativeManifest(t *testing.T, ns string, img kubeImageRefs, o nativeOpts) string {
 	sa := "default"
 	var rbac string
 	if o.rbac {
+		// The chart's sidecarRBAC, derived from the responses: what this
+		// test proves enough is what users install.
 		sa = "podfim-d"
-		rbac = `apiVersion: v1
-kind: ServiceAccount
-metadata: {name: podfim-d}
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: Role
-metadata: {name: podfim-d-sidecar}
-rules:
-- apiGroups: [""]
-  resources: [events]
-  verbs: [create, patch]
-- apiGroups: [""]
-  resources: [pods]
-  verbs: [get, patch, delete]
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: RoleBinding
-metadata: {name: podfim-d-sidecar}
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: podfim-d-sidecar}
-subjects:
-- {kind: ServiceAccount, name: podfim-d}
----
-`
+		responses := strings.Split(o.respond+","+o.escalate, ",")
+		slices.Sort(responses)
+		rbac = "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: podfim-d}\n---\n" +
+			helmTemplate(t, "d", ns, "--set", "demo.enabled=false", "--set", "sidecarRBAC.enabled=true",
+				"--set", "sidecarRBAC.responses={"+strings.Join(slices.Compact(responses), ",")+"}",
+				"--set", "sidecarRBAC.serviceAccounts={podfim-d}") + "\n---\n"
 	}
 	args := []string{"sidecar", "--respond=" + o.respond, "--escalate=" + o.escalate,
 		fmt.Sprintf("--listen=127.0.0.1:%d", o.sidecarPort), "--state-dir=/var/lib/podfim",
@@ -157,7 +144,7 @@ func startNative(t *testing.T, k *kube, o nativeOpts) (string, nativePod) {
 	}
 	img := kubeImages(t, k)
 	ns := k.namespace(t, "podfim-d-")
-	k.apply(t, ns, nativeManifest(img, o))
+	k.apply(t, ns, nativeManifest(t, ns, img, o))
 	p := k.waitReady(t, ns, "app=hello-d", 2, 2*time.Minute)
 	return ns, nativePod{name: p.Name, uid: podUID(t, k, ns, p.Name)}
 }
@@ -393,5 +380,148 @@ func TestKubeNativeNoRBAC(t *testing.T) {
 	}
 	if p := k.pods(t, ns, "app=hello-d"); len(p) != 1 || p[0].Restarts["podfim"] != 0 {
 		t.Errorf("pods %v: the sidecar must not restart over API errors", p)
+	}
+}
+
+// TestKubeNativeChart renders the chart's sidecar RBAC and monitoring parts
+// (the monitoring CRDs are not installed in the test cluster, so the
+// structure is checked here; the RBAC is applied by the tests above).
+func TestKubeNativeChart(t *testing.T) {
+	type object struct {
+		Kind     string
+		Metadata struct {
+			Name, Namespace string
+			Labels          map[string]string
+		}
+		Rules []struct {
+			Resources, Verbs []string
+		}
+		RoleRef  struct{ Kind, Name string }
+		Subjects []struct{ Kind, Name, Namespace string }
+		Spec     map[string]any
+		Data     map[string]string
+	}
+	render := func(args ...string) []object {
+		t.Helper()
+		out := helmTemplate(t, "r", "podfim-d-chart", append([]string{"--set", "demo.enabled=false"}, args...)...)
+		var objs []object
+		for _, doc := range strings.Split(out, "\n---") {
+			var o object
+			if err := yaml.Unmarshal([]byte(doc), &o); err != nil {
+				t.Fatalf("rendered YAML: %v\n%s", err, doc)
+			}
+			if o.Kind != "" {
+				objs = append(objs, o)
+			}
+		}
+		return objs
+	}
+	kinds := func(objs []object) []string {
+		var k []string
+		for _, o := range objs {
+			k = append(k, o.Kind+"/"+o.Metadata.Namespace+"/"+o.Metadata.Name)
+		}
+		slices.Sort(k)
+		return k
+	}
+
+	// Off by default: no API access for sidecars, no CRD objects.
+	if got := render(); len(got) != 0 {
+		t.Errorf("default values render %v, want nothing (demo off)", kinds(got))
+	}
+
+	// Least privilege per response.
+	for _, tc := range []struct {
+		responses string
+		podVerbs  []string
+	}{
+		{"{log,metric,unready}", []string{"get"}},
+		{"{log,event,unready}", []string{"get"}},
+		{"{event,quarantine}", []string{"get", "patch"}},
+		{"{event,delete}", []string{"get", "delete"}},
+		{"{event,quarantine,delete,kill,restore}", []string{"get", "patch", "delete"}},
+	} {
+		objs := render("--set", "sidecarRBAC.enabled=true", "--set", "sidecarRBAC.responses="+tc.responses,
+			"--set", "sidecarRBAC.serviceAccounts={web,api}")
+		if got, want := kinds(objs), []string{"Role/podfim-d-chart/r-podfim-sidecar", "RoleBinding/podfim-d-chart/r-podfim-sidecar"}; !slices.Equal(got, want) {
+			t.Fatalf("%s: %v, want %v", tc.responses, got, want)
+		}
+		role, binding := objs[0], objs[1]
+		if len(role.Rules) != 2 || !slices.Equal(role.Rules[0].Resources, []string{"events"}) || !slices.Equal(role.Rules[0].Verbs, []string{"create", "patch"}) ||
+			!slices.Equal(role.Rules[1].Resources, []string{"pods"}) || !slices.Equal(role.Rules[1].Verbs, tc.podVerbs) {
+			t.Errorf("%s: rules %+v, want events create/patch and pods %v", tc.responses, role.Rules, tc.podVerbs)
+		}
+		if binding.RoleRef.Kind != "Role" || binding.RoleRef.Name != role.Metadata.Name || len(binding.Subjects) != 2 ||
+			binding.Subjects[1].Name != "api" || binding.Subjects[1].Namespace != "podfim-d-chart" || binding.Subjects[1].Kind != "ServiceAccount" {
+			t.Errorf("%s: binding %+v", tc.responses, binding)
+		}
+	}
+	// Without responses of its own, sidecarRBAC follows sidecar.respond.
+	objs := render("--set", "sidecarRBAC.enabled=true", "--set", "sidecar.respond={log,kill}")
+	if len(objs) != 2 || !slices.Equal(objs[0].Rules[1].Verbs, []string{"get"}) {
+		t.Errorf("from sidecar.respond: %+v", objs)
+	}
+	// One ClusterRole, bound per namespace: still a namespaced grant.
+	objs = render("--set", "sidecarRBAC.enabled=true", "--set", "sidecarRBAC.clusterRole=true", "--set", "sidecarRBAC.namespaces={shop,blog}")
+	if got, want := kinds(objs), []string{"ClusterRole//r-podfim-sidecar", "RoleBinding/blog/r-podfim-sidecar", "RoleBinding/shop/r-podfim-sidecar"}; !slices.Equal(got, want) {
+		t.Errorf("clusterRole: %v, want %v", got, want)
+	}
+	for _, o := range objs {
+		if o.Kind == "ClusterRoleBinding" || (o.Kind == "RoleBinding" && o.RoleRef.Kind != "ClusterRole") {
+			t.Errorf("clusterRole: %s %s binds %+v", o.Kind, o.Metadata.Name, o.RoleRef)
+		}
+	}
+	// The schema refuses what the sidecar would refuse.
+	if r := helmRun(t, "template", "r", helmChart(t), "--set", "sidecarRBAC.responses={page}"); r.Err == nil || !strings.Contains(r.Out(), "sidecarRBAC") {
+		t.Errorf("an unknown response passed the schema: %v %s", r.Err, r.Out())
+	}
+
+	// Monitoring: the metrics Service selects the pods and the ServiceMonitor
+	// selects that Service's port; the rule's job is that Service.
+	objs = render("--set", "monitoring.serviceMonitor.enabled=true", "--set", "monitoring.prometheusRule.enabled=true",
+		"--set", "monitoring.dashboard.enabled=true", "--set", "monitoring.podSelector.app=shop",
+		"--set", "monitoring.serviceMonitor.labels.release=prom")
+	if got, want := kinds(objs), []string{"ConfigMap/podfim-d-chart/r-podfim-dashboard", "PrometheusRule/podfim-d-chart/r-podfim-sidecar-metrics",
+		"Service/podfim-d-chart/r-podfim-sidecar-metrics", "ServiceMonitor/podfim-d-chart/r-podfim-sidecar-metrics"}; !slices.Equal(got, want) {
+		t.Fatalf("monitoring: %v, want %v", got, want)
+	}
+	byKind := map[string]object{}
+	for _, o := range objs {
+		byKind[o.Kind] = o
+	}
+	svc, sm, rule, cm := byKind["Service"], byKind["ServiceMonitor"], byKind["PrometheusRule"], byKind["ConfigMap"]
+	if sel, _ := svc.Spec["selector"].(map[string]any); sel["app"] != "shop" || svc.Spec["clusterIP"] != "None" {
+		t.Errorf("metrics Service spec %v", svc.Spec)
+	}
+	if sm.Metadata.Labels["release"] != "prom" {
+		t.Errorf("ServiceMonitor labels %v", sm.Metadata.Labels)
+	}
+	smSel, _ := sm.Spec["selector"].(map[string]any)["matchLabels"].(map[string]any)
+	for k, v := range smSel {
+		if svc.Metadata.Labels[k] != v {
+			t.Errorf("the ServiceMonitor selects %s=%v, the Service has %q", k, v, svc.Metadata.Labels[k])
+		}
+	}
+	ep := sm.Spec["endpoints"].([]any)[0].(map[string]any)
+	if ep["port"] != "podfim-metrics" || ep["path"] != "/metrics" {
+		t.Errorf("ServiceMonitor endpoint %v", ep)
+	}
+	var alerts []string
+	for _, g := range rule.Spec["groups"].([]any) {
+		for _, r := range g.(map[string]any)["rules"].([]any) {
+			r := r.(map[string]any)
+			alerts = append(alerts, r["alert"].(string))
+			if !strings.Contains(r["expr"].(string), `job="r-podfim-sidecar-metrics"`) {
+				t.Errorf("alert %s does not select the scrape job: %s", r["alert"], r["expr"])
+			}
+		}
+	}
+	for _, want := range []string{"PodfimViolationOpen", "PodfimNoFullCheck", "PodfimSidecarDown"} {
+		if !slices.Contains(alerts, want) {
+			t.Errorf("alerts %v lack %s", alerts, want)
+		}
+	}
+	if cm.Metadata.Labels["grafana_dashboard"] != "1" || !strings.Contains(cm.Data["podfim.json"], `"uid": "podfim"`) {
+		t.Errorf("dashboard ConfigMap labels %v, %d bytes of JSON", cm.Metadata.Labels, len(cm.Data["podfim.json"]))
 	}
 }
