@@ -422,3 +422,106 @@ func readYAML(t *testing.T, rel string, v any) {
 		t.Fatal(fmt.Errorf("%s: %w", rel, err))
 	}
 }
+
+// TestKubeHelmValuesDocumented: every value of the chart carries a "# --"
+// comment in values.yaml (itself or the map holding it), and every
+// documented value has its row in docs/helm.md. No cluster needed.
+func TestKubeHelmValuesDocumented(t *testing.T) {
+	root := repoRoot(t)
+	text, err := os.ReadFile(filepath.Join(root, "deploy/helm/podfim/values.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	documented := documentedValues(string(text))
+	var values map[string]any
+	if err := yaml.Unmarshal(text, &values); err != nil {
+		t.Fatalf("values.yaml: %v", err)
+	}
+	var leaves []string
+	collectLeaves("", values, &leaves)
+	for _, leaf := range leaves {
+		ok := false
+		for p := leaf; p != ""; p = parentKey(p) {
+			if documented[p] {
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			t.Errorf("values.yaml: %s has no \"# --\" comment (on itself or a map holding it)", leaf)
+		}
+	}
+	doc, err := os.ReadFile(filepath.Join(root, "docs/helm.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for key := range documented {
+		if !strings.Contains(string(doc), "| `"+key+"` |") {
+			t.Errorf("docs/helm.md has no row for %s", key)
+		}
+	}
+	if len(documented) < 20 {
+		t.Fatalf("only %d documented values found: the parser is broken", len(documented))
+	}
+}
+
+// documentedValues returns the dotted keys of values.yaml preceded by a
+// "# -- description" comment (helm-docs' convention).
+func documentedValues(text string) map[string]bool {
+	out := map[string]bool{}
+	var stack []string
+	pending := false
+	for _, line := range strings.Split(text, "\n") {
+		trimmed := strings.TrimSpace(line)
+		switch {
+		case strings.HasPrefix(trimmed, "# --"):
+			pending = true
+			continue
+		case strings.HasPrefix(trimmed, "#"):
+			continue // continuation lines and section headers
+		case trimmed == "":
+			pending = false
+			continue
+		}
+		key, _, found := strings.Cut(trimmed, ":")
+		if !found || strings.HasPrefix(trimmed, "-") || strings.ContainsAny(key, " \"'{[") {
+			pending = false
+			continue
+		}
+		depth := (len(line) - len(strings.TrimLeft(line, " "))) / 2
+		if depth > len(stack) {
+			depth = len(stack)
+		}
+		stack = append(stack[:depth], key)
+		if pending {
+			out[strings.Join(stack, ".")] = true
+		}
+		pending = false
+	}
+	return out
+}
+
+// collectLeaves lists the dotted keys of values that are not maps, or are
+// empty maps (a place for the user's own keys).
+func collectLeaves(prefix string, v any, out *[]string) {
+	m, ok := v.(map[string]any)
+	if !ok || len(m) == 0 {
+		*out = append(*out, prefix)
+		return
+	}
+	for k, sub := range m {
+		key := k
+		if prefix != "" {
+			key = prefix + "." + k
+		}
+		collectLeaves(key, sub, out)
+	}
+}
+
+func parentKey(key string) string {
+	i := strings.LastIndex(key, ".")
+	if i < 0 {
+		return ""
+	}
+	return key[:i]
+}
