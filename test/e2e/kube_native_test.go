@@ -15,6 +15,7 @@ package e2e
 import (
 	"fmt"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -29,6 +30,7 @@ type nativeOpts struct {
 	respond, escalate    string
 	extraArgs            []string
 	rbac                 bool // a ServiceAccount with the sidecar's Role; false: the namespace's default, no Role
+	bare                 bool // a Pod instead of a Deployment (its image can be changed in place)
 }
 
 // nativeManifest is a Deployment of hello + the podfim sidecar, a Service
@@ -58,77 +60,84 @@ func nativeManifest(t *testing.T, ns string, img kubeImageRefs, o nativeOpts) st
 	args = append(args, o.extraArgs...)
 	var argLines strings.Builder
 	for _, a := range args {
-		fmt.Fprintf(&argLines, "        - %q\n", a)
+		fmt.Fprintf(&argLines, "  - %q\n", a)
 	}
-	return rbac + fmt.Sprintf(`apiVersion: apps/v1
-kind: Deployment
-metadata: {name: hello}
-spec:
-  replicas: 1
-  selector:
-    matchLabels: {app: hello-d}
-  template:
-    metadata:
-      labels: {app: hello-d}
-    spec:
-      serviceAccountName: %[1]s
-      automountServiceAccountToken: true
-      shareProcessNamespace: true
-      hostNetwork: true
-      dnsPolicy: ClusterFirstWithHostNet
-      terminationGracePeriodSeconds: 5
-      containers:
-      - name: app
-        image: %[2]s
-        imagePullPolicy: Never
-        args: [--dir=/www, --addr=127.0.0.1:%[3]d]
-        readinessProbe:
-          httpGet: {host: 127.0.0.1, port: %[3]d, path: /healthz}
-          periodSeconds: 1
-        securityContext:
-          runAsUser: 65532
-          runAsGroup: 65532
-          runAsNonRoot: true
-          allowPrivilegeEscalation: false
-          capabilities: {drop: [ALL]}
-      - name: podfim
-        image: %[4]s
-        imagePullPolicy: Never
-        args:
-%[5]s        env:
-        - name: POD_NAME
-          valueFrom: {fieldRef: {fieldPath: metadata.name}}
-        - name: POD_NAMESPACE
-          valueFrom: {fieldRef: {fieldPath: metadata.namespace}}
-        - name: POD_UID
-          valueFrom: {fieldRef: {fieldPath: metadata.uid}}
-        - {name: KUBERNETES_SERVICE_HOST, value: "127.0.0.1"}
-        - {name: KUBERNETES_SERVICE_PORT, value: "6443"}
-        readinessProbe:
-          httpGet: {host: 127.0.0.1, port: %[6]d, path: /readyz}
-          periodSeconds: 1
-          failureThreshold: 1
-        securityContext:
-          runAsUser: 0
-          readOnlyRootFilesystem: true
-          allowPrivilegeEscalation: false
-          capabilities:
-            drop: [ALL]
-            add: [SYS_PTRACE, KILL, DAC_READ_SEARCH, CHOWN, FOWNER, DAC_OVERRIDE]
-        volumeMounts:
-        - {name: state, mountPath: /var/lib/podfim}
-      volumes:
-      - name: state
-        emptyDir: {}
----
+	spec := fmt.Sprintf(`serviceAccountName: %[1]s
+automountServiceAccountToken: true
+shareProcessNamespace: true
+hostNetwork: true
+dnsPolicy: ClusterFirstWithHostNet
+terminationGracePeriodSeconds: 5
+containers:
+- name: app
+  image: %[2]s
+  imagePullPolicy: Never
+  args: [--dir=/www, --addr=127.0.0.1:%[3]d]
+  readinessProbe:
+    httpGet: {host: 127.0.0.1, port: %[3]d, path: /healthz}
+    periodSeconds: 1
+  securityContext:
+    runAsUser: 65532
+    runAsGroup: 65532
+    runAsNonRoot: true
+    allowPrivilegeEscalation: false
+    capabilities: {drop: [ALL]}
+- name: podfim
+  image: %[4]s
+  imagePullPolicy: Never
+  args:
+%[5]s  env:
+  - name: POD_NAME
+    valueFrom: {fieldRef: {fieldPath: metadata.name}}
+  - name: POD_NAMESPACE
+    valueFrom: {fieldRef: {fieldPath: metadata.namespace}}
+  - name: POD_UID
+    valueFrom: {fieldRef: {fieldPath: metadata.uid}}
+  - {name: KUBERNETES_SERVICE_HOST, value: "127.0.0.1"}
+  - {name: KUBERNETES_SERVICE_PORT, value: "6443"}
+  readinessProbe:
+    httpGet: {host: 127.0.0.1, port: %[6]d, path: /readyz}
+    periodSeconds: 1
+    failureThreshold: 1
+  securityContext:
+    runAsUser: 0
+    readOnlyRootFilesystem: true
+    allowPrivilegeEscalation: false
+    capabilities:
+      drop: [ALL]
+      add: [SYS_PTRACE, KILL, DAC_READ_SEARCH, CHOWN, FOWNER, DAC_OVERRIDE]
+  volumeMounts:
+  - {name: state, mountPath: /var/lib/podfim}
+volumes:
+- name: state
+  emptyDir: {}
+`, sa, img.Hello, o.appPort, img.Podfim, argLines.String(), o.sidecarPort)
+	workload := "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: hello}\nspec:\n  replicas: 1\n" +
+		"  selector:\n    matchLabels: {app: hello-d}\n  template:\n    metadata:\n      labels: {app: hello-d}\n    spec:\n" + indent(spec, 6)
+	if o.bare {
+		workload = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: hello\n  labels: {app: hello-d}\nspec:\n" + indent(spec, 2)
+	}
+	return rbac + workload + fmt.Sprintf(`---
 apiVersion: v1
 kind: Service
 metadata: {name: hello}
 spec:
   selector: {app: hello-d}
   ports:
-  - {port: 80, targetPort: %[3]d}
-`, sa, img.Hello, o.appPort, img.Podfim, argLines.String(), o.sidecarPort)
+  - {port: 80, targetPort: %d}
+`, o.appPort)
+}
+
+// indent indents every line of text by n spaces.
+func indent(text string, n int) string {
+	pad := strings.Repeat(" ", n)
+	lines := strings.SplitAfter(text, "\n")
+	for i, l := range lines {
+		if l != "" && l != "\n" {
+			lines[i] = pad + l
+		}
+	}
+	return strings.Join(lines, "")
 }
 
 // nativePod is the pod of the test's Deployment.
@@ -523,5 +532,84 @@ func TestKubeNativeChart(t *testing.T) {
 	}
 	if cm.Metadata.Labels["grafana_dashboard"] != "1" || !strings.Contains(cm.Data["podfim.json"], `"uid": "podfim"`) {
 		t.Errorf("dashboard ConfigMap labels %v, %d bytes of JSON", cm.Metadata.Labels, len(cm.Data["podfim.json"]))
+	}
+}
+
+// TestKubeNativeImageChange: the app container of a bare Pod is given a new
+// image in place (kubectl set image: the kubelet restarts it from the new
+// image, the sidecar and its state stay). The new image serves another
+// page: that is a new baseline (Events ImageChanged, BaselineCreated), not
+// an alert.
+func TestKubeNativeImageChange(t *testing.T) {
+	k := newKube(t)
+	img := kubeImages(t, k)
+	v2 := buildHelloV2(t, img)
+	o := nativeOpts{appPort: 18240, sidecarPort: 18241, respond: "log,metric,event,unready", escalate: "unready", rbac: true, bare: true}
+	ns, pod := startNative(t, k, o)
+	waitEvents(t, k, ns, pod, "BaselineCreated")
+
+	k.must(t, "-n", ns, "set", "image", "pod/"+pod.name, "app="+v2)
+	waitEvents(t, k, ns, pod, "ImageChanged")
+	k.waitUntil(t, ns, "a second BaselineCreated", time.Minute, 500*time.Millisecond, func() (bool, string) {
+		n := 0
+		for _, e := range podEvents(t, k, ns, pod.name) {
+			if strings.HasPrefix(e, "BaselineCreated ") {
+				n++
+			}
+		}
+		// The correlator counts a repeated Event into one: look at count.
+		out := k.must(t, "-n", ns, "get", "events", "--field-selector", "involvedObject.name="+pod.name+",reason=BaselineCreated",
+			"-o", "jsonpath={range .items[*]}{.count} {end}")
+		return n >= 2 || strings.Contains(out, "2"), out
+	})
+	waitBody(t, fmt.Sprintf("http://127.0.0.1:%d/", o.appPort), "Hello, v2!\n", 30*time.Second)
+	waitStatus(t, fmt.Sprintf("http://127.0.0.1:%d/readyz", o.sidecarPort), http.StatusOK, 30*time.Second)
+	logs := k.logs(t, ns, pod.name, "podfim")
+	if v := matching(parseLog(logs), "integrity violation", ""); len(v) != 0 {
+		t.Errorf("the new image was reported as %d violations: %v", len(v), v)
+	}
+	if !strings.Contains(logs, "the app container runs a new image") {
+		t.Errorf("the image change is not logged:\n%s", lastLines(logs, 10))
+	}
+	for _, e := range podEvents(t, k, ns, pod.name) {
+		if strings.HasPrefix(e, "File") {
+			t.Errorf("Event %s after a legitimate image change", e)
+		}
+	}
+	// The new baseline holds: a tamper of the new image is an alert.
+	tamperNative(t, k, ns, pod.name)
+	waitEvents(t, k, ns, pod, "FileChanged")
+}
+
+// buildHelloV2 builds and imports localhost/hello:<tag>-v2: the hello image
+// with another page (a new layer, so another image ID).
+func buildHelloV2(t *testing.T, img kubeImageRefs) string {
+	t.Helper()
+	root := repoRoot(t)
+	env := []string{"CONTAINERS_CONF=" + root + "/build/containers.conf"}
+	ctx := t.TempDir()
+	writeFileMode(t, ctx+"/index.html", "Hello, v2!\n", 0o600)
+	writeFileMode(t, ctx+"/Dockerfile", "FROM "+img.Hello+"\nCOPY --chown=65532:65532 index.html /www/index.html\n", 0o644)
+	ref := "localhost/hello:" + img.Tag + "-v2"
+	if r := runCmd(t, 5*time.Minute, env, "", "podman", "--log-level=error", "build", "--pull=never", "-q", "-t", ref, ctx); r.Err != nil {
+		t.Fatalf("podman build %s: %v\n%s", ref, r.Err, r.Out())
+	}
+	archive := t.TempDir() + "/hello-v2.tar"
+	if r := runCmd(t, 5*time.Minute, env, "", "podman", "--log-level=error", "save", "--format", "docker-archive", "-o", archive, ref); r.Err != nil {
+		t.Fatalf("podman save %s: %v\n%s", ref, r.Err, r.Out())
+	}
+	if r := runCmd(t, 5*time.Minute, nil, "", root+"/bin/cluster", "import", archive); r.Err != nil {
+		t.Fatalf("bin/cluster import: %v\n%s", r.Err, r.Out())
+	}
+	return ref
+}
+
+func writeFileMode(t *testing.T, name, content string, mode os.FileMode) {
+	t.Helper()
+	if err := os.WriteFile(name, []byte(content), mode); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(name, mode); err != nil {
+		t.Fatal(err)
 	}
 }
