@@ -63,5 +63,10 @@ for img in podfim hello; do
 	echo "images.sh: $ENGINE build $img:$TAG"
 	"${engine[@]}" build "${pull[@]}" -q -t "$img:$TAG" -f "build/$img.Dockerfile" "$ctx" >/dev/null
 done
-"${engine[@]}" images --filter "reference=*/podfim:$TAG" --filter "reference=*/hello:$TAG" \
-	--filter "reference=podfim:$TAG" --filter "reference=hello:$TAG"
+# One line per image built (a reference filter of `images` would also list
+# every other tag of the same image ID).
+for img in podfim hello; do
+	ref=$img:$TAG
+	[ "$ENGINE" = podman ] && ref=localhost/$ref
+	echo "images.sh: $ref $("${engine[@]}" image inspect --format '{{.Id}} {{.Size}}' "$ref" | sed 's/^sha256://' | cut -c1-12,65-) bytes"
+done
