@@ -144,6 +144,56 @@ func TestKubeDemo(t *testing.T) {
 	t.Logf("kubectl get pod %s:\n%s", pod, strings.TrimSpace(ps))
 }
 
+// TestKubeDemoRestore: the demo with components/restore on a kubelet. The
+// sidecar writes the page back (content, mode, owner) and the app is not
+// restarted; the violation is resolved.
+func TestKubeDemoRestore(t *testing.T) {
+	k := newKube(t)
+	img := kubeImages(t, k)
+	const appPort, sidecarPort = 18082, 18092
+	requireFreePort(t, net.JoinHostPort("127.0.0.1", strconv.Itoa(appPort)))
+	requireFreePort(t, net.JoinHostPort("127.0.0.1", strconv.Itoa(sidecarPort)))
+	ns := k.namespace(t, "podfim-b-")
+	pageURL := fmt.Sprintf("http://127.0.0.1:%d/", appPort)
+	readyURL := fmt.Sprintf("http://127.0.0.1:%d/readyz", sidecarPort)
+	dir := overlay(t,
+		[]string{"deploy/kubernetes/base", "./ports.yaml"},
+		[]string{"deploy/kubernetes/components/hostnetwork", "deploy/kubernetes/components/restore"},
+		fmt.Sprintf("namespace: %s\nimages:\n- name: localhost/hello\n  newTag: %q\n- name: localhost/podfim\n  newTag: %q\n", ns, img.Tag, img.Tag),
+		map[string]string{"ports.yaml": hostnetworkPorts(appPort, sidecarPort)})
+	k.apply(t, ns, k.kustomize(t, dir))
+	const sel, pod = "app.kubernetes.io/name=podfim-demo", "podfim-demo"
+	k.waitReady(t, ns, sel, 2, 2*time.Minute)
+	waitBody(t, pageURL, hello, 30*time.Second)
+	waitStatus(t, readyURL, 200, 30*time.Second)
+	logs := func() string { return k.logs(t, ns, pod, "podfim") }
+	waitLog(t, logs, "baseline loaded", "", 30*time.Second)
+
+	tampered := time.Now()
+	k.must(t, "-n", ns, "exec", pod, "-c", "app", "--", "/bin/busybox", "sh", "-c", tamperCmd)
+	waitBody(t, pageURL, hello, 10*time.Second)
+	t.Logf("GET %s = %q again %s after the tamper", pageURL, hello, time.Since(tampered).Round(time.Millisecond))
+	v := waitLog(t, logs, "integrity violation", page, 10*time.Second)
+	l := waitLog(t, logs, "file restored", page, 10*time.Second)
+	if l.str("result") != "ok" {
+		t.Fatalf("restore: %s", l)
+	}
+	logGap(t, "finding -> file restored", v, l)
+	st := strings.TrimSpace(k.must(t, "-n", ns, "exec", pod, "-c", "app", "--", "/bin/busybox", "stat", "-c", "%a %u %g %s", page))
+	if st != "600 65532 65532 14" {
+		t.Fatalf("restored page: mode uid gid size = %q, want \"600 65532 65532 14\"", st)
+	}
+	waitStatus(t, readyURL, 200, 10*time.Second)
+	p := k.waitReady(t, ns, sel, 2, 30*time.Second)
+	if p.Restarts["app"] != 0 || p.Restarts["podfim"] != 0 {
+		t.Fatalf("restarts %v: restore must not restart anything", p.Restarts)
+	}
+	if n := len(matching(parseLog(logs()), "app container killed", "")); n != 0 {
+		t.Fatalf("%d kills logged with the restore response", n)
+	}
+	t.Logf("restored: %s, RESTARTS 0, /readyz 200", st)
+}
+
 // TestKubeDemoHelm installs the chart's demo with `helm install` (host
 // network values) and checks that it comes up 2/2 and serves the page.
 func TestKubeDemoHelm(t *testing.T) {

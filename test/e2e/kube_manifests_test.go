@@ -288,6 +288,25 @@ data: {appListen: "127.0.0.1:18080", appPort: "18080", sidecarListen: "127.0.0.1
 		}
 	})
 
+	// podman's Pods (deploy/podman, `podman kube play`) are Kubernetes Pods
+	// too: the apiserver must accept them as written.
+	t.Run("PodmanPods", func(t *testing.T) {
+		for _, f := range []string{"pod.yaml", "pod-kill.yaml"} {
+			b, err := os.ReadFile(filepath.Join(repoRoot(t), "deploy/podman", f))
+			if err != nil {
+				t.Fatal(err)
+			}
+			objs := serverObjects(t, k, ns, string(b))
+			if len(objs) != 1 {
+				t.Fatalf("%s: %d objects, want one Pod", f, len(objs))
+			}
+			var p corev1.Pod
+			if err := json.Unmarshal(objs[0], &p); err != nil || p.Kind != "Pod" || !*p.Spec.ShareProcessNamespace {
+				t.Fatalf("%s: %v %s", f, err, objs[0])
+			}
+		}
+	})
+
 	// The hostnetwork overlay's ports ConfigMap reaches every place a port is.
 	t.Run("HostnetworkPorts", func(t *testing.T) {
 		dir := overlay(t, []string{"deploy/kubernetes/base", "./ports.yaml"}, []string{"deploy/kubernetes/components/hostnetwork"}, "namespace: "+ns+"\n", ports)
