@@ -44,22 +44,36 @@ data:
 `, app, app, sidecar, sidecar)
 }
 
-func TestKubeDemo(t *testing.T) {
+// kubeDemo is one running copy of the demo on the test cluster.
+type kubeDemo struct {
+	k                 *kube
+	ns                string
+	pageURL, readyURL string
+}
+
+const kubeDemoSelector, kubeDemoPod = "app.kubernetes.io/name=podfim-demo", "podfim-demo"
+
+// startKubeDemo applies the demo as deploy/kubernetes/overlays/hostnetwork
+// composes it (base, the hostnetwork component, a ports ConfigMap) plus
+// components, in a fresh namespace, on this test's ports and image tag,
+// and waits for 2/2, the page, /readyz 200 and the sidecar's baseline.
+func startKubeDemo(t *testing.T, appPort, sidecarPort int, components ...string) *kubeDemo {
+	t.Helper()
 	k := newKube(t)
 	img := kubeImages(t, k)
-	requireFreePort(t, net.JoinHostPort("127.0.0.1", strconv.Itoa(kubeAppPort)))
-	requireFreePort(t, net.JoinHostPort("127.0.0.1", strconv.Itoa(kubeSidecarPort)))
-	ns := k.namespace(t, "podfim-b-")
-	pageURL := fmt.Sprintf("http://127.0.0.1:%d/", kubeAppPort)
-	readyURL := fmt.Sprintf("http://127.0.0.1:%d/readyz", kubeSidecarPort)
-
-	// The hostnetwork overlay, composed as deploy/kubernetes/overlays/
-	// hostnetwork is, with this test's namespace, ports and image tag.
+	requireFreePort(t, net.JoinHostPort("127.0.0.1", strconv.Itoa(appPort)))
+	requireFreePort(t, net.JoinHostPort("127.0.0.1", strconv.Itoa(sidecarPort)))
+	d := &kubeDemo{
+		k:        k,
+		ns:       k.namespace(t, "podfim-b-"),
+		pageURL:  fmt.Sprintf("http://127.0.0.1:%d/", appPort),
+		readyURL: fmt.Sprintf("http://127.0.0.1:%d/readyz", sidecarPort),
+	}
 	dir := overlay(t,
 		[]string{"deploy/kubernetes/base", "./ports.yaml"},
-		[]string{"deploy/kubernetes/components/hostnetwork"},
-		fmt.Sprintf("namespace: %s\nimages:\n- name: localhost/hello\n  newTag: %q\n- name: localhost/podfim\n  newTag: %q\n", ns, img.Tag, img.Tag),
-		map[string]string{"ports.yaml": hostnetworkPorts(kubeAppPort, kubeSidecarPort)})
+		append([]string{"deploy/kubernetes/components/hostnetwork"}, components...),
+		fmt.Sprintf("namespace: %s\nimages:\n- name: localhost/hello\n  newTag: %q\n- name: localhost/podfim\n  newTag: %q\n", d.ns, img.Tag, img.Tag),
+		map[string]string{"ports.yaml": hostnetworkPorts(appPort, sidecarPort)})
 	manifests := k.kustomize(t, dir)
 	for _, ref := range []string{"image: " + img.Hello, "image: " + img.Podfim} {
 		if !strings.Contains(manifests, ref) {
@@ -67,19 +81,30 @@ func TestKubeDemo(t *testing.T) {
 		}
 	}
 	start := time.Now()
-	k.apply(t, ns, manifests)
-	const sel, pod = "app.kubernetes.io/name=podfim-demo", "podfim-demo"
-	st := k.waitReady(t, ns, sel, 2, 2*time.Minute)
+	k.apply(t, d.ns, manifests)
+	st := k.waitReady(t, d.ns, kubeDemoSelector, 2, 2*time.Minute)
 	t.Logf("pod %s 2/2 Running %s after kubectl apply", st.Name, time.Since(start).Round(time.Millisecond))
 	if st.Restarts["app"] != 0 || st.Restarts["podfim"] != 0 {
 		t.Fatalf("restarts before the tamper: %v", st.Restarts)
 	}
-	waitBody(t, pageURL, hello, 30*time.Second)
-	_, took := waitStatus(t, readyURL, 200, 30*time.Second)
-	t.Logf("GET %s = %q; GET %s = 200 (%s)", pageURL, hello, readyURL, took.Round(time.Millisecond))
-	logs := func() string { return k.logs(t, ns, pod, "podfim") }
-	found := waitLog(t, logs, "target found", "", 30*time.Second)
-	t.Logf("sidecar: %q %s", found.str("msg"), found.str("container"))
+	waitBody(t, d.pageURL, hello, 30*time.Second)
+	_, took := waitStatus(t, d.readyURL, 200, 30*time.Second)
+	t.Logf("GET %s = %q; GET %s = 200 (%s)", d.pageURL, hello, d.readyURL, took.Round(time.Millisecond))
+	l := waitLog(t, d.logs(t), "baseline loaded", "", 30*time.Second)
+	t.Logf("sidecar: %q from %s, %v entries", l.str("msg"), l.str("source"), l["entries"])
+	return d
+}
+
+// logs returns a function that reads the sidecar's log, for waitLog.
+func (d *kubeDemo) logs(t *testing.T) func() string {
+	return func() string { return d.k.logs(t, d.ns, kubeDemoPod, "podfim") }
+}
+
+func TestKubeDemo(t *testing.T) {
+	d := startKubeDemo(t, kubeAppPort, kubeSidecarPort)
+	k, ns, pageURL, readyURL := d.k, d.ns, d.pageURL, d.readyURL
+	const sel, pod = kubeDemoSelector, kubeDemoPod
+	logs := d.logs(t)
 
 	// Least privilege, seen from inside: the app (same pid namespace, its
 	// busybox) reads the sidecar's effective capabilities and its own.
@@ -129,10 +154,10 @@ func TestKubeDemo(t *testing.T) {
 	waitBody(t, pageURL, hello, 30*time.Second)
 	t.Logf("GET %s = %q again %s after the tamper", pageURL, hello, time.Since(tampered).Round(time.Millisecond))
 	waitStatus(t, readyURL, 200, 30*time.Second)
-	st = k.waitReady(t, ns, sel, 2, 60*time.Second)
+	k.waitReady(t, ns, sel, 2, 60*time.Second)
 	// No second kill: the fresh container matches the baseline.
 	time.Sleep(3 * time.Second)
-	st = k.waitReady(t, ns, sel, 2, 10*time.Second)
+	st := k.waitReady(t, ns, sel, 2, 10*time.Second)
 	if st.Restarts["app"] != 1 || st.Restarts["podfim"] != 0 {
 		t.Fatalf("restarts %v, want app 1 and podfim 0", st.Restarts)
 	}
@@ -148,26 +173,10 @@ func TestKubeDemo(t *testing.T) {
 // sidecar writes the page back (content, mode, owner) and the app is not
 // restarted; the violation is resolved.
 func TestKubeDemoRestore(t *testing.T) {
-	k := newKube(t)
-	img := kubeImages(t, k)
-	const appPort, sidecarPort = 18082, 18092
-	requireFreePort(t, net.JoinHostPort("127.0.0.1", strconv.Itoa(appPort)))
-	requireFreePort(t, net.JoinHostPort("127.0.0.1", strconv.Itoa(sidecarPort)))
-	ns := k.namespace(t, "podfim-b-")
-	pageURL := fmt.Sprintf("http://127.0.0.1:%d/", appPort)
-	readyURL := fmt.Sprintf("http://127.0.0.1:%d/readyz", sidecarPort)
-	dir := overlay(t,
-		[]string{"deploy/kubernetes/base", "./ports.yaml"},
-		[]string{"deploy/kubernetes/components/hostnetwork", "deploy/kubernetes/components/restore"},
-		fmt.Sprintf("namespace: %s\nimages:\n- name: localhost/hello\n  newTag: %q\n- name: localhost/podfim\n  newTag: %q\n", ns, img.Tag, img.Tag),
-		map[string]string{"ports.yaml": hostnetworkPorts(appPort, sidecarPort)})
-	k.apply(t, ns, k.kustomize(t, dir))
-	const sel, pod = "app.kubernetes.io/name=podfim-demo", "podfim-demo"
-	k.waitReady(t, ns, sel, 2, 2*time.Minute)
-	waitBody(t, pageURL, hello, 30*time.Second)
-	waitStatus(t, readyURL, 200, 30*time.Second)
-	logs := func() string { return k.logs(t, ns, pod, "podfim") }
-	waitLog(t, logs, "baseline loaded", "", 30*time.Second)
+	d := startKubeDemo(t, 18082, 18092, "deploy/kubernetes/components/restore")
+	k, ns, pageURL, readyURL := d.k, d.ns, d.pageURL, d.readyURL
+	const sel, pod = kubeDemoSelector, kubeDemoPod
+	logs := d.logs(t)
 
 	tampered := time.Now()
 	k.must(t, "-n", ns, "exec", pod, "-c", "app", "--", "/bin/busybox", "sh", "-c", tamperCmd)
