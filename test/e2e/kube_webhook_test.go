@@ -3,9 +3,14 @@
 package e2e
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -73,6 +78,9 @@ func installWebhook(t *testing.T, k *kube, ns string, img kubeImageRefs) {
 
 func TestKubeWebhook(t *testing.T) {
 	k := newKube(t)
+	// The port is the test's lock: a second run of this test (or a copy of
+	// it) at the same time would share the configuration's name and ports.
+	requireFreePort(t, fmt.Sprintf("127.0.0.1:%d", whPort))
 	// A leftover configuration of an interrupted run would intercept the
 	// new namespaces with a CA nobody serves.
 	k.run(t, time.Minute, "delete", "mutatingwebhookconfiguration", whRelease, "--ignore-not-found")
@@ -107,6 +115,66 @@ func TestKubeWebhook(t *testing.T) {
 	logs := k.must(t, "-n", sys, "logs", "deployment/"+whRelease+"-webhook")
 	if !strings.Contains(logs, `"outcome":"injected"`) || !strings.Contains(logs, `"outcome":"rejected"`) {
 		t.Errorf("the webhook's log lacks the admissions:\n%s", lastLines(logs, 20))
+	}
+	t.Run("metrics", func(t *testing.T) { testWebhookMetrics(t, ca) })
+	t.Run("failure-policy", func(t *testing.T) { testWebhookDown(t, k, sys, app, img) })
+}
+
+// testWebhookMetrics reads the webhook's /metrics over TLS, trusting only
+// the CA of its Secret: the serving certificate covers 127.0.0.1.
+func testWebhookMetrics(t *testing.T, caB64 string) {
+	pem, err := base64.StdEncoding.DecodeString(caB64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		t.Fatal("no CA certificate in the Secret")
+	}
+	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	resp, err := c.Get(fmt.Sprintf("https://127.0.0.1:%d/metrics", whPort))
+	if err != nil {
+		t.Fatalf("GET /metrics with the Secret's CA: %v", err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	for _, want := range []string{
+		`podfim_webhook_admissions_total{result="injected"} 2`, // hello and hello-restore
+		`podfim_webhook_admissions_total{result="rejected"} 4`,
+		`podfim_webhook_ca_published 1`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	for _, l := range strings.Split(string(body), "\n") {
+		if strings.HasPrefix(l, "podfim_webhook_admissions_total") {
+			t.Log(l)
+		}
+	}
+}
+
+// testWebhookDown shows failurePolicy Fail: with no webhook replica, a pod
+// of an opted-in namespace is refused (it would start unprotected), and a
+// pod elsewhere is not affected.
+func testWebhookDown(t *testing.T, k *kube, sys, app string, img kubeImageRefs) {
+	k.must(t, "-n", sys, "scale", "deployment", whRelease+"-webhook", "--replicas=0")
+	k.waitUntil(t, sys, "the webhook to stop", time.Minute, 250*time.Millisecond, func() (bool, string) {
+		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", whPort), time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err != nil, fmt.Sprint(err)
+	})
+	pod := fmt.Sprintf(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"while-down"},
+"spec":{"hostNetwork":true,"containers":[{"name":"app","image":%q,"imagePullPolicy":"Never"}]}}`, img.Hello)
+	r := k.stdin(t, pod, "-n", app, "create", "--dry-run=server")
+	if r.Err == nil || !strings.Contains(r.Stderr, `failed calling webhook "namespace.inject.podfim.io"`) {
+		t.Errorf("opted-in namespace with the webhook down: %v %s", r.Err, r.Out())
+	}
+	t.Logf("kubectl: %s", strings.TrimSpace(r.Stderr))
+	if r := k.stdin(t, pod, "-n", sys, "create", "--dry-run=server"); r.Err != nil {
+		t.Errorf("a namespace that did not opt in is affected: %v %s", r.Err, r.Out())
 	}
 }
 
@@ -254,15 +322,23 @@ subjects:
 	if after.Name != ps.Name || after.Restarts["app"] != 1 || after.Restarts["podfim"] != 0 {
 		t.Errorf("after the restart: %s, want the same pod with RESTARTS 1 for app only", after)
 	}
-	if killed := matching(parseLog(logs()), "", page); len(killed) < 2 {
-		t.Errorf("the sidecar logged %d lines for %s, want the finding and the kill:\n%s", len(killed), page, lastLines(logs(), 10))
+	// The kill answers the first finding: the page, or its directory when
+	// the copy-up of the write (new nlink and ctime of /www) is seen first.
+	var kills []logLine
+	for _, l := range parseLog(logs()) {
+		if l.str("action") == "kill" && strings.HasPrefix(page, l.str("path")) && l.str("path") != "" {
+			kills = append(kills, l)
+		}
+	}
+	if len(kills) != 1 {
+		t.Errorf("the sidecar logged %d kills for %s or its directory, want 1:\n%s", len(kills), page, lastLines(logs(), 10))
 	}
 	// The finding and the kill as Events on the pod, what `kubectl get
 	// events` and `kubectl describe pod` show.
-	for _, reason := range []string{"FileChanged", "ContainerKilled"} {
-		k.waitUntil(t, ns, "Event "+reason+" on the pod", 30*time.Second, 500*time.Millisecond, func() (bool, string) {
-			r := k.run(t, 30*time.Second, "-n", ns, "get", "events", "--field-selector", "involvedObject.name="+ps.Name+",reason="+reason, "-o", "jsonpath={.items[*].message}")
-			return r.Err == nil && strings.Contains(r.Stdout, page), r.Out()
+	for _, ev := range []struct{ reason, path string }{{"FileChanged", page}, {"ContainerKilled", "/www"}} {
+		k.waitUntil(t, ns, "Event "+ev.reason+" on the pod", 30*time.Second, 500*time.Millisecond, func() (bool, string) {
+			r := k.run(t, 30*time.Second, "-n", ns, "get", "events", "--field-selector", "involvedObject.name="+ps.Name+",reason="+ev.reason, "-o", "jsonpath={.items[*].message}")
+			return r.Err == nil && strings.Contains(r.Stdout, ev.path), r.Out()
 		})
 	}
 	t.Logf("events of the pod:\n%s", k.run(t, 30*time.Second, "-n", ns, "get", "events", "--field-selector", "involvedObject.name="+ps.Name).Out())
