@@ -30,7 +30,7 @@ import (
 // podfim-c-e2e (scoped to namespaces labelled podfim.io/e2e-owner=c, so it
 // never intercepts another test's pods) and its RBAC; the images are
 // tagged PODFIM_E2E_TAG (c). All of it is deleted at the end, the webhook
-// configuration first. Ports: 18100-18104 on 127.0.0.1.
+// configuration first. Ports: 18100-18106 on 127.0.0.1.
 const (
 	whRelease = "podfim-c-e2e" // also the MutatingWebhookConfiguration's name
 	whTag     = "c"
@@ -39,6 +39,8 @@ const (
 	whSidecar = 18102 // the injected sidecar's /metrics, /healthz, /readyz
 	whRestApp = 18103 // the restore scenario's app
 	whRestSC  = 18104 // and its sidecar
+	whNameApp = 18105 // the target-by-name scenario's app
+	whNameSC  = 18106 // and its sidecar
 	whOwner   = "podfim.io/e2e-owner"
 )
 
@@ -108,6 +110,7 @@ func TestKubeWebhook(t *testing.T) {
 
 	t.Run("inject", func(t *testing.T) { testWebhookInject(t, k, app, img) })
 	t.Run("restore", func(t *testing.T) { testWebhookRestore(t, k, app, img) })
+	t.Run("target-name", func(t *testing.T) { testWebhookTargetName(t, k, app, img) })
 	t.Run("readmission", func(t *testing.T) { testWebhookReadmission(t, k, app) })
 	t.Run("reject", func(t *testing.T) { testWebhookReject(t, k, app, img) })
 	t.Run("opt-out", func(t *testing.T) { testWebhookOptOut(t, k, app, img) })
@@ -139,7 +142,7 @@ func testWebhookMetrics(t *testing.T, caB64 string) {
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	for _, want := range []string{
-		`podfim_webhook_admissions_total{result="injected"} 2`, // hello and hello-restore
+		`podfim_webhook_admissions_total{result="injected"} 3`, // hello, hello-restore, two
 		`podfim_webhook_admissions_total{result="rejected"} 4`,
 		`podfim_webhook_ca_published 1`,
 	} {
@@ -382,6 +385,52 @@ func testWebhookRestore(t *testing.T, k *kube, ns string, img kubeImageRefs) {
 		r := k.run(t, 30*time.Second, "-n", ns, "get", "events", "--field-selector", "involvedObject.name="+ps.Name+",reason=FileRestored", "-o", "jsonpath={.items[*].message}")
 		return r.Err == nil && strings.Contains(r.Stdout, page), r.Out()
 	})
+}
+
+// testWebhookTargetName: in a pod of two containers the annotation names
+// the target; the sidecar resolves it through the API with the token the
+// webhook gave it (the Role of the inject scenario grants get on pods). The
+// other container runs the same image, so only a sidecar that watches the
+// named one sees the change.
+func testWebhookTargetName(t *testing.T, k *kube, ns string, img kubeImageRefs) {
+	requireFreePort(t, fmt.Sprintf("127.0.0.1:%d", whNameApp))
+	requireFreePort(t, fmt.Sprintf("127.0.0.1:%d", whNameSC))
+	k.apply(t, ns, fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata:
+  name: two
+  labels: {app: two}
+  annotations:
+    podfim.io/target: app
+    podfim.io/paths: /www
+    podfim.io/respond: log,metric,event,unready
+    podfim.io/port: "%[3]d"
+spec:
+  hostNetwork: true
+  terminationGracePeriodSeconds: 2
+  automountServiceAccountToken: false
+  containers:
+  - name: helper
+    image: %[1]s
+    imagePullPolicy: Never
+    command: [/bin/busybox, sleep, "3600"]
+  - name: app
+    image: %[1]s
+    imagePullPolicy: Never
+    args: [--dir=/www, --addr=127.0.0.1:%[2]d]
+`, img.Hello, whNameApp, whNameSC))
+	ps := k.waitReady(t, ns, "app=two", 3, 2*time.Minute)
+	pod := decodePod(t, k.must(t, "-n", ns, "get", "pod", ps.Name, "-o", "json"))
+	if !slices.Equal(pod.containers(), []string{"helper", "app", "podfim"}) || !slices.Contains(pod.Spec.Containers[2].Args, "--target-name=app") {
+		t.Fatalf("containers %v, sidecar args %v", pod.containers(), pod.Spec.Containers[2].Args)
+	}
+	logs := func() string { return k.logs(t, ns, ps.Name, "podfim") }
+	looked := waitLog(t, logs, "target container name looked up", "", 30*time.Second)
+	t.Logf("%s", looked)
+	k.run(t, 30*time.Second, "-n", ns, "exec", ps.Name, "-c", "app", "--", "/bin/busybox", "sh", "-c", tamperCmd)
+	waitLog(t, logs, "integrity violation", page, 30*time.Second)
+	waitStatus(t, fmt.Sprintf("http://127.0.0.1:%d/readyz", whNameSC), 503, 30*time.Second)
+	k.must(t, "-n", ns, "delete", "pod", ps.Name, "--wait=true", "--timeout=60s")
 }
 
 // testWebhookReadmission sends the injected pod's spec through admission
