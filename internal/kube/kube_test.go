@@ -44,17 +44,24 @@ type apiserver struct {
 func newAPIServer(t *testing.T, pod *corev1.Pod) *apiserver {
 	t.Helper()
 	a := &apiserver{t: t, pod: pod}
-	// Loopback only, whatever httptest's defaults.
+	a.srv = serveLoopback(t, http.HandlerFunc(a.serve))
+	return a
+}
+
+// serveLoopback serves h on 127.0.0.1 (whatever httptest's defaults) until
+// the test ends.
+func serveLoopback(t *testing.T, h http.Handler) *httptest.Server {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	a.srv = httptest.NewUnstartedServer(http.HandlerFunc(a.serve))
-	a.srv.Listener.Close()
-	a.srv.Listener = l
-	a.srv.Start()
-	t.Cleanup(a.srv.Close)
-	return a
+	srv := httptest.NewUnstartedServer(h)
+	srv.Listener.Close()
+	srv.Listener = l
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return srv
 }
 
 func (a *apiserver) set(pod *corev1.Pod, st *metav1.Status) {
@@ -238,20 +245,12 @@ func TestContainerIDsErrors(t *testing.T) {
 
 func TestContainerIDsTimeout(t *testing.T) {
 	block := make(chan struct{})
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := serveLoopback(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-block:
 		case <-r.Context().Done():
 		}
 	}))
-	srv.Listener.Close()
-	srv.Listener = l
-	srv.Start()
-	defer srv.Close()
 	defer close(block)
 	c, err := NewForConfig(&rest.Config{Host: srv.URL, Timeout: 100 * time.Millisecond}, Pod{Namespace: ns, Name: name})
 	if err != nil {

@@ -40,10 +40,9 @@ const (
 	ReasonImageChanged      = "ImageChanged"      // the app container runs another image than the baseline's
 )
 
-// Quarantine marks on the pod. The label lets a NetworkPolicy or a
-// Service's selector cut the pod off (a Service selecting
-// podfim.io/quarantined notin (true) drops it at once); the annotation says
-// why and since when.
+// Quarantine marks on the pod. The label lets a NetworkPolicy isolate the
+// pod and an operator list the quarantined pods; the annotation says why and
+// since when.
 const (
 	LabelQuarantined      = "podfim.io/quarantined"
 	AnnotationQuarantine  = "podfim.io/quarantine"
@@ -63,10 +62,8 @@ const (
 // Log keys and messages of the reporter.
 const (
 	keyOperation = "operation"
-	keyReason    = "reason"
 	keyError     = "error"
 	keyAttempts  = "attempts"
-	keyDropped   = "dropped"
 )
 
 // API is what the Reporter needs of the API server; *Client implements it.
