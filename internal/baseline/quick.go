@@ -54,7 +54,6 @@ func NewQuickIndex(r *Reader) (*QuickIndex, error) {
 	// that many entries (as in readAll): an authentic file may still lie.
 	n := min(uint64(max(r.Count-r.Decoded(), 0)), r.payloadLen/32+64)
 	q.recs = make([]quickRec, 0, n)
-	q.hashes = make([]byte, 0, n*32)
 	for {
 		e, err := r.Next()
 		if err == io.EOF {
@@ -67,6 +66,10 @@ func NewQuickIndex(r *Reader) (*QuickIndex, error) {
 		if e.Racy || e.Type != attr.TypeRegular || len(e.Hash) == 0 || !e.Attrs.Has(quickNeed) ||
 			len(q.hashes)+len(e.Hash) > math.MaxUint32 {
 			continue
+		}
+		if q.hashes == nil {
+			// Sized for every entry with a hash of this one's size.
+			q.hashes = make([]byte, 0, n*uint64(len(e.Hash)))
 		}
 		q.recs = append(q.recs, quickRec{
 			key: maphash.String(q.seed, e.Path), ino: e.Inode, size: e.Size, mtime: e.Mtime, ctime: e.Ctime,
