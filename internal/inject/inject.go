@@ -192,6 +192,9 @@ func (c *Config) sidecar(pod *corev1.Pod, s Settings) (corev1.Container, []corev
 	if spec.ShareProcessNamespace != nil && !*spec.ShareProcessNamespace {
 		errs = append(errs, errors.New("spec.shareProcessNamespace is false: the podfim sidecar needs it true to see the app's processes and files (remove the field)"))
 	}
+	if spec.OS != nil && spec.OS.Name != corev1.Linux {
+		errs = append(errs, fmt.Errorf("spec.os.name is %q: the podfim sidecar runs on Linux only", spec.OS.Name))
+	}
 	if spec.HostPID {
 		errs = append(errs, errors.New("spec.hostPID is true: the podfim sidecar would see every process of the node; it protects pods without hostPID only"))
 	}

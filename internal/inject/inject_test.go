@@ -351,6 +351,7 @@ func TestMutateRejects(t *testing.T) {
 	}{
 		{"no process sharing", func(p *corev1.Pod) { p.Spec.ShareProcessNamespace = &f }, "shareProcessNamespace is false"},
 		{"hostPID", func(p *corev1.Pod) { p.Spec.HostPID = true }, "hostPID"},
+		{"windows", func(p *corev1.Pod) { p.Spec.OS = &corev1.PodOS{Name: corev1.Windows} }, "Linux only"},
 		{"volume clash", func(p *corev1.Pod) {
 			p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{Name: VolumeState})
 		}, `volume named "podfim-state"`},
