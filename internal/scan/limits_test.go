@@ -8,11 +8,13 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+	"weak"
 
 	"github.com/podfim/podfim/internal/attr"
 )
@@ -160,6 +162,50 @@ func TestTreeQuickHashes(t *testing.T) {
 	if !slices.Contains(opened, "/d/f1") || slices.Contains(opened, "/d/f2") {
 		t.Errorf("opened %q, want /d/f1 and no unchanged file", opened)
 	}
+}
+
+// TestQuickHashesReleasedBeforeMerge checks that the scan holds no
+// reference to its QuickHashes once the walk is done, so that a quick
+// check's index is garbage before the merge allocates (the CLI's peak RSS
+// depends on it).
+func TestQuickHashesReleasedBeforeMerge(t *testing.T) {
+	root := t.TempDir()
+	for i := range 20 {
+		write(t, filepath.Join(root, fmt.Sprintf("f%d", i)), "x")
+	}
+	base := scanT(t, root, Options{Now: future})
+	idx := &hashIndexRef{m: hashIndex{}}
+	for i := range base.Entries {
+		idx.m[base.Entries[i].Path] = &base.Entries[i]
+	}
+	ref := weak.Make(idx)
+	released, emitted := false, 0
+	opts := Options{QuickHashes: idx, Now: future, Emit: func(*attr.Entry) {
+		if emitted == 0 {
+			runtime.GC()
+			released = ref.Value() == nil
+		}
+		emitted++
+	}}
+	idx = nil
+	r, err := OpenRoot(root)
+	must(t, err)
+	defer r.Close()
+	res, err := r.Tree(context.Background(), opts)
+	must(t, err)
+	if res.Stats.Reused != 20 || emitted != len(base.Entries) {
+		t.Fatalf("stats %+v, %d emitted", res.Stats, emitted)
+	}
+	if !released {
+		t.Error("the QuickHashes is still reachable when the entries are emitted")
+	}
+}
+
+// hashIndexRef is a hashIndex behind a pointer, for weak.Make.
+type hashIndexRef struct{ m hashIndex }
+
+func (h *hashIndexRef) Unchanged(path string, alg attr.Set, ino uint64, size, mtime, ctime int64) []byte {
+	return h.m.Unchanged(path, alg, ino, size, mtime, ctime)
 }
 
 // rewriteKeepingMtime writes content (of the same size) to the file at p
