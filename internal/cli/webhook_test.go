@@ -18,10 +18,12 @@ import (
 
 	"github.com/spf13/pflag"
 	admissionv1 "k8s.io/api/admission/v1"
+	admregv1 "k8s.io/api/admissionregistration/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/podfim/podfim/internal/inject/certs"
+	"github.com/podfim/podfim/internal/inject/certs/certstest"
 )
 
 func parseWebhook(t *testing.T, args []string, env map[string]string) (webhookConfig, error) {
@@ -194,5 +196,70 @@ func TestSidecarPolicyYAML(t *testing.T) {
 	f, _ = parseSidecar(t, []string{"--policy=/x.yaml"}, map[string]string{"PODFIM_POLICY_YAML": pol})
 	if _, _, err := f.build(os.Getenv); ExitCode(err) != ExitUsage {
 		t.Errorf("both: %v", err)
+	}
+}
+
+// TestWebhookSelfSigned runs the self-signed mode against an in-memory API:
+// the CA is created in the Secret, the replica is not ready until the
+// configuration exists and trusts the CA, then it is.
+func TestWebhookSelfSigned(t *testing.T) {
+	api := certstest.New()
+	cfg, err := parseWebhook(t, []string{"--sidecar-image=localhost/podfim:dev", "--tls-secret=podfim-webhook-tls", "--webhook-config=podfim",
+		"--namespace=podfim", "--cert-ip=127.0.0.1", "--listen=127.0.0.1:0", "--publish-interval=50ms"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	addr := make(chan string, 1)
+	cfg.listening = func(a string) { addr <- a }
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- runWebhook(ctx, cfg, func() (certs.API, error) { return api, nil }) }()
+	var base string
+	select {
+	case a := <-addr:
+		base = "https://" + a
+	case err := <-done:
+		t.Fatal(err)
+	}
+	api.Mu.Lock()
+	ca := api.Secrets["podfim/podfim-webhook-tls"].Data[certs.KeyCACert]
+	api.Mu.Unlock()
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(ca) {
+		t.Fatal("no CA in the Secret")
+	}
+	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	readyz := func() int {
+		resp, err := c.Get(base + "/readyz")
+		if err != nil {
+			t.Fatalf("the serving certificate does not chain to the Secret's CA: %v", err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := readyz(); code != http.StatusServiceUnavailable {
+		t.Errorf("ready (%d) without a webhook configuration to trust the CA", code)
+	}
+	api.Mu.Lock()
+	api.Configs["podfim"] = &admregv1.MutatingWebhookConfiguration{Webhooks: []admregv1.MutatingWebhook{{Name: "namespace.inject.podfim.io"}}}
+	api.Mu.Unlock()
+	deadline := time.Now().Add(10 * time.Second)
+	for readyz() != http.StatusOK {
+		if time.Now().After(deadline) {
+			t.Fatal("not ready after the configuration appeared")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	api.Mu.Lock()
+	got := api.Configs["podfim"].Webhooks[0].ClientConfig.CABundle
+	api.Mu.Unlock()
+	if !bytes.Equal(got, ca) {
+		t.Error("the caBundle is not the Secret's CA")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("shutdown: %v", err)
 	}
 }
