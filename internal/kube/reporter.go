@@ -55,6 +55,10 @@ const (
 	defaultReporterWait   = 500 * time.Millisecond
 	maxReporterBackoff    = 30 * time.Second
 	reporterResync        = 30 * time.Second
+	// annotationEvery bounds how often the annotation of a quarantined pod
+	// is rewritten as violations are added: a storm of findings must not be
+	// a storm of patches. The label itself is never delayed.
+	annotationEvery = 10 * time.Second
 	quarantineAnnotLimit  = 20 // paths named in the annotation
 	requestTimeoutDefault = DefaultTimeout
 )
@@ -123,6 +127,7 @@ type Reporter struct {
 	qReason        string // desired annotation
 	qApplied       *bool  // what the pod was last patched to; nil: unknown
 	qAppliedReason string
+	qLastPatch     time.Time
 	deleteAsked    bool
 	deleteDone     bool
 	pod            *corev1.Pod // last read, for the delete guard
@@ -372,6 +377,11 @@ func (r *Reporter) syncQuarantine(ctx context.Context) {
 	r.mu.Lock()
 	want, reason := r.quarantine, r.qReason
 	in := !r.qAsked || (r.qApplied != nil && *r.qApplied == want && r.qAppliedReason == reason)
+	if !in && want && r.qApplied != nil && *r.qApplied && r.cfg.Clock.Since(r.qLastPatch) < annotationEvery {
+		// Labelled already: only the annotation would change. Later (the
+		// resync, or a wake-up after annotationEvery).
+		in = true
+	}
 	var uid string
 	if r.pod != nil {
 		uid = string(r.pod.UID)
@@ -396,7 +406,7 @@ func (r *Reporter) syncQuarantine(ctx context.Context) {
 	// Applied what was wanted when the patch was built; a change since
 	// leaves qApplied != quarantine and is synced next.
 	applied := want
-	r.qApplied, r.qAppliedReason = &applied, reason
+	r.qApplied, r.qAppliedReason, r.qLastPatch = &applied, reason, r.cfg.Clock.Now()
 	r.mu.Unlock()
 }
 

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -435,6 +436,32 @@ func TestReporterQuarantine(t *testing.T) {
 	if n := len(e.srv.requests(http.MethodPatch, podPath)); n != 2 {
 		t.Errorf("%d patches, want 2", n)
 	}
+}
+
+// TestReporterQuarantineStorm: a storm of findings rewrites the
+// annotation at most once per annotationEvery, and the release is never
+// delayed.
+func TestReporterQuarantineStorm(t *testing.T) {
+	e := newReporterEnv(t, ownedPod(time.Now()), ReporterConfig{})
+	podPath := "/api/v1/namespaces/" + ns + "/pods/" + name
+	e.r.SetQuarantine(true, "0")
+	waitFor(t, "the label", func() bool { return len(e.srv.requests(http.MethodPatch, podPath)) == 1 })
+	for i := 1; i <= 1000; i++ {
+		e.r.SetQuarantine(true, strconv.Itoa(i))
+	}
+	time.Sleep(100 * time.Millisecond)
+	if n := len(e.srv.requests(http.MethodPatch, podPath)); n != 1 {
+		t.Errorf("%d patches for 1000 annotation updates within %s, want 1", n, annotationEvery)
+	}
+	// After annotationEvery the latest annotation is written, once.
+	e.clock.Step(annotationEvery)
+	e.r.poke()
+	waitFor(t, "the latest annotation", func() bool { return len(e.srv.requests(http.MethodPatch, podPath)) == 2 })
+	if b := e.srv.requests(http.MethodPatch, podPath)[1].body; !strings.Contains(string(b), `"podfim.io/quarantine":"1000"`) {
+		t.Errorf("patch %s, want the latest annotation", b)
+	}
+	e.r.SetQuarantine(false, "")
+	waitFor(t, "the release", func() bool { return len(e.srv.requests(http.MethodPatch, podPath)) == 3 })
 }
 
 // TestReporterQuarantineConverges: a quarantine that failed (API down) is

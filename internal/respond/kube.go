@@ -107,8 +107,18 @@ func (r *Responder) deletePod(ctx context.Context, f compare.Finding, content []
 		res = server.ResultError
 	}
 	r.m.Action(string(ActionDelete), res)
-	r.logPath(ctx, slog.LevelWarn, msgDeleteRefused, f.Path, slog.String(keyAction, string(ActionDelete)),
+	// Said once per episode (until no violation is open), like the kill
+	// limit: every finding of a storm is refused for the same reason.
+	r.mu.Lock()
+	first := !r.deleteRefused
+	r.deleteRefused = true
+	r.mu.Unlock()
+	level := slog.LevelDebug
+	if first {
+		level = slog.LevelWarn
+		r.event(corev1EventWarning, kube.ReasonDeleteRefused, fmt.Sprintf("not deleting the pod (%v); escalating to %v", err, r.plan.Escalate))
+	}
+	r.logPath(ctx, level, msgDeleteRefused, f.Path, slog.String(keyAction, string(ActionDelete)),
 		slog.String(keyResult, string(res)), slog.String(keyReason, err.Error()), slog.Any(keyEscalate, r.plan.Escalate))
-	r.event(corev1EventWarning, kube.ReasonDeleteRefused, fmt.Sprintf("not deleting the pod (%v); escalating to %v", err, r.plan.Escalate))
 	return r.escalate(ctx, f, content, ActionDelete)
 }

@@ -91,6 +91,8 @@ type Responder struct {
 	lastKill    time.Time
 	escalating  bool      // the kill limit is reached; logged once per episode
 	quarantined time.Time // when the quarantine began; zero: not quarantined
+	// deleteRefused: the delete guard refused in this episode; said once.
+	deleteRefused bool
 }
 
 // New returns a responder for p, which should have passed Validate; zero
@@ -164,6 +166,9 @@ func (r *Responder) Resolved(path string) {
 	release := n == 0 && !r.quarantined.IsZero()
 	if release {
 		r.quarantined = time.Time{}
+	}
+	if n == 0 {
+		r.deleteRefused = false
 	}
 	r.mu.Unlock()
 	r.m.SetViolationsOpen(n)

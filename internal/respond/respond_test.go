@@ -597,6 +597,21 @@ func TestDelete(t *testing.T) {
 	if !slices.Contains(k.reasonsPosted(), "DeleteRefused") || !strings.Contains(e.logs.String(), "younger than") {
 		t.Errorf("the refusal is not reported: %v %s", k.reasonsPosted(), e.logs.String())
 	}
+	// A storm of refusals is said once.
+	for _, p := range []string{"/c", "/d", "/e"} {
+		if err := e.r.Handle(t.Context(), changed(p, []byte("x"), []byte("y")), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n := 0
+	for _, r := range k.reasonsPosted() {
+		if r == "DeleteRefused" {
+			n++
+		}
+	}
+	if n != 1 || strings.Count(e.logs.String(), `"level":"WARN","msg":"pod not deleted`) != 1 {
+		t.Errorf("%d DeleteRefused Events and %d warnings for 4 refusals, want 1 each", n, strings.Count(e.logs.String(), `"level":"WARN","msg":"pod not deleted`))
+	}
 }
 
 func TestKillEvents(t *testing.T) {
