@@ -613,3 +613,45 @@ func writeFileMode(t *testing.T, name, content string, mode os.FileMode) {
 		t.Fatal(err)
 	}
 }
+
+// TestKubeNativeStorm: 1000 files added at once are 1000 findings and a
+// bounded number of Event writes (client-go's spam filter and aggregation).
+func TestKubeNativeStorm(t *testing.T) {
+	k := newKube(t)
+	o := nativeOpts{appPort: 18250, sidecarPort: 18251, respond: "log,metric,event,unready", escalate: "unready", rbac: true}
+	ns, pod := startNative(t, k, o)
+	waitEvents(t, k, ns, pod, "BaselineCreated")
+
+	k.must(t, "-n", ns, "exec", pod.name, "-c", "app", "--", "/bin/busybox", "sh", "-c",
+		"i=0; while [ $i -lt 1000 ]; do echo x > /www/storm-$i; i=$((i+1)); done")
+	k.waitUntil(t, ns, "1000 findings", time.Minute, 500*time.Millisecond, func() (bool, string) {
+		v := sidecarMetric(t, o.sidecarPort, `podfim_findings_total{kind="added"}`)
+		return v >= 1000, fmt.Sprint(v)
+	})
+	waitEvents(t, k, ns, pod, "FileAdded")
+	// Let the worker finish what it accepted.
+	k.waitUntil(t, ns, "the Event queue to drain", 30*time.Second, 500*time.Millisecond, func() (bool, string) {
+		sent := sidecarMetric(t, o.sidecarPort, `podfim_kube_events_total{result="sent"}`)
+		filtered := sidecarMetric(t, o.sidecarPort, `podfim_kube_events_total{result="filtered"}`)
+		dropped := sidecarMetric(t, o.sidecarPort, `podfim_kube_events_total{result="dropped"}`)
+		failed := sidecarMetric(t, o.sidecarPort, `podfim_kube_events_total{result="failed"}`)
+		return sent+filtered+dropped+failed >= 1001, fmt.Sprintf("sent %v filtered %v dropped %v failed %v", sent, filtered, dropped, failed)
+	})
+	writes := sidecarMetric(t, o.sidecarPort, `podfim_kube_requests_total{operation="write_event",result="ok"}`)
+	filtered := sidecarMetric(t, o.sidecarPort, `podfim_kube_events_total{result="filtered"}`)
+	objects := 0
+	for _, e := range podEvents(t, k, ns, pod.name) {
+		if strings.HasSuffix(e, " podfim") {
+			objects++
+		}
+	}
+	t.Logf("1000 files added: %v Event writes, %d Event objects of podfim on the pod, %v Events filtered", writes, objects, filtered)
+	// A burst of 25 per reason (FileAdded, FileChanged for /www), a few
+	// others (BaselineCreated), aggregation patches among them.
+	if writes > 60 || objects > 60 {
+		t.Errorf("%v writes and %d Event objects for a storm of 1000 findings, want a bounded few dozen", writes, objects)
+	}
+	if filtered < 900 {
+		t.Errorf("%v Events filtered, want most of the 1000", filtered)
+	}
+}
