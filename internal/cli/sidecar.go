@@ -220,7 +220,7 @@ func (f *sidecarFlags) build(getenv func(string) string) (sidecar.Config, *slog.
 			cfg.Names = client
 		}
 	case err != nil && usesKube(cfg.Plan):
-		log.Warn("no Kubernetes API access: the event, quarantine and delete responses are skipped; detection and the other responses work", "error", err.Error())
+		log.Warn("no Kubernetes API access: the event, quarantine and delete responses are skipped; detection and the other responses work", keyErr, err.Error())
 	}
 	if err := errors.Join(cfg.Validate(), kubeErr); err != nil {
 		return cfg, nil, fail(ExitUsage, fmt.Errorf("invalid sidecar configuration: %w", err))
