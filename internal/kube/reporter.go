@@ -44,21 +44,21 @@ const (
 // pod and an operator list the quarantined pods; the annotation says why and
 // since when.
 const (
-	LabelQuarantined      = "podfim.io/quarantined"
-	AnnotationQuarantine  = "podfim.io/quarantine"
-	quarantineLabelValue  = "true"
-	eventComponent        = "podfim"
-	eventController       = "podfim.io/sidecar"
-	maxEventMessageBytes  = 1024
-	defaultReporterQueue  = 128
-	defaultReporterTries  = 5
-	defaultReporterWait   = 500 * time.Millisecond
-	maxReporterBackoff    = 30 * time.Second
-	reporterResync        = 30 * time.Second
+	LabelQuarantined     = "podfim.io/quarantined"
+	AnnotationQuarantine = "podfim.io/quarantine"
+	quarantineLabelValue = "true"
+	eventComponent       = "podfim"
+	eventController      = "podfim.io/sidecar"
+	maxEventMessageBytes = 1024
+	defaultReporterQueue = 128
+	defaultReporterTries = 5
+	defaultReporterWait  = 500 * time.Millisecond
+	maxReporterBackoff   = 30 * time.Second
+	reporterResync       = 30 * time.Second
 	// annotationEvery bounds how often the annotation of a quarantined pod
 	// is rewritten as violations are added: a storm of findings must not be
 	// a storm of patches. The label itself is never delayed.
-	annotationEvery = 10 * time.Second
+	annotationEvery       = 10 * time.Second
 	quarantineAnnotLimit  = 20 // paths named in the annotation
 	requestTimeoutDefault = DefaultTimeout
 )
