@@ -47,20 +47,28 @@ const (
 	LabelQuarantined     = "podfim.io/quarantined"
 	AnnotationQuarantine = "podfim.io/quarantine"
 	quarantineLabelValue = "true"
-	eventComponent       = "podfim"
-	eventController      = "podfim.io/sidecar"
+	quarantineAnnotLimit = 20 // paths named in the annotation
+)
+
+// Who the Events say they come from.
+const (
+	eventComponent  = "podfim"
+	eventController = "podfim.io/sidecar"
+)
+
+// Limits and pacing of the Reporter (docs/kubernetes.md).
+const (
 	maxEventMessageBytes = 1024
 	defaultReporterQueue = 128
 	defaultReporterTries = 5
 	defaultReporterWait  = 500 * time.Millisecond
 	maxReporterBackoff   = 30 * time.Second
-	reporterResync       = 30 * time.Second
+	// reporterResync retries a quarantine that did not reach the pod.
+	reporterResync = 30 * time.Second
 	// annotationEvery bounds how often the annotation of a quarantined pod
 	// is rewritten as violations are added: a storm of findings must not be
 	// a storm of patches. The label itself is never delayed.
-	annotationEvery       = 10 * time.Second
-	quarantineAnnotLimit  = 20 // paths named in the annotation
-	requestTimeoutDefault = DefaultTimeout
+	annotationEvery = 10 * time.Second
 )
 
 // Log keys and messages of the reporter.
@@ -490,7 +498,7 @@ func (r *Reporter) try(ctx context.Context, op server.KubeOperation, attempts in
 	wait := r.cfg.Backoff
 	var err error
 	for i := 1; ; i++ {
-		rctx, cancel := context.WithTimeout(ctx, requestTimeoutDefault)
+		rctx, cancel := context.WithTimeout(ctx, DefaultTimeout)
 		err = f(rctx)
 		cancel()
 		if err == nil {
