@@ -276,7 +276,7 @@ func (r *Reporter) Delete(minAge time.Duration) error {
 		return fmt.Errorf("%w: %s < %s", ErrDeleteTooYoung, age.Round(time.Second), minAge)
 	}
 	r.deleteAsked = true
-	go r.poke()
+	r.poke()
 	return nil
 }
 
@@ -373,7 +373,7 @@ func (r *Reporter) syncDelete(ctx context.Context) {
 	err := r.try(ctx, server.KubeDeletePod, r.cfg.Attempts, func(ctx context.Context) error {
 		return r.api.DeletePod(ctx, uid)
 	})
-	if err == nil || apierrors.IsNotFound(errors.Unwrap(err)) || errors.Is(err, ErrPodNotFound) || apierrors.IsConflict(err) {
+	if err == nil || apierrors.IsNotFound(err) || errors.Is(err, ErrPodNotFound) || apierrors.IsConflict(err) {
 		// Gone, or replaced: nothing left to delete.
 		r.mu.Lock()
 		r.deleteDone = true
