@@ -8,7 +8,7 @@
 #
 # Which cluster, in this order:
 #   - podfim's test cluster (test/cluster, docs/cluster.md) when it is running
-#     and KUBECONFIG is not set: images imported with `bin/cluster import`,
+#     and KUBECONFIG is unset or its own: images imported with `bin/cluster import`,
 #     deploy/kubernetes/overlays/hostnetwork (no pod network there: the page
 #     on 127.0.0.1:8080, the sidecar on 127.0.0.1:9090);
 #   - Minikube, when the current context is minikube (or, without a context,
@@ -26,11 +26,16 @@ TAG=${TAG:-dev}   # image tag (images.sh); another tag leaves others' :dev image
 mode=
 overlay=
 
-# The test cluster's kubectl and KUBECONFIG, when it runs.
-if [ -z "${KUBECONFIG:-}" ] && [ -x bin/cluster ] && bin/cluster status >/dev/null 2>&1; then
-	eval "$(bin/cluster env)"
-	mode=cluster
-	overlay=deploy/kubernetes/overlays/hostnetwork
+# The test cluster's kubectl and KUBECONFIG, when it runs and KUBECONFIG
+# names no other cluster (after eval "$(bin/cluster env)" it names this one).
+if [ -x bin/cluster ] && bin/cluster status >/dev/null 2>&1; then
+	cluster_env=$(bin/cluster env)
+	cluster_kubeconfig=$(sed -n 's/^export KUBECONFIG=//p' <<<"$cluster_env")
+	if [ -z "${KUBECONFIG:-}" ] || [ "$KUBECONFIG" = "$cluster_kubeconfig" ]; then
+		eval "$cluster_env"
+		mode=cluster
+		overlay=deploy/kubernetes/overlays/hostnetwork
+	fi
 fi
 if [ -z "$mode" ]; then
 	if ! command -v kubectl >/dev/null; then
