@@ -91,7 +91,9 @@ ENGINE=$engine TAG=$TAG ./scripts/images.sh
 # 2. Into the cluster: there is no registry.
 for img in podfim hello; do
 	ref=localhost/$img:$TAG
-	[ "$engine" = docker ] && ref=$img:$TAG
+	# docker names the build $img:$TAG (docker.io/library/...); the
+	# manifests name localhost/$img, as podman does.
+	[ "$engine" = docker ] && docker tag "$img:$TAG" "$ref"
 	"$engine" save -o "$tmp/$img.tar" "$ref"
 done
 if [ "$mode" = cluster ]; then
