@@ -439,6 +439,7 @@ func (s *sidecar) monitor(ctx context.Context, c *target.Container) error {
 	}
 	l := s.matcher.Limits()
 	k := &sink{s: s, reported: map[string]bool{}}
+	tolerate := s.mountTolerance(c)
 	mon := watch.New(root, watch.Config{
 		Matcher:  s.matcher,
 		Entries:  b.Entries,
@@ -448,10 +449,33 @@ func (s *sidecar) monitor(ctx context.Context, c *target.Container) error {
 		Quick:    s.cfg.Quick,
 		Full:     s.cfg.Full,
 		Accepted: s.accepted,
+		Tolerate: tolerate,
 	}, k)
 	k.mon = mon
 	s.setHealth(nil)
 	return mon.Run(ctx)
+}
+
+// mountTolerance lets the directories above the container's mount points
+// differ from the baseline in what the runtime changes when it creates
+// those mount points in a fresh container of the same image (see
+// watch.Tolerated): without it, every restart of the app would be a
+// finding, and the kill response would kill each clean new container.
+func (s *sidecar) mountTolerance(c *target.Container) map[string]attr.Set {
+	mps, err := c.MountPoints()
+	if err != nil {
+		// Compare everything: a restart may then be reported, which is
+		// noisy but never blind.
+		s.log.Warn("cannot read the container's mount points; directories above them are compared in full", keyError, err.Error())
+		return nil
+	}
+	dirs := target.MountAncestors(mps)
+	tol := make(map[string]attr.Set, len(dirs))
+	for _, d := range dirs {
+		tol[d] = watch.Tolerated
+	}
+	s.log.Debug("directories above mount points: inode, link count, size and times tolerated", "paths", dirs)
+	return tol
 }
 
 // firstSight returns the stored first-sight baseline, or takes it now. A

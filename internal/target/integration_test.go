@@ -237,6 +237,17 @@ func TestOpenRoot(t *testing.T) {
 	if err != nil || root != fmt.Sprintf("/proc/%d/root", a.pid) {
 		t.Errorf("Root() = %q, %v", root, err)
 	}
+	// The app's tmpfs is one of its mount points (and not one of ours).
+	mps, err := c.MountPoints()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(mps, filepath.Clean(mark)) || mps[0] != "/" {
+		t.Errorf("MountPoints() = %q, want / first and %s", mps, mark)
+	}
+	if !slices.Contains(MountAncestors(mps), filepath.Dir(filepath.Clean(mark))) {
+		t.Errorf("MountAncestors(%q) lacks %s", mps, filepath.Dir(mark))
+	}
 
 	// The main process exits: the worker's root is used, and the directory
 	// opened before stays valid while the namespace lives.

@@ -76,7 +76,20 @@ type Config struct {
 	// the monitors of successive containers of a pod: a runtime that
 	// restarts the same container keeps the restored files. nil: a new one.
 	Accepted *Accepted
+	// Tolerate names, for some paths, attributes whose changes are
+	// expected and not findings: the sidecar tolerates the inode, link
+	// count, size and times of the directories above the container's mount
+	// points, which the runtime recreates in every new container (see
+	// Tolerated). Other attributes of those paths are still compared.
+	Tolerate map[string]attr.Set
 }
+
+// Tolerated is what Config.Tolerate allows of a directory above a mount
+// point: the runtime creates missing mount points in each container's new
+// writable layer, which copies the directories above them up (new inode,
+// new times) and may add entries (size, link count). An entry added there
+// by anyone else is still reported as added.
+const Tolerated = attr.Inode | attr.Nlink | attr.Size | attr.Mtime | attr.Ctime
 
 // Accepted is a set of entries accepted in addition to the baseline's: a
 // restored file has the baseline's content, mode, owner and xattrs in a new
@@ -301,7 +314,7 @@ func (m *Monitor) checkPath(ctx context.Context, p string, detected time.Time) e
 	case !exists:
 		f = &compare.Finding{Path: p, Kind: compare.Removed, Old: old}
 	default:
-		if names := compare.Diff(old, &cur); len(names) > 0 {
+		if names := m.untolerated(p, compare.Diff(old, &cur)); len(names) > 0 {
 			if acc, ok := m.cfg.Accepted.get(p); !ok || len(compare.Diff(&acc, &cur)) > 0 {
 				f = &compare.Finding{Path: p, Kind: compare.Changed, Attributes: names, Old: old, New: &cur}
 			}
@@ -344,6 +357,9 @@ func (m *Monitor) check(ctx context.Context, kind string, detected time.Time) (*
 	seen := make(map[string]bool, len(r.Findings))
 	for _, f := range r.Findings {
 		if f.Kind == compare.Changed {
+			if f.Attributes = m.untolerated(f.Path, f.Attributes); len(f.Attributes) == 0 {
+				continue
+			}
 			if acc, ok := m.cfg.Accepted.get(f.Path); ok && len(compare.Diff(&acc, f.New)) == 0 {
 				continue
 			}
@@ -403,6 +419,26 @@ func (m *Monitor) Restored(ctx context.Context, p string, tolerated attr.Set) (b
 	m.cfg.Accepted.put(acc)
 	m.resolve(p)
 	return true, nil
+}
+
+// untolerated returns the attribute names of names that Config.Tolerate
+// does not allow to change at p, in a new slice when any is dropped.
+func (m *Monitor) untolerated(p string, names []string) []string {
+	tol, ok := m.cfg.Tolerate[p]
+	if !ok || len(names) == 0 {
+		return names
+	}
+	drop := map[string]bool{}
+	for _, n := range tol.Names() {
+		drop[n] = true
+	}
+	out := make([]string, 0, len(names))
+	for _, n := range names {
+		if !drop[n] {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // report passes a finding on unless the same state was reported already.

@@ -373,3 +373,48 @@ func TestRestoredAcceptsNewInodeAndCtimeOnly(t *testing.T) {
 		return e.kind == "changed" && e.path == "/www/index.html" && slices.Contains(e.attrs, "mode")
 	})
 }
+
+// TestToleratedDirectoryAttributes: the directories above a container's
+// mount points may change inode, link count, size and times (the runtime
+// recreates its mount points in a fresh container), nothing else; an entry
+// added to them is still reported.
+func TestToleratedDirectoryAttributes(t *testing.T) {
+	tol := map[string]attr.Set{"/": Tolerated, "/www": Tolerated}
+	for _, inotify := range []bool{true, false} {
+		t.Run("inotify="+strconv.FormatBool(inotify), func(t *testing.T) {
+			dir := tree(t)
+			rec, _, _ := start(t, dir, Config{Inotify: inotify, Quick: 20 * time.Millisecond, Tolerate: tol})
+			// What a runtime does to "/" and "/www": a new subdirectory
+			// (a mount point) changes their size, link count and times.
+			// The subdirectory is an entry of its own, and reported.
+			if err := os.Mkdir(filepath.Join(dir, "www", "proc"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			rec.wait(t, 2*time.Second, "added /www/proc", func(e sinkEvent) bool { return e.kind == "added" && e.path == "/www/proc" })
+			future := time.Now().Add(time.Hour)
+			if err := os.Chtimes(dir, future, future); err != nil {
+				t.Fatal(err)
+			}
+			// The same change to an untolerated directory is a finding.
+			if err := os.Chtimes(filepath.Join(dir, "www", "sub"), future, future); err != nil {
+				t.Fatal(err)
+			}
+			rec.wait(t, 2*time.Second, "changed /www/sub", func(e sinkEvent) bool { return e.kind == "changed" && e.path == "/www/sub" })
+			time.Sleep(100 * time.Millisecond) // several quick checks
+			if n := rec.count(func(e sinkEvent) bool {
+				return e.kind == "changed" && (e.path == "/" || e.path == "/www")
+			}); n != 0 {
+				t.Fatalf("%d findings for tolerated changes of / and /www", n)
+			}
+			// A mode change of a tolerated directory is reported, with only
+			// the untolerated attribute named.
+			if err := os.Chmod(filepath.Join(dir, "www"), 0o777); err != nil {
+				t.Fatal(err)
+			}
+			ev := rec.wait(t, 2*time.Second, "changed /www (mode)", func(e sinkEvent) bool { return e.kind == "changed" && e.path == "/www" })
+			if !slices.Equal(ev.attrs, []string{"mode"}) {
+				t.Errorf("attributes %q, want [mode]", ev.attrs)
+			}
+		})
+	}
+}

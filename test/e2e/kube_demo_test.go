@@ -59,6 +59,13 @@ const kubeDemoSelector, kubeDemoPod = "app.kubernetes.io/name=podfim-demo", "pod
 // and waits for 2/2, the page, /readyz 200 and the sidecar's baseline.
 func startKubeDemo(t *testing.T, appPort, sidecarPort int, components ...string) *kubeDemo {
 	t.Helper()
+	return startKubeDemoEdited(t, appPort, sidecarPort, nil, components...)
+}
+
+// startKubeDemoEdited is startKubeDemo with edit applied to the rendered
+// manifests before they are applied.
+func startKubeDemoEdited(t *testing.T, appPort, sidecarPort int, edit func(string) string, components ...string) *kubeDemo {
+	t.Helper()
 	k := newKube(t)
 	img := kubeImages(t, k)
 	requireFreePort(t, net.JoinHostPort("127.0.0.1", strconv.Itoa(appPort)))
@@ -75,6 +82,9 @@ func startKubeDemo(t *testing.T, appPort, sidecarPort int, components ...string)
 		fmt.Sprintf("namespace: %s\nimages:\n- name: localhost/hello\n  newTag: %q\n- name: localhost/podfim\n  newTag: %q\n", d.ns, img.Tag, img.Tag),
 		map[string]string{"ports.yaml": hostnetworkPorts(appPort, sidecarPort)})
 	manifests := k.kustomize(t, dir)
+	if edit != nil {
+		manifests = edit(manifests)
+	}
 	for _, ref := range []string{"image: " + img.Hello, "image: " + img.Podfim} {
 		if !strings.Contains(manifests, ref) {
 			t.Fatalf("the rendered demo has no %q:\n%s", ref, manifests)
@@ -102,9 +112,7 @@ func (d *kubeDemo) logs(t *testing.T) func() string {
 
 func TestKubeDemo(t *testing.T) {
 	d := startKubeDemo(t, kubeAppPort, kubeSidecarPort)
-	k, ns, pageURL, readyURL := d.k, d.ns, d.pageURL, d.readyURL
-	const sel, pod = kubeDemoSelector, kubeDemoPod
-	logs := d.logs(t)
+	k, ns, pod := d.k, d.ns, kubeDemoPod
 
 	// Least privilege, seen from inside: the app (same pid namespace, its
 	// busybox) reads the sidecar's effective capabilities and its own.
@@ -114,6 +122,45 @@ func TestKubeDemo(t *testing.T) {
 		t.Fatalf("effective capabilities:\n%s\nwant /podfim %s (SYS_PTRACE, KILL, DAC_READ_SEARCH) and /hello none", caps, capEffKill)
 	}
 	t.Logf("CapEff: /podfim %s (DAC_READ_SEARCH, KILL, SYS_PTRACE), /hello 0", capEffKill)
+	d.tamperKillHeal(t)
+}
+
+// TestKubeDemoBuiltinPolicy: the demo with the sidecar's built-in policy
+// (the whole image, every attribute) instead of the demo's own. The
+// kubelet's fresh container of the same image has new mount points in a
+// new writable layer, so "/" and "/etc" have a new inode and new times:
+// the sidecar tolerates exactly that above the container's mount points,
+// so the clean new container is not a finding and is not killed again.
+func TestKubeDemoBuiltinPolicy(t *testing.T) {
+	const policyArg = "- --policy=/etc/podfim/policy.yaml"
+	d := startKubeDemoEdited(t, 18083, 18093, func(m string) string {
+		if !strings.Contains(m, policyArg) {
+			t.Fatalf("the rendered demo has no %q to remove:\n%s", policyArg, m)
+		}
+		var out []string
+		for _, l := range strings.Split(m, "\n") {
+			if strings.TrimSpace(l) != policyArg {
+				out = append(out, l)
+			}
+		}
+		return strings.Join(out, "\n")
+	})
+	l := waitLog(t, d.logs(t), "baseline loaded", "", 10*time.Second)
+	if n, ok := l["entries"].(float64); !ok || n < 4 {
+		t.Fatalf("built-in policy baseline: %s; want the whole image (/, /bin, /hello, /www, ...)", l)
+	}
+	d.tamperKillHeal(t)
+}
+
+// tamperKillHeal is the seed's walkthrough after the pod is up: tamper
+// with the page through `kubectl exec`, see the finding and one kill, the
+// kubelet's fresh container (RESTARTS 1), the page healed, and no second
+// kill of the clean new container.
+func (d *kubeDemo) tamperKillHeal(t *testing.T) {
+	t.Helper()
+	k, ns, pageURL, readyURL := d.k, d.ns, d.pageURL, d.readyURL
+	const sel, pod = kubeDemoSelector, kubeDemoPod
+	logs := d.logs(t)
 
 	// The seed's tamper step. The sidecar may kill the app while the exec
 	// session is still open (exit 137): the finding below proves the write.
