@@ -43,6 +43,9 @@ type demoWant struct {
 	// builtinPolicy: the sidecar runs without --policy; otherwise it reads
 	// the demo's policy from a ConfigMap mounted read-only into it alone.
 	builtinPolicy bool
+	// apiToken: the sidecar (and only it) mounts a projected service-account
+	// token, for the responses that use the API.
+	apiToken bool
 }
 
 // serverObjects applies manifests with --dry-run=server in ns and returns
@@ -160,6 +163,19 @@ func checkPodSpec(t *testing.T, s corev1.PodSpec, want demoWant) {
 	})
 	if want.builtinPolicy == (policyArg || policyMount || policyCM) {
 		t.Errorf("policy: --policy %v, read-only mount %v, ConfigMap volume %v; want all %v", policyArg, policyMount, policyCM, !want.builtinPolicy)
+	}
+	const tokenDir = "/var/run/secrets/kubernetes.io/serviceaccount"
+	tokenMount := slices.ContainsFunc(side.VolumeMounts, func(m corev1.VolumeMount) bool {
+		return m.MountPath == tokenDir && m.ReadOnly
+	})
+	tokenVol := slices.ContainsFunc(s.Volumes, func(v corev1.Volume) bool {
+		return v.Projected != nil && slices.ContainsFunc(v.Projected.Sources, func(p corev1.VolumeProjection) bool { return p.ServiceAccountToken != nil })
+	})
+	if tokenMount != want.apiToken || tokenVol != want.apiToken {
+		t.Errorf("sidecar token: mount %v, projected volume %v; want %v", tokenMount, tokenVol, want.apiToken)
+	}
+	if slices.ContainsFunc(app.VolumeMounts, func(m corev1.VolumeMount) bool { return m.MountPath == tokenDir }) {
+		t.Error("app mounts a service-account token: it needs none")
 	}
 
 	// Probes: hello's /healthz; the sidecar's /healthz (liveness) and /readyz (readiness).
@@ -378,6 +394,8 @@ data: {appListen: "127.0.0.1:18080", appPort: "18080", sidecarListen: "127.0.0.1
 				demoWant{kinds: []string{"Service", "Deployment"}, workload: "Deployment", caps: capsKill}},
 			{"restore", []string{"sidecar.respond={log,metric,unready,restore}"},
 				demoWant{kinds: []string{"Pod"}, workload: "Pod", caps: capsRestore}},
+			{"api responses", []string{"sidecar.respond={log,metric,event,quarantine,kill}"},
+				demoWant{kinds: []string{"Pod"}, workload: "Pod", caps: capsKill, apiToken: true}},
 			{"builtin policy", []string{"demo.policy.builtin=true"},
 				demoWant{kinds: []string{"Pod"}, workload: "Pod", caps: capsKill, builtinPolicy: true}},
 			{"report only", []string{"sidecar.respond={log,metric,unready}", "demo.service.type=ClusterIP"},

@@ -165,7 +165,20 @@ policyConfigMap, the name of a ConfigMap whose policy.yaml is the policy, or
     mountPath: /etc/podfim
     readOnly: true
   {{- end }}
+  {{- if include "podfim.sidecar.usesAPI" . }}
+  # The sidecar's own token (where client-go's in-cluster config looks),
+  # mounted only here: the app needs none (automountServiceAccountToken).
+  - name: podfim-token
+    mountPath: /var/run/secrets/kubernetes.io/serviceaccount
+    readOnly: true
+  {{- end }}
 {{- end -}}
+{{- end -}}
+
+{{/* "true" when a response of the sidecar uses the Kubernetes API (event, quarantine, delete). */}}
+{{- define "podfim.sidecar.usesAPI" -}}
+{{- $r := .Values.sidecar.respond -}}
+{{- if or (has "event" $r) (has "quarantine" $r) (has "delete" $r) -}}true{{- end -}}
 {{- end -}}
 
 {{/* The sidecar's volumes (pass the same dict as to podfim.sidecar.container). */}}
@@ -177,6 +190,25 @@ policyConfigMap, the name of a ConfigMap whose policy.yaml is the policy, or
 - name: podfim-policy
   configMap:
     name: {{ . }}
+{{- end }}
+{{- if include "podfim.sidecar.usesAPI" .ctx }}
+# A service-account token, the cluster CA and the namespace: the files of
+# client-go's in-cluster config, for the sidecar alone (short-lived, rotated
+# by the kubelet). RBAC for it: sidecarRBAC.
+- name: podfim-token
+  projected:
+    sources:
+    - serviceAccountToken:
+        path: token
+        expirationSeconds: 3600
+    - configMap:
+        name: kube-root-ca.crt
+        items:
+        - {key: ca.crt, path: ca.crt}
+    - downwardAPI:
+        items:
+        - path: namespace
+          fieldRef: {fieldPath: metadata.namespace}
 {{- end }}
 {{- end -}}
 
