@@ -31,6 +31,7 @@ FUZZTIME ?= 20s
 fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzRead$$' -fuzztime=$(FUZZTIME) ./internal/baseline/
 	$(GO) test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./internal/policy/
+	$(GO) test -run='^$$' -fuzz='^FuzzParseAnnotations$$' -fuzztime=$(FUZZTIME) ./internal/inject/
 
 ## bench: podfim against AIDE on the same trees; prints medians and ratios
 BENCH_RUNS ?= 5

@@ -1,7 +1,9 @@
 // Package kube is podfim's seam to the Kubernetes API: it knows the
 // sidecar's own pod (from the downward API), reads that pod's status, posts
 // Events about it and labels or deletes it (Reporter, in the background).
-// Nothing else in podfim imports client-go.
+// Besides it, only the webhook's certificate code (internal/inject/certs)
+// talks to the API, with a REST client of its own (core and
+// admissionregistration types only).
 //
 // It uses client-go's REST client with a scheme of the core/v1 types only,
 // not the generated typed clients: those register every API group's types
