@@ -43,25 +43,11 @@ func isVanished(err error) bool {
 }
 
 func mountPoints(proc string, p Process) ([]string, error) {
-	d, err := openProcDir(proc, p.PID)
+	d, err := openListed(proc, p)
 	if err != nil {
 		return nil, err
 	}
 	defer d.close()
-	st, err := d.stat()
-	if err != nil {
-		return nil, err
-	}
-	if st.StartTime != p.StartTime || st.dead() {
-		return nil, fmt.Errorf("%s: %w", d.path, errVanished)
-	}
-	ns, err := d.mountNS()
-	if err != nil {
-		return nil, err
-	}
-	if ns != p.MountNS {
-		return nil, fmt.Errorf("%s: moved to another mount namespace: %w", d.path, errVanished)
-	}
 	fd, err := d.openat("mountinfo", unix.O_RDONLY)
 	if err != nil {
 		return nil, err

@@ -61,27 +61,11 @@ func (c *Container) Root() (string, error) {
 // openRoot opens the root directory of process p, which must still be the
 // process listed (same start time, same mount namespace) and not chrooted.
 func openRoot(proc string, p Process) (*os.File, error) {
-	d, err := openProcDir(proc, p.PID)
+	d, err := openListed(proc, p)
 	if err != nil {
 		return nil, err
 	}
 	defer d.close()
-	// Through d, the start time and namespace are those of the process
-	// whose root is opened below, or the open fails.
-	st, err := d.stat()
-	if err != nil {
-		return nil, err
-	}
-	if st.StartTime != p.StartTime || st.dead() {
-		return nil, fmt.Errorf("%s: %w", d.path, errVanished)
-	}
-	ns, err := d.mountNS()
-	if err != nil {
-		return nil, err
-	}
-	if ns != p.MountNS {
-		return nil, fmt.Errorf("%s: moved to another mount namespace: %w", d.path, errVanished)
-	}
 	fd, err := d.openat("root", unix.O_RDONLY|unix.O_DIRECTORY)
 	if err != nil {
 		return nil, err
@@ -101,6 +85,36 @@ func openRoot(proc string, p Process) (*os.File, error) {
 		return nil, fmt.Errorf("%s: %w", f.Name(), errChrooted)
 	}
 	return f, nil
+}
+
+// openListed opens the /proc directory of process p and checks that it is
+// still the process listed (same start time, not dead, same mount
+// namespace). Through the returned directory, whatever is opened below is
+// that process's, or the open fails.
+func openListed(proc string, p Process) (*procDir, error) {
+	d, err := openProcDir(proc, p.PID)
+	if err != nil {
+		return nil, err
+	}
+	st, err := d.stat()
+	if err != nil {
+		d.close()
+		return nil, err
+	}
+	if st.StartTime != p.StartTime || st.dead() {
+		d.close()
+		return nil, fmt.Errorf("%s: %w", d.path, errVanished)
+	}
+	ns, err := d.mountNS()
+	if err != nil {
+		d.close()
+		return nil, err
+	}
+	if ns != p.MountNS {
+		d.close()
+		return nil, fmt.Errorf("%s: moved to another mount namespace: %w", d.path, errVanished)
+	}
+	return d, nil
 }
 
 // mountRoot reports whether the directory fd is the root of a mount.
