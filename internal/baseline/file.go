@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 
 	"github.com/podfim/podfim/internal/attr"
 )
@@ -31,7 +32,10 @@ func ReadFile(path string, opts ReadOptions) (*Baseline, error) {
 // makes Next fail with ErrDigest, never yield a result. The Reader keeps the
 // file open until Close. Errors, from Next too, name the file.
 func OpenFile(path string, opts ReadOptions) (*Reader, error) {
-	f, err := os.Open(path)
+	// O_NONBLOCK: opening a FIFO for reading would otherwise wait for a
+	// writer, before the check below could refuse it. It changes nothing
+	// for a regular file.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, fmt.Errorf("failed to read baseline: %w", err)
 	}

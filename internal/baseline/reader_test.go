@@ -8,7 +8,9 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 	"weak"
 
 	"github.com/podfim/podfim/internal/attr"
@@ -202,6 +204,28 @@ func TestOpenFileErrors(t *testing.T) {
 	}
 	if _, err := OpenFile(dir, ReadOptions{}); err == nil || !strings.Contains(err.Error(), "not a regular file") {
 		t.Errorf("directory: %v", err)
+	}
+	// A FIFO is refused at once, not waited on for a writer.
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := OpenFile(fifo, ReadOptions{})
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "not a regular file") {
+			t.Errorf("FIFO: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		// Unblock the open before failing, so the test ends.
+		if w, err := os.OpenFile(fifo, os.O_WRONLY, 0); err == nil {
+			w.Close()
+		}
+		t.Fatal("OpenFile of a FIFO blocked")
 	}
 	path := filepath.Join(dir, "b.pfb")
 	if err := os.WriteFile(path, []byte("PODFIMBL"), 0o644); err != nil {
