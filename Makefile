@@ -25,6 +25,8 @@ lint:
 ## test: the default tier: lint, then every unit and integration test with the race detector
 test: lint
 	CGO_ENABLED=1 $(GO) test -race -count=1 ./...
+	# The baseline format's full truncation and attribute sweeps (sampled under -race).
+	$(GO) test -count=1 ./internal/baseline/
 
 ## fuzz: run each fuzz target for FUZZTIME (default 20s)
 FUZZTIME ?= 20s
