@@ -198,9 +198,20 @@ func (c *Config) sidecar(pod *corev1.Pod, s Settings) (corev1.Container, []corev
 	if spec.HostPID {
 		errs = append(errs, errors.New("spec.hostPID is true: the podfim sidecar would see every process of the node; it protects pods without hostPID only"))
 	}
+	ours := []string{VolumeState, VolumeBaseline, VolumeVerifyKey, VolumeToken}
 	for _, v := range spec.Volumes {
-		if slices.Contains([]string{VolumeState, VolumeBaseline, VolumeVerifyKey, VolumeToken}, v.Name) {
+		if slices.Contains(ours, v.Name) {
 			errs = append(errs, fmt.Errorf("the pod already has a volume named %q, which the podfim sidecar uses: rename it", v.Name))
+		}
+	}
+	// A mount of a volume the pod does not have yet is valid once the
+	// sidecar's volume of that name is added: it would hand the app the
+	// baseline, the bytes restore writes back, or the sidecar's token.
+	for _, ct := range slices.Concat(spec.InitContainers, spec.Containers) {
+		for _, m := range ct.VolumeMounts {
+			if slices.Contains(ours, m.Name) {
+				errs = append(errs, fmt.Errorf("container %q mounts the volume %q, which only the podfim sidecar may mount: rename it", ct.Name, m.Name))
+			}
 		}
 	}
 	target, err := targetName(pod, s.Target)

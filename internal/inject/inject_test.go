@@ -355,6 +355,12 @@ func TestMutateRejects(t *testing.T) {
 		{"volume clash", func(p *corev1.Pod) {
 			p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{Name: VolumeState})
 		}, `volume named "podfim-state"`},
+		{"mount of the sidecar's state", func(p *corev1.Pod) {
+			p.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: VolumeState, MountPath: "/s"}}
+		}, `container "app" mounts the volume "podfim-state"`},
+		{"mount of the sidecar's token", func(p *corev1.Pod) {
+			p.Spec.InitContainers = []corev1.Container{{Name: "init", VolumeMounts: []corev1.VolumeMount{{Name: VolumeToken, MountPath: "/t"}}}}
+		}, `container "init" mounts the volume "podfim-token"`},
 		{"unknown target", func(p *corev1.Pod) { p.Annotations = map[string]string{AnnTarget: "db"} }, `no container "db" (containers: app)`},
 		{"port clash", func(p *corev1.Pod) {
 			p.Spec.Containers[0].Ports = []corev1.ContainerPort{{Name: "metrics", ContainerPort: DefaultPort}}
