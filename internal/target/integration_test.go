@@ -339,7 +339,7 @@ func TestAccess(t *testing.T) {
 	run := func(caps []uintptr) string {
 		t.Helper()
 		cmd := exec.Command(exe)
-		cmd.Env = append(os.Environ(), roleEnv+"=probe")
+		cmd.Env = append(os.Environ(), testPod().RoleEnv+"=probe")
 		cmd.SysProcAttr = &syscall.SysProcAttr{
 			Credential:  &syscall.Credential{Uid: 65534, Gid: 65534},
 			AmbientCaps: caps,

@@ -13,22 +13,29 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/podfim/podfim/internal/testpod"
 )
 
-// The tests run inside a small pod of their own, so that /proc shows what a
-// sidecar sees and nothing else of the machine:
-//
-//	go test's process (role "")  starts
-//	  "pause"    pid 1 of a new pid namespace, in a new mount namespace
-//	             with its own /proc; it starts and reaps
-//	  "sidecar"  in another mount namespace: runs the tests, which start
-//	  "app"      helpers (this binary again) and /bin/sleep in new mount
-//	             namespaces, the way a runtime starts containers.
-//
-// Finder's defaults (Proc "/proc", Self os.Getpid(), Infra 1) are thus the
-// ones under test. It needs root (CAP_SYS_ADMIN), as the Makefile's test
-// tier does.
-const roleEnv = "PODFIM_TARGET_TEST_ROLE"
+// The tests run inside a small pod of their own (package testpod), so that
+// /proc shows what a sidecar sees and nothing else of the machine: the
+// runner ("sidecar") runs the tests, which start "app" helpers (this binary
+// again) and /bin/sleep in new mount namespaces, the way a runtime starts
+// containers. Finder's defaults (Proc "/proc", Self os.Getpid(), Infra 1)
+// are thus the ones under test. It needs root (CAP_SYS_ADMIN), as the
+// Makefile's test tier does.
+func testPod() testpod.Pod {
+	return testpod.Pod{
+		Name:    "target",
+		RoleEnv: "PODFIM_TARGET_TEST_ROLE",
+		Runner:  "sidecar",
+		Roles: map[string]func() int{
+			"app":    func() int { app(); return 0 },
+			"worker": func() int { time.Sleep(time.Minute); return 0 },
+			"probe":  func() int { probe(); return 0 },
+		},
+	}
+}
 
 // App helper settings, in the environment of role "app".
 const (
@@ -37,99 +44,11 @@ const (
 	chrootEnv = "PODFIM_TARGET_TEST_CHROOT" // a directory: chroot into it (after the worker started)
 )
 
-func TestMain(m *testing.M) {
-	// Only the sidecar runs tests. The other roles leave with exit, not
-	// os.Exit: with the race detector, os.Exit sleeps a second
-	// (GORACE=atexit_sleep_ms) to catch late reports, in every process.
-	switch role := os.Getenv(roleEnv); role {
-	case "":
-		exit(runPod())
-	case "pause":
-		exit(pause())
-	case "sidecar":
-		os.Exit(m.Run())
-	case "app":
-		app()
-	case "worker":
-		time.Sleep(time.Minute)
-	case "probe":
-		probe()
-	default:
-		fmt.Fprintf(os.Stderr, "unknown %s %q\n", roleEnv, role)
-		exit(2)
-	}
-	exit(0)
-}
+func TestMain(m *testing.M) { testPod().Main(m) }
+
+func selfCmd(role string, args ...string) *exec.Cmd { return testPod().Cmd(role, args...) }
 
 func exit(code int) { syscall.Exit(code) }
-
-func selfCmd(role string, args ...string) *exec.Cmd {
-	exe, err := os.Executable()
-	if err != nil {
-		panic(err)
-	}
-	cmd := exec.Command(exe, args...)
-	cmd.Env = append(os.Environ(), roleEnv+"="+role)
-	return cmd
-}
-
-// runPod starts "pause" in new pid and mount namespaces and returns its exit
-// code, which is the tests'.
-func runPod() int {
-	cmd := selfCmd("pause", os.Args[1:]...)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Cloneflags: syscall.CLONE_NEWPID | syscall.CLONE_NEWNS,
-		Pdeathsig:  syscall.SIGKILL, // and with pid 1, the whole pod dies
-	}
-	if err := cmd.Run(); err != nil {
-		if ee, ok := err.(*exec.ExitError); ok {
-			return ee.ExitCode()
-		}
-		fmt.Fprintf(os.Stderr, "target tests need root to create pid and mount namespaces (a pod of their own): %v\n", err)
-		return 1
-	}
-	return 0
-}
-
-// pause is pid 1 of the test pod: it mounts the pod's /proc, starts the
-// sidecar in its own mount namespace and reaps every process until the
-// sidecar exits.
-func pause() int {
-	fail := func(err error) int {
-		fmt.Fprintf(os.Stderr, "test pod: %v\n", err)
-		return 1
-	}
-	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-		return fail(fmt.Errorf("make mounts private: %w", err))
-	}
-	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
-		return fail(fmt.Errorf("mount /proc: %w", err))
-	}
-	cmd := selfCmd("sidecar", os.Args[1:]...)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNS, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return fail(err)
-	}
-	for {
-		var ws unix.WaitStatus
-		pid, err := unix.Wait4(-1, &ws, 0, nil)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return fail(fmt.Errorf("wait: %w", err))
-		}
-		if pid != cmd.Process.Pid {
-			continue // an orphan
-		}
-		if ws.Signaled() {
-			return fail(fmt.Errorf("sidecar killed by %v", ws.Signal()))
-		}
-		return ws.ExitStatus()
-	}
-}
 
 // app is a container's main process: it optionally mounts a tmpfs with a
 // mark file, starts a worker and chroots, then reports "ready <worker pid>"

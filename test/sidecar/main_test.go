@@ -3,7 +3,7 @@
 // that is tampered with: detection, readiness, kill, restart, escalation and
 // shutdown.
 //
-// The pod is made the way a container runtime makes one:
+// The pod is made the way a container runtime makes one (package testpod):
 //
 //	go test's process (role "")   builds the static app (testdata/app), then starts
 //	  "pause"   pid 1 of a new pid namespace, in a new mount namespace with
@@ -31,6 +31,7 @@ package sidecar_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -41,9 +42,8 @@ import (
 	"syscall"
 	"testing"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/podfim/podfim/internal/cli"
+	"github.com/podfim/podfim/internal/testpod"
 )
 
 // Environment of the test's own processes. Not PODFIM_*: the sidecar reads
@@ -60,71 +60,38 @@ func init() {
 	runtime.LockOSThread()
 }
 
-func TestMain(m *testing.M) {
-	// Roles other than the runner leave with exit, not os.Exit: with the
-	// race detector, os.Exit sleeps a second (GORACE=atexit_sleep_ms).
-	switch role := os.Getenv(roleEnv); role {
-	case "":
-		exit(runPod())
-	case "pause":
-		exit(pause())
-	case "runner":
-		os.Exit(m.Run())
-	case "podfim":
-		podfim()
-	default:
-		fmt.Fprintf(os.Stderr, "unknown %s %q\n", roleEnv, role)
-		exit(2)
+// testPod is the pod of these tests (package testpod): the runner runs the
+// tests; role "podfim" is the sidecar, podfim's main.
+func testPod() testpod.Pod {
+	return testpod.Pod{
+		Name:    "sidecar",
+		RoleEnv: roleEnv,
+		Runner:  "runner",
+		Roles:   map[string]func() int{"podfim": podfim},
+		Setup:   setup,
 	}
 }
 
-func exit(code int) { syscall.Exit(code) }
+func TestMain(m *testing.M) { testPod().Main(m) }
 
-func selfCmd(role string, args ...string) *exec.Cmd {
-	exe, err := os.Executable()
-	if err != nil {
-		panic(err)
-	}
-	cmd := exec.Command(exe, args...)
-	cmd.Env = append(os.Environ(), roleEnv+"="+role)
-	return cmd
-}
+func selfCmd(role string, args ...string) *exec.Cmd { return testPod().Cmd(role, args...) }
 
-// runPod builds the app, starts "pause" in new pid and mount namespaces and
-// returns its exit code, which is the tests'.
-func runPod() int {
+// setup checks for root and builds the app, for every process of the pod.
+func setup() ([]string, func(), error) {
 	if os.Geteuid() != 0 {
-		fmt.Fprintln(os.Stderr, "FAIL: the sidecar integration tests need root: they build a pod of their own "+
+		return nil, nil, errors.New("they need root: they build a pod of their own " +
 			"(pid and mount namespaces, tmpfs roots) and the sidecar needs CAP_SYS_PTRACE and CAP_KILL")
-		return 1
 	}
 	dir, err := os.MkdirTemp("", "podfim-sidecar-test-")
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
+		return nil, nil, err
 	}
-	defer os.RemoveAll(dir)
 	app := filepath.Join(dir, "app")
 	if err := buildApp(app); err != nil {
-		fmt.Fprintf(os.Stderr, "FAIL: building the test app: %v\n", err)
-		return 1
+		os.RemoveAll(dir)
+		return nil, nil, fmt.Errorf("building the test app: %w", err)
 	}
-
-	cmd := selfCmd("pause", os.Args[1:]...)
-	cmd.Env = append(cmd.Env, appEnv+"="+app)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Cloneflags: syscall.CLONE_NEWPID | syscall.CLONE_NEWNS,
-		Pdeathsig:  syscall.SIGKILL, // and with pid 1, the whole pod dies
-	}
-	if err := cmd.Run(); err != nil {
-		if ee, ok := err.(*exec.ExitError); ok {
-			return ee.ExitCode()
-		}
-		fmt.Fprintf(os.Stderr, "FAIL: the sidecar tests need root to create pid and mount namespaces (a pod of their own): %v\n", err)
-		return 1
-	}
-	return 0
+	return []string{appEnv + "=" + app}, func() { os.RemoveAll(dir) }, nil
 }
 
 // buildApp builds testdata/app as a static binary: the app container's
@@ -142,52 +109,14 @@ func buildApp(out string) error {
 	return nil
 }
 
-// pause is pid 1 of the test pod: it mounts the pod's /proc, starts the
-// runner in its own mount namespace and reaps every process until the
-// runner exits.
-func pause() int {
-	fail := func(err error) int {
-		fmt.Fprintf(os.Stderr, "test pod: %v\n", err)
-		return 1
-	}
-	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-		return fail(fmt.Errorf("make mounts private: %w", err))
-	}
-	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
-		return fail(fmt.Errorf("mount /proc: %w", err))
-	}
-	cmd := selfCmd("runner", os.Args[1:]...)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNS, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return fail(err)
-	}
-	for {
-		var ws unix.WaitStatus
-		pid, err := unix.Wait4(-1, &ws, 0, nil)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return fail(fmt.Errorf("wait: %w", err))
-		}
-		if pid != cmd.Process.Pid {
-			continue // an orphan: an app's worker, say
-		}
-		if ws.Signaled() {
-			return fail(fmt.Errorf("runner killed by %v", ws.Signal()))
-		}
-		return ws.ExitStatus()
-	}
-}
-
 // podfim is the sidecar container's process: podfim's main, as in
 // cmd/podfim.
-func podfim() {
+func podfim() int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := cli.Run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code) // GORACE=atexit_sleep_ms=0 is set for this role
+	return code
 }
 
 // sidecarEnv is the environment of the podfim role: no PODFIM_* settings
