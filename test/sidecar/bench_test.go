@@ -29,7 +29,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -174,40 +173,7 @@ func startBenchSidecar(t *testing.T, cfg benchConfig, o benchSidecarOpts) *sidec
 			cmd.Env = append(cmd.Env, kv)
 		}
 	}
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	s := &sidecar{t: t, cmd: cmd, log: logPath, done: make(chan struct{}), started: time.Now()}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		cmd.Wait()
-		s.exited = time.Now()
-		close(s.done)
-	}()
-	t.Cleanup(func() {
-		if s.running() {
-			s.stop(t)
-		} else if !s.cmd.ProcessState.Success() {
-			t.Errorf("the sidecar exited on its own: %v", s.cmd.ProcessState)
-		}
-		unix.Kill(-cmd.Process.Pid, unix.SIGKILL)
-		if t.Failed() {
-			if b, err := os.ReadFile(logPath); err == nil {
-				lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-				if len(lines) > 40 {
-					lines = lines[len(lines)-40:]
-				}
-				t.Logf("sidecar log %s (last lines):\n%s", logPath, strings.Join(lines, "\n"))
-			}
-		}
-	})
-	l := s.waitLog(t, startTimeout, "serving metrics and probes", nil)
-	s.addr, _ = l["addr"].(string)
-	if !strings.HasPrefix(s.addr, "127.0.0.1:") {
-		t.Fatalf("the sidecar serves on %q", s.addr)
-	}
-	return s
+	return launchSidecar(t, cmd, logFile, logPath, 40)
 }
 
 // scrape returns the value of one series of /metrics (0 if absent).

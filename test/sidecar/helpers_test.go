@@ -384,6 +384,16 @@ func startSidecar(t *testing.T, o sidecarOpts) *sidecar {
 	args = append(args, o.extra...)
 	cmd := selfCmd("podfim", args...)
 	cmd.Env = sidecarEnv()
+	return launchSidecar(t, cmd, logFile, logPath, 0)
+}
+
+// launchSidecar starts cmd (`podfim sidecar ... --listen 127.0.0.1:0`)
+// with its output in logFile, stops it when the test ends (failing the
+// test if it exited on its own or reported a data race, and logging the
+// last tail lines of its log on failure, 0: all), and waits until it
+// serves its endpoints.
+func launchSidecar(t *testing.T, cmd *exec.Cmd, logFile *os.File, logPath string, tail int) *sidecar {
+	t.Helper()
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	// No Pdeathsig: it fires when the forking thread ends, and startApp's
 	// threads end (with the whole pod, pid 1's exit kills the sidecar).
@@ -404,13 +414,19 @@ func startSidecar(t *testing.T, o sidecarOpts) *sidecar {
 			t.Errorf("the sidecar exited on its own: %v", s.cmd.ProcessState)
 		}
 		unix.Kill(-cmd.Process.Pid, unix.SIGKILL)
-		if b, err := os.ReadFile(logPath); err == nil {
-			if bytes.Contains(b, []byte("WARNING: DATA RACE")) {
-				t.Errorf("the sidecar reported a data race")
+		b, err := os.ReadFile(logPath)
+		if err != nil {
+			return
+		}
+		if bytes.Contains(b, []byte("WARNING: DATA RACE")) {
+			t.Errorf("the sidecar reported a data race")
+		}
+		if t.Failed() {
+			lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+			if tail > 0 && len(lines) > tail {
+				lines = lines[len(lines)-tail:]
 			}
-			if t.Failed() {
-				t.Logf("sidecar log %s:\n%s", logPath, b)
-			}
+			t.Logf("sidecar log %s:\n%s", logPath, strings.Join(lines, "\n"))
 		}
 	})
 
