@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -99,19 +100,7 @@ func TestWebhookServes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.log = slog.New(slog.NewTextHandler(io.Discard, nil))
-	addr := make(chan string, 1)
-	cfg.listening = func(a string) { addr <- a }
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- runWebhook(ctx, cfg, nil) }()
-	var base string
-	select {
-	case a := <-addr:
-		base = "https://" + a
-	case err := <-done:
-		t.Fatal(err)
-	}
+	base, stop := startWebhook(t, cfg, nil)
 	client := func(pool *x509.CertPool) *http.Client {
 		return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, DisableKeepAlives: true}}
 	}
@@ -163,14 +152,38 @@ func TestWebhookServes(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	cancel()
+	if err := stop(); err != nil {
+		t.Errorf("shutdown: %v", err)
+	}
+}
+
+// startWebhook runs the webhook of cfg on the address cfg listens on
+// (port 0: any) and returns its base URL once it listens; stop cancels it
+// and returns what runWebhook returned. newAPI is the self-signed mode's
+// API.
+func startWebhook(t *testing.T, cfg webhookConfig, newAPI func() (certs.API, error)) (base string, stop func() error) {
+	t.Helper()
+	cfg.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	addr := make(chan string, 1)
+	cfg.listening = func(a string) { addr <- a }
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	done := make(chan error, 1)
+	go func() { done <- runWebhook(ctx, cfg, newAPI) }()
 	select {
+	case a := <-addr:
+		base = "https://" + a
 	case err := <-done:
-		if err != nil {
-			t.Errorf("shutdown: %v", err)
+		t.Fatalf("the webhook did not start: %v", err)
+	}
+	return base, func() error {
+		cancel()
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(15 * time.Second):
+			return errors.New("no shutdown within 15 s")
 		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("no shutdown")
 	}
 }
 
@@ -209,20 +222,7 @@ func TestWebhookSelfSigned(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.log = slog.New(slog.NewTextHandler(io.Discard, nil))
-	addr := make(chan string, 1)
-	cfg.listening = func(a string) { addr <- a }
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- runWebhook(ctx, cfg, func() (certs.API, error) { return api, nil }) }()
-	var base string
-	select {
-	case a := <-addr:
-		base = "https://" + a
-	case err := <-done:
-		t.Fatal(err)
-	}
+	base, stop := startWebhook(t, cfg, func() (certs.API, error) { return api, nil })
 	api.Mu.Lock()
 	ca := api.Secrets["podfim/podfim-webhook-tls"].Data[certs.KeyCACert]
 	api.Mu.Unlock()
@@ -258,8 +258,7 @@ func TestWebhookSelfSigned(t *testing.T) {
 	if !bytes.Equal(got, ca) {
 		t.Error("the caBundle is not the Secret's CA")
 	}
-	cancel()
-	if err := <-done; err != nil {
+	if err := stop(); err != nil {
 		t.Errorf("shutdown: %v", err)
 	}
 }
