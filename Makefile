@@ -61,18 +61,19 @@ e2e-podman:
 ## e2e-kube: the demo on a real kubelet: every manifest and chart rendering against the
 ## apiserver, the walkthrough (tamper, kill, RESTARTS 1, healed), helm install, and every other
 ## TestKube* test. Uses the test cluster when it is up; otherwise brings it up and, at the end,
-## down again. Images are built and imported under PODFIM_E2E_TAG (default e2e).
+## down again, also when the run is interrupted (INT, TERM, HUP) or a test binary dies without
+## its cleanups (a -timeout panic). Images are built and imported under PODFIM_E2E_TAG (default e2e).
 PODFIM_E2E_TAG ?= e2e
 e2e-kube: cluster-harness helm
 	@started=; \
+	trap 'if [ -n "$$started" ]; then started=; $(CLUSTER) down || exit 1; fi' EXIT; \
+	trap 'exit 130' INT; trap 'exit 143' TERM; trap 'exit 129' HUP; \
 	if ! $(CLUSTER) status >/dev/null 2>&1; then \
 		echo "e2e-kube: the test cluster is not up: bringing it up (and down at the end)"; \
-		$(CLUSTER) up || exit 1; started=1; \
+		started=1; $(CLUSTER) up || exit 1; \
 	fi; \
 	eval "$$($(CLUSTER) env)"; \
-	PODFIM_E2E_TAG=$(PODFIM_E2E_TAG) $(GO) test -tags e2e -count=1 -run Kube -v -timeout 40m ./test/e2e/; rc=$$?; \
-	if [ -n "$$started" ]; then $(CLUSTER) down || rc=1; fi; \
-	exit $$rc
+	PODFIM_E2E_TAG=$(PODFIM_E2E_TAG) $(GO) test -tags e2e -count=1 -run Kube -v -timeout 40m ./test/e2e/
 
 ## cluster-*: the local single-node Kubernetes of test/cluster (docs/cluster.md; needs root).
 ## A cold cluster-build downloads ~0.6 GB of modules and builds 6+ minutes; cached, seconds.
