@@ -178,12 +178,16 @@ func (k *kube) dryRun(t testing.TB, ns, manifests string) cmdResult {
 	return k.stdin(t, manifests, "apply", "-n", ns, "--dry-run=server", "--validate=strict")
 }
 
-// namespace creates a namespace named prefix plus a unique suffix (each
-// engineer's tests use their own prefix, e.g. "podfim-b-") and deletes it
-// when the test ends, waiting for its pods to be gone. On failure it
-// first shows what ran in it.
+// namespace creates a namespace named prefix plus a unique suffix and
+// deletes it when the test ends, waiting for its pods to be gone. On
+// failure it first shows what ran in it. PODFIM_E2E_NAMESPACE_PREFIX, when
+// set, replaces prefix: on a shared cluster each engineer's runs keep to
+// their own prefix (e.g. "podfim-b-"), as PODFIM_E2E_TAG keeps their images.
 func (k *kube) namespace(t testing.TB, prefix string) string {
 	t.Helper()
+	if p := os.Getenv("PODFIM_E2E_NAMESPACE_PREFIX"); p != "" {
+		prefix = p
+	}
 	name := uniqueName(strings.TrimSuffix(prefix, "-"))
 	k.must(t, "create", "namespace", name)
 	t.Cleanup(func() {
