@@ -34,7 +34,7 @@ const (
 	ReasonPodQuarantined    = "PodQuarantined"    // the pod was labelled quarantined
 	ReasonPodReleased       = "PodReleased"       // the quarantine label was removed: no violation is open
 	ReasonPodDeleted        = "PodDeleted"        // the pod is being deleted so that its controller replaces it
-	ReasonDeleteRefused     = "DeleteRefused"     // the delete guard refused (no controller, too young)
+	ReasonDeleteRefused     = "DeleteRefused"     // the delete guard refused (no controller, too young), or the deletion failed
 	ReasonViolationResolved = "ViolationResolved" // a path is clean again (restored, or a fresh container)
 	ReasonBaselineCreated   = "BaselineCreated"   // a first-sight baseline was taken
 	ReasonImageChanged      = "ImageChanged"      // the app container runs another image than the baseline's
@@ -138,6 +138,8 @@ type Reporter struct {
 	qLastPatch     time.Time
 	deleteAsked    bool
 	deleteDone     bool
+	deleteNoted    bool        // deleteFailed was called for the current request
+	deleteFailed   func(error) // see OnDeleteFailed
 	pod            *corev1.Pod // last read, for the delete guard
 	lastErr        map[string]string
 	closing        bool
@@ -280,6 +282,18 @@ func (r *Reporter) Delete(minAge time.Duration) error {
 	return nil
 }
 
+// OnDeleteFailed sets f to be called, from the worker, when a deletion that
+// Delete accepted fails: once per request, after the request's retries.
+// The pod is not going away, so the caller escalates. A refusal that a
+// retry cannot change (RBAC, a replaced pod's UID aside) ends the request,
+// and a later Delete asks again; other errors are retried in the
+// background.
+func (r *Reporter) OnDeleteFailed(f func(error)) {
+	r.mu.Lock()
+	r.deleteFailed = f
+	r.mu.Unlock()
+}
+
 func (r *Reporter) poke() {
 	select {
 	case r.wake <- struct{}{}:
@@ -378,6 +392,20 @@ func (r *Reporter) syncDelete(ctx context.Context) {
 		r.mu.Lock()
 		r.deleteDone = true
 		r.mu.Unlock()
+		return
+	}
+	r.mu.Lock()
+	notify := !r.deleteNoted
+	r.deleteNoted = true
+	if permanent(err) {
+		// Not retried (every wake-up would send the same refused
+		// request); a later finding's Delete asks again.
+		r.deleteAsked, r.deleteNoted = false, false
+	}
+	f := r.deleteFailed
+	r.mu.Unlock()
+	if notify && f != nil {
+		f(err)
 	}
 }
 

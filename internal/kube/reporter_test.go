@@ -530,6 +530,65 @@ func TestReporterDeleteGuard(t *testing.T) {
 	}
 }
 
+// TestReporterDeleteFailed: a deletion RBAC refuses is reported to
+// OnDeleteFailed once, not retried at every wake-up, and may be asked for
+// again; one the API server does not answer is reported once and retried.
+func TestReporterDeleteFailed(t *testing.T) {
+	now := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+	podPath := "/api/v1/namespaces/" + ns + "/pods/" + name
+	e := newReporterEnv(t, ownedPod(now.Add(-time.Hour)), ReporterConfig{Clock: clocktesting.NewFakeClock(now), Attempts: 2, Backoff: time.Millisecond})
+	failed := make(chan error, 10)
+	e.r.OnDeleteFailed(func(err error) { failed <- err })
+	// A day's minimum age refuses this pod without a request, once the
+	// guard has the pod.
+	waitFor(t, "the pod read", func() bool { return !errors.Is(e.r.Delete(24*time.Hour), ErrDeleteUnknown) })
+
+	e.srv.setFail(status(http.StatusForbidden, metav1.StatusReasonForbidden, `pods "web" is forbidden: cannot delete resource "pods"`))
+	if err := e.r.Delete(time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-failed:
+		if !errors.Is(err, ErrForbidden) {
+			t.Errorf("OnDeleteFailed got %v, want ErrForbidden", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("OnDeleteFailed not called for a refused deletion")
+	}
+	for range 5 {
+		e.r.poke()
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := len(e.srv.requests(http.MethodDelete, podPath)); n != 1 {
+		t.Errorf("%d DELETEs for one request refused by RBAC, want 1 (no retries)", n)
+	}
+	// The request is over: a later finding asks again.
+	if err := e.r.Delete(time.Minute); err != nil {
+		t.Errorf("second request after a refusal: %v", err)
+	}
+	if err := <-failed; !errors.Is(err, ErrForbidden) {
+		t.Errorf("OnDeleteFailed got %v", err)
+	}
+
+	// The API server down: reported once, retried until it is back.
+	e.srv.setFail(status(http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable, "down"))
+	if err := e.r.Delete(time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	<-failed
+	e.r.poke()
+	waitFor(t, "a retry", func() bool { return len(e.srv.requests(http.MethodDelete, podPath)) >= 6 })
+	e.srv.setFail(nil)
+	e.r.poke()
+	waitFor(t, "the delete", func() bool { return e.requests(server.KubeDeletePod, server.ResultOK) == 1 })
+	if len(failed) != 0 {
+		t.Errorf("OnDeleteFailed called %d more times for one request", len(failed))
+	}
+	if err := e.r.Delete(time.Minute); !errors.Is(err, ErrDeleteAgain) {
+		t.Errorf("after the deletion: %v", err)
+	}
+}
+
 func TestEventMessage(t *testing.T) {
 	long := strings.Repeat("é", 1000)
 	m := eventMessage(long)

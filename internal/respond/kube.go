@@ -93,6 +93,9 @@ func (r *Responder) deletePod(ctx context.Context, f compare.Finding, content []
 	}
 	switch {
 	case err == nil:
+		r.mu.Lock()
+		r.deleting = &pending{f: f, content: content}
+		r.mu.Unlock()
 		r.m.Action(string(ActionDelete), server.ResultOK)
 		r.logPath(ctx, slog.LevelWarn, msgDeleted, f.Path, slog.String(keyAction, string(ActionDelete)),
 			slog.String(keyResult, string(server.ResultOK)))
@@ -121,4 +124,32 @@ func (r *Responder) deletePod(ctx context.Context, f compare.Finding, content []
 	r.logPath(ctx, level, msgDeleteRefused, f.Path, slog.String(keyAction, string(ActionDelete)),
 		slog.String(keyResult, string(res)), slog.String(keyReason, err.Error()), slog.Any(keyEscalate, r.plan.Escalate))
 	return r.escalate(ctx, f, content, ActionDelete)
+}
+
+// pending is the finding whose delete action was requested.
+type pending struct {
+	f       compare.Finding
+	content []byte
+}
+
+// DeleteFailed is told, by the Kube's worker, that the deletion a delete
+// action requested failed (RBAC refused it, the API server did not answer):
+// the pod is not going away, so the Escalate actions run for the finding
+// that asked, as when the guard refuses.
+func (r *Responder) DeleteFailed(err error) {
+	r.mu.Lock()
+	p := r.deleting
+	r.deleting = nil
+	r.mu.Unlock()
+	if p == nil {
+		return
+	}
+	ctx := context.Background()
+	r.m.Action(string(ActionDelete), server.ResultError)
+	r.logPath(ctx, slog.LevelWarn, msgDeleteRefused, p.f.Path, slog.String(keyAction, string(ActionDelete)),
+		slog.String(keyResult, string(server.ResultError)), slog.String(keyReason, err.Error()), slog.Any(keyEscalate, r.plan.Escalate))
+	r.event(corev1EventWarning, kube.ReasonDeleteRefused, fmt.Sprintf("the pod's deletion failed (%v); escalating to %v", err, r.plan.Escalate))
+	if err := r.escalate(ctx, p.f, p.content, ActionDelete); err != nil {
+		r.logPath(ctx, slog.LevelError, msgActionFailed, p.f.Path, slog.String(keyAction, string(ActionDelete)), slog.String(keyError, err.Error()))
+	}
 }

@@ -93,6 +93,7 @@ type Responder struct {
 	quarantined time.Time // when the quarantine began; zero: not quarantined
 	// deleteRefused: the delete guard refused in this episode; said once.
 	deleteRefused bool
+	deleting      *pending // the finding of the last delete requested; see DeleteFailed
 }
 
 // New returns a responder for p, which should have passed Validate; zero

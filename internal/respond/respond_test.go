@@ -614,6 +614,43 @@ func TestDelete(t *testing.T) {
 	}
 }
 
+// TestDeleteFailed: a deletion the API server refused after the guard let
+// it through runs the escalation for the finding that asked, once.
+func TestDeleteFailed(t *testing.T) {
+	k := &fakeKube{}
+	e := newKubeEnv(t, Plan{Actions: []Action{ActionEvent, ActionDelete}, Escalate: []Action{ActionQuarantine, ActionUnready}}, k)
+	e.r.DeleteFailed(errors.New("nothing requested")) // no request: nothing to escalate
+	if len(k.quarantine) != 0 || len(k.events) != 0 {
+		t.Fatalf("escalated without a delete request: %v %v", k.quarantine, k.events)
+	}
+	if err := e.r.Handle(t.Context(), changed("/a", []byte("x"), []byte("y")), nil); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := e.ready.Ready(); !ok || len(k.quarantine) != 0 {
+		t.Fatalf("escalated before the deletion failed: quarantine %v", k.quarantine)
+	}
+	e.r.DeleteFailed(errors.New(`forbidden by RBAC: the service account may not "delete" "pods"`))
+	if len(k.quarantine) != 1 || !k.quarantine[0] || !strings.Contains(k.reasons[0], `"/a"`) {
+		t.Errorf("no quarantine of /a after the deletion failed: %v %v", k.quarantine, k.reasons)
+	}
+	if ok, _ := e.ready.Ready(); ok {
+		t.Error("no unready after the deletion failed")
+	}
+	if got := k.reasonsPosted(); !slices.Equal(got, []string{"FileChanged", "PodDeleted", "DeleteRefused", "PodQuarantined"}) {
+		t.Errorf("events %v", got)
+	}
+	if v := e.action(t, ActionDelete, server.ResultError); v != 1 {
+		t.Errorf("delete error = %v", v)
+	}
+	if !strings.Contains(e.logs.String(), "forbidden by RBAC") {
+		t.Errorf("the failure is not logged: %s", e.logs.String())
+	}
+	e.r.DeleteFailed(errors.New("again")) // once per request
+	if len(k.quarantine) != 1 {
+		t.Errorf("escalated twice for one request: %v", k.quarantine)
+	}
+}
+
 func TestKillEvents(t *testing.T) {
 	k := &fakeKube{}
 	e := newKubeEnv(t, Plan{Actions: []Action{ActionEvent, ActionKill}, KillLimit: 1, Escalate: []Action{ActionQuarantine}}, k)

@@ -211,6 +211,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}
 	}
 	s.resp = respond.New(cfg.Plan, log, metrics, ready, s, k, nil)
+	if d, ok := cfg.Kube.(interface{ OnDeleteFailed(func(error)) }); ok {
+		// A deletion the API server refused leaves the pod running: the
+		// escalation runs then, as when the delete guard refuses.
+		d.OnDeleteFailed(s.resp.DeleteFailed)
+	}
 	defer func() {
 		closeCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
