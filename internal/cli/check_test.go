@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func writeFiles(t *testing.T, dir string, files map[string]string) {
@@ -185,5 +187,52 @@ func TestStreamedBaselineFiles(t *testing.T) {
 		if strings.Contains(n.Name(), ".tmp-") {
 			t.Errorf("temporary file %s left behind", n.Name())
 		}
+	}
+}
+
+// TestStreamedBaselineFullDisk fills the file system the baseline is
+// streamed to: baseline and update fail with ExitIO naming the file, the
+// old baseline stays as it was (and still checks clean), and no temporary
+// file is left. It mounts a small tmpfs, so it needs root, as make test.
+func TestStreamedBaselineFullDisk(t *testing.T) {
+	small, big := fixture(t), t.TempDir()
+	// 4,000 files: their hashes alone are 128 KiB, incompressible.
+	for i := range 4000 {
+		if err := os.WriteFile(filepath.Join(big, "f"+strconv.Itoa(i)), []byte(strconv.Itoa(i)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	work := t.TempDir()
+	if err := unix.Mount("tmpfs", work, "tmpfs", 0, "size=64k"); err != nil {
+		t.Fatalf("this test needs root to mount a small tmpfs (make test runs as root): %v", err)
+	}
+	t.Cleanup(func() { unix.Unmount(work, unix.MNT_DETACH) })
+	base := filepath.Join(work, "b.pfb")
+	if code, _, e := run(t, "baseline", "--root", small, "--out", base); code != 0 {
+		t.Fatalf("baseline: %d %s", code, e)
+	}
+	old, err := os.ReadFile(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"baseline", "--root", big, "--out", base},
+		{"update", "--root", big, "--baseline", base},
+		{"update", "--root", big, "--baseline", base, "--quick"},
+	} {
+		code, _, e := run(t, args...)
+		if code != ExitIO || !strings.Contains(e, "no space left on device") || !strings.Contains(e, base) {
+			t.Errorf("%s on a full disk = %d %q, want %d, ENOSPC naming the file", args[0], code, e, ExitIO)
+		}
+		if got, _ := os.ReadFile(base); !bytes.Equal(got, old) {
+			t.Fatalf("%q on a full disk changed the old baseline", args)
+		}
+		names, _ := os.ReadDir(work)
+		if len(names) != 1 {
+			t.Errorf("%q left %d files, want only b.pfb: %v", args, len(names), names)
+		}
+	}
+	if code, out, e := run(t, "check", "--root", small, "--baseline", base); code != 0 {
+		t.Errorf("check with the kept baseline = %d\n%s%s", code, out, e)
 	}
 }
