@@ -335,6 +335,11 @@ func parseRef(v string) (Ref, error) {
 		if !strings.HasPrefix(rest, "/") || path.Clean(rest) != rest || strings.ContainsAny(rest, ",\x00") {
 			return Ref{}, fmt.Errorf("%q: want %s:/ABSOLUTE/PATH in the sidecar's image", v, SourceFile)
 		}
+		if rest == "/proc" || strings.HasPrefix(rest, "/proc/") {
+			// /proc/<pid>/root is the app container's file system: a
+			// baseline or key there is the app's to rewrite.
+			return Ref{}, fmt.Errorf("%q: a path under /proc is not in the sidecar's image (it may reach the app container's files)", v)
+		}
 		return Ref{Source: SourceFile, Path: rest}, nil
 	}
 	return Ref{}, fmt.Errorf("%q: want %s:NAME/KEY or %s:/PATH", v, SourceConfigMap, SourceFile)

@@ -281,6 +281,8 @@ func TestParseAnnotationsErrors(t *testing.T) {
 		{map[string]string{AnnBaseline: "configmap:x"}, AnnBaseline, "NAME/KEY"},
 		{map[string]string{AnnBaseline: "s3://bucket/x"}, AnnBaseline, "want configmap:NAME/KEY or file:/PATH"},
 		{map[string]string{AnnBaseline: "file:relative"}, AnnBaseline, "ABSOLUTE"},
+		{map[string]string{AnnBaseline: "file:/proc/2/root/b.pfb"}, AnnBaseline, "under /proc"},
+		{map[string]string{AnnBaseline: "file:/b.pfb", AnnVerifyKey: "file:/proc/self/root/k.pub"}, AnnVerifyKey, "under /proc"},
 		{map[string]string{AnnVerifyKey: "file:/k.pub"}, AnnVerifyKey, "only a baseline file can be verified"},
 		{map[string]string{AnnQuick: "soon"}, AnnQuick, "not a duration"},
 		{map[string]string{AnnFull: "-1h"}, AnnFull, "negative"},
