@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"k8s.io/client-go/rest"
 )
 
 var names = Names{DNS: []string{"podfim-webhook.podfim.svc"}, IPs: []net.IP{net.ParseIP("127.0.0.1")}}
@@ -90,5 +92,26 @@ func TestFilesReload(t *testing.T) {
 	f.mu.Unlock()
 	if serial() == s1 {
 		t.Error("the new certificate was not picked up")
+	}
+}
+
+// TestRESTTimeout: in-cluster configurations set no timeout, and a hung
+// request would stall the webhook's publishing and renewal loops for good.
+func TestRESTTimeout(t *testing.T) {
+	r, err := NewREST(&rest.Config{Host: "https://127.0.0.1:1"}, "podfim/test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, c := range map[string]rest.Interface{"core": r.core, "admissionregistration": r.admreg} {
+		if got := c.(*rest.RESTClient).Client.Timeout; got != requestTimeout {
+			t.Errorf("%s client timeout %v, want %v", name, got, requestTimeout)
+		}
+	}
+	r, err = NewREST(&rest.Config{Host: "https://127.0.0.1:1", Timeout: time.Second}, "podfim/test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := r.core.(*rest.RESTClient).Client.Timeout; got != time.Second {
+		t.Errorf("a configured timeout was replaced: %v", got)
 	}
 }

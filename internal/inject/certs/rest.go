@@ -3,6 +3,7 @@ package certs
 import (
 	"context"
 	"fmt"
+	"time"
 
 	admregv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -14,6 +15,10 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 )
+
+// requestTimeout bounds one request of REST when its configuration sets no
+// timeout (rest.InClusterConfig does not).
+const requestTimeout = 30 * time.Second
 
 // REST is the API over client-go's REST client, with a scheme of the two
 // types it uses only (the generated clientset would register every API
@@ -38,6 +43,11 @@ func NewREST(cfg *rest.Config, userAgent string) (*REST, error) {
 		c.GroupVersion, c.APIPath, c.NegotiatedSerializer = &gv, apiPath, codecs
 		if c.UserAgent == "" {
 			c.UserAgent = userAgent
+		}
+		if c.Timeout == 0 {
+			// A request that hangs would stall KeepPublished and
+			// KeepFresh for good, the readiness they report with them.
+			c.Timeout = requestTimeout
 		}
 		if c.WarningHandler == nil && c.WarningHandlerWithContext == nil {
 			c.WarningHandler = rest.NoWarnings{}
