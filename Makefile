@@ -16,10 +16,11 @@ all: build
 build:
 	$(GO) build $(GOFLAGS) -o $(PODFIM) ./cmd/podfim
 
-## lint: formatting, vet and a tidy go.mod
+## lint: formatting, vet (the e2e tests too: ./... leaves out their build tag) and a tidy go.mod
 lint:
 	@out=$$(gofmt -l cmd internal test 2>/dev/null); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) vet -tags e2e ./test/e2e/
 	$(GO) mod tidy -diff
 
 ## test: the default tier: lint, then every unit and integration test with the race detector
