@@ -305,9 +305,10 @@ data: {appListen: "127.0.0.1:18080", appPort: "18080", sidecarListen: "127.0.0.1
 	})
 
 	// podman's Pods (deploy/podman, `podman kube play`) are Kubernetes Pods
-	// too: the apiserver must accept them as written.
+	// too: the apiserver must accept them as written, and their sidecars
+	// get exactly the capabilities of their responses.
 	t.Run("PodmanPods", func(t *testing.T) {
-		for _, f := range []string{"pod.yaml", "pod-kill.yaml"} {
+		for f, caps := range map[string][]string{"pod.yaml": capsRestore, "pod-kill.yaml": capsKill} {
 			b, err := os.ReadFile(filepath.Join(repoRoot(t), "deploy/podman", f))
 			if err != nil {
 				t.Fatal(err)
@@ -317,8 +318,19 @@ data: {appListen: "127.0.0.1:18080", appPort: "18080", sidecarListen: "127.0.0.1
 				t.Fatalf("%s: %d objects, want one Pod", f, len(objs))
 			}
 			var p corev1.Pod
-			if err := json.Unmarshal(objs[0], &p); err != nil || p.Kind != "Pod" || !*p.Spec.ShareProcessNamespace {
+			if err := json.Unmarshal(objs[0], &p); err != nil || p.Kind != "Pod" || p.Spec.ShareProcessNamespace == nil || !*p.Spec.ShareProcessNamespace {
 				t.Fatalf("%s: %v %s", f, err, objs[0])
+			}
+			if len(p.Spec.Containers) != 2 {
+				t.Fatalf("%s: %d containers, want app and podfim", f, len(p.Spec.Containers))
+			}
+			for _, c := range p.Spec.Containers {
+				switch c.Name {
+				case "podfim":
+					checkDropAll(t, f+": podfim", c.SecurityContext, caps)
+				default:
+					checkDropAll(t, f+": "+c.Name, c.SecurityContext, nil)
+				}
 			}
 		}
 	})
