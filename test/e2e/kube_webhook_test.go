@@ -143,7 +143,7 @@ func testWebhookMetrics(t *testing.T, caB64 string) {
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	for _, want := range []string{
 		`podfim_webhook_admissions_total{result="injected"} 3`, // hello, hello-restore, two
-		`podfim_webhook_admissions_total{result="rejected"} 4`,
+		`podfim_webhook_admissions_total{result="rejected"} 5`,
 		`podfim_webhook_ca_published 1`,
 	} {
 		if !strings.Contains(string(body), want) {
@@ -463,17 +463,25 @@ func testWebhookReadmission(t *testing.T, k *kube, ns string) {
 // kubectl shows the annotation and the reason.
 func testWebhookReject(t *testing.T, k *kube, ns string, img kubeImageRefs) {
 	for _, tt := range []struct {
-		ann  map[string]string
-		want string
+		ann    map[string]string
+		mounts string // the app's volumeMounts
+		want   string
 	}{
-		{map[string]string{"podfim.io/respond": "log,explode"}, `annotation "podfim.io/respond": actions[1]: unknown action "explode"`},
-		{map[string]string{"podfim.io/paths": "/www:Readonly"}, `annotation "podfim.io/paths": "/www:Readonly": unknown preset "Readonly"`},
-		{map[string]string{"podfim.io/target": "db"}, `annotation "podfim.io/target": the pod has no container "db"`},
-		{map[string]string{"podfim.io/quick-intervall": "1m"}, `annotation "podfim.io/quick-intervall": unknown podfim annotation`},
+		{map[string]string{"podfim.io/respond": "log,explode"}, "", `annotation "podfim.io/respond": actions[1]: unknown action "explode"`},
+		{map[string]string{"podfim.io/paths": "/www:Readonly"}, "", `annotation "podfim.io/paths": "/www:Readonly": unknown preset "Readonly"`},
+		{map[string]string{"podfim.io/target": "db"}, "", `annotation "podfim.io/target": the pod has no container "db"`},
+		{map[string]string{"podfim.io/quick-intervall": "1m"}, "", `annotation "podfim.io/quick-intervall": unknown podfim annotation`},
+		// Valid once the sidecar's volume is added: the app would reach
+		// the baseline.
+		{map[string]string{}, `[{"name":"podfim-state","mountPath":"/state"}]`, `container "app" mounts the volume "podfim-state"`},
 	} {
 		ann, _ := json.Marshal(tt.ann)
+		mounts := tt.mounts
+		if mounts == "" {
+			mounts = "[]"
+		}
 		pod := fmt.Sprintf(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"bad","annotations":%s},
-"spec":{"hostNetwork":true,"containers":[{"name":"app","image":%q,"imagePullPolicy":"Never"}]}}`, ann, img.Hello)
+"spec":{"hostNetwork":true,"containers":[{"name":"app","image":%q,"imagePullPolicy":"Never","volumeMounts":%s}]}}`, ann, img.Hello, mounts)
 		r := k.stdin(t, pod, "-n", ns, "create")
 		if r.Err == nil {
 			k.run(t, 30*time.Second, "-n", ns, "delete", "pod", "bad", "--wait=false")
