@@ -181,13 +181,12 @@ func (k *kube) dryRun(t testing.TB, ns, manifests string) cmdResult {
 // namespace creates a namespace named prefix plus a unique suffix and
 // deletes it when the test ends, waiting for its pods to be gone. On
 // failure it first shows what ran in it. PODFIM_E2E_NAMESPACE_PREFIX, when
-// set, replaces prefix: on a shared cluster each engineer's runs keep to
-// their own prefix (e.g. "podfim-b-"), as PODFIM_E2E_TAG keeps their images.
+// set, replaces the owner part of prefix ("podfim-c-" of
+// "podfim-c-system-"): on a shared cluster each engineer's runs keep to
+// their own prefix, as PODFIM_E2E_TAG keeps their images.
 func (k *kube) namespace(t testing.TB, prefix string) string {
 	t.Helper()
-	if p := os.Getenv("PODFIM_E2E_NAMESPACE_PREFIX"); p != "" {
-		prefix = p
-	}
+	prefix = namespacePrefix(prefix, os.Getenv("PODFIM_E2E_NAMESPACE_PREFIX"))
 	name := uniqueName(strings.TrimSuffix(prefix, "-"))
 	k.must(t, "create", "namespace", name)
 	t.Cleanup(func() {
@@ -200,6 +199,20 @@ func (k *kube) namespace(t testing.TB, prefix string) string {
 		}
 	})
 	return name
+}
+
+// namespacePrefix returns prefix ("podfim-OWNER-REST") with owner (e.g.
+// "podfim-r2-") in place of its "podfim-OWNER-" part; prefix when owner is
+// empty.
+func namespacePrefix(prefix, owner string) string {
+	if owner == "" {
+		return prefix
+	}
+	rest := ""
+	if parts := strings.SplitN(prefix, "-", 3); len(parts) == 3 {
+		rest = parts[2]
+	}
+	return strings.TrimSuffix(owner, "-") + "-" + rest
 }
 
 // dump logs what a failed test needs to see in ns: pods, their
@@ -493,4 +506,19 @@ func overlay(t testing.TB, resources, components []string, body string, files ma
 func (k *kube) helm(t testing.TB, args ...string) cmdResult {
 	t.Helper()
 	return runCmd(t, 5*time.Minute, k.env, "", helmBin(t), args...)
+}
+
+// TestKubeNamespacePrefix: PODFIM_E2E_NAMESPACE_PREFIX replaces the owner
+// part of a test's namespace prefix and keeps the rest. No cluster needed.
+func TestKubeNamespacePrefix(t *testing.T) {
+	for _, c := range []struct{ prefix, owner, want string }{
+		{"podfim-b-", "", "podfim-b-"},
+		{"podfim-b-", "podfim-r2-", "podfim-r2-"},
+		{"podfim-c-system-", "podfim-r2-", "podfim-r2-system-"},
+		{"podfim-c-app-", "podfim-r2", "podfim-r2-app-"},
+	} {
+		if got := namespacePrefix(c.prefix, c.owner); got != c.want {
+			t.Errorf("namespacePrefix(%q, %q) = %q, want %q", c.prefix, c.owner, got, c.want)
+		}
+	}
 }
