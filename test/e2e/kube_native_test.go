@@ -30,6 +30,7 @@ type nativeOpts struct {
 	respond, escalate    string
 	extraArgs            []string
 	rbac                 bool // a ServiceAccount with the sidecar's Role; false: the namespace's default, no Role
+	rbacFor              string // the responses the Role is derived from; empty: respond and escalate
 	bare                 bool // a Pod instead of a Deployment (its image can be changed in place)
 }
 
@@ -44,6 +45,9 @@ func nativeManifest(t *testing.T, ns string, img kubeImageRefs, o nativeOpts) st
 		// test proves enough is what users install.
 		sa = "podfim-d"
 		responses := strings.Split(o.respond+","+o.escalate, ",")
+		if o.rbacFor != "" {
+			responses = strings.Split(o.rbacFor, ",")
+		}
 		slices.Sort(responses)
 		rbac = "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: podfim-d}\n---\n" +
 			helmTemplate(t, "d", ns, "--set", "demo.enabled=false", "--set", "sidecarRBAC.enabled=true",
@@ -338,6 +342,35 @@ func TestKubeNativeDelete(t *testing.T) {
 	}
 	if got := k.pods(t, ns, "app=hello-d"); len(got) != 1 || got[0].Name != next.name {
 		t.Errorf("pods after the refused delete: %v", got)
+	}
+}
+
+// TestKubeNativeDeleteForbidden: the Role lacks delete on pods, so the
+// API server refuses the deletion the guard let through: the pod stays,
+// and the escalation (unready, quarantine) runs for the finding instead of
+// nothing at all.
+func TestKubeNativeDeleteForbidden(t *testing.T) {
+	k := newKube(t)
+	o := nativeOpts{appPort: 18260, sidecarPort: 18261, respond: "log,event,delete", escalate: "unready,quarantine", rbac: true,
+		rbacFor: "event,quarantine", extraArgs: []string{"--delete-min-age=0s"}}
+	ns, pod := startNative(t, k, o)
+	waitEndpoint(t, k, ns, "true")
+	waitEvents(t, k, ns, pod, "BaselineCreated")
+
+	tamperNative(t, k, ns, pod.name)
+	waitEvents(t, k, ns, pod, "FileChanged", "PodDeleted", "DeleteRefused", "PodQuarantined")
+	if v := podLabel(t, k, ns, pod.name, "podfim.io/quarantined"); v != "true" {
+		t.Errorf("not quarantined after the refused deletion: %q", v)
+	}
+	waitEndpoint(t, k, ns, "false")
+	if got := k.pods(t, ns, "app=hello-d"); len(got) != 1 || got[0].Name != pod.name {
+		t.Errorf("pods after the refused deletion: %v", got)
+	}
+	if v := sidecarMetric(t, o.sidecarPort, `podfim_kube_requests_total{operation="delete_pod",result="error"}`); v != 1 {
+		t.Errorf("delete_pod errors = %v, want 1 (a refusal is not retried)", v)
+	}
+	if v := sidecarMetric(t, o.sidecarPort, `podfim_actions_total{action="delete",result="error"}`); v != 1 {
+		t.Errorf("delete action errors = %v, want 1", v)
 	}
 }
 
