@@ -35,8 +35,12 @@ const (
 )
 
 // renewCheck is how often a self-signed replica looks at its Secret for a
-// renewal (its own, 30 days before expiry, or another replica's).
-const renewCheck = 12 * time.Hour
+// renewal (its own, 30 days before expiry, or another replica's). Often:
+// a replica that serves another CA than the one in the Secret puts its own
+// CA back into the caBundle at each publish check, and the API server then
+// refuses the other replicas' certificates. One GET of a Secret a minute
+// is cheap.
+const renewCheck = time.Minute
 
 // TLS modes.
 const (
