@@ -140,6 +140,10 @@ func (r *Responder) DeleteFailed(err error) {
 	r.mu.Lock()
 	p := r.deleting
 	r.deleting = nil
+	open := false
+	if p != nil {
+		_, open = r.open[p.f.Path]
+	}
 	r.mu.Unlock()
 	if p == nil {
 		return
@@ -148,6 +152,11 @@ func (r *Responder) DeleteFailed(err error) {
 	r.m.Action(string(ActionDelete), server.ResultError)
 	r.logPath(ctx, slog.LevelWarn, msgDeleteRefused, p.f.Path, slog.String(keyAction, string(ActionDelete)),
 		slog.String(keyResult, string(server.ResultError)), slog.String(keyReason, err.Error()), slog.Any(keyEscalate, r.plan.Escalate))
+	if !open {
+		// Resolved meanwhile (restored, or a fresh container): an
+		// escalation now would hold a closed violation open for good.
+		return
+	}
 	r.event(corev1EventWarning, kube.ReasonDeleteRefused, fmt.Sprintf("the pod's deletion failed (%v); escalating to %v", err, r.plan.Escalate))
 	if err := r.escalate(ctx, p.f, p.content, ActionDelete); err != nil {
 		r.logPath(ctx, slog.LevelError, msgActionFailed, p.f.Path, slog.String(keyAction, string(ActionDelete)), slog.String(keyError, err.Error()))

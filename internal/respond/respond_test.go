@@ -649,6 +649,22 @@ func TestDeleteFailed(t *testing.T) {
 	if len(k.quarantine) != 1 {
 		t.Errorf("escalated twice for one request: %v", k.quarantine)
 	}
+
+	// Resolved before the deletion failed: nothing is escalated, or the
+	// closed violation would stay open.
+	e.r.Resolved("/a")
+	if err := e.r.Handle(t.Context(), changed("/b", []byte("x"), []byte("y")), nil); err != nil {
+		t.Fatal(err)
+	}
+	e.r.Resolved("/b")
+	n := len(k.quarantine)
+	e.r.DeleteFailed(errors.New("the API server does not answer"))
+	if len(k.quarantine) != n {
+		t.Errorf("escalated for a resolved violation: %v", k.quarantine[n:])
+	}
+	if ok, reasons := e.ready.Ready(); !ok {
+		t.Errorf("unready for a resolved violation: %v", reasons)
+	}
 }
 
 func TestKillEvents(t *testing.T) {
