@@ -100,7 +100,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m := &Metrics{
 		admissions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "podfim_webhook_admissions_total",
-			Help: "Pod admissions answered, by result: injected, skipped (opted out, already injected, not a pod creation), rejected (invalid annotations), error (a request that could not be read).",
+			Help: "Pod admissions answered, by result: injected, skipped (opted out, already injected, not a pod creation), rejected (invalid annotations, or a pod the sidecar cannot protect), error (a request that could not be read).",
 		}, []string{"result"}),
 		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "podfim_webhook_admission_duration_seconds",
