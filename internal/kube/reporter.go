@@ -285,9 +285,9 @@ func (r *Reporter) Delete(minAge time.Duration) error {
 // OnDeleteFailed sets f to be called, from the worker, when a deletion that
 // Delete accepted fails: once per request, after the request's retries.
 // The pod is not going away, so the caller escalates. A refusal that a
-// retry cannot change (RBAC, a replaced pod's UID aside) ends the request,
-// and a later Delete asks again; other errors are retried in the
-// background.
+// retry cannot change (RBAC, an invalid request) ends the request, and a
+// later Delete asks again; other errors are retried in the background. A
+// pod already gone, or replaced under its name, is not a failure.
 func (r *Reporter) OnDeleteFailed(f func(error)) {
 	r.mu.Lock()
 	r.deleteFailed = f
