@@ -29,9 +29,9 @@ type nativeOpts struct {
 	appPort, sidecarPort int
 	respond, escalate    string
 	extraArgs            []string
-	rbac                 bool // a ServiceAccount with the sidecar's Role; false: the namespace's default, no Role
+	rbac                 bool   // a ServiceAccount with the sidecar's Role; false: the namespace's default, no Role
 	rbacFor              string // the responses the Role is derived from; empty: respond and escalate
-	bare                 bool // a Pod instead of a Deployment (its image can be changed in place)
+	bare                 bool   // a Pod instead of a Deployment (its image can be changed in place)
 }
 
 // nativeManifest is a Deployment of hello + the podfim sidecar, a Service
