@@ -472,16 +472,19 @@ func TestKubeNativeChart(t *testing.T) {
 		t.Errorf("default values render %v, want nothing (demo off)", kinds(got))
 	}
 
-	// Least privilege per response.
+	// Least privilege per response. Events only with event: without it
+	// the sidecar posts none (not even those of other responses).
 	for _, tc := range []struct {
 		responses string
 		podVerbs  []string
+		events    bool
 	}{
-		{"{log,metric,unready}", []string{"get"}},
-		{"{log,event,unready}", []string{"get"}},
-		{"{event,quarantine}", []string{"get", "patch"}},
-		{"{event,delete}", []string{"get", "delete"}},
-		{"{event,quarantine,delete,kill,restore}", []string{"get", "patch", "delete"}},
+		{"{log,metric,unready}", []string{"get"}, false},
+		{"{log,event,unready}", []string{"get"}, true},
+		{"{event,quarantine}", []string{"get", "patch"}, true},
+		{"{quarantine}", []string{"get", "patch"}, false},
+		{"{event,delete}", []string{"get", "delete"}, true},
+		{"{event,quarantine,delete,kill,restore}", []string{"get", "patch", "delete"}, true},
 	} {
 		objs := render("--set", "sidecarRBAC.enabled=true", "--set", "sidecarRBAC.responses="+tc.responses,
 			"--set", "sidecarRBAC.serviceAccounts={web,api}")
@@ -489,9 +492,13 @@ func TestKubeNativeChart(t *testing.T) {
 			t.Fatalf("%s: %v, want %v", tc.responses, got, want)
 		}
 		role, binding := objs[0], objs[1]
-		if len(role.Rules) != 2 || !slices.Equal(role.Rules[0].Resources, []string{"events"}) || !slices.Equal(role.Rules[0].Verbs, []string{"create", "patch"}) ||
-			!slices.Equal(role.Rules[1].Resources, []string{"pods"}) || !slices.Equal(role.Rules[1].Verbs, tc.podVerbs) {
-			t.Errorf("%s: rules %+v, want events create/patch and pods %v", tc.responses, role.Rules, tc.podVerbs)
+		wantRules := 1
+		if tc.events {
+			wantRules = 2
+		}
+		if len(role.Rules) != wantRules || !slices.Equal(role.Rules[0].Resources, []string{"pods"}) || !slices.Equal(role.Rules[0].Verbs, tc.podVerbs) ||
+			tc.events && (!slices.Equal(role.Rules[1].Resources, []string{"events"}) || !slices.Equal(role.Rules[1].Verbs, []string{"create", "patch"})) {
+			t.Errorf("%s: rules %+v, want pods %v and events create/patch: %v", tc.responses, role.Rules, tc.podVerbs, tc.events)
 		}
 		if binding.RoleRef.Kind != "Role" || binding.RoleRef.Name != role.Metadata.Name || len(binding.Subjects) != 2 ||
 			binding.Subjects[1].Name != "api" || binding.Subjects[1].Namespace != "podfim-d-chart" || binding.Subjects[1].Kind != "ServiceAccount" {
@@ -500,7 +507,7 @@ func TestKubeNativeChart(t *testing.T) {
 	}
 	// Without responses of its own, sidecarRBAC follows sidecar.respond.
 	objs := render("--set", "sidecarRBAC.enabled=true", "--set", "sidecar.respond={log,kill}")
-	if len(objs) != 2 || !slices.Equal(objs[0].Rules[1].Verbs, []string{"get"}) {
+	if len(objs) != 2 || len(objs[0].Rules) != 1 || !slices.Equal(objs[0].Rules[0].Verbs, []string{"get"}) {
 		t.Errorf("from sidecar.respond: %+v", objs)
 	}
 	// One ClusterRole, bound per namespace: still a namespaced grant.
