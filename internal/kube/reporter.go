@@ -138,7 +138,9 @@ type Reporter struct {
 	qLastPatch     time.Time
 	deleteAsked    bool
 	deleteDone     bool
-	deleteNoted    bool        // deleteFailed was called for the current request
+	deleteNoted    bool  // deleteFailed was called for the current request
+	deleteErr      error // the last refusal of a deletion (permanent)
+	deleteErrAt    time.Time
 	deleteFailed   func(error) // see OnDeleteFailed
 	pod            *corev1.Pod // last read, for the delete guard
 	lastErr        map[string]string
@@ -254,19 +256,25 @@ var (
 	ErrDeleteTooYoung     = errors.New("the pod is younger than the delete guard's minimum age")
 	ErrDeleteUnknown      = errors.New("the pod has not been read from the API server yet")
 	ErrDeleteAgain        = errors.New("the pod's deletion was already requested")
+	ErrDeleteRefused      = errors.New("the API server refused the pod's deletion a moment ago")
 )
 
 // Delete asks for the pod to be deleted so that its controller (a
 // ReplicaSet, StatefulSet...) starts a fresh one, in the background. It
 // refuses, without a request, when the pod has no controller, is younger
 // than minAge (the guard against delete loops: a replacement that is
-// tampered at once would otherwise be deleted at once, forever), or was
-// already asked to go. The guard reads the pod the worker last read.
+// tampered at once would otherwise be deleted at once, forever), was
+// already asked to go, or when the API server refused the last request
+// (RBAC) less than 30 s ago: a storm of findings is not a storm of refused
+// requests. The guard reads the pod the worker last read.
 func (r *Reporter) Delete(minAge time.Duration) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.deleteAsked {
 		return ErrDeleteAgain
+	}
+	if r.deleteErr != nil && r.cfg.Clock.Since(r.deleteErrAt) < reporterResync {
+		return fmt.Errorf("%w: %w", ErrDeleteRefused, r.deleteErr)
 	}
 	if r.pod == nil {
 		return ErrDeleteUnknown
@@ -285,9 +293,10 @@ func (r *Reporter) Delete(minAge time.Duration) error {
 // OnDeleteFailed sets f to be called, from the worker, when a deletion that
 // Delete accepted fails: once per request, after the request's retries.
 // The pod is not going away, so the caller escalates. A refusal that a
-// retry cannot change (RBAC, an invalid request) ends the request, and a
-// later Delete asks again; other errors are retried in the background. A
-// pod already gone, or replaced under its name, is not a failure.
+// retry cannot change (RBAC, an invalid request) ends the request, and
+// Delete asks again 30 s later; other errors are retried in the
+// background. A pod already gone, or replaced under its name, is not a
+// failure.
 func (r *Reporter) OnDeleteFailed(f func(error)) {
 	r.mu.Lock()
 	r.deleteFailed = f
@@ -399,8 +408,9 @@ func (r *Reporter) syncDelete(ctx context.Context) {
 	r.deleteNoted = true
 	if permanent(err) {
 		// Not retried (every wake-up would send the same refused
-		// request); a later finding's Delete asks again.
+		// request); a later finding's Delete asks again, after a pause.
 		r.deleteAsked, r.deleteNoted = false, false
+		r.deleteErr, r.deleteErrAt = err, r.cfg.Clock.Now()
 	}
 	f := r.deleteFailed
 	r.mu.Unlock()

@@ -536,7 +536,8 @@ func TestReporterDeleteGuard(t *testing.T) {
 func TestReporterDeleteFailed(t *testing.T) {
 	now := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
 	podPath := "/api/v1/namespaces/" + ns + "/pods/" + name
-	e := newReporterEnv(t, ownedPod(now.Add(-time.Hour)), ReporterConfig{Clock: clocktesting.NewFakeClock(now), Attempts: 2, Backoff: time.Millisecond})
+	clk := clocktesting.NewFakeClock(now)
+	e := newReporterEnv(t, ownedPod(now.Add(-time.Hour)), ReporterConfig{Clock: clk, Attempts: 2, Backoff: time.Millisecond})
 	failed := make(chan error, 10)
 	e.r.OnDeleteFailed(func(err error) { failed <- err })
 	// A day's minimum age refuses this pod without a request, once the
@@ -562,15 +563,24 @@ func TestReporterDeleteFailed(t *testing.T) {
 	if n := len(e.srv.requests(http.MethodDelete, podPath)); n != 1 {
 		t.Errorf("%d DELETEs for one request refused by RBAC, want 1 (no retries)", n)
 	}
-	// The request is over: a later finding asks again.
+	// The request is over: a finding right after it is refused at once
+	// (its caller escalates), one after a pause asks again.
+	if err := e.r.Delete(time.Minute); !errors.Is(err, ErrDeleteRefused) || !errors.Is(err, ErrForbidden) {
+		t.Errorf("request right after a refusal: %v, want ErrDeleteRefused", err)
+	}
+	if n := len(e.srv.requests(http.MethodDelete, podPath)); n != 1 {
+		t.Errorf("%d DELETEs, want 1", n)
+	}
+	clk.Step(reporterResync)
 	if err := e.r.Delete(time.Minute); err != nil {
-		t.Errorf("second request after a refusal: %v", err)
+		t.Errorf("request after a pause: %v", err)
 	}
 	if err := <-failed; !errors.Is(err, ErrForbidden) {
 		t.Errorf("OnDeleteFailed got %v", err)
 	}
 
 	// The API server down: reported once, retried until it is back.
+	clk.Step(reporterResync)
 	e.srv.setFail(status(http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable, "down"))
 	if err := e.r.Delete(time.Minute); err != nil {
 		t.Fatal(err)

@@ -106,7 +106,7 @@ func (r *Responder) deletePod(ctx context.Context, f compare.Finding, content []
 		return nil
 	}
 	res := server.ResultSkipped
-	if errors.Is(err, errNoKube) {
+	if errors.Is(err, errNoKube) || errors.Is(err, kube.ErrDeleteRefused) {
 		res = server.ResultError
 	}
 	r.m.Action(string(ActionDelete), res)
