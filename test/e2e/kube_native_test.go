@@ -366,11 +366,13 @@ func TestKubeNativeDeleteForbidden(t *testing.T) {
 	if got := k.pods(t, ns, "app=hello-d"); len(got) != 1 || got[0].Name != pod.name {
 		t.Errorf("pods after the refused deletion: %v", got)
 	}
+	// The tamper may be two findings (the page, and its directory's
+	// copy-up): the second is refused without a request.
 	if v := sidecarMetric(t, o.sidecarPort, `podfim_kube_requests_total{operation="delete_pod",result="error"}`); v != 1 {
 		t.Errorf("delete_pod errors = %v, want 1 (a refusal is not retried)", v)
 	}
-	if v := sidecarMetric(t, o.sidecarPort, `podfim_actions_total{action="delete",result="error"}`); v != 1 {
-		t.Errorf("delete action errors = %v, want 1", v)
+	if v := sidecarMetric(t, o.sidecarPort, `podfim_actions_total{action="delete",result="error"}`); v < 1 {
+		t.Errorf("delete action errors = %v, want at least 1", v)
 	}
 }
 
