@@ -148,10 +148,10 @@ func New(root *scan.Root, cfg Config, sink Sink) *Monitor {
 // ctx's error, or an error when the root can no longer be scanned (the
 // target died).
 func (m *Monitor) Run(ctx context.Context) error {
-	res, err := m.check(ctx, KindFull, time.Now())
-	if err != nil {
-		return err
-	}
+	// Watch the baseline's directories before the first check: a change
+	// after a directory is watched queues an event, one before it is seen
+	// by the check, so nothing falls in between. Directories the baseline
+	// lacks are watched once the check has found them.
 	var events chan []Event
 	if m.cfg.Inotify {
 		in, err := newInotify()
@@ -160,6 +160,13 @@ func (m *Monitor) Run(ctx context.Context) error {
 		}
 		m.in = in
 		defer in.close()
+		m.watchDirs(m.cfg.Entries)
+	}
+	res, err := m.check(ctx, KindFull, time.Now())
+	if err != nil {
+		return err
+	}
+	if m.in != nil {
 		m.syncWatches(res)
 		events = make(chan []Event, 64)
 		go m.readEvents(events)
@@ -479,9 +486,12 @@ func state(f compare.Finding) string {
 }
 
 // syncWatches places a watch on every directory of the scan that has none.
-func (m *Monitor) syncWatches(res *scan.Result) {
-	for i := range res.Entries {
-		e := &res.Entries[i]
+func (m *Monitor) syncWatches(res *scan.Result) { m.watchDirs(res.Entries) }
+
+// watchDirs places a watch on each directory of entries not watched yet.
+func (m *Monitor) watchDirs(entries []attr.Entry) {
+	for i := range entries {
+		e := &entries[i]
 		if e.Type != attr.TypeDir {
 			continue
 		}
