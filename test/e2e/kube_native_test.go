@@ -266,10 +266,13 @@ func TestKubeNativeQuarantine(t *testing.T) {
 		v := podLabel(t, k, ns, pod.name, "podfim.io/quarantined")
 		return v == "true", v
 	})
-	ann := k.must(t, "-n", ns, "get", "pod", pod.name, "-o", `jsonpath={.metadata.annotations.podfim\.io/quarantine}`)
-	if !strings.Contains(ann, `"/www/index.html"`) {
-		t.Errorf("quarantine annotation %q does not name the page", ann)
-	}
+	// The first finding may be the page's directory (the write copies /www
+	// up on overlayfs); the annotation names the page at its next rewrite,
+	// which the reporter spaces by kube.annotationEvery (10 s).
+	k.waitUntil(t, ns, "the quarantine annotation naming the page", 30*time.Second, 250*time.Millisecond, func() (bool, string) {
+		ann := k.must(t, "-n", ns, "get", "pod", pod.name, "-o", `jsonpath={.metadata.annotations.podfim\.io/quarantine}`)
+		return strings.Contains(ann, `"/www/index.html"`), ann
+	})
 	left := waitEndpoint(t, k, ns, "false")
 	t.Logf("the pod left the Service's ready endpoints %v after the Events were seen", left.Round(time.Millisecond))
 	t.Logf("kubectl get events:\n%s", k.must(t, "-n", ns, "get", "events", "--field-selector", "involvedObject.name="+pod.name))
