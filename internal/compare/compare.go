@@ -46,7 +46,7 @@ func (c Counts) Total() int { return c.Added + c.Removed + c.Changed }
 
 // Result is the outcome of a comparison.
 type Result struct {
-	Findings []Finding // at most the limit given to Entries or Stream, in path order
+	Findings []Finding // at most the limit given to Entries or NewMerger, in path order
 	Counts   Counts    // every finding, listed or not
 	// Omitted is how many findings were counted but not listed because of
 	// the limit.
@@ -69,19 +69,6 @@ func Entries(old, cur []attr.Entry, maxFindings int) Result {
 	// next never fails, and findings may point into old and cur: both stay.
 	r, _ := mergeSlice(newMerger(next, maxFindings, false, false), cur)
 	return r
-}
-
-// Stream is Entries with the baseline entries coming one at a time from
-// next, which returns io.EOF after the last one (baseline.Reader.Next does),
-// so that the baseline never has to be in memory whole. The entry next
-// returns may be overwritten by the following call: Stream copies the few
-// it keeps, those of listed findings. Findings point into cur.
-//
-// An error from next ends the comparison: Stream returns it and no result,
-// since a comparison with part of the baseline would report the rest as
-// added.
-func Stream(next func() (*attr.Entry, error), cur []attr.Entry, maxFindings int) (Result, error) {
-	return mergeSlice(newMerger(next, maxFindings, true, false), cur)
 }
 
 // mergeSlice feeds cur to m and finishes it.

@@ -28,7 +28,7 @@ func NewMerger(next func() (*attr.Entry, error), maxFindings int) *Merger {
 }
 
 // newMerger lets findings point at the entries given on the sides that are
-// not cloned, for callers whose entries stay put (Entries, Stream's cur).
+// not cloned, for callers whose entries stay put (Entries).
 func newMerger(next func() (*attr.Entry, error), maxFindings int, cloneOld, cloneNew bool) *Merger {
 	m := &Merger{next: next, maxFindings: maxFindings, cloneOld: cloneOld, cloneNew: cloneNew}
 	m.pull()
