@@ -292,6 +292,3 @@ func (w *Writer) Abort() {
 
 // Count returns the number of entries added so far.
 func (w *Writer) Count() int { return w.added }
-
-// DigestHex returns Digest in hex, the form reports and logs use.
-func (w *Writer) DigestHex() string { return fmt.Sprintf("%x", w.Digest) }

@@ -6,7 +6,6 @@ import (
 	"compress/gzip"
 	"crypto/ed25519"
 	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash"
@@ -190,9 +189,6 @@ func (r *Reader) Close() error {
 // Decoded returns how many entries Next has returned. Once Next has
 // returned io.EOF, it is Count.
 func (r *Reader) Decoded() int { return r.decoded }
-
-// DigestHex returns Digest in hex, the form reports and logs use.
-func (r *Reader) DigestHex() string { return hex.EncodeToString(r.Digest[:]) }
 
 // hashSlab is the size of the blocks readAll copies hashes into.
 const hashSlab = 64 << 10

@@ -68,7 +68,7 @@ func TestWriterMatchesWrite(t *testing.T) {
 				t.Fatalf("%s (signed %v): the Writer's file (%d bytes) differs from Write's (%d bytes)", name, key != nil, len(got), len(want))
 			}
 			if w.Digest != b.Digest || w.Signed != (key != nil) || w.KeyID != b.KeyID || w.Version != Version ||
-				w.Count() != len(b.Entries) || w.DigestHex() != b.DigestHex() {
+				w.Count() != len(b.Entries) {
 				t.Errorf("%s: Writer says %+v, Write %+v", name, w, b)
 			}
 			assertNoTemp(t, dir)
