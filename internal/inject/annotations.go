@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/apimachinery/pkg/util/validation"
+
 	"github.com/podfim/podfim/internal/kube"
 	"github.com/podfim/podfim/internal/policy"
 	"github.com/podfim/podfim/internal/respond"
@@ -155,7 +157,7 @@ func ParseAnnotations(ann map[string]string, defaultRespond []string) (Settings,
 		return v, true
 	}
 	if v, ok := get(AnnTarget); ok {
-		if !isDNSLabel(v) {
+		if len(validation.IsDNS1123Label(v)) > 0 {
 			bad(AnnTarget, "%q is not a container name (a DNS label: lower-case letters, digits and '-', at most 63)", v)
 		} else {
 			s.Target = v
@@ -327,7 +329,7 @@ func parseRef(v string) (Ref, error) {
 	switch scheme {
 	case SourceConfigMap:
 		name, key, ok := strings.Cut(rest, "/")
-		if !ok || !isDNSSubdomain(name) || !isConfigMapKey(key) {
+		if !ok || len(validation.IsDNS1123Subdomain(name)) > 0 || len(validation.IsConfigMapKey(key)) > 0 {
 			return Ref{}, fmt.Errorf("%q: want %s:NAME/KEY with a ConfigMap name and one of its keys", v, SourceConfigMap)
 		}
 		return Ref{Source: SourceConfigMap, ConfigMap: name, Key: key}, nil
@@ -436,43 +438,4 @@ func unjoin(err error) []error {
 		return j.Unwrap()
 	}
 	return []error{err}
-}
-
-func isDNSLabel(s string) bool {
-	if len(s) == 0 || len(s) > 63 || s[0] == '-' || s[len(s)-1] == '-' {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
-			return false
-		}
-	}
-	return true
-}
-
-func isDNSSubdomain(s string) bool {
-	if len(s) == 0 || len(s) > 253 {
-		return false
-	}
-	for label := range strings.SplitSeq(s, ".") {
-		if !isDNSLabel(label) {
-			return false
-		}
-	}
-	return true
-}
-
-// isConfigMapKey is the API server's rule for ConfigMap keys.
-func isConfigMapKey(s string) bool {
-	if len(s) == 0 || len(s) > 253 || s == "." || s == ".." || strings.HasPrefix(s, "..") {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
-			return false
-		}
-	}
-	return true
 }

@@ -145,19 +145,4 @@ func shortIDs(ids []string) []string {
 	return out
 }
 
-// validContainerName reports whether name can be a container's name: a
-// DNS label (RFC 1123), as the API server requires.
-func validContainerName(name string) bool {
-	if len(name) == 0 || len(name) > 63 || name[0] == '-' || name[len(name)-1] == '-' {
-		return false
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '-' {
-			return false
-		}
-	}
-	return true
-}
-
 var _ target.Resolver = (*nameResolver)(nil)

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/podfim/podfim/internal/attr"
 	"github.com/podfim/podfim/internal/baseline"
@@ -142,7 +143,7 @@ func (c *Config) Validate() error {
 		if c.Selector.ContainerID != "" {
 			errs = append(errs, errors.New("--target-name and --target-container are mutually exclusive: select the app container one way"))
 		}
-		if !validContainerName(c.TargetName) {
+		if len(validation.IsDNS1123Label(c.TargetName)) > 0 { // the API server's rule for container names
 			errs = append(errs, fmt.Errorf("invalid --target-name %q: a container name is a DNS label (lower-case letters, digits and '-', at most 63)", c.TargetName))
 		}
 	}
