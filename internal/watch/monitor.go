@@ -82,6 +82,10 @@ type Config struct {
 	// points, which the runtime recreates in every new container (see
 	// Tolerated). Other attributes of those paths are still compared.
 	Tolerate map[string]attr.Set
+
+	// readGate, when set (by this package's tests), holds the event reader
+	// back until it is closed, so a test can fill the kernel's queue.
+	readGate chan struct{}
 }
 
 // Tolerated is what Config.Tolerate allows of a directory above a mount
@@ -210,6 +214,9 @@ func ticker(d time.Duration) *time.Ticker {
 
 func (m *Monitor) readEvents(out chan<- []Event) {
 	defer close(out)
+	if m.cfg.readGate != nil {
+		<-m.cfg.readGate
+	}
 	buf := make([]byte, 64<<10)
 	for {
 		evs, err := m.in.read(buf, nil)

@@ -265,8 +265,12 @@ func TestQueueOverflowFallsBackToRescan(t *testing.T) {
 	}
 	// The limit applies to instances created from now on; restore it once
 	// ours exists.
+	// The reader is held back while the files are written, so the queue
+	// overflows whatever the scheduling (a reader that keeps up would
+	// drain it, and the test would prove nothing).
 	dir := tree(t)
-	rec, _, _ := start(t, dir, Config{Inotify: true, Coalesce: 50 * time.Millisecond})
+	gate := make(chan struct{})
+	rec, _, _ := start(t, dir, Config{Inotify: true, Coalesce: 50 * time.Millisecond, readGate: gate})
 	if err := os.WriteFile(knob, old, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -275,6 +279,7 @@ func TestQueueOverflowFallsBackToRescan(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	close(gate)
 	rec.wait(t, 3*time.Second, "overflow rescan", func(e sinkEvent) bool { return e.kind == "rescan:"+ReasonOverflow })
 	// The rescan finds every file, including those whose events were lost.
 	rec.wait(t, 3*time.Second, "added /www/f199", func(e sinkEvent) bool { return e.kind == "added" && e.path == "/www/f199" })
