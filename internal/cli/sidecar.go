@@ -183,8 +183,8 @@ func (f *sidecarFlags) build(getenv func(string) string) (sidecar.Config, *slog.
 		Listen:       f.listen,
 		Version:      versionString(),
 		Plan: respond.Plan{
-			Actions:         actions(f.respond),
-			Escalate:        actions(f.escalate),
+			Actions:         respond.ParseActions(f.respond...),
+			Escalate:        respond.ParseActions(f.escalate...),
 			KillLimit:       f.killLimit,
 			KillWindow:      f.killWindow,
 			RestoreMaxBytes: f.restoreMax,
@@ -219,7 +219,7 @@ func (f *sidecarFlags) build(getenv func(string) string) (sidecar.Config, *slog.
 		} else {
 			cfg.Names = client
 		}
-	case err != nil && usesKube(cfg.Plan):
+	case err != nil && cfg.Plan.NeedsAPI():
 		log.Warn("no Kubernetes API access: the event, quarantine and delete responses are skipped; detection and the other responses work", keyErr, err.Error())
 	}
 	if err := errors.Join(cfg.Validate(), kubeErr); err != nil {
@@ -233,11 +233,6 @@ func (f *sidecarFlags) build(getenv func(string) string) (sidecar.Config, *slog.
 	return cfg, log, nil
 }
 
-// usesKube reports whether the plan has a response that needs the API.
-func usesKube(p respond.Plan) bool {
-	return p.Uses(respond.ActionEvent) || p.Uses(respond.ActionQuarantine) || p.Uses(respond.ActionDelete)
-}
-
 // kubeClient makes the client that resolves --target-name.
 func (f *sidecarFlags) kubeClient(getenv func(string) string) (*kube.Client, error) {
 	pod, err := kube.PodFromEnv(getenv)
@@ -249,16 +244,6 @@ func (f *sidecarFlags) kubeClient(getenv func(string) string) (*kube.Client, err
 		newClient = kube.NewInCluster
 	}
 	return newClient(pod)
-}
-
-func actions(names []string) []respond.Action {
-	out := make([]respond.Action, 0, len(names))
-	for _, n := range names {
-		if n = strings.TrimSpace(n); n != "" {
-			out = append(out, respond.Action(n))
-		}
-	}
-	return out
 }
 
 func newSidecarCmd(s *streams) *cobra.Command {

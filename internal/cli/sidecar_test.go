@@ -80,7 +80,7 @@ func TestSidecarSettingsErrors(t *testing.T) {
 		args []string
 		msg  string
 	}{
-		{[]string{"--respond", "log,explode"}, `unknown action "explode"`},
+		{[]string{"--respond", "log,explode"}, `Unsupported value: "explode"`},
 		{[]string{"--inotify=false", "--quick-interval", "0", "--full-interval", "0"}, "nothing would detect changes"},
 		{[]string{"--target-container", "xyz"}, "container"},
 		{[]string{"--log-level", "loud"}, "--log-level"},

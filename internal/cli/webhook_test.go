@@ -52,7 +52,7 @@ func TestWebhookFlags(t *testing.T) {
 		{[]string{img, "--tls-secret=s", "--namespace=n"}, "both --tls-secret and --webhook-config"},
 		{[]string{img, "--tls-secret=s", "--webhook-config=c", "--namespace=n"}, "needs a name"},
 		{[]string{img, "--tls-secret=s", "--webhook-config=c", "--namespace=n", "--cert-ip=localhost"}, "not an IP address"},
-		{[]string{img, "--cert-file=a", "--key-file=b", "--default-respond=log,explode"}, `unknown action "explode"`},
+		{[]string{img, "--cert-file=a", "--key-file=b", "--default-respond=log,explode"}, `Unsupported value: "explode"`},
 		{[]string{img, "--cert-file=a", "--key-file=b", "--sidecar-env=NOEQUALS"}, "NAME=VALUE"},
 		{[]string{img, "--cert-file=a", "--key-file=b", "--sidecar-pull-policy=Sometimes"}, "Sometimes"},
 		{[]string{img, "--cert-file=a", "--key-file=b", "--listen=8443"}, "--listen"},

@@ -211,27 +211,13 @@ func ParseAnnotations(ann map[string]string, defaultRespond []string) (Settings,
 	if respondList == nil {
 		respondList = defaultRespond
 	}
-	plan := respond.Plan{Actions: actions(respondList), Escalate: actions(s.Escalate), KillLimit: s.KillLimit, KillWindow: s.KillWin}
-	if s.Webhook != "" {
-		plan.Webhook = &respond.WebhookConfig{URL: s.Webhook}
-	}
-	if err := plan.Validate(); err != nil {
-		for _, e := range unjoin(err) {
-			msg, key := e.Error(), AnnRespond
-			switch {
-			case strings.HasPrefix(msg, "escalate"):
-				key = AnnEscalate
-			case strings.HasPrefix(msg, "killLimit"):
-				key = AnnKillLimit
-			case strings.HasPrefix(msg, "killWindow"):
-				key = AnnKillWin
-			case strings.HasPrefix(msg, "webhook") && s.Webhook == "":
-				msg = "the webhook action needs the annotation " + AnnWebhook
-			case strings.HasPrefix(msg, "webhook"):
-				key = AnnWebhook
-			}
-			bad(key, "%s", msg)
+	plan := s.plan(defaultRespond)
+	for _, e := range plan.Validate() {
+		key, msg := planAnnotations[rootField(e.Field)], e.Error()
+		if key == AnnWebhook && s.Webhook == "" {
+			key, msg = AnnRespond, "the webhook action needs the annotation "+AnnWebhook
 		}
+		bad(key, "%s", msg)
 	}
 	if s.Webhook != "" && !slices.Contains(respondList, string(respond.ActionWebhook)) && !slices.Contains(s.Escalate, string(respond.ActionWebhook)) {
 		bad(AnnWebhook, "set, but neither %s nor %s has the webhook action", AnnRespond, AnnEscalate)
@@ -424,12 +410,38 @@ func splitList(v string) []string {
 	return out
 }
 
-func actions(names []string) []respond.Action {
-	out := make([]respond.Action, len(names))
-	for i, n := range names {
-		out[i] = respond.Action(n)
+// plan is the sidecar's response plan of s: its actions, or defaultRespond
+// when the pod names none.
+func (s Settings) plan(defaultRespond []string) respond.Plan {
+	list := s.Respond
+	if list == nil {
+		list = defaultRespond
 	}
-	return out
+	p := respond.Plan{Actions: respond.ParseActions(list...), Escalate: respond.ParseActions(s.Escalate...), KillLimit: s.KillLimit, KillWindow: s.KillWin}
+	if s.Webhook != "" {
+		p.Webhook = &respond.WebhookConfig{URL: s.Webhook}
+	}
+	return p
+}
+
+// planAnnotations maps a field of respond.Plan to the annotation that sets
+// it, so that the sidecar's own validation of the plan reports in the pod's
+// terms.
+var planAnnotations = map[string]string{
+	"actions":    AnnRespond,
+	"escalate":   AnnEscalate,
+	"killLimit":  AnnKillLimit,
+	"killWindow": AnnKillWin,
+	"webhook":    AnnWebhook,
+}
+
+// rootField is the first step of a field path: "actions" of "actions[1]",
+// "webhook" of "webhook.url".
+func rootField(f string) string {
+	if i := strings.IndexAny(f, ".["); i >= 0 {
+		return f[:i]
+	}
+	return f
 }
 
 // unjoin returns the errors errors.Join combined (or err itself).

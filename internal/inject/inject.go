@@ -56,9 +56,6 @@ var (
 	capsRestore = []corev1.Capability{"CHOWN", "DAC_OVERRIDE", "FOWNER"}
 )
 
-// apiActions are the responses that use the Kubernetes API.
-var apiActions = []respond.Action{respond.ActionEvent, respond.ActionQuarantine, respond.ActionDelete}
-
 // tokenVolume is the sidecar's service-account token, CA and namespace, the
 // files rest.InClusterConfig reads.
 func tokenVolume() corev1.Volume {
@@ -118,8 +115,8 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("invalid sidecar environment variable name %q", e.Name))
 		}
 	}
-	if err := (respond.Plan{Actions: actions(c.Respond)}).Validate(); err != nil {
-		errs = append(errs, fmt.Errorf("default response: %w", err))
+	for _, e := range (respond.Plan{Actions: respond.ParseActions(c.Respond...)}).Validate() {
+		errs = append(errs, fmt.Errorf("default response: %w", e))
 	}
 	return errors.Join(errs...)
 }
@@ -288,8 +285,8 @@ func (c *Config) sidecar(pod *corev1.Pod, s Settings) (corev1.Container, []corev
 	}
 	addRef(s.Baseline, "baseline", VolumeBaseline, baselineDir)
 	addRef(s.VerifyKey, "verify-key", VolumeVerifyKey, verifyKeyDir)
-	all := slices.Concat(respondList, s.Escalate)
-	if target != "" || slices.ContainsFunc(all, func(a string) bool { return slices.Contains(apiActions, respond.Action(a)) }) {
+	plan := s.plan(c.Respond)
+	if target != "" || plan.NeedsAPI() {
 		// The API responses and --target-name need the service account's
 		// token. The service-account admission plugin ran before this
 		// webhook and mounted its token into the app's containers only (if
@@ -319,10 +316,10 @@ func (c *Config) sidecar(pod *corev1.Pod, s Settings) (corev1.Container, []corev
 	env = append(env, c.Env...)
 
 	caps := slices.Clone(capsAlways)
-	if slices.Contains(all, string(respond.ActionKill)) {
+	if plan.Uses(respond.ActionKill) {
 		caps = append(caps, capsKill...)
 	}
-	if slices.Contains(all, string(respond.ActionRestore)) {
+	if plan.Uses(respond.ActionRestore) {
 		caps = append(caps, capsRestore...)
 	}
 	slices.Sort(caps)

@@ -263,8 +263,8 @@ func TestParseAnnotationsErrors(t *testing.T) {
 		key, want string
 	}{
 		{map[string]string{"podfim.io/respnd": "log"}, "podfim.io/respnd", "unknown podfim annotation"},
-		{map[string]string{AnnRespond: "log,explode"}, AnnRespond, `unknown action "explode"`},
-		{map[string]string{AnnRespond: "log,log"}, AnnRespond, "duplicate"},
+		{map[string]string{AnnRespond: "log,explode"}, AnnRespond, `Unsupported value: "explode"`},
+		{map[string]string{AnnRespond: "log,log"}, AnnRespond, `Duplicate value: "log"`},
 		{map[string]string{AnnRespond: "  "}, AnnRespond, "empty value"},
 		{map[string]string{AnnEscalate: "kill"}, AnnEscalate, "kill cannot be an escalation"},
 		{map[string]string{AnnRespond: "log,webhook"}, AnnRespond, "needs the annotation " + AnnWebhook},
@@ -367,7 +367,7 @@ func TestMutateRejects(t *testing.T) {
 		{"port clash", func(p *corev1.Pod) {
 			p.Spec.Containers[0].Ports = []corev1.ContainerPort{{Name: "metrics", ContainerPort: DefaultPort}}
 		}, AnnPort},
-		{"bad annotation", func(p *corev1.Pod) { p.Annotations = map[string]string{AnnRespond: "lgo"} }, `annotation "podfim.io/respond": actions[0]: unknown action "lgo"`},
+		{"bad annotation", func(p *corev1.Pod) { p.Annotations = map[string]string{AnnRespond: "lgo"} }, `annotation "podfim.io/respond": actions[0]: Unsupported value: "lgo"`},
 	} {
 		pod := &corev1.Pod{Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "x"}}}}
 		tt.edit(pod)

@@ -2,13 +2,14 @@ package respond
 
 import (
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"io"
 	"net/url"
 	"os"
 	"strings"
 	"time"
+
+	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
 // Action is one way of responding to a finding.
@@ -94,96 +95,142 @@ type WebhookConfig struct {
 	CAFile string
 }
 
-// Validate checks the plan before anything starts, naming the field of every
-// problem. It reads the webhook's CA and token files to check them.
-func (p Plan) Validate() error {
-	var errs []error
-	errs = append(errs, validateList("actions", p.Actions, false)...)
-	errs = append(errs, validateList("escalate", p.Escalate, true)...)
+// Validate checks the plan before anything starts. Each problem names its
+// field (actions[1], killLimit, webhook.url, ...), so that a caller that got
+// the plan from elsewhere (the webhook's pod annotations) can say where the
+// problem came from without reading the message. It reads the webhook's CA
+// and token files to check them. Nil when the plan is valid.
+func (p Plan) Validate() field.ErrorList {
+	var errs field.ErrorList
+	errs = append(errs, validateList(field.NewPath("actions"), p.Actions, false)...)
+	errs = append(errs, validateList(field.NewPath("escalate"), p.Escalate, true)...)
 	if p.KillLimit < 0 {
-		errs = append(errs, fmt.Errorf("killLimit: %d is negative", p.KillLimit))
+		errs = append(errs, field.Invalid(field.NewPath("killLimit"), p.KillLimit, "is negative"))
 	}
 	if p.KillWindow < 0 {
-		errs = append(errs, fmt.Errorf("killWindow: %s is negative", p.KillWindow))
+		errs = append(errs, field.Invalid(field.NewPath("killWindow"), p.KillWindow.String(), "is negative"))
 	}
 	if p.RestoreMaxBytes < 0 {
-		errs = append(errs, fmt.Errorf("restoreMaxBytes: %d is negative", p.RestoreMaxBytes))
+		errs = append(errs, field.Invalid(field.NewPath("restoreMaxBytes"), p.RestoreMaxBytes, "is negative"))
 	}
 	if p.DeleteMinAge < 0 {
-		errs = append(errs, fmt.Errorf("deleteMinAge: %s is negative", p.DeleteMinAge))
+		errs = append(errs, field.Invalid(field.NewPath("deleteMinAge"), p.DeleteMinAge.String(), "is negative"))
 	}
 	if p.Uses(ActionWebhook) {
 		if p.Webhook == nil {
-			errs = append(errs, errors.New("webhook: required by the webhook action"))
+			errs = append(errs, field.Required(field.NewPath("webhook"), "the webhook action needs a webhook URL"))
 		} else {
-			errs = append(errs, p.Webhook.validate()...)
+			errs = append(errs, p.Webhook.validate(field.NewPath("webhook"))...)
 		}
 	}
-	return errors.Join(errs...)
+	return errs
 }
 
-func validateList(field string, list []Action, escalate bool) []error {
-	var errs []error
+func validateList(fld *field.Path, list []Action, escalate bool) field.ErrorList {
+	var errs field.ErrorList
 	if !escalate && len(list) == 0 {
-		errs = append(errs, fmt.Errorf("%s: at least one action is required", field))
+		errs = append(errs, field.Required(fld, "at least one action is required"))
 	}
 	seen := map[Action]bool{}
 	for i, a := range list {
 		switch {
 		case !known(a):
-			errs = append(errs, fmt.Errorf("%s[%d]: unknown action %q (known: %s)", field, i, a, knownNames()))
+			errs = append(errs, field.NotSupported(fld.Index(i), string(a), actions[:]))
 		case seen[a]:
-			errs = append(errs, fmt.Errorf("%s[%d]: duplicate action %q", field, i, a))
+			errs = append(errs, field.Duplicate(fld.Index(i), string(a)))
 		case escalate && a == ActionKill:
-			errs = append(errs, fmt.Errorf("%s[%d]: kill cannot be an escalation of kill", field, i))
+			errs = append(errs, field.Forbidden(fld.Index(i), "kill cannot be an escalation of kill"))
 		}
 		seen[a] = true
 	}
 	return errs
 }
 
-func (w *WebhookConfig) validate() []error {
-	var errs []error
+func (w *WebhookConfig) validate(fld *field.Path) field.ErrorList {
+	var errs field.ErrorList
 	u, err := url.Parse(w.URL)
+	urlPath := fld.Child("url")
 	switch {
 	case w.URL == "":
-		errs = append(errs, errors.New("webhook.url: required"))
+		errs = append(errs, field.Required(urlPath, ""))
 	case err != nil:
-		errs = append(errs, fmt.Errorf("webhook.url: %w", err))
+		errs = append(errs, field.Invalid(urlPath, w.URL, err.Error()))
 	case u.Scheme != "http" && u.Scheme != "https":
-		errs = append(errs, fmt.Errorf("webhook.url: scheme %q is not http or https", u.Scheme))
+		errs = append(errs, field.Invalid(urlPath, w.URL, fmt.Sprintf("scheme %q is not http or https", u.Scheme)))
 	case u.Host == "":
-		errs = append(errs, errors.New("webhook.url: no host"))
+		errs = append(errs, field.Invalid(urlPath, w.URL, "no host"))
 	case u.User != nil:
 		// It would be logged with every failure; use tokenFile instead.
-		errs = append(errs, errors.New("webhook.url: must not hold credentials (use tokenFile)"))
+		// The value is not repeated: it holds the credentials.
+		errs = append(errs, field.Forbidden(urlPath, "must not hold credentials (use tokenFile)"))
 	}
 	if w.Timeout < 0 {
-		errs = append(errs, fmt.Errorf("webhook.timeout: %s is negative", w.Timeout))
+		errs = append(errs, field.Invalid(fld.Child("timeout"), w.Timeout.String(), "is negative"))
 	}
 	if w.Attempts < 0 {
-		errs = append(errs, fmt.Errorf("webhook.attempts: %d is negative", w.Attempts))
+		errs = append(errs, field.Invalid(fld.Child("attempts"), w.Attempts, "is negative"))
 	}
 	if w.Backoff < 0 {
-		errs = append(errs, fmt.Errorf("webhook.backoff: %s is negative", w.Backoff))
+		errs = append(errs, field.Invalid(fld.Child("backoff"), w.Backoff.String(), "is negative"))
 	}
 	if w.QueueSize < 0 {
-		errs = append(errs, fmt.Errorf("webhook.queueSize: %d is negative", w.QueueSize))
+		errs = append(errs, field.Invalid(fld.Child("queueSize"), w.QueueSize, "is negative"))
 	}
 	if w.CAFile != "" {
 		if err == nil && u.Scheme != "https" {
-			errs = append(errs, errors.New("webhook.caFile: requires an https url"))
+			errs = append(errs, field.Forbidden(fld.Child("caFile"), "requires an https url"))
 		}
 		if _, err := loadCAs(w.CAFile); err != nil {
-			errs = append(errs, fmt.Errorf("webhook.caFile: %w", err))
+			errs = append(errs, field.Invalid(fld.Child("caFile"), w.CAFile, err.Error()))
 		}
 	}
 	if w.TokenFile != "" {
 		if _, err := readToken(w.TokenFile); err != nil {
-			errs = append(errs, fmt.Errorf("webhook.tokenFile: %w", err))
+			errs = append(errs, field.Invalid(fld.Child("tokenFile"), w.TokenFile, err.Error()))
 		}
 	}
 	return errs
+}
+
+// ParseActions reads action names from flag values or an annotation: each
+// item may itself be a comma-separated list; blanks are trimmed and empty
+// items dropped. It does not check the names: Plan.Validate does, naming
+// the position of each bad one.
+func ParseActions(items ...string) []Action {
+	var out []Action
+	for _, item := range items {
+		for name := range strings.SplitSeq(item, ",") {
+			if name = strings.TrimSpace(name); name != "" {
+				out = append(out, Action(name))
+			}
+		}
+	}
+	return out
+}
+
+// FormatActions writes actions as the comma-separated list ParseActions
+// reads.
+func FormatActions(list []Action) string {
+	names := make([]string, len(list))
+	for i, a := range list {
+		names[i] = string(a)
+	}
+	return strings.Join(names, ",")
+}
+
+// apiActions are the actions that need the Kubernetes API (a Kube).
+var apiActions = [...]Action{ActionEvent, ActionQuarantine, ActionDelete}
+
+// NeedsAPI reports whether an action the plan may run (Uses) needs the
+// Kubernetes API: the sidecar warns when it has none, and the admission
+// webhook mounts the sidecar's service-account token only then.
+func (p Plan) NeedsAPI() bool {
+	for _, a := range apiActions {
+		if p.Uses(a) {
+			return true
+		}
+	}
+	return false
 }
 
 // withDefaults fills the zero fields.
@@ -256,14 +303,6 @@ func known(a Action) bool {
 		}
 	}
 	return false
-}
-
-func knownNames() string {
-	names := make([]string, len(actions))
-	for i, a := range actions {
-		names[i] = string(a)
-	}
-	return strings.Join(names, ", ")
 }
 
 // readSmallFile reads at most maxSecretFileBytes of a file.

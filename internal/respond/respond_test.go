@@ -23,40 +23,90 @@ func TestValidate(t *testing.T) {
 		{Actions: []Action{ActionKill}, Escalate: []Action{ActionWebhook}, Webhook: &WebhookConfig{URL: "https://example.invalid/x"}},
 	}
 	for i, p := range ok {
-		if err := p.Validate(); err != nil {
-			t.Errorf("plan %d: %v", i, err)
+		if errs := p.Validate(); errs != nil {
+			t.Errorf("plan %d: %v", i, errs)
 		}
 	}
 	for _, tc := range []struct {
 		p    Plan
 		want string
 	}{
-		{Plan{}, "actions: at least one action is required"},
-		{Plan{Actions: []Action{"kil"}}, `actions[0]: unknown action "kil" (known: log, metric, unready, restore, kill, webhook, event, quarantine, delete)`},
-		{Plan{Actions: []Action{ActionDelete}, DeleteMinAge: -time.Second}, "deleteMinAge: -1s is negative"},
-		{Plan{Actions: []Action{ActionLog, ActionLog}}, `actions[1]: duplicate action "log"`},
-		{Plan{Actions: []Action{ActionKill}, Escalate: []Action{ActionKill}}, "escalate[0]: kill cannot be an escalation of kill"},
-		{Plan{Actions: []Action{ActionKill}, Escalate: []Action{"page"}}, `escalate[0]: unknown action "page"`},
-		{Plan{Actions: []Action{ActionKill}, KillLimit: -1}, "killLimit: -1 is negative"},
-		{Plan{Actions: []Action{ActionKill}, KillWindow: -time.Second}, "killWindow: -1s is negative"},
-		{Plan{Actions: []Action{ActionRestore}, RestoreMaxBytes: -1}, "restoreMaxBytes: -1 is negative"},
-		{Plan{Actions: []Action{ActionWebhook}}, "webhook: required by the webhook action"},
-		{Plan{Actions: []Action{ActionKill}, Escalate: []Action{ActionWebhook}}, "webhook: required by the webhook action"},
-		{Plan{Actions: []Action{ActionWebhook}, Webhook: &WebhookConfig{}}, "webhook.url: required"},
-		{Plan{Actions: []Action{ActionWebhook}, Webhook: &WebhookConfig{URL: "ftp://x/"}}, `webhook.url: scheme "ftp" is not http or https`},
-		{Plan{Actions: []Action{ActionWebhook}, Webhook: &WebhookConfig{URL: "http:///x"}}, "webhook.url: no host"},
-		{Plan{Actions: []Action{ActionWebhook}, Webhook: &WebhookConfig{URL: "https://u:p@host/"}}, "webhook.url: must not hold credentials"},
+		{Plan{}, "actions: Required value: at least one action is required"},
+		{Plan{Actions: []Action{"kil"}}, `actions[0]: Unsupported value: "kil": supported values: "log", "metric", "unready", "restore", "kill", "webhook", "event", "quarantine", "delete"`},
+		{Plan{Actions: []Action{ActionDelete}, DeleteMinAge: -time.Second}, `deleteMinAge: Invalid value: "-1s": is negative`},
+		{Plan{Actions: []Action{ActionLog, ActionLog}}, `actions[1]: Duplicate value: "log"`},
+		{Plan{Actions: []Action{ActionKill}, Escalate: []Action{ActionKill}}, "escalate[0]: Forbidden: kill cannot be an escalation of kill"},
+		{Plan{Actions: []Action{ActionKill}, Escalate: []Action{"page"}}, `escalate[0]: Unsupported value: "page"`},
+		{Plan{Actions: []Action{ActionKill}, KillLimit: -1}, "killLimit: Invalid value: -1: is negative"},
+		{Plan{Actions: []Action{ActionKill}, KillWindow: -time.Second}, `killWindow: Invalid value: "-1s": is negative`},
+		{Plan{Actions: []Action{ActionRestore}, RestoreMaxBytes: -1}, "restoreMaxBytes: Invalid value: -1: is negative"},
+		{Plan{Actions: []Action{ActionWebhook}}, "webhook: Required value: the webhook action needs a webhook URL"},
+		{Plan{Actions: []Action{ActionKill}, Escalate: []Action{ActionWebhook}}, "webhook: Required value"},
+		{Plan{Actions: []Action{ActionWebhook}, Webhook: &WebhookConfig{}}, "webhook.url: Required value"},
+		{Plan{Actions: []Action{ActionWebhook}, Webhook: &WebhookConfig{URL: "ftp://x/"}}, `webhook.url: Invalid value: "ftp://x/": scheme "ftp" is not http or https`},
+		{Plan{Actions: []Action{ActionWebhook}, Webhook: &WebhookConfig{URL: "http:///x"}}, `webhook.url: Invalid value: "http:///x": no host`},
+		{Plan{Actions: []Action{ActionWebhook}, Webhook: &WebhookConfig{URL: "https://u:p@host/"}}, "webhook.url: Forbidden: must not hold credentials"},
 		{Plan{Actions: []Action{ActionWebhook}, Webhook: &WebhookConfig{URL: "http://h/", Timeout: -1}}, "webhook.timeout"},
 		{Plan{Actions: []Action{ActionWebhook}, Webhook: &WebhookConfig{URL: "http://h/", Attempts: -1}}, "webhook.attempts"},
 		{Plan{Actions: []Action{ActionWebhook}, Webhook: &WebhookConfig{URL: "http://h/", Backoff: -1}}, "webhook.backoff"},
 		{Plan{Actions: []Action{ActionWebhook}, Webhook: &WebhookConfig{URL: "http://h/", QueueSize: -1}}, "webhook.queueSize"},
-		{Plan{Actions: []Action{ActionWebhook}, Webhook: &WebhookConfig{URL: "http://h/", CAFile: "/nonexistent"}}, "webhook.caFile: requires an https url"},
-		{Plan{Actions: []Action{ActionWebhook}, Webhook: &WebhookConfig{URL: "https://h/", CAFile: "/nonexistent"}}, "webhook.caFile: open /nonexistent"},
-		{Plan{Actions: []Action{ActionWebhook}, Webhook: &WebhookConfig{URL: "https://h/", TokenFile: "/nonexistent"}}, "webhook.tokenFile: open /nonexistent"},
+		{Plan{Actions: []Action{ActionWebhook}, Webhook: &WebhookConfig{URL: "http://h/", CAFile: "/nonexistent"}}, "webhook.caFile: Forbidden: requires an https url"},
+		{Plan{Actions: []Action{ActionWebhook}, Webhook: &WebhookConfig{URL: "https://h/", CAFile: "/nonexistent"}}, `webhook.caFile: Invalid value: "/nonexistent": open /nonexistent`},
+		{Plan{Actions: []Action{ActionWebhook}, Webhook: &WebhookConfig{URL: "https://h/", TokenFile: "/nonexistent"}}, `webhook.tokenFile: Invalid value: "/nonexistent": open /nonexistent`},
 	} {
-		err := tc.p.Validate()
+		err := tc.p.Validate().ToAggregate()
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%+v: error %v, want %q", tc.p, err, tc.want)
+		}
+	}
+}
+
+// TestValidateFields: every problem names its field, so that the webhook
+// maps it to the annotation that set it without reading the message; the
+// credentials of a webhook URL are not repeated in the error.
+func TestValidateFields(t *testing.T) {
+	errs := Plan{Actions: []Action{"x", ActionWebhook}, Escalate: []Action{ActionKill}, KillLimit: -1, KillWindow: -1,
+		Webhook: &WebhookConfig{URL: "https://user:secret@h/"}}.Validate()
+	var fields []string
+	for _, e := range errs {
+		fields = append(fields, e.Field)
+	}
+	if want := []string{"actions[0]", "escalate[0]", "killLimit", "killWindow", "webhook.url"}; !slices.Equal(fields, want) {
+		t.Errorf("fields %v, want %v", fields, want)
+	}
+	if strings.Contains(errs.ToAggregate().Error(), "secret") {
+		t.Errorf("the error repeats the URL's credentials: %v", errs)
+	}
+}
+
+func TestParseActions(t *testing.T) {
+	got := ParseActions("log, kill,,", " ", "event")
+	if want := []Action{ActionLog, ActionKill, ActionEvent}; !slices.Equal(got, want) {
+		t.Errorf("%v, want %v", got, want)
+	}
+	if s := FormatActions(got); s != "log,kill,event" || !slices.Equal(ParseActions(s), got) {
+		t.Errorf("FormatActions: %q", s)
+	}
+	if ParseActions() != nil || ParseActions(" , ") != nil {
+		t.Error("no names must give nil")
+	}
+}
+
+func TestNeedsAPI(t *testing.T) {
+	for _, tc := range []struct {
+		p    Plan
+		want bool
+	}{
+		{Plan{Actions: []Action{ActionLog, ActionMetric, ActionUnready, ActionRestore, ActionKill, ActionWebhook}}, false},
+		{Plan{Actions: []Action{ActionLog, ActionEvent}}, true},
+		{Plan{Actions: []Action{ActionQuarantine}}, true},
+		{Plan{Actions: []Action{ActionDelete}}, true},
+		// Escalate runs only instead of kill or delete.
+		{Plan{Actions: []Action{ActionLog}, Escalate: []Action{ActionQuarantine}}, false},
+		{Plan{Actions: []Action{ActionKill}, Escalate: []Action{ActionQuarantine}}, true},
+	} {
+		if got := tc.p.NeedsAPI(); got != tc.want {
+			t.Errorf("%v / %v: NeedsAPI %v, want %v", tc.p.Actions, tc.p.Escalate, got, tc.want)
 		}
 	}
 }

@@ -156,8 +156,8 @@ func (c *Config) Validate() error {
 	if c.Quick == 0 && c.Full == 0 && !c.Inotify {
 		errs = append(errs, errors.New("nothing would detect changes: enable inotify or set a quick or full interval"))
 	}
-	if err := c.Plan.Validate(); err != nil {
-		errs = append(errs, err)
+	for _, e := range c.Plan.Validate() {
+		errs = append(errs, e)
 	}
 	if c.restores() && c.StateDir == "" {
 		errs = append(errs, errors.New("the restore action keeps the original bytes in --state-dir: set it"))

@@ -467,7 +467,7 @@ func testWebhookReject(t *testing.T, k *kube, ns string, img kubeImageRefs) {
 		mounts string // the app's volumeMounts
 		want   string
 	}{
-		{map[string]string{"podfim.io/respond": "log,explode"}, "", `annotation "podfim.io/respond": actions[1]: unknown action "explode"`},
+		{map[string]string{"podfim.io/respond": "log,explode"}, "", `annotation "podfim.io/respond": actions[1]: Unsupported value: "explode"`},
 		{map[string]string{"podfim.io/paths": "/www:Readonly"}, "", `annotation "podfim.io/paths": "/www:Readonly": unknown preset "Readonly"`},
 		{map[string]string{"podfim.io/target": "db"}, "", `annotation "podfim.io/target": the pod has no container "db"`},
 		{map[string]string{"podfim.io/quick-intervall": "1m"}, "", `annotation "podfim.io/quick-intervall": unknown podfim annotation`},
