@@ -42,6 +42,12 @@ const (
 	All = Type | Mode | UID | GID | Size | Inode | Nlink | Target | Mtime | Ctime | Xattrs | SHA256
 	// known is every defined bit.
 	known = All | SHA512 | BLAKE3 | Growing
+
+	// ImageStable is what a container image fixes about its files and an
+	// unpacked container keeps: a check against a baseline made from an
+	// image compares these only. Inode, link count and ctime come from the
+	// file system the runtime unpacks the image onto, never from the image.
+	ImageStable = Type | Mode | UID | GID | Size | Target | Mtime | Xattrs | Hashes
 )
 
 // names maps every single-bit attribute to its name, in report order.
@@ -170,6 +176,11 @@ type Entry struct {
 	// change could leave size, mtime and ctime equal (see docs/design.md);
 	// a quick check always re-hashes racy files.
 	Racy bool
+	// Layer is the image layer the entry came from (the last one that
+	// wrote it), counted from 1 = the base layer, for an entry of a
+	// baseline made from an image; 0 means not from an image. (uint16
+	// fits beside Racy: a scan holds millions of entries.)
+	Layer uint16
 }
 
 // Clone returns a copy of e that shares no memory with it (strings aside,

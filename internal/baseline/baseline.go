@@ -11,8 +11,9 @@ import (
 	"github.com/podfim/podfim/internal/attr"
 )
 
-// Version is the format version this package writes, and the newest it reads.
-const Version = 1
+// Version is the format version this package writes, and the newest it
+// reads; it reads every older one too (1: no header record, no layers).
+const Version = 2
 
 // Default limits applied by Read when ReadOptions leaves them zero.
 const (
@@ -57,12 +58,12 @@ func errorf(kind error, format string, args ...any) error {
 
 func formatErrorf(format string, args ...any) error { return errorf(ErrFormat, format, args...) }
 
-// Baseline is a decoded baseline: the entries recorded for a tree and the
-// policy they were recorded with.
+// Baseline is a decoded baseline: the entries recorded for a tree, and
+// what the header says about them.
 type Baseline struct {
-	Version      int          // format version read or written
-	PolicyDigest string       // hex sha256 of the policy used (opaque to this package)
-	Entries      []attr.Entry // sorted strictly by attr.ComparePaths, no duplicates
+	Header               // subject, time, serial, policy, image
+	Version int          // format version read or written
+	Entries []attr.Entry // sorted strictly by attr.ComparePaths, no duplicates
 
 	// Set by Read, and by Write and WriteFile on success.
 	Digest    [32]byte          // sha256 of the compressed payload

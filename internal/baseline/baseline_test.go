@@ -14,13 +14,14 @@ import (
 	"syscall"
 	"testing"
 	"testing/iotest"
+	"time"
 
 	"github.com/podfim/podfim/internal/attr"
 )
 
 func TestRoundTrip(t *testing.T) {
 	all := combinationEntries()
-	combos := &Baseline{PolicyDigest: "p"}
+	combos := &Baseline{Header: Header{PolicyDigest: "p"}}
 	for _, i := range sampleOf(t, len(all), 64, 16) {
 		combos.Entries = append(combos.Entries, all[i])
 	}
@@ -51,7 +52,7 @@ func TestRoundTrip(t *testing.T) {
 				if got.Digest != b.Digest || got.KeyID != b.KeyID || !got.PublicKey.Equal(b.PublicKey) {
 					t.Errorf("Read says digest %x key %q, Write said %x key %q", got.Digest, got.KeyID, b.Digest, b.KeyID)
 				}
-				if got.Digest != sha256.Sum256(data[got.headerSize():]) {
+				if got.Digest != sha256.Sum256(payloadOf(data)) {
 					t.Errorf("digest is not the sha256 of the payload")
 				}
 				if signed && got.KeyID != KeyID(pubOf(keyA())) {
@@ -63,12 +64,17 @@ func TestRoundTrip(t *testing.T) {
 	}
 }
 
-// headerSize is the size of the header Read saw.
-func (b *Baseline) headerSize() int {
-	if b.Signed {
-		return maxHeaderSize
-	}
-	return minHeaderSize
+// payloadOf returns the payload of a file whose header is well formed.
+func payloadOf(data []byte) []byte {
+	_, p, _ := splitFile(data)
+	return p
+}
+
+// headerLen returns the size of the header of a file whose header is well
+// formed.
+func headerLen(data []byte) int {
+	h, _, _ := splitFile(data)
+	return h.size()
 }
 
 func TestDeterministic(t *testing.T) {
@@ -128,7 +134,18 @@ func TestSort(t *testing.T) {
 
 func TestWriteRejectsInvalid(t *testing.T) {
 	for name, mutate := range map[string]func(b *Baseline){
-		"version":           func(b *Baseline) { b.Version = 2 },
+		"version":           func(b *Baseline) { b.Version = Version + 1 },
+		"subject escape":    func(b *Baseline) { b.Subject = "a\x1b[8m" },
+		"subject invalid":   func(b *Baseline) { b.Subject = "caf\xe9" },
+		"subject too long":  func(b *Baseline) { b.Subject = strings.Repeat("s", MaxSubjectBytes+1) },
+		"created before":    func(b *Baseline) { b.Created = time.Unix(-1, 0) },
+		"policy too large":  func(b *Baseline) { b.Policy = make([]byte, MaxPolicyBytes+1) },
+		"compared unknown":  func(b *Baseline) { b.Compared = 1 << 30 },
+		"image no config":   func(b *Baseline) { b.Image = testImage(1); b.Image.Config = "" },
+		"image bad index":   func(b *Baseline) { b.Image = testImage(1); b.Image.Index = "md5:00" },
+		"image layers":      func(b *Baseline) { b.Image = testImage(MaxLayers + 1) },
+		"layer no image":    func(b *Baseline) { b.Entries[3].Layer = 1 },
+		"layer over":        func(b *Baseline) { b.Image = testImage(2); b.Entries[3].Layer = 3 },
 		"policy too long":   func(b *Baseline) { b.PolicyDigest = strings.Repeat("a", maxPolicyDigestLen+1) },
 		"unsorted":          func(b *Baseline) { b.Entries[1], b.Entries[2] = b.Entries[2], b.Entries[1] },
 		"duplicate":         func(b *Baseline) { b.Entries[2].Path = b.Entries[1].Path },
@@ -188,8 +205,11 @@ func TestWriteRejectsInvalid(t *testing.T) {
 
 // TestBodyFieldLimits checks the decoder's bounds and canonical-form
 // rules, which the encoder cannot produce and the vectors cover only in
-// part.
+// part. The bodies are of format version 1, which starts with the policy
+// digest (the 0x00 in front of each: none); TestBodyV2Fields covers what
+// version 2 changed.
 func TestBodyFieldLimits(t *testing.T) {
+	v1 := bodyFormat{version: 1}
 	// What each case's error must say, so that it fails for its own reason.
 	bodyErrors := map[string]string{
 		"empty":               "truncated",
@@ -220,8 +240,8 @@ func TestBodyFieldLimits(t *testing.T) {
 		"unsorted":            `out of order after "/b"`,
 		"duplicate":           `out of order after "/b"`,
 	}
-	valid := rawBody(t, &Baseline{Entries: []attr.Entry{{Path: "/a", Attrs: attr.Mode, Mode: 0o644}}})
-	if _, err := decodeBody(bytes.NewReader(valid), DefaultMaxSize, MaxEntries); err != nil {
+	valid := rawBody(t, &Baseline{Version: 1, Entries: []attr.Entry{{Path: "/a", Attrs: attr.Mode, Mode: 0o644}}})
+	if _, err := decodeBodyOf(bytes.NewReader(valid), v1, DefaultMaxSize, MaxEntries); err != nil {
 		t.Fatalf("valid body: %v", err)
 	}
 	for name, body := range map[string][]byte{
@@ -258,12 +278,43 @@ func TestBodyFieldLimits(t *testing.T) {
 		"duplicate":           {0x00, 0x02, 0x00, 0x00, 0x02, '/', 'b', 0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 'E', 'N', 'D'},
 	} {
 		t.Run(name, func(t *testing.T) {
-			_, err := decodeBody(bytes.NewReader(body), DefaultMaxSize, MaxEntries)
+			_, err := decodeBodyOf(bytes.NewReader(body), v1, DefaultMaxSize, MaxEntries)
 			if !errors.Is(err, ErrFormat) {
 				t.Fatalf("err = %v, want ErrFormat", err)
 			}
 			if want, ok := bodyErrors[name]; !ok || !strings.Contains(err.Error(), want) {
 				t.Errorf("err = %v, want one saying %q", err, want)
+			}
+		})
+	}
+}
+
+// TestBodyV2Fields checks what version 2 changed in the body: no policy
+// digest in front, and the image layer behind an entry flag.
+func TestBodyV2Fields(t *testing.T) {
+	two := bodyFormat{version: 2, layers: 2}
+	// "/a" with no attributes, flags as given, then the end marker.
+	one := func(flags byte, tail ...byte) []byte {
+		b := append([]byte{0x01, 0x00, 0x00, 0x02, '/', 'a', 0x00, 0x00, flags}, tail...)
+		return append(b, endMarker...)
+	}
+	b, err := decodeBodyOf(bytes.NewReader(one(entryLayer, 0x02)), two, DefaultMaxSize, MaxEntries)
+	if err != nil || len(b.Entries) != 1 || b.Entries[0].Layer != 2 {
+		t.Fatalf("layer 2 of 2: %v %+v", err, b)
+	}
+	for name, tc := range map[string]struct {
+		body []byte
+		want string
+	}{
+		"unknown entry flag": {one(0x08), "unknown entry flags 0x08"},
+		"layer over":         {one(entryLayer, 0x03), "image layer 3 is more than 2"},
+		"layer zero":         {one(entryLayer, 0x00), "image layer 0 is stored"},
+		"layer truncated":    {[]byte{0x01, 0x00, 0x00, 0x02, '/', 'a', 0x00, 0x00, entryLayer}, "truncated"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := decodeBodyOf(bytes.NewReader(tc.body), two, DefaultMaxSize, MaxEntries)
+			if !errors.Is(err, ErrFormat) || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("err = %v, want ErrFormat saying %q", err, tc.want)
 			}
 		})
 	}
@@ -326,7 +377,8 @@ func TestReadHugeClaims(t *testing.T) {
 	files := map[string][]byte{
 		"entry count": assemble(gz(t, body), Version, 0, nil),
 		"payload len": func() []byte {
-			h := &header{version: Version, payloadLen: uint64(DefaultMaxSize - minHeaderSize)}
+			h := &header{version: Version}
+			h.payloadLen = uint64(DefaultMaxSize - h.size())
 			return h.marshal(nil)
 		}(),
 	}
@@ -392,7 +444,7 @@ func TestSigned(t *testing.T) {
 		t.Fatalf("unsigned with a key: err = %v, want ErrSignature", err)
 	}
 	// Every bit of the signed part of the header matters.
-	for i := preambleSize + 32; i < maxHeaderSize; i++ {
+	for i := preambleSize + 32; i < headerLen(data); i++ {
 		c := bytes.Clone(data)
 		c[i] ^= 1
 		if _, err := Read(bytes.NewReader(c), ReadOptions{}); err == nil {
@@ -406,7 +458,7 @@ func TestErrorMessages(t *testing.T) {
 	newer := bytes.Clone(data)
 	newer[9] = 7
 	_, err := Read(bytes.NewReader(newer), ReadOptions{})
-	if want := "baseline format version 7 is newer than this podfim supports (1); upgrade podfim"; err == nil || err.Error() != want {
+	if want := "baseline format version 7 is newer than this podfim supports (2); upgrade podfim"; err == nil || err.Error() != want {
 		t.Errorf("err = %v, want %q", err, want)
 	}
 	path := filepath.Join(t.TempDir(), "newer.pfb")
@@ -430,8 +482,10 @@ func TestFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Mode().Perm() != 0o644 {
-		t.Errorf("new baseline mode %v, want 0644", st.Mode().Perm())
+	// A baseline lists every path and hash of the tree: like AIDE's
+	// database, it is for its owner only.
+	if st.Mode().Perm() != 0o600 {
+		t.Errorf("new baseline mode %v, want 0600", st.Mode().Perm())
 	}
 	got, err := ReadFile(path, ReadOptions{VerifyKey: pubOf(keyA())})
 	if err != nil {
@@ -441,15 +495,15 @@ func TestFiles(t *testing.T) {
 	if got.Digest != b.Digest {
 		t.Error("ReadFile digest differs from WriteFile's")
 	}
-	// Replacing keeps the mode.
-	if err := os.Chmod(path, 0o600); err != nil {
+	// Replacing keeps the mode, whichever the operator chose.
+	if err := os.Chmod(path, 0o640); err != nil {
 		t.Fatal(err)
 	}
 	if err := WriteFile(path, &Baseline{}, nil); err != nil {
 		t.Fatal(err)
 	}
-	if st, _ := os.Stat(path); st.Mode().Perm() != 0o600 {
-		t.Errorf("replaced baseline mode %v, want 0600", st.Mode().Perm())
+	if st, _ := os.Stat(path); st.Mode().Perm() != 0o640 {
+		t.Errorf("replaced baseline mode %v, want 0640", st.Mode().Perm())
 	}
 	assertNoTemp(t, dir, "b.pfb")
 
@@ -474,7 +528,7 @@ func TestFiles(t *testing.T) {
 func TestWriteFileENOSPC(t *testing.T) {
 	dir, fill := smallDir(t)
 	path := filepath.Join(dir, "b.pfb")
-	old := &Baseline{PolicyDigest: "old", Entries: sampleEntries()}
+	old := &Baseline{Header: Header{PolicyDigest: "old"}, Entries: sampleEntries()}
 	if err := WriteFile(path, old, nil); err != nil {
 		t.Fatal(err)
 	}

@@ -21,6 +21,9 @@ type decoder struct {
 	buf []byte // buf[pos:] is read but not decoded yet
 	pos int
 	err error // what ended src, once it has
+
+	knownFlags byte   // the entry flags of the body's version
+	layers     uint64 // the most image layers an entry may name
 }
 
 func newDecoder(r io.Reader, maxBody int64) *decoder {

@@ -2,6 +2,7 @@ package baseline
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
@@ -118,9 +119,10 @@ func readSizedHeader(r io.Reader, size, maxSize int64) (*header, error) {
 	return h, nil
 }
 
-// readHeader reads the header up to the payload.
+// readHeader reads the header up to the payload. The header record is read
+// but not parsed: that waits until the file is authenticated.
 func readHeader(r io.Reader) (*header, error) {
-	var buf [maxHeaderSize]byte
+	var buf [minHeaderSize + signatureSize]byte
 	if n, err := io.ReadFull(r, buf[:preambleSize]); err != nil {
 		switch {
 		case err == io.EOF:
@@ -145,20 +147,53 @@ func readHeader(r io.Reader) (*header, error) {
 	case h.flags&^knownFlags != 0:
 		return nil, formatErrorf("unknown baseline flags %#04x", h.flags)
 	}
-	rest := buf[preambleSize:h.size()]
+	rest := buf[preambleSize : h.fixedSize()-trailerSize]
 	if _, err := io.ReadFull(r, rest); err != nil {
 		return nil, truncated(err, "header")
 	}
 	if h.signed() {
-		h.publicKey, rest = rest[:32], rest[32:]
-		h.signature, rest = rest[:64], rest[64:]
+		h.publicKey = bytes.Clone(rest[:ed25519.PublicKeySize])
+		h.signature = bytes.Clone(rest[ed25519.PublicKeySize:signatureSize])
 	}
-	h.payloadLen = binary.BigEndian.Uint64(rest)
-	copy(h.digest[:], rest[8:])
+	if h.version >= 2 {
+		rec, err := readRecord(r)
+		if err != nil {
+			return nil, err
+		}
+		h.record = rec
+	}
+	var t [trailerSize]byte
+	trailer := t[:]
+	if _, err := io.ReadFull(r, trailer); err != nil {
+		return nil, truncated(err, "header")
+	}
+	h.payloadLen = binary.BigEndian.Uint64(trailer)
+	copy(h.digest[:], trailer[8:])
 	if h.payloadLen > 1<<62 {
 		return nil, formatErrorf("baseline payload length %d is impossible", h.payloadLen)
 	}
 	return h, nil
+}
+
+// readRecord reads the length-prefixed header record. The buffer grows with
+// the bytes that arrive, up to maxRecordLen, instead of trusting the length.
+func readRecord(r io.Reader) ([]byte, error) {
+	var l [recordLenSize]byte
+	if _, err := io.ReadFull(r, l[:]); err != nil {
+		return nil, truncated(err, "header")
+	}
+	n := binary.BigEndian.Uint32(l[:])
+	if n > maxRecordLen {
+		return nil, formatErrorf("baseline header record is %d bytes, more than %d", n, maxRecordLen)
+	}
+	var rec bytes.Buffer
+	rec.Grow(int(min(n, 4096)))
+	if got, err := rec.ReadFrom(io.LimitReader(r, int64(n))); err != nil {
+		return nil, truncated(err, "header record")
+	} else if got < int64(n) {
+		return nil, formatErrorf("baseline is truncated in the header record")
+	}
+	return rec.Bytes(), nil
 }
 
 // truncated turns an unexpected end of input into ErrFormat and passes other
@@ -223,13 +258,26 @@ type bodyStream struct {
 	cur             attr.Entry // the entry next returned last
 }
 
-// newBodyStream reads the body's policy digest and entry count from r, a
-// body of at most maxBody bytes.
-func newBodyStream(r io.Reader, maxBody int64, maxEntries uint64) (*bodyStream, string, error) {
+// bodyFormat is what decoding a body depends on besides the body: the
+// format version, and the number of image layers an entry may name.
+type bodyFormat struct {
+	version uint16
+	layers  int
+}
+
+// newBodyStream reads the start of the body from r, a body of at most
+// maxBody bytes: the policy digest (version 1 only; "" otherwise) and the
+// entry count.
+func newBodyStream(r io.Reader, f bodyFormat, maxBody int64, maxEntries uint64) (*bodyStream, string, error) {
 	d := newDecoder(r, maxBody)
-	policy, err := d.string(maxPolicyDigestLen, "policy digest")
-	if err != nil {
-		return nil, "", err
+	d.knownFlags, d.layers = knownEntryFlags, uint64(f.layers)
+	var policy string
+	if f.version == 1 {
+		d.knownFlags = knownEntryFlagsV1
+		var err error
+		if policy, err = d.string(maxPolicyDigestLen, "policy digest"); err != nil {
+			return nil, "", err
+		}
 	}
 	count, err := d.bounded(maxEntries, "entry count")
 	if err != nil {
@@ -356,11 +404,11 @@ func (d *decoder) entry(e *attr.Entry, path []byte, prev *entryState, hashes *[]
 	if err != nil {
 		return nil, err
 	}
-	if flags&^knownEntryFlags != 0 {
+	if flags&^d.knownFlags != 0 {
 		return nil, formatErrorf("unknown entry flags %#02x", flags)
 	}
 	e.Racy = flags&entryRacy != 0
-	if err := d.fields(e, prev, flags&entryCtimeFromMtime != 0, hashes); err != nil {
+	if err := d.fields(e, prev, flags, hashes); err != nil {
 		return nil, err
 	}
 	// Everything was read within bounds; the rules shared with Write
@@ -371,29 +419,57 @@ func (d *decoder) entry(e *attr.Entry, path []byte, prev *entryState, hashes *[]
 	return path, nil
 }
 
-// fields decodes the fields that e.Attrs says are stored.
-func (d *decoder) fields(e *attr.Entry, prev *entryState, fromMtime bool, hashes *[]byte) error {
+// fields decodes the fields that e.Attrs (and, for the layer, flags) say
+// are stored.
+func (d *decoder) fields(e *attr.Entry, prev *entryState, flags byte, hashes *[]byte) error {
+	if err := d.inodeFields(e, prev); err != nil {
+		return err
+	}
+	if err := d.times(e, prev, flags&entryCtimeFromMtime != 0); err != nil {
+		return err
+	}
+	if e.Attrs.Has(attr.Xattrs) {
+		if err := d.xattrs(e); err != nil {
+			return err
+		}
+	}
+	if err := d.hash(e, hashes); err != nil {
+		return err
+	}
+	if flags&entryLayer != 0 {
+		n, err := d.bounded(d.layers, "image layer")
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return formatErrorf("image layer 0 is stored (non-canonical: 0 is not stored)")
+		}
+		e.Layer = uint16(n)
+	}
+	return nil
+}
+
+// inodeFields decodes mode to link target.
+func (d *decoder) inodeFields(e *attr.Entry, prev *entryState) error {
 	a := e.Attrs
-	u32 := func(what string) (uint32, error) {
+	u32 := func(dst *uint32, bit attr.Set, what string) error {
+		if !a.Has(bit) {
+			return nil
+		}
 		v, err := d.bounded(uint64(^uint32(0)), what)
-		return uint32(v), err
+		*dst = uint32(v)
+		return err
+	}
+	if err := u32(&e.Mode, attr.Mode, "mode"); err != nil {
+		return err
+	}
+	if err := u32(&e.UID, attr.UID, "uid"); err != nil {
+		return err
+	}
+	if err := u32(&e.GID, attr.GID, "gid"); err != nil {
+		return err
 	}
 	var err error
-	if a.Has(attr.Mode) {
-		if e.Mode, err = u32("mode"); err != nil {
-			return err
-		}
-	}
-	if a.Has(attr.UID) {
-		if e.UID, err = u32("uid"); err != nil {
-			return err
-		}
-	}
-	if a.Has(attr.GID) {
-		if e.GID, err = u32("gid"); err != nil {
-			return err
-		}
-	}
 	if a.Has(attr.Size) {
 		v, err := d.bounded(1<<63-1, "size")
 		if err != nil {
@@ -421,6 +497,12 @@ func (d *decoder) fields(e *attr.Entry, prev *entryState, fromMtime bool, hashes
 			return err
 		}
 	}
+	return nil
+}
+
+// times decodes mtime and ctime.
+func (d *decoder) times(e *attr.Entry, prev *entryState, fromMtime bool) error {
+	a := e.Attrs
 	if a.Has(attr.Mtime) {
 		v, err := d.delta(&prev.mtime, "mtime")
 		if err != nil {
@@ -447,41 +529,50 @@ func (d *decoder) fields(e *attr.Entry, prev *entryState, fromMtime bool, hashes
 	if a.Has(attr.Ctime) {
 		prev.ctime = uint64(e.Ctime)
 	}
-	if a.Has(attr.Xattrs) {
-		n, err := d.bounded(maxXattrs, "extended attribute count")
+	return nil
+}
+
+// xattrs decodes the extended attributes.
+func (d *decoder) xattrs(e *attr.Entry) error {
+	n, err := d.bounded(maxXattrs, "extended attribute count")
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		e.Xattrs = make([]attr.Xattr, n)
+	}
+	for i := range e.Xattrs {
+		x := &e.Xattrs[i]
+		if x.Name, err = d.string(maxXattrNameLen, "extended attribute name"); err != nil {
+			return err
+		}
+		vn, err := d.bounded(maxXattrValueLen, "extended attribute value length")
 		if err != nil {
 			return err
 		}
-		if n > 0 {
-			e.Xattrs = make([]attr.Xattr, n)
-		}
-		for i := range e.Xattrs {
-			x := &e.Xattrs[i]
-			if x.Name, err = d.string(maxXattrNameLen, "extended attribute name"); err != nil {
+		if vn > 0 {
+			if x.Value, err = d.appendBytes(nil, int(vn)); err != nil {
 				return err
-			}
-			vn, err := d.bounded(maxXattrValueLen, "extended attribute value length")
-			if err != nil {
-				return err
-			}
-			if vn > 0 {
-				if x.Value, err = d.appendBytes(nil, int(vn)); err != nil {
-					return err
-				}
 			}
 		}
 	}
-	if alg := e.HashAlg(); alg != 0 {
-		n, err := d.bounded(maxHashLen, "hash length")
-		if err != nil {
-			return err
-		}
-		if n > uint64(len(*hashes)) {
-			return formatErrorf("hash length %d is more than the %d hash bytes left in the group", n, len(*hashes))
-		}
-		if n > 0 {
-			e.Hash, *hashes = (*hashes)[:n:n], (*hashes)[n:]
-		}
+	return nil
+}
+
+// hash takes the entry's hash from the front of the group's hash bytes.
+func (d *decoder) hash(e *attr.Entry, hashes *[]byte) error {
+	if e.HashAlg() == 0 {
+		return nil
+	}
+	n, err := d.bounded(maxHashLen, "hash length")
+	if err != nil {
+		return err
+	}
+	if n > uint64(len(*hashes)) {
+		return formatErrorf("hash length %d is more than the %d hash bytes left in the group", n, len(*hashes))
+	}
+	if n > 0 {
+		e.Hash, *hashes = (*hashes)[:n:n], (*hashes)[n:]
 	}
 	return nil
 }

@@ -16,19 +16,41 @@
 // (CreateFile) takes one entry at a time and gives the same bytes.
 // QuickIndex keeps what a quick scan asks of a baseline, and no more.
 //
-// # File format, version 1
+// # File format, version 2
 //
 // All integers in the header are big-endian.
 //
-//	offset (unsigned / signed)  size  field
-//	0                           8     magic "PODFIMBL"
-//	8                           2     format version (1)
-//	10                          2     flags: bit 0 = signed; other bits must be zero
-//	  - / 12                    32    raw ed25519 public key (signed files only)
-//	  - / 44                    64    ed25519 signature (signed files only)
-//	12 / 108                    8     payload length n
-//	20 / 116                    32    sha256 of the payload (the baseline's digest)
-//	52 / 148                    n     payload: one gzip member (RFC 1952)
+//	size  field
+//	8     magic "PODFIMBL"
+//	2     format version (2)
+//	2     flags: bit 0 = signed; other bits must be zero
+//	32    raw ed25519 public key (signed files only)
+//	64    ed25519 signature (signed files only)
+//	4     header record length m, at most 2 MiB
+//	m     header record (below): the Header
+//	8     payload length n
+//	32    sha256 of the payload (the baseline's digest)
+//	n     payload: one gzip member (RFC 1952)
+//
+// The header record holds the Header, canonically encoded (uvarints as in
+// the body, below; a string is a uvarint length and its bytes):
+//
+//	subject        string, at most 1,024 bytes of printable UTF-8
+//	created        uvarint: nanoseconds since 1970 (UTC), 0 = not recorded
+//	serial         uvarint, 0 = not recorded
+//	policy digest  string, at most 256 bytes
+//	policy         string, at most 1 MiB (the policy document; empty = not stored)
+//	compared       uvarint: attr.Set a check compares; 0 = all
+//	image          1 byte: 0 = none, 1 = the following:
+//	  manifest     string: sha256:<64 hex> or sha512:<128 hex> (required)
+//	  config       string: a digest as above (required)
+//	  index        string: a digest as above, or empty
+//	  platform     string: os/arch[/variant] in lowercase, or empty
+//	  layers       uvarint count (at most 1,024), then that many digest strings
+//
+// and nothing after the last field. A version 1 file (still read; never
+// written) has no record length and record: its policy digest is the first
+// field of its body, and its entries have no layer.
 //
 // The file ends with the payload: trailing bytes are an error, both after
 // the payload and after the gzip member inside it. Readers accept any valid
@@ -43,19 +65,24 @@
 //
 // The signature is over the message
 //
-//	"podfim-baseline-v1\x00" || version (2) || flags (2) || payload length (8) || payload digest (32)
+//	"podfim-baseline-v2\x00" || version (2) || flags (2) || m (4) || header record (m)
+//	  || payload length (8) || payload digest (32)
 //
-// so it covers the payload through its digest. A later format version uses
-// its own context string.
+// so it covers everything the header says (subject, time, serial, policy,
+// image) and the payload through its digest: none of it can be changed,
+// or moved to another file, without the key. Version 1 signed
+// "podfim-baseline-v1\x00" || version || flags || payload length || digest:
+// nothing bound such a file to what it was for (see docs/security.md).
+// Each version has its own context string.
 //
 // Read checks, in order: the magic; the version (0 is ErrFormat, newer than
 // Version is ErrVersion); the flags; the file and payload sizes against
 // ReadOptions.MaxSize; the whole payload is read (never more than the
 // header claims and the input holds) and nothing may follow it; the digest
 // (ErrDigest); the signature, when the file is signed or a key is required
-// (ErrSignature); and only then does it decompress and decode the payload.
-// Open makes the same checks before it returns, and decodes the policy
-// digest and the entry count; Next decodes the entries, and returns
+// (ErrSignature); the header record; and only then does it decompress and
+// decode the payload. Open makes the same checks before it returns, and
+// decodes the entry count; Next decodes the entries, and returns
 // io.EOF only after the end marker, the end of the gzip stream and its
 // checksum were checked too. OpenFile checks the digest and signature in a
 // first pass over the file and digests the payload again as Next reads
@@ -67,7 +94,6 @@
 //
 // The decompressed payload (the body) holds, in order:
 //
-//	policy digest    uvarint length (at most 256) + bytes, opaque to this package
 //	entry count      uvarint, at most 50,000,000 (MaxEntries)
 //	groups           the entries, strictly increasing by attr.ComparePaths, in groups of
 //	                 4096 (the last group holds the rest; there is none without entries).
@@ -90,7 +116,8 @@
 //	suffix     uvarint length + bytes: the rest of the path
 //	attrs      uvarint: attr.Set, only defined bits, at most one content hash
 //	type       1 byte: attr.FileType, 0..7
-//	flags      1 byte: bit 0 = racy, bit 1 = ctime is coded against mtime (below); others zero
+//	flags      1 byte: bit 0 = racy, bit 1 = ctime is coded against mtime (below),
+//	           bit 2 = a layer follows; others zero
 //	mode       uvarint, if attrs has mode; at most 07777
 //	uid        uvarint, if attrs has uid; at most 2^32-1
 //	gid        uvarint, if attrs has gid; at most 2^32-1
@@ -110,6 +137,8 @@
 //	hash len   uvarint, if attrs has a content hash: 0 (not hashed) or the digest size
 //	           (32 sha256, 64 sha512, 32 blake3); non-zero only for regular files. The
 //	           bytes are the next ones of the group's hash bytes.
+//	layer      uvarint, if flag bit 2: the image layer (1 = the base) the entry came
+//	           from, at most the header's layer count; 0 is never stored
 //
 // Paths are at most 4096 bytes, start with "/", contain no NUL byte and no
 // empty, "." or ".." component, and may be any other bytes (they need not

@@ -82,7 +82,7 @@ func encode(b *Baseline, key ed25519.PrivateKey) (*header, []byte, error) {
 	if err := pw.body(b); err != nil {
 		return nil, nil, fmt.Errorf("failed to encode baseline: %w", err)
 	}
-	h, err := pw.close(key)
+	h, err := pw.close(key, appendRecord(nil, &b.Header))
 	if err != nil {
 		return nil, nil, fmt.Errorf("failed to encode baseline: %w", err)
 	}
@@ -91,38 +91,50 @@ func encode(b *Baseline, key ed25519.PrivateKey) (*header, []byte, error) {
 
 // validate reports why b cannot be written; Read enforces the same rules.
 func validate(b *Baseline) error {
-	if err := checkStart(b.Version, b.PolicyDigest, len(b.Entries)); err != nil {
+	if err := checkStart(b.Version, &b.Header, len(b.Entries)); err != nil {
 		return err
 	}
+	layers := b.layers()
 	for i := range b.Entries {
 		prev := ""
 		if i > 0 {
 			prev = b.Entries[i-1].Path
 		}
-		if err := checkNext(i, prev, &b.Entries[i]); err != nil {
+		if err := checkNext(i, prev, &b.Entries[i], layers); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// checkStart reports why a baseline with this version, policy digest and
-// number of entries cannot be written.
-func checkStart(version int, policyDigest string, count int) error {
-	switch {
-	case version != 0 && version != Version:
-		return fmt.Errorf("cannot write format version %d, only %d", version, Version)
-	case len(policyDigest) > maxPolicyDigestLen:
-		return fmt.Errorf("policy digest is %d bytes, more than %d", len(policyDigest), maxPolicyDigestLen)
-	case count < 0 || count > MaxEntries:
+// layers is the number of image layers an entry may name.
+func (h *Header) layers() int {
+	if h.Image == nil {
+		return 0
+	}
+	return len(h.Image.Layers)
+}
+
+// checkStart reports why a baseline with this header and number of
+// entries cannot be written. Whatever version a Baseline was read with,
+// it is written with the current one.
+func checkStart(version int, h *Header, count int) error {
+	if version < 0 || version > Version {
+		return fmt.Errorf("cannot write format version %d: %d is the newest", version, Version)
+	}
+	if err := checkHeader(h); err != nil {
+		return err
+	}
+	if count < 0 || count > MaxEntries {
 		return fmt.Errorf("%d entries, outside [0, %d]", count, MaxEntries)
 	}
 	return nil
 }
 
 // checkNext reports why e cannot be entry i of a baseline after an entry
-// with the path prev ("" for the first).
-func checkNext(i int, prev string, e *attr.Entry) error {
+// with the path prev ("" for the first), in a baseline whose image has
+// the given number of layers.
+func checkNext(i int, prev string, e *attr.Entry, layers int) error {
 	if !xattrsSorted(e.Xattrs) {
 		c := *e
 		c.Xattrs = slices.Clone(e.Xattrs)
@@ -134,6 +146,9 @@ func checkNext(i int, prev string, e *attr.Entry) error {
 	}
 	if i > 0 && attr.ComparePaths(prev, e.Path) >= 0 {
 		return fmt.Errorf("entry %d (%q): duplicate or out of order after %q", i, e.Path, prev)
+	}
+	if int(e.Layer) > layers {
+		return fmt.Errorf("entry %d (%q): image layer %d, but the header records %d layers", i, e.Path, e.Layer, layers)
 	}
 	return nil
 }
@@ -216,16 +231,16 @@ func (p *payloadWriter) hashPart(b []byte) error {
 	return nil
 }
 
-// begin starts the body: the policy digest and the entry count.
-func (p *payloadWriter) begin(policyDigest string, count int) error {
-	enc, err := newBodyEncoder(p, p.hashPart, policyDigest, count)
+// begin starts the body: the entry count.
+func (p *payloadWriter) begin(count int) error {
+	enc, err := newBodyEncoder(p, p.hashPart, Version, "", count)
 	p.enc = enc
 	return err
 }
 
 // body encodes every entry of b.
 func (p *payloadWriter) body(b *Baseline) error {
-	if err := p.begin(b.PolicyDigest, len(b.Entries)); err != nil {
+	if err := p.begin(len(b.Entries)); err != nil {
 		return err
 	}
 	for i := range b.Entries {
@@ -237,8 +252,8 @@ func (p *payloadWriter) body(b *Baseline) error {
 }
 
 // close ends the body and the gzip member, and returns the header of the
-// file, signed with key unless it is nil.
-func (p *payloadWriter) close(key ed25519.PrivateKey) (*header, error) {
+// file with the header record rec, signed with key unless it is nil.
+func (p *payloadWriter) close(key ed25519.PrivateKey, rec []byte) (*header, error) {
 	if err := p.enc.close(); err != nil {
 		return nil, err
 	}
@@ -251,7 +266,7 @@ func (p *payloadWriter) close(key ed25519.PrivateKey) (*header, error) {
 	if _, err := p.out.Write(tail[:]); err != nil {
 		return nil, err
 	}
-	h := &header{version: Version, payloadLen: p.out.n}
+	h := &header{version: Version, record: rec, payloadLen: p.out.n}
 	copy(h.digest[:], p.out.sum.Sum(nil))
 	if key != nil {
 		sign(h, key)
@@ -324,9 +339,15 @@ type bodyEncoder struct {
 // length (a uvarint of at most maxGroupHashes).
 const hashLenRoom = 3
 
-func newBodyEncoder(w io.Writer, hashes func([]byte) error, policyDigest string, count int) (*bodyEncoder, error) {
+// newBodyEncoder starts a body of the given format version: version 1
+// (written by tests only, for old files) starts with the policy digest,
+// which version 2 keeps in the header.
+func newBodyEncoder(w io.Writer, hashes func([]byte) error, version int, policyDigest string, count int) (*bodyEncoder, error) {
 	e := &bodyEncoder{w: w, hashes: hashes, buf: make([]byte, 0, flushSize), hb: make([]byte, hashLenRoom, 4096)}
-	start := appendString(nil, policyDigest)
+	var start []byte
+	if version == 1 {
+		start = appendString(start, policyDigest)
+	}
 	start = binary.AppendUvarint(start, uint64(count))
 	_, err := w.Write(start)
 	return e, err
@@ -382,9 +403,14 @@ func (e *bodyEncoder) close() error {
 	return err
 }
 
-// encodeBody writes the uncompressed body for b with a bodyEncoder.
+// encodeBody writes the uncompressed body for b with a bodyEncoder, in
+// the format version b.Version (0: the current one).
 func encodeBody(w io.Writer, hashes func([]byte) error, b *Baseline) error {
-	e, err := newBodyEncoder(w, hashes, b.PolicyDigest, len(b.Entries))
+	v := b.Version
+	if v == 0 {
+		v = Version
+	}
+	e, err := newBodyEncoder(w, hashes, v, b.PolicyDigest, len(b.Entries))
 	if err != nil {
 		return err
 	}
@@ -433,6 +459,9 @@ func appendEntry(buf []byte, e *attr.Entry, prev *entryState) []byte {
 	fromMtime := ctimeFromMtime(e, prev.ctime)
 	if fromMtime {
 		flags |= entryCtimeFromMtime
+	}
+	if e.Layer != 0 {
+		flags |= entryLayer
 	}
 	buf = append(buf, flags)
 	if a.Has(attr.Mode) {
@@ -486,6 +515,9 @@ func appendEntry(buf []byte, e *attr.Entry, prev *entryState) []byte {
 	if e.HashAlg() != 0 {
 		// The bytes are in the group's hashes, in front of the entries.
 		buf = binary.AppendUvarint(buf, uint64(len(e.Hash)))
+	}
+	if e.Layer != 0 {
+		buf = binary.AppendUvarint(buf, uint64(e.Layer))
 	}
 	return buf
 }

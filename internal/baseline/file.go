@@ -74,7 +74,7 @@ func WriteFile(path string, b *Baseline, key ed25519.PrivateKey) error {
 		return err
 	}
 	defer w.Abort()
-	if err := w.Begin(b.PolicyDigest, len(b.Entries)); err != nil {
+	if err := w.Begin(b.Header, len(b.Entries)); err != nil {
 		return err
 	}
 	for i := range b.Entries {
@@ -100,10 +100,11 @@ func WriteFile(path string, b *Baseline, key ed25519.PrivateKey) error {
 // syncs the directory. Readers see the old file or the new one, never a
 // part of either, also across a crash. On any failure, and on Abort, the
 // temporary file is removed and an existing file is left untouched. A
-// symlink at path is replaced, not written through. A replaced file keeps
-// its permissions; a new one gets 0644, since a baseline holds no secrets
-// and the sidecar reading it may run as another user than the one who
-// wrote it.
+// symlink at path is replaced, not written through. A new file gets mode
+// 0600, as AIDE's database does: a baseline lists every path of the tree
+// with its hash (/etc/shadow's too), which is reconnaissance for anyone
+// who reads it. A replaced file keeps its permissions, so an operator who
+// made it readable for a sidecar of another user keeps that choice.
 //
 // Every entry is checked as Write checks it (see checkEntry); the first
 // error is kept, returned by Add and Close, and makes Close remove the
@@ -118,6 +119,8 @@ type Writer struct {
 
 	path    string
 	key     ed25519.PrivateKey
+	record  []byte // the stored Header, from Begin
+	layers  int    // the image layers an entry may name
 	perm    fs.FileMode
 	tmp     *os.File
 	out     *bufio.Writer
@@ -137,7 +140,7 @@ func CreateFile(path string, key ed25519.PrivateKey) (*Writer, error) {
 	if err := checkKey(key); err != nil {
 		return nil, fmt.Errorf("failed to write baseline %q: %w", path, err)
 	}
-	perm := fs.FileMode(0o644)
+	perm := fs.FileMode(0o600)
 	if st, err := os.Stat(path); err == nil {
 		perm = st.Mode().Perm()
 	} else if !errors.Is(err, fs.ErrNotExist) {
@@ -164,10 +167,9 @@ func (w *Writer) fail(err error) error {
 	return w.err
 }
 
-// Begin writes the start of the baseline: the digest of the policy the
-// entries were collected with (opaque to this package) and the number of
-// entries that Add will be given.
-func (w *Writer) Begin(policyDigest string, count int) error {
+// Begin writes the start of the baseline: the header h (what the baseline
+// is for, see Header) and the number of entries that Add will be given.
+func (w *Writer) Begin(h Header, count int) error {
 	switch {
 	case w.err != nil:
 		return w.err
@@ -175,21 +177,22 @@ func (w *Writer) Begin(policyDigest string, count int) error {
 		return w.fail(errors.New("Begin called twice"))
 	}
 	w.started = true
-	if err := checkStart(0, policyDigest, count); err != nil {
+	if err := checkStart(0, &h, count); err != nil {
 		return w.fail(err)
 	}
-	h := header{flags: 0}
+	w.record, w.layers = appendRecord(nil, &h), h.layers()
+	room := header{version: Version, record: w.record}
 	if w.key != nil {
-		h.flags = flagSigned
+		room.flags = flagSigned
 	}
 	// Room for the header, which Close writes once the payload is known.
 	w.out = bufio.NewWriterSize(w.tmp, 64<<10)
-	if _, err := w.out.Write(make([]byte, h.size())); err != nil {
+	if _, err := w.out.Write(make([]byte, room.size())); err != nil {
 		return w.fail(err)
 	}
 	pw, err := newPayloadWriter(w.out)
 	if err == nil {
-		err = pw.begin(policyDigest, count)
+		err = pw.begin(count)
 	}
 	if err != nil {
 		return w.fail(err)
@@ -211,7 +214,7 @@ func (w *Writer) Add(e *attr.Entry) error {
 	case w.added == w.count:
 		return w.fail(fmt.Errorf("more entries than the %d announced", w.count))
 	}
-	if err := checkNext(w.added, w.prev, e); err != nil {
+	if err := checkNext(w.added, w.prev, e, w.layers); err != nil {
 		return w.fail(err)
 	}
 	if err := w.pw.enc.add(e); err != nil {
@@ -236,7 +239,7 @@ func (w *Writer) Close() error {
 	case w.added != w.count:
 		return w.fail(fmt.Errorf("%d entries added, %d announced", w.added, w.count))
 	}
-	h, err := w.pw.close(w.key)
+	h, err := w.pw.close(w.key, w.record)
 	if err != nil {
 		return w.fail(err)
 	}

@@ -18,9 +18,9 @@ const (
 
 	preambleSize  = len(magic) + 2 + 2                            // magic, version, flags
 	signatureSize = ed25519.PublicKeySize + ed25519.SignatureSize // present when signed
+	recordLenSize = 4                                             // the header record's length (version 2)
 	trailerSize   = 8 + sha256.Size                               // payload length, payload digest
-	maxHeaderSize = preambleSize + signatureSize + trailerSize    // a signed header
-	minHeaderSize = preambleSize + trailerSize                    // an unsigned header
+	minHeaderSize = preambleSize + trailerSize                    // an unsigned version 1 header
 
 	// gzipLevel is fixed because the compressed bytes are digested and
 	// signed: the same baseline must always give the same file.
@@ -47,26 +47,40 @@ const (
 
 	entryRacy           = 1 << 0
 	entryCtimeFromMtime = 1 << 1 // ctime is coded against this entry's mtime
-	knownEntryFlags     = entryRacy | entryCtimeFromMtime
+	entryLayer          = 1 << 2 // the entry's image layer follows (version 2)
+	knownEntryFlagsV1   = entryRacy | entryCtimeFromMtime
+	knownEntryFlags     = knownEntryFlagsV1 | entryLayer
 )
 
-// header is the fixed part of a baseline file in front of the payload.
+// header is the part of a baseline file in front of the payload.
 type header struct {
 	version    uint16
 	flags      uint16
 	publicKey  []byte // when signed
 	signature  []byte // when signed
+	record     []byte // the stored Header (version 2); parsed once authenticated
 	payloadLen uint64
 	digest     [sha256.Size]byte
 }
 
 func (h *header) signed() bool { return h.flags&flagSigned != 0 }
 
+// size is the size of the stored header.
 func (h *header) size() int {
-	if h.signed() {
-		return maxHeaderSize
+	n := h.fixedSize()
+	if h.version >= 2 {
+		n += recordLenSize + len(h.record)
 	}
-	return minHeaderSize
+	return n
+}
+
+// fixedSize is the size of the header without the record.
+func (h *header) fixedSize() int {
+	n := minHeaderSize
+	if h.signed() {
+		n += signatureSize
+	}
+	return n
 }
 
 // marshal appends the header in its stored form to buf.
@@ -77,6 +91,10 @@ func (h *header) marshal(buf []byte) []byte {
 	if h.signed() {
 		buf = append(buf, h.publicKey...)
 		buf = append(buf, h.signature...)
+	}
+	if h.version >= 2 {
+		buf = binary.BigEndian.AppendUint32(buf, uint32(len(h.record)))
+		buf = append(buf, h.record...)
 	}
 	buf = binary.BigEndian.AppendUint64(buf, h.payloadLen)
 	return append(buf, h.digest[:]...)

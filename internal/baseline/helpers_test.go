@@ -11,6 +11,7 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/podfim/podfim/internal/attr"
 )
@@ -61,8 +62,35 @@ func sampleEntries() []attr.Entry {
 	return es
 }
 
+// imageBaseline is a baseline as one made from an image looks: every
+// header field set, entries from three layers.
+func imageBaseline() *Baseline {
+	im := testImage(3)
+	b := &Baseline{Header: Header{
+		Subject:      im.Manifest,
+		Created:      time.Date(2026, 12, 3, 8, 30, 0, 123456789, time.UTC),
+		Serial:       7,
+		PolicyDigest: fmt.Sprintf("%x", sha256.Sum256([]byte("policy"))),
+		Policy:       []byte(`{"version":1,"rules":[{"path":"/","preset":"ReadOnly"}]}`),
+		Compared:     attr.ImageStable,
+		Image:        im,
+	}}
+	stable := attr.ImageStable &^ attr.Hashes
+	b.Entries = []attr.Entry{
+		{Path: "/", Attrs: stable, Type: attr.TypeDir, Mode: 0o755, Mtime: 1700000000000000000, Layer: 1},
+		{Path: "/bin", Attrs: stable, Type: attr.TypeSymlink, Mode: 0o777, Size: 7, Target: "usr/bin", Mtime: 1700000000000000000, Layer: 1},
+		{Path: "/etc", Attrs: stable, Type: attr.TypeDir, Mode: 0o755, Mtime: 1700000001000000000, Layer: 3},
+		{Path: "/etc/passwd", Attrs: stable | attr.SHA256, Type: attr.TypeRegular, Mode: 0o644, Size: 1234, Mtime: 1700000001000000000,
+			Hash: bytes.Repeat([]byte{0x11}, 32), Layer: 3},
+		{Path: "/usr/bin/ping", Attrs: stable | attr.SHA256, Type: attr.TypeRegular, Mode: 0o755, Size: 9, Mtime: 1700000000000000000,
+			Hash: bytes.Repeat([]byte{0x22}, 32), Layer: 2, Xattrs: []attr.Xattr{{Name: "security.capability", Value: []byte{1, 0, 0, 2}}}},
+		{Path: "/www", Attrs: stable, Type: attr.TypeDir, Mode: 0o755, UID: 65532, GID: 65532, Mtime: 1700000002000000000, Layer: 1},
+	}
+	return b
+}
+
 func sampleBaseline() *Baseline {
-	return &Baseline{PolicyDigest: fmt.Sprintf("%x", sha256.Sum256([]byte("policy"))), Entries: sampleEntries()}
+	return &Baseline{Header: Header{PolicyDigest: fmt.Sprintf("%x", sha256.Sum256([]byte("policy")))}, Entries: sampleEntries()}
 }
 
 // combinationEntries has one entry for every file type and every
@@ -222,8 +250,17 @@ func gz(t testing.TB, body []byte) []byte {
 
 // assemble builds a file around any payload, with a correct digest and,
 // when key is non-nil, a correct signature.
+// From version 2 on, the header record is that of a zero Header.
 func assemble(payload []byte, version, flags uint16, key ed25519.PrivateKey) []byte {
+	return assembleWith(payload, version, flags, key, appendRecord(nil, &Header{}))
+}
+
+// assembleWith is assemble with the header record rec (version 2 on).
+func assembleWith(payload []byte, version, flags uint16, key ed25519.PrivateKey, rec []byte) []byte {
 	h := &header{version: version, flags: flags, payloadLen: uint64(len(payload)), digest: sha256.Sum256(payload)}
+	if version >= 2 {
+		h.record = rec
+	}
 	if key != nil {
 		sign(h, key)
 	}
@@ -240,14 +277,23 @@ func splitFile(data []byte) (h *header, payload []byte, ok bool) {
 	return h, data[h.size():], true
 }
 
-// decodeBody decodes a whole decompressed body of at most maxBody bytes
-// from r, without gzip and a file around it.
+// decodeBody decodes a whole decompressed body of the current version of
+// at most maxBody bytes from r, without gzip and a file around it.
 func decodeBody(r io.Reader, maxBody int64, maxEntries uint64) (*Baseline, error) {
-	s, policy, err := newBodyStream(r, maxBody, maxEntries)
+	return decodeBodyOf(r, bodyFormat{version: Version}, maxBody, maxEntries)
+}
+
+// decodeBodyOf is decodeBody for a body of the format f. The Baseline has
+// an image with f.layers layers, so that it passes validate.
+func decodeBodyOf(r io.Reader, f bodyFormat, maxBody int64, maxEntries uint64) (*Baseline, error) {
+	s, policy, err := newBodyStream(r, f, maxBody, maxEntries)
 	if err != nil {
 		return nil, err
 	}
-	b := &Baseline{PolicyDigest: policy}
+	b := &Baseline{Header: Header{PolicyDigest: policy}, Version: int(f.version)}
+	if f.layers > 0 {
+		b.Image = testImage(f.layers)
+	}
 	for {
 		e, err := s.next()
 		if err == io.EOF {
@@ -260,4 +306,14 @@ func decodeBody(r io.Reader, maxBody int64, maxEntries uint64) (*Baseline, error
 		c.Hash = bytes.Clone(e.Hash)
 		b.Entries = append(b.Entries, c)
 	}
+}
+
+// testImage returns a valid image record with n layers.
+func testImage(n int) *Image {
+	d := func(s string) string { return fmt.Sprintf("sha256:%x", sha256.Sum256([]byte(s))) }
+	im := &Image{Manifest: d("manifest"), Config: d("config"), Index: d("index"), Platform: "linux/amd64"}
+	for i := range n {
+		im.Layers = append(im.Layers, d(fmt.Sprint("layer", i)))
+	}
+	return im
 }

@@ -29,30 +29,39 @@ import (
 // (ErrDigest): the entries before the bad one were then returned already.
 // A caller must not act on a comparison until Next has returned io.EOF.
 type Reader struct {
-	Version      int               // format version of the file
-	PolicyDigest string            // hex sha256 of the policy used (opaque to this package)
-	Count        int               // the number of entries the file announces
-	Digest       [32]byte          // sha256 of the compressed payload
-	Signed       bool              // the file carries a valid signature
-	KeyID        string            // KeyID of PublicKey, when signed
-	PublicKey    ed25519.PublicKey // the key that signed the file, when signed
+	Header                      // subject, time, serial, policy, image
+	Version   int               // format version of the file
+	Count     int               // the number of entries the file announces
+	Digest    [32]byte          // sha256 of the compressed payload
+	Signed    bool              // the file carries a valid signature
+	KeyID     string            // KeyID of PublicKey, when signed
+	PublicKey ed25519.PublicKey // the key that signed the file, when signed
 
 	name       string // the file, for error messages (OpenFile)
 	payloadLen uint64
 	src        payloadSource // the payload; nil once Next has ended (for OpenFile: once Close was called)
 	body       *bodyStream   // nil once Next has ended
 	closer     io.Closer     // the file of a Reader from OpenFile
+	format     bodyFormat
 	maxBody    int64
 	maxEntries uint64
 	decoded    int   // entries Next returned
 	err        error // what Next ended with: io.EOF or the error
 }
 
-// newReader returns a Reader over the authenticated payload in src and
-// reads the start of its body.
+// newReader returns a Reader over the authenticated payload in src, with
+// the header h, authenticated too, and reads the start of its body.
 func newReader(h *header, src payloadSource, maxBody int64, maxEntries uint64) (*Reader, error) {
 	rd := &Reader{payloadLen: h.payloadLen, src: src, maxBody: maxBody, maxEntries: maxEntries}
 	rd.Version, rd.Digest, rd.Signed, rd.KeyID, rd.PublicKey = stored(h)
+	if h.version >= 2 {
+		meta, err := parseRecord(h.record)
+		if err != nil {
+			return nil, err
+		}
+		rd.Header = *meta
+	}
+	rd.format = bodyFormat{version: h.version, layers: rd.layers()}
 	if err := rd.start(); err != nil {
 		return nil, err
 	}
@@ -67,11 +76,14 @@ func (r *Reader) start() error {
 	}
 	// One member only: anything after it is trailing garbage.
 	zr.Multistream(false)
-	body, policy, err := newBodyStream(zr, r.maxBody, r.maxEntries)
+	body, policy, err := newBodyStream(zr, r.format, r.maxBody, r.maxEntries)
 	if err != nil {
 		return r.fail(err)
 	}
-	r.body, r.PolicyDigest, r.Count, r.decoded, r.err = body, policy, int(body.count), 0, nil
+	if r.format.version == 1 {
+		r.PolicyDigest = policy
+	}
+	r.body, r.Count, r.decoded, r.err = body, int(body.count), 0, nil
 	return nil
 }
 
@@ -195,7 +207,7 @@ const hashSlab = 64 << 10
 
 // readAll reads the rest of the entries into a Baseline.
 func (r *Reader) readAll() (*Baseline, error) {
-	b := &Baseline{Version: r.Version, PolicyDigest: r.PolicyDigest, Digest: r.Digest,
+	b := &Baseline{Header: r.Header, Version: r.Version, Digest: r.Digest,
 		Signed: r.Signed, KeyID: r.KeyID, PublicKey: r.PublicKey}
 	// The count is not trusted for the allocation: a stored entry takes
 	// more than 32 compressed bytes when it has a hash, so a larger count

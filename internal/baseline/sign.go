@@ -8,20 +8,30 @@ import (
 	"encoding/hex"
 )
 
-// signatureContext separates baseline signatures from anything else the same
-// key might sign. A new format version gets a new context, so a signature
+// signatureContexts separate baseline signatures from anything else the
+// same key might sign, and one format version from another: a signature
 // can never be replayed onto a file of another version.
-const signatureContext = "podfim-baseline-v1\x00"
+var signatureContexts = map[uint16]string{
+	1: "podfim-baseline-v1\x00",
+	2: "podfim-baseline-v2\x00",
+}
 
-// signedMessage is what a signature covers: the header fields that decide how
-// the rest of the file is read, and the payload digest, which stands in for
-// the payload. The embedded public key is not included: ed25519 already binds
-// a signature to the key that made it.
+// signedMessage is what a signature covers: every header field but the
+// key and the signature themselves. In version 2 that includes the header
+// record (subject, creation time, serial, policy, image), so none of it
+// can be changed or swapped between files; the payload digest stands in
+// for the payload. The embedded public key is not included: ed25519
+// already binds a signature to the key that made it.
 func signedMessage(h *header) []byte {
-	msg := make([]byte, 0, len(signatureContext)+2+2+8+sha256.Size)
-	msg = append(msg, signatureContext...)
+	ctx := signatureContexts[h.version]
+	msg := make([]byte, 0, len(ctx)+2+2+recordLenSize+len(h.record)+8+sha256.Size)
+	msg = append(msg, ctx...)
 	msg = binary.BigEndian.AppendUint16(msg, h.version)
 	msg = binary.BigEndian.AppendUint16(msg, h.flags)
+	if h.version >= 2 {
+		msg = binary.BigEndian.AppendUint32(msg, uint32(len(h.record)))
+		msg = append(msg, h.record...)
+	}
 	msg = binary.BigEndian.AppendUint64(msg, h.payloadLen)
 	return append(msg, h.digest[:]...)
 }

@@ -33,7 +33,7 @@ func syntheticBaseline(n int, imageLike bool) *Baseline {
 		}
 		return mtime, ctime
 	}
-	b := &Baseline{PolicyDigest: fmt.Sprintf("%064x", rng.Uint64())}
+	b := &Baseline{Header: Header{PolicyDigest: fmt.Sprintf("%064x", rng.Uint64())}}
 	dirAttrs := attr.All &^ attr.SHA256
 	b.Entries = append(b.Entries, attr.Entry{Path: "/", Attrs: dirAttrs, Type: attr.TypeDir, Mode: 0o755, Size: 4096, Inode: 2, Nlink: uint64(n/100 + 2)})
 	for i := range n {

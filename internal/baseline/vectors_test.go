@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -33,7 +34,7 @@ type vector struct {
 func vectors() []vector {
 	sample := func(t *testing.T) []byte { return encodeFile(t, sampleBaseline(), nil) }
 	signedA := func(t *testing.T) []byte { return encodeFile(t, sampleBaseline(), keyA()) }
-	hashes := &Baseline{PolicyDigest: strings.Repeat("0", 64), Entries: []attr.Entry{
+	hashes := &Baseline{Header: Header{PolicyDigest: strings.Repeat("0", 64)}, Entries: []attr.Entry{
 		{Path: "/blake3", Attrs: attr.Type | attr.BLAKE3, Type: attr.TypeRegular, Hash: bytes.Repeat([]byte{3}, 32)},
 		{Path: "/sha256", Attrs: attr.Type | attr.SHA256, Type: attr.TypeRegular, Hash: bytes.Repeat([]byte{2}, 32)},
 		{Path: "/sha512", Attrs: attr.Type | attr.SHA512, Type: attr.TypeRegular, Hash: bytes.Repeat([]byte{5}, 64)},
@@ -41,7 +42,7 @@ func vectors() []vector {
 	// Two groups: the first with 16 hashes, in stored blocks, the second
 	// with its one hash compressed (see compress). The other entries have
 	// none, which keeps the file small.
-	groups := &Baseline{PolicyDigest: strings.Repeat("1", 64)}
+	groups := &Baseline{Header: Header{PolicyDigest: strings.Repeat("1", 64)}}
 	for i := range groupSize + 1 {
 		e := attr.Entry{Path: fmt.Sprintf("/f%04d", i), Attrs: attr.Type | attr.Size, Type: attr.TypeRegular, Size: int64(i)}
 		if i < 16 || i == groupSize {
@@ -72,11 +73,88 @@ func vectors() []vector {
 			return assemble(gz(t, f(rawBody(t, sampleBaseline()))), Version, 0, nil)
 		}
 	}
-	countAt := 1 + 64 // after the sample's 64-byte policy digest
-	// No policy digest, one entry, no hash bytes in its group, the path "/a".
-	oneEntry := []byte{0x00, 0x01, 0x00, 0x00, 0x02, '/', 'a'}
+	countAt := 0 // the body starts with the entry count
+	// One entry, no hash bytes in its group, the path "/a".
+	oneEntry := []byte{0x01, 0x00, 0x00, 0x02, '/', 'a'}
+	image := imageBaseline()
+	imageFile := func(t *testing.T) []byte { return encodeFile(t, imageBaseline(), nil) }
+	// withRecord builds a file around the image baseline's body under
+	// another header record.
+	withRecord := func(f func(rec []byte) []byte) func(t *testing.T) []byte {
+		return func(t *testing.T) []byte {
+			b := imageBaseline()
+			return assembleWith(gz(t, rawBody(t, b)), Version, 0, nil, f(appendRecord(nil, &b.Header)))
+		}
+	}
+	// imageBody builds a file around the image baseline changed by f.
+	imageBody := func(f func(b *Baseline)) func(t *testing.T) []byte {
+		return func(t *testing.T) []byte {
+			b := imageBaseline()
+			f(b)
+			return assembleWith(gz(t, rawBody(t, b)), Version, 0, nil, appendRecord(nil, &b.Header))
+		}
+	}
 	return []vector{
 		{name: "ok-unsigned", make: sample, want: sampleBaseline()},
+		{name: "ok-image", make: imageFile, want: image},
+		{name: "ok-image-signed", verify: true, make: func(t *testing.T) []byte { return encodeFile(t, imageBaseline(), keyA()) }, want: image},
+		{name: "err-format-header-trailing", make: withRecord(func(r []byte) []byte { return append(r, 0) })},
+		{name: "err-format-header-truncated", make: withRecord(func(r []byte) []byte { return r[:len(r)-1] })},
+		{name: "err-format-header-bad-digest", make: imageBody(func(b *Baseline) { b.Image.Config = "sha256:" + strings.Repeat("G", 64) })},
+		{name: "err-format-header-no-manifest", make: imageBody(func(b *Baseline) { b.Image.Manifest = "" })},
+		{name: "err-format-header-bad-platform", make: imageBody(func(b *Baseline) { b.Image.Platform = "linux/AMD64\n" })},
+		{name: "err-format-header-subject-escape", make: imageBody(func(b *Baseline) { b.Subject = "web\x1b[2J" })},
+		{name: "err-format-header-image-flag", make: withRecord(func(r []byte) []byte {
+			b := imageBaseline()
+			b.Image = nil
+			r = appendRecord(nil, &b.Header)
+			r[len(r)-1] = 2
+			return r
+		})},
+		{name: "err-format-header-huge", make: func(t *testing.T) []byte {
+			d := imageFile(t)
+			h, _, _ := splitFile(d)
+			at := h.fixedSize() - trailerSize
+			binary.BigEndian.PutUint32(d[at:], maxRecordLen+1)
+			return d
+		}},
+		{name: "err-format-layer-out-of-range", make: imageBody(func(b *Baseline) { b.Entries[1].Layer = 4 })},
+		{name: "err-format-layer-without-image", make: imageBody(func(b *Baseline) { b.Image = nil })},
+		{name: "err-format-layer-in-version-1", make: func(t *testing.T) []byte {
+			b := imageBaseline()
+			b.Version = 1
+			return assemble(gz(t, rawBody(t, b)), 1, 0, nil)
+		}},
+		{name: "err-format-layer-zero", make: func(t *testing.T) []byte {
+			b := imageBaseline()
+			body := rawBody(t, b)
+			// The last entry ends with its layer (1): store 0 instead,
+			// which the flag says is not stored.
+			i := len(body) - len(endMarker) - 1
+			if body[i] != 1 {
+				t.Fatalf("the last entry does not end with layer 1: %x", body[i-4:])
+			}
+			body[i] = 0
+			return assembleWith(gz(t, body), Version, 0, nil, appendRecord(nil, &b.Header))
+		}},
+		{name: "err-signature-subject-swapped", verify: true, make: func(t *testing.T) []byte {
+			// A signed baseline of one subject relabelled as another:
+			// the digest still matches, the signature must not.
+			b := imageBaseline()
+			d := encodeFile(t, b, keyA())
+			h, payload, _ := splitFile(d)
+			b.Subject = "web/other"
+			h.record = appendRecord(nil, &b.Header)
+			return append(h.marshal(nil), payload...)
+		}},
+		{name: "err-signature-serial-rolled-back", verify: true, make: func(t *testing.T) []byte {
+			b := imageBaseline()
+			d := encodeFile(t, b, keyA())
+			h, payload, _ := splitFile(d)
+			b.Serial--
+			h.record = appendRecord(nil, &b.Header)
+			return append(h.marshal(nil), payload...)
+		}},
 		{name: "ok-signed", make: signedA, verify: true, want: sampleBaseline()},
 		{name: "ok-empty", make: func(t *testing.T) []byte { return encodeFile(t, &Baseline{}, nil) }, want: &Baseline{}},
 		{name: "ok-hashes", make: func(t *testing.T) []byte { return encodeFile(t, hashes, nil) }, want: hashes},
@@ -92,7 +170,7 @@ func vectors() []vector {
 		{name: "err-format-version-zero", make: patch(func(d []byte) []byte { d[8], d[9] = 0, 0; return d })},
 		{name: "err-format-unknown-flags", make: patch(func(d []byte) []byte { d[11] |= 0x80; return d })},
 		{name: "err-format-huge-payload-length", make: patch(func(d []byte) []byte {
-			binary.BigEndian.PutUint64(d[preambleSize:], 1<<60)
+			binary.BigEndian.PutUint64(d[headerLen(d)-trailerSize:], 1<<60)
 			return d
 		})},
 		{name: "err-format-not-gzip", make: func(t *testing.T) []byte { return assemble(rawBody(t, sampleBaseline()), Version, 0, nil) }},
@@ -144,7 +222,7 @@ func vectors() []vector {
 		{name: "err-format-ctime-base", make: rawFile(oneEntry, []byte{0x80, 0x06, 0x01, 0x00, 0x0a, 0x0a}, []byte(endMarker))},
 		{name: "err-format-entry-flags", make: rawFile(oneEntry, []byte{0x00, 0x01, 0x80}, []byte(endMarker))},
 		// A hash byte in the group of an entry that has no hash.
-		{name: "err-format-stray-hash-bytes", make: rawFile([]byte{0x00, 0x01, 0x01, 0xaa, 0x00, 0x02, '/', 'a', 0x00, 0x00, 0x00}, []byte(endMarker))},
+		{name: "err-format-stray-hash-bytes", make: rawFile([]byte{0x01, 0x01, 0xaa, 0x00, 0x02, '/', 'a', 0x00, 0x00, 0x00}, []byte(endMarker))},
 		// A sha256 entry in the second group with its hash in the first.
 		{name: "err-format-hash-in-other-group", make: func(t *testing.T) []byte {
 			var buf bytes.Buffer
@@ -166,7 +244,7 @@ func vectors() []vector {
 		}},
 
 		{name: "err-digest-flipped-bit", make: patch(func(d []byte) []byte { d[len(d)-100] ^= 0x10; return d })},
-		{name: "err-digest-header", make: patch(func(d []byte) []byte { d[minHeaderSize-1] ^= 1; return d })},
+		{name: "err-digest-header", make: patch(func(d []byte) []byte { d[headerLen(d)-1] ^= 1; return d })},
 
 		{name: "err-version-newer", make: patch(func(d []byte) []byte { d[9] = Version + 1; return d })},
 		{name: "err-version-max", make: patch(func(d []byte) []byte { d[8], d[9] = 0xff, 0xff; return d })},
@@ -178,7 +256,7 @@ func vectors() []vector {
 			other := sampleBaseline()
 			other.Entries[6].Mode = 0o777
 			h, payload, _ := splitFile(encodeFile(t, other, nil))
-			return slices.Concat(d[:preambleSize+signatureSize], binary.BigEndian.AppendUint64(nil, h.payloadLen), h.digest[:], payload)
+			return slices.Concat(d[:headerLen(d)-trailerSize], binary.BigEndian.AppendUint64(nil, h.payloadLen), h.digest[:], payload)
 		}},
 		{name: "err-signature-wrong-key", verify: true, make: func(t *testing.T) []byte { return encodeFile(t, sampleBaseline(), keyB()) }},
 		{name: "err-signature-required", verify: true, make: sample},
@@ -229,6 +307,23 @@ func TestVectors(t *testing.T) {
 	if len(files) != len(vs) {
 		t.Errorf("testdata has %d vectors, the table %d: run go test -run TestVectors -update", len(files), len(vs))
 	}
+	checkVectors(t, files, vs, Version)
+}
+
+// TestVersion1Vectors reads the vectors that podfim wrote in format
+// version 1, kept as they were: old baselines must keep reading, with the
+// same outcome and content. (-update never rewrites them.)
+func TestVersion1Vectors(t *testing.T) {
+	files, err := filepath.Glob("testdata/v1/*.pfb")
+	if err != nil || len(files) < 40 {
+		t.Fatalf("testdata/v1 holds %d vectors (%v), want the 40 or more of version 1", len(files), err)
+	}
+	checkVectors(t, files, vectors(), 1)
+}
+
+// checkVectors reads each file and checks the outcome its name announces
+// and, for ok-* files, the content the table vs gives for that name.
+func checkVectors(t *testing.T, files []string, vs []vector, version int) {
 	byName := map[string]vector{}
 	for _, v := range vs {
 		byName[v.name+".pfb"] = v
@@ -245,32 +340,40 @@ func TestVectors(t *testing.T) {
 				opts.VerifyKey = pubOf(keyA())
 			}
 			b, err := ReadFile(f, opts)
-			kind := wantKind(v.name)
-			if kind == nil {
-				if err != nil {
-					t.Fatal(err)
-				}
-				assertSameEntries(t, b.Entries, v.want.Entries)
-				if b.PolicyDigest != v.want.PolicyDigest {
-					t.Errorf("policy digest %q, want %q", b.PolicyDigest, v.want.PolicyDigest)
-				}
-				data, _ := os.ReadFile(f)
-				if b.Digest != sha256.Sum256(data[b.headerSize():]) {
-					t.Error("digest is not the payload's sha256")
-				}
+			if kind := wantKind(v.name); kind != nil {
+				checkKind(t, err, kind)
 				return
 			}
-			if !errors.Is(err, kind) {
-				t.Fatalf("err = %v, want %v", err, kind)
+			if err != nil {
+				t.Fatal(err)
 			}
-			for _, other := range []error{ErrFormat, ErrDigest, ErrVersion, ErrSignature} {
-				if other != kind && errors.Is(err, other) {
-					t.Errorf("err = %v is also %v", err, other)
-				}
+			if b.Version != version {
+				t.Errorf("version %d, want %d", b.Version, version)
 			}
-			t.Log(err)
+			assertSameEntries(t, b.Entries, v.want.Entries)
+			if !reflect.DeepEqual(b.Header, v.want.Header) {
+				t.Errorf("header %+v, want %+v", b.Header, v.want.Header)
+			}
+			data, _ := os.ReadFile(f)
+			if b.Digest != sha256.Sum256(payloadOf(data)) {
+				t.Error("digest is not the payload's sha256")
+			}
 		})
 	}
+}
+
+// checkKind checks that err is of kind and of no other.
+func checkKind(t *testing.T, err, kind error) {
+	t.Helper()
+	if !errors.Is(err, kind) {
+		t.Fatalf("err = %v, want %v", err, kind)
+	}
+	for _, other := range []error{ErrFormat, ErrDigest, ErrVersion, ErrSignature} {
+		if other != kind && errors.Is(err, other) {
+			t.Errorf("err = %v is also %v", err, other)
+		}
+	}
+	t.Log(err)
 }
 
 // TestTruncations cuts valid files at every length, at the file, payload

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -21,7 +22,7 @@ func writeStreamed(t *testing.T, path string, b *Baseline, key ed25519.PrivateKe
 		t.Fatal(err)
 	}
 	defer w.Abort()
-	if err := w.Begin(b.PolicyDigest, len(b.Entries)); err != nil {
+	if err := w.Begin(b.Header, len(b.Entries)); err != nil {
 		t.Fatal(err)
 	}
 	for i := range b.Entries {
@@ -48,7 +49,7 @@ func TestWriterMatchesWrite(t *testing.T) {
 	combos.Sort()
 	for name, b := range map[string]*Baseline{
 		"sample":      sampleBaseline(),
-		"empty":       {PolicyDigest: "p"},
+		"empty":       {Header: Header{PolicyDigest: "p"}},
 		"combination": combos,
 		"synthetic":   syntheticBaseline(2*groupSize+500, false), // three groups, hashes stored
 		"one-group":   syntheticBaseline(groupSize-1-groupSize/100, true),
@@ -108,7 +109,7 @@ func TestWriterRejects(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer w.Abort()
-			err = w.Begin("p", tc.count)
+			err = w.Begin(Header{PolicyDigest: "p"}, tc.count)
 			for i := range tc.add {
 				if err != nil {
 					break
@@ -155,7 +156,7 @@ func TestWriterAbort(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := w.Begin("p", 1); err != nil {
+	if err := w.Begin(Header{PolicyDigest: "p"}, 1); err != nil {
 		t.Fatal(err)
 	}
 	w.Abort()
@@ -277,4 +278,74 @@ func openWritten(t *testing.T, b *Baseline) *Reader {
 	}
 	t.Cleanup(func() { r.Close() })
 	return r
+}
+
+// TestReproducible checks that the same baseline, header included, gives
+// the same file byte for byte, whether written whole or entry by entry,
+// signed or not, and that the header reads back as it was given.
+func TestReproducible(t *testing.T) {
+	dir := t.TempDir()
+	for _, key := range []ed25519.PrivateKey{nil, keyA()} {
+		first := encodeFile(t, imageBaseline(), key)
+		if again := encodeFile(t, imageBaseline(), key); !bytes.Equal(first, again) {
+			t.Fatal("the same baseline gave two different files")
+		}
+		path := filepath.Join(dir, "image.pfb")
+		b := imageBaseline()
+		w, err := CreateFile(path, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Begin(b.Header, len(b.Entries)); err != nil {
+			t.Fatal(err)
+		}
+		for i := range b.Entries {
+			if err := w.Add(&b.Entries[i]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if data, _ := os.ReadFile(path); !bytes.Equal(data, first) {
+			t.Fatal("Writer and Write gave different files")
+		}
+		r, err := OpenFile(path, ReadOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(r.Header, b.Header) {
+			t.Errorf("header read back %+v, want %+v", r.Header, b.Header)
+		}
+		r.Close()
+	}
+}
+
+func TestImageMatches(t *testing.T) {
+	im := testImage(1)
+	other := testImage(2).Layers[1]
+	for d, want := range map[string]bool{
+		im.Manifest:                       true,
+		im.Index:                          true,
+		im.Config:                         true,
+		"registry/app@" + im.Manifest:     true,
+		"docker-pullable://x@" + im.Index: true,
+		other:                             false,
+		im.Layers[0]:                      false,
+		"":                                false,
+		"sha256:" + im.Manifest[7:20]:     false,
+	} {
+		if got := im.Matches(d); got != want {
+			t.Errorf("Matches(%q) = %v, want %v", d, got, want)
+		}
+	}
+	var none *Image
+	if none.Matches(im.Manifest) {
+		t.Error("a nil image matches")
+	}
+	// An image without an index must not match the empty digest.
+	im.Index = ""
+	if im.Matches("x@") {
+		t.Error("an empty digest matches an image without an index")
+	}
 }

@@ -116,6 +116,9 @@ func (f *checkFlags) compare(ctx context.Context, o *opened, out *baseline.Write
 		hooks.quick = idx
 	}
 	merger := compare.NewMerger(o.stream.Next, o.matcher.Limits().MaxFindings)
+	// A baseline made from an image says which attributes a container
+	// unpacked from it can match at all (inode, nlink and ctime cannot).
+	merger.Only(o.stream.Compared)
 	if store := hooks.emit; store != nil {
 		hooks.emit = func(e *attr.Entry) {
 			merger.Add(e)

@@ -92,7 +92,10 @@ func corruptEntry(t *testing.T, path, old, replacement string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const headerSize = 52
+	// An unsigned version 2 header: magic, version, flags (12 bytes), the
+	// header record's length and the record, payload length and digest.
+	recordEnd := 16 + int(binary.BigEndian.Uint32(data[12:]))
+	headerSize := recordEnd + 40
 	zr, err := gzip.NewReader(bytes.NewReader(data[headerSize:]))
 	if err != nil {
 		t.Fatal(err)
@@ -110,9 +113,9 @@ func corruptEntry(t *testing.T, path, old, replacement string) {
 	zw.Write(body)
 	zw.Close()
 	header := data[:headerSize:headerSize]
-	binary.BigEndian.PutUint64(header[12:], uint64(payload.Len()))
+	binary.BigEndian.PutUint64(header[recordEnd:], uint64(payload.Len()))
 	sum := sha256.Sum256(payload.Bytes())
-	copy(header[20:], sum[:])
+	copy(header[recordEnd+8:], sum[:])
 	if err := os.WriteFile(path, append(header, payload.Bytes()...), 0o644); err != nil {
 		t.Fatal(err)
 	}

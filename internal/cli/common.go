@@ -140,7 +140,7 @@ func storeHooks(w *baseline.Writer, p *policy.Policy) scanHooks {
 	digest := p.Digest()
 	return scanHooks{
 		emit:  func(e *attr.Entry) { _ = w.Add(e) },
-		count: func(n int) { _ = w.Begin(digest, n) },
+		count: func(n int) { _ = w.Begin(baseline.Header{PolicyDigest: digest}, n) },
 	}
 }
 

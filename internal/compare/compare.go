@@ -87,8 +87,17 @@ func mergeSlice(m *Merger, cur []attr.Entry) (Result, error) {
 // always compared. Under the Growing modifier (on either side) the size may
 // grow but not shrink, and when it grew the content hash, mtime and ctime
 // are expected to change and are not compared.
-func Diff(o, n *attr.Entry) []string {
+func Diff(o, n *attr.Entry) []string { return DiffOnly(o, n, 0) }
+
+// DiffOnly is Diff restricted to the attributes in only (0: no
+// restriction; the type is always compared): a baseline made from an image
+// says which attributes an unpacked container can match at all
+// (attr.ImageStable), and the others must not become findings.
+func DiffOnly(o, n *attr.Entry, only attr.Set) []string {
 	both := o.Attrs & n.Attrs
+	if only != 0 {
+		both &= only
+	}
 	growing := (o.Attrs | n.Attrs).Has(attr.Growing)
 	grew := growing && n.Size > o.Size
 	var changed attr.Set

@@ -1,6 +1,7 @@
 package compare
 
 import (
+	"io"
 	"slices"
 	"testing"
 
@@ -110,5 +111,46 @@ func TestEntries(t *testing.T) {
 	}
 	if r := Entries(old, nil, 0); r.Counts.Removed != len(old) || r.Counts.ExitCode() != 2 {
 		t.Errorf("empty scan: %+v", r.Counts)
+	}
+}
+
+// TestDiffOnly checks that a baseline's restriction (an image baseline's
+// attr.ImageStable) keeps inode, nlink and ctime out of the findings and
+// nothing else.
+func TestDiffOnly(t *testing.T) {
+	o := attr.Entry{Path: "/a", Attrs: attr.All, Type: attr.TypeRegular, Mode: 0o644, Inode: 1, Nlink: 1, Ctime: 1, Mtime: 1, Hash: make([]byte, 32)}
+	n := o
+	n.Inode, n.Nlink, n.Ctime = 2, 2, 2
+	if got := DiffOnly(&o, &n, attr.ImageStable); got != nil {
+		t.Errorf("image-stable diff of inode/nlink/ctime changes = %v, want none", got)
+	}
+	if got := Diff(&o, &n); !slices.Equal(got, []string{"inode", "nlink", "ctime"}) {
+		t.Errorf("unrestricted diff = %v", got)
+	}
+	n.Mode, n.Mtime = 0o755, 2
+	if got := DiffOnly(&o, &n, attr.ImageStable); !slices.Equal(got, []string{"mode", "mtime"}) {
+		t.Errorf("image-stable diff = %v, want [mode mtime]", got)
+	}
+	n = o
+	n.Type = attr.TypeDir
+	if got := DiffOnly(&o, &n, attr.Mode); !slices.Equal(got, []string{"type"}) {
+		t.Errorf("type must always be compared: %v", got)
+	}
+	// The Merger applies it.
+	done := false
+	next := func() (*attr.Entry, error) {
+		if done {
+			return nil, io.EOF
+		}
+		done = true
+		return &o, nil
+	}
+	cur := o
+	cur.Inode = 9
+	m := NewMerger(next, 0)
+	m.Only(attr.ImageStable)
+	m.Add(&cur)
+	if r, err := m.Finish(); err != nil || r.Counts.Total() != 0 {
+		t.Errorf("Merger.Only: %v, %+v", err, r)
 	}
 }

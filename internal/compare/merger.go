@@ -19,6 +19,7 @@ type Merger struct {
 	// cloneOld and cloneNew copy the baseline and current entries of listed
 	// findings, for sources that reuse them.
 	cloneOld, cloneNew bool
+	only               attr.Set // see Only
 }
 
 // NewMerger returns a merger over the baseline entries next yields (io.EOF
@@ -34,6 +35,11 @@ func newMerger(next func() (*attr.Entry, error), maxFindings int, cloneOld, clon
 	m.pull()
 	return m
 }
+
+// Only restricts the comparison to the attributes in s (see DiffOnly); 0,
+// the default, compares everything both sides collected. Call it before
+// the first Add.
+func (m *Merger) Only(s attr.Set) { m.only = s }
 
 func (m *Merger) pull() {
 	o, err := m.next()
@@ -84,7 +90,7 @@ func (m *Merger) Add(cur *attr.Entry) {
 			m.pull()
 			continue
 		}
-		if names := Diff(m.o, cur); len(names) > 0 {
+		if names := DiffOnly(m.o, cur, m.only); len(names) > 0 {
 			m.add(Finding{Path: cur.Path, Kind: Changed, Attributes: names, Old: m.o, New: cur})
 		}
 		m.pull()

@@ -503,7 +503,7 @@ func (s *sidecar) firstSight(ctx context.Context, root *scan.Root) (*baseline.Ba
 	if err != nil {
 		return nil, fmt.Errorf("failed to baseline the container at first sight: %w", err)
 	}
-	b = &baseline.Baseline{Version: baseline.Version, PolicyDigest: s.cfg.Policy.Digest(), Entries: res.Entries}
+	b = &baseline.Baseline{Header: baseline.Header{PolicyDigest: s.cfg.Policy.Digest()}, Entries: res.Entries}
 	if err := os.MkdirAll(s.cfg.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("failed to create state directory: %w", err)
 	}
