@@ -162,6 +162,6 @@ func commitBaseline(s *streams, path string, w *baseline.Writer, res *scan.Resul
 
 func printWarnings(s *streams, res *scan.Result) {
 	for _, w := range warnings(res) {
-		fmt.Fprintf(s.errOut, "podfim: warning: %q: %s: %s\n", w.Path, w.Op, w.Error)
+		fmt.Fprintf(s.errOut, "podfim: warning: %q: %s: %s\n", w.Path, report.Escape(w.Op), report.Escape(w.Error))
 	}
 }

@@ -147,19 +147,41 @@ func EntryFields(e *attr.Entry) map[string]any {
 		m["ctime"] = Time(e.Ctime)
 	}
 	if a.Has(attr.Xattrs) && len(e.Xattrs) > 0 {
-		xs := make(map[string]string, len(e.Xattrs))
-		for _, x := range e.Xattrs {
-			xs[x.Name] = base64.StdEncoding.EncodeToString(x.Value)
-			if acl, ok := DecodeACL(x.Value); ok && attr.XattrLabel(x.Name) == "acl" {
-				m[aclKey(x.Name)] = acl
-			}
-		}
-		m["xattrs"] = xs
+		xattrFields(m, e.Xattrs)
 	}
 	if alg := e.HashAlg(); alg != 0 && len(e.Hash) > 0 {
 		m[alg.String()] = hex.EncodeToString(e.Hash)
 	}
 	return m
+}
+
+// xattrFields sets "xattrs" (name -> base64 value) and, for names that are
+// not valid UTF-8, "xattrs_b64" (base64 name -> base64 value): encoding/json
+// would replace their invalid bytes with U+FFFD, so two such names would
+// collapse into one key and the report would lose one of them.
+func xattrFields(m map[string]any, xattrs []attr.Xattr) {
+	xs := make(map[string]string, len(xattrs))
+	var raw map[string]string
+	for _, x := range xattrs {
+		v := base64.StdEncoding.EncodeToString(x.Value)
+		if !utf8.ValidString(x.Name) {
+			if raw == nil {
+				raw = map[string]string{}
+			}
+			raw[base64.StdEncoding.EncodeToString([]byte(x.Name))] = v
+			continue
+		}
+		xs[x.Name] = v
+		if acl, ok := DecodeACL(x.Value); ok && attr.XattrLabel(x.Name) == "acl" {
+			m[aclKey(x.Name)] = acl
+		}
+	}
+	if len(xs) > 0 {
+		m["xattrs"] = xs
+	}
+	if raw != nil {
+		m["xattrs_b64"] = raw
+	}
 }
 
 func aclKey(name string) string {
@@ -178,8 +200,25 @@ func Time(ns int64) string {
 func major(dev uint64) uint64 { return (dev>>8)&0xfff | (dev>>32)&^0xfff }
 func minor(dev uint64) uint64 { return dev&0xff | (dev>>12)&^0xff }
 
-// quote shows a path as is when it is printable UTF-8 without spaces at the
-// ends, and Go-quoted otherwise, so hostile names cannot forge report lines.
+// Escape shows a message (a warning's error, which names paths with %q but
+// may carry other text) as is when every rune is printable, Go-quoted
+// otherwise.
+func Escape(s string) string {
+	if !utf8.ValidString(s) {
+		return strconv.Quote(s)
+	}
+	for _, r := range s {
+		if !strconv.IsPrint(r) {
+			return strconv.Quote(s)
+		}
+	}
+	return s
+}
+
+// quote shows a string from the tree (a path, a link target, an xattr name)
+// as is when it is printable UTF-8 without spaces at the ends, and Go-quoted
+// otherwise, so that a hostile name can neither start a line of its own nor
+// send a terminal escape. Every such string in text output goes through it.
 func quote(s string) string {
 	if !utf8.ValidString(s) || s != strings.TrimSpace(s) {
 		return strconv.Quote(s)

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/podfim/podfim/internal/attr"
@@ -161,5 +162,88 @@ func TestQuoteMakesLookalikesVisible(t *testing.T) {
 		if got := quote(in); got != want {
 			t.Errorf("quote(%q) = %s, want %s", in, got, want)
 		}
+	}
+}
+
+// hostileXattrs are the names of issue 11, item 11: one forges a summary
+// line and hides what follows (SGR 8, concealed), one clears the screen,
+// and two differ only in bytes that are not UTF-8.
+var hostileXattrs = []attr.Xattr{
+	{Name: "user.z\n\nSummary: no differences (exit 0)\n\x1b[8m", Value: []byte("v")},
+	{Name: "user.\x1b[2J", Value: []byte("v")},
+	{Name: "user.\xff", Value: []byte("ff")},
+	{Name: "user.\xfe", Value: []byte("fe")},
+}
+
+// hostileReport is a report whose changed file gained the hostile xattrs,
+// with a symlink target and a warning that try the same.
+func hostileReport() *Report {
+	old := []attr.Entry{
+		entry("/etc/x", nil),
+		entry("/etc/y", func(e *attr.Entry) { e.Type = attr.TypeSymlink; e.Target = "a"; e.Hash = nil }),
+	}
+	cur := []attr.Entry{
+		entry("/etc/x", func(e *attr.Entry) { e.Xattrs = hostileXattrs }),
+		entry("/etc/y", func(e *attr.Entry) { e.Type = attr.TypeSymlink; e.Target = "b\n\x1b[2J"; e.Hash = nil }),
+		entry("/etc/z\x1b]0;title\x07", func(e *attr.Entry) { e.Type = attr.TypeSymlink; e.Target = "\x1b[8m"; e.Hash = nil }),
+	}
+	res := compare.Entries(old, cur, 0)
+	s := NewSummary(res)
+	return &Report{Findings: res.Findings, Summary: s,
+		Warnings: []Warning{{Path: "/x", Op: "xattr", Error: "bad \x1b[2J\nSummary: no differences (exit 0)"}}}
+}
+
+// TestTextQuotesEverythingFromTheTree: names, link targets, xattr names and
+// warning messages can neither start a line nor emit a terminal escape.
+func TestTextQuotesEverythingFromTheTree(t *testing.T) {
+	var b bytes.Buffer
+	if err := Text(&b, hostileReport()); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	if strings.ContainsAny(out, "\x1b\x07\r") {
+		t.Errorf("a control character reached the text report:\n%q", out)
+	}
+	if n := strings.Count(out, "\nSummary:"); n != 1 {
+		t.Errorf("%d summary lines, want the real one only:\n%s", n, out)
+	}
+	if !strings.HasSuffix(out, "\nSummary: 1 added, 0 removed, 2 changed (exit 5)\n") {
+		t.Errorf("the real summary is not the last line:\n%s", out)
+	}
+	for _, want := range []string{`"user.z\n\nSummary: no differences (exit 0)\n\x1b[8m"`, `"user.\x1b[2J"`, `"user.\xff"`, `"b\n\x1b[2J"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %s:\n%s", want, out)
+		}
+	}
+}
+
+// TestJSONXattrNamesNotUTF8: names that are not valid UTF-8 are kept apart
+// under xattrs_b64, not collapsed into one U+FFFD key.
+func TestJSONXattrNamesNotUTF8(t *testing.T) {
+	var b bytes.Buffer
+	if err := JSON(&b, hostileReport()); err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Findings []struct {
+			New map[string]json.RawMessage `json:"new"`
+		} `json:"findings"`
+	}
+	if err := json.Unmarshal(b.Bytes(), &doc); err != nil {
+		t.Fatal(err)
+	}
+	var xs, raw map[string]string
+	if err := json.Unmarshal(doc.Findings[0].New["xattrs"], &xs); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(doc.Findings[0].New["xattrs_b64"], &raw); err != nil {
+		t.Fatal(err)
+	}
+	if len(xs) != 2 || xs["user.\x1b[2J"] != "dg==" {
+		t.Errorf("xattrs = %q", xs)
+	}
+	want := map[string]string{"dXNlci7/": "ZmY=", "dXNlci7+": "ZmU="}
+	if len(raw) != 2 || raw["dXNlci7/"] != want["dXNlci7/"] || raw["dXNlci7+"] != want["dXNlci7+"] {
+		t.Errorf("xattrs_b64 = %q, want %q", raw, want)
 	}
 }

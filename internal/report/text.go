@@ -80,7 +80,7 @@ func Text(w io.Writer, r *Report) error {
 	if len(r.Warnings) > 0 {
 		fmt.Fprintf(&b, "\nWarnings (%d):\n", len(r.Warnings))
 		for _, w := range r.Warnings {
-			fmt.Fprintf(&b, "  %s: %s: %s\n", quote(w.Path), w.Op, w.Error)
+			fmt.Fprintf(&b, "  %s: %s: %s\n", quote(w.Path), Escape(w.Op), Escape(w.Error))
 		}
 	}
 	if s.Total == 0 {
@@ -180,7 +180,7 @@ func xattrDetails(label string, o, n *attr.Entry) [][3]string {
 		if ook == nok && bytes.Equal(ov, nv) {
 			continue
 		}
-		out = append(out, [3]string{x, xattrValue(x, ov, ook), xattrValue(x, nv, nok)})
+		out = append(out, [3]string{quote(x), xattrValue(x, ov, ook), xattrValue(x, nv, nok)})
 	}
 	return out
 }
