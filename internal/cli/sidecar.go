@@ -15,9 +15,9 @@ import (
 
 	"github.com/podfim/podfim/internal/baseline"
 	"github.com/podfim/podfim/internal/kube"
+	"github.com/podfim/podfim/internal/metrics"
 	"github.com/podfim/podfim/internal/policy"
 	"github.com/podfim/podfim/internal/respond"
-	"github.com/podfim/podfim/internal/server"
 	"github.com/podfim/podfim/internal/sidecar"
 	"github.com/podfim/podfim/internal/target"
 )
@@ -202,7 +202,7 @@ func (f *sidecarFlags) build(getenv func(string) string) (sidecar.Config, *slog.
 		cfg.VerifyKey = pub
 	}
 	reg := prometheus.NewRegistry()
-	m, err := server.NewMetrics(reg, cfg.Version)
+	m, err := metrics.NewSidecar(reg, cfg.Version)
 	if err != nil {
 		return cfg, nil, fail(ExitError, err)
 	}

@@ -15,14 +15,15 @@ import (
 	"github.com/podfim/podfim/internal/attr"
 )
 
-// Kind is the kind of a finding.
-type Kind string
+// Kind is the kind of a finding. Its vocabulary is attr.Change's, which
+// the metrics count without importing this package.
+type Kind = attr.Change
 
 // Finding kinds.
 const (
-	Added   Kind = "added"
-	Removed Kind = "removed"
-	Changed Kind = "changed"
+	Added   = attr.Added
+	Removed = attr.Removed
+	Changed = attr.Changed
 )
 
 // Finding is one difference between the baseline and the current state.

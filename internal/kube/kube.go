@@ -41,7 +41,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 
-	"github.com/podfim/podfim/internal/server"
+	"github.com/podfim/podfim/internal/metrics"
 )
 
 // Environment variables the downward API sets (see the package doc).
@@ -101,12 +101,12 @@ func PodFromEnv(getenv func(string) string) (Pod, error) {
 type Client struct {
 	pod  Pod
 	rest rest.Interface
-	m    *server.Metrics // counts every request; nil counts nothing
+	m    *metrics.Sidecar // counts every request; nil counts nothing
 }
 
 // CountRequests makes c count its requests in m
 // (podfim_kube_requests_total). Call it before the client is shared.
-func (c *Client) CountRequests(m *server.Metrics) { c.m = m }
+func (c *Client) CountRequests(m *metrics.Sidecar) { c.m = m }
 
 // NewInCluster returns a client that uses the pod's service account
 // (rest.InClusterConfig). It sends no request.
@@ -183,7 +183,7 @@ func (c *Client) ContainerIDs(ctx context.Context, name string) (ids []string, i
 func (c *Client) GetPod(ctx context.Context) (*corev1.Pod, error) {
 	var pod corev1.Pod
 	err := c.rest.Get().Namespace(c.pod.Namespace).Resource("pods").Name(c.pod.Name).Do(ctx).Into(&pod)
-	c.m.KubeRequest(server.KubeGetPod, err)
+	c.m.KubeRequest(metrics.KubeGetPod, err)
 	if err != nil {
 		return nil, c.apiError("get", "pods", err)
 	}
@@ -227,7 +227,7 @@ func (c *Client) ImageIDOf(ctx context.Context, containerID string) (imageID str
 func (c *Client) PatchPod(ctx context.Context, patch []byte) error {
 	err := c.rest.Patch(types.MergePatchType).Namespace(c.pod.Namespace).Resource("pods").Name(c.pod.Name).
 		Body(patch).Do(ctx).Error()
-	c.m.KubeRequest(server.KubePatchPod, err)
+	c.m.KubeRequest(metrics.KubePatchPod, err)
 	if err != nil {
 		return c.apiError("patch", "pods", err)
 	}
@@ -240,7 +240,7 @@ func (c *Client) DeletePod(ctx context.Context, uid string) error {
 	opts := &metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: (*types.UID)(&uid)}}
 	err := c.rest.Delete().Namespace(c.pod.Namespace).Resource("pods").Name(c.pod.Name).
 		Body(opts).Do(ctx).Error()
-	c.m.KubeRequest(server.KubeDeletePod, err)
+	c.m.KubeRequest(metrics.KubeDeletePod, err)
 	if err != nil {
 		return c.apiError("delete", "pods", err)
 	}
@@ -251,7 +251,7 @@ func (c *Client) DeletePod(ctx context.Context, uid string) error {
 func (c *Client) CreateEvent(ctx context.Context, ev *corev1.Event) (*corev1.Event, error) {
 	out := &corev1.Event{}
 	err := c.rest.Post().Namespace(ev.Namespace).Resource("events").Body(ev).Do(ctx).Into(out)
-	c.m.KubeRequest(server.KubeWriteEvent, err)
+	c.m.KubeRequest(metrics.KubeWriteEvent, err)
 	if err != nil {
 		return nil, c.apiError("create", "events", err)
 	}
@@ -264,7 +264,7 @@ func (c *Client) PatchEvent(ctx context.Context, ev *corev1.Event, patch []byte)
 	out := &corev1.Event{}
 	err := c.rest.Patch(types.StrategicMergePatchType).Namespace(ev.Namespace).Resource("events").Name(ev.Name).
 		Body(patch).Do(ctx).Into(out)
-	c.m.KubeRequest(server.KubeWriteEvent, err)
+	c.m.KubeRequest(metrics.KubeWriteEvent, err)
 	if err != nil {
 		return nil, c.apiError("patch", "events", err)
 	}

@@ -19,7 +19,7 @@ import (
 	"k8s.io/client-go/tools/record"
 	"k8s.io/utils/clock"
 
-	"github.com/podfim/podfim/internal/server"
+	"github.com/podfim/podfim/internal/metrics"
 )
 
 // Event reasons podfim posts on its pod (docs/kubernetes.md). They are API:
@@ -123,7 +123,7 @@ type Reporter struct {
 	api        API
 	cfg        ReporterConfig
 	log        *slog.Logger
-	m          *server.Metrics
+	m          *metrics.Sidecar
 	correlator *record.EventCorrelator
 	wake       chan struct{}
 	done       chan struct{}
@@ -149,7 +149,7 @@ type Reporter struct {
 
 // NewReporter returns a reporter for cfg.Pod through api. Run starts it.
 // log nil discards; m may be nil.
-func NewReporter(api API, cfg ReporterConfig, log *slog.Logger, m *server.Metrics) *Reporter {
+func NewReporter(api API, cfg ReporterConfig, log *slog.Logger, m *metrics.Sidecar) *Reporter {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -217,13 +217,13 @@ func (r *Reporter) Event(eventType, reason, message string) {
 		res = &record.EventCorrelateResult{Event: ev}
 	}
 	if res.Skip {
-		r.m.KubeEvent(server.KubeEventFiltered)
+		r.m.KubeEvent(metrics.KubeEventFiltered)
 		return
 	}
 	r.mu.Lock()
 	if r.closing {
 		r.mu.Unlock()
-		r.m.KubeEvent(server.KubeEventDropped)
+		r.m.KubeEvent(metrics.KubeEventDropped)
 		return
 	}
 	dropped := 0
@@ -234,7 +234,7 @@ func (r *Reporter) Event(eventType, reason, message string) {
 	r.queue = append(r.queue, queued{ev: res.Event, patch: res.Patch})
 	r.mu.Unlock()
 	for range dropped {
-		r.m.KubeEvent(server.KubeEventDropped)
+		r.m.KubeEvent(metrics.KubeEventDropped)
 	}
 	r.poke()
 }
@@ -355,7 +355,7 @@ func (r *Reporter) Close(ctx context.Context) error {
 		r.queue = nil
 		r.mu.Unlock()
 		for range n {
-			r.m.KubeEvent(server.KubeEventDropped)
+			r.m.KubeEvent(metrics.KubeEventDropped)
 		}
 		return ctx.Err()
 	}
@@ -371,7 +371,7 @@ func (r *Reporter) refreshPod(ctx context.Context) {
 		return
 	}
 	var pod *corev1.Pod
-	err := r.try(ctx, server.KubeGetPod, 1, func(ctx context.Context) (err error) {
+	err := r.try(ctx, metrics.KubeGetPod, 1, func(ctx context.Context) (err error) {
 		pod, err = r.api.GetPod(ctx)
 		return err
 	})
@@ -393,7 +393,7 @@ func (r *Reporter) syncDelete(ctx context.Context) {
 	if !do {
 		return
 	}
-	err := r.try(ctx, server.KubeDeletePod, r.cfg.Attempts, func(ctx context.Context) error {
+	err := r.try(ctx, metrics.KubeDeletePod, r.cfg.Attempts, func(ctx context.Context) error {
 		return r.api.DeletePod(ctx, uid)
 	})
 	if err == nil || apierrors.IsNotFound(err) || errors.Is(err, ErrPodNotFound) || apierrors.IsConflict(err) {
@@ -443,7 +443,7 @@ func (r *Reporter) syncQuarantine(ctx context.Context) {
 		r.log.Error("failed to build the quarantine patch", keyError, err.Error())
 		return
 	}
-	if err := r.try(ctx, server.KubePatchPod, r.cfg.Attempts, func(ctx context.Context) error {
+	if err := r.try(ctx, metrics.KubePatchPod, r.cfg.Attempts, func(ctx context.Context) error {
 		return r.api.PatchPod(ctx, patch)
 	}); err != nil {
 		return // retried at the next wake-up or resync
@@ -503,7 +503,7 @@ func (r *Reporter) sendOne(ctx context.Context) bool {
 	r.mu.Unlock()
 
 	var out *corev1.Event
-	err := r.try(ctx, server.KubeWriteEvent, r.cfg.Attempts, func(ctx context.Context) (err error) {
+	err := r.try(ctx, metrics.KubeWriteEvent, r.cfg.Attempts, func(ctx context.Context) (err error) {
 		if q.patch != nil {
 			out, err = r.api.PatchEvent(ctx, q.ev, q.patch)
 			// The Event it repeats was dropped or expired: create it.
@@ -520,11 +520,11 @@ func (r *Reporter) sendOne(ctx context.Context) bool {
 		return err
 	})
 	if err != nil {
-		r.m.KubeEvent(server.KubeEventFailed)
+		r.m.KubeEvent(metrics.KubeEventFailed)
 		return true
 	}
 	r.correlator.UpdateState(out)
-	r.m.KubeEvent(server.KubeEventSent)
+	r.m.KubeEvent(metrics.KubeEventSent)
 	return true
 }
 
@@ -532,7 +532,7 @@ func (r *Reporter) sendOne(ctx context.Context) bool {
 // counts each request). Refusals that a retry cannot change (403, 401, 409, 422, a
 // replaced pod) are not retried. Each distinct error of an operation is
 // logged once, and its recovery once.
-func (r *Reporter) try(ctx context.Context, op server.KubeOperation, attempts int, f func(context.Context) error) error {
+func (r *Reporter) try(ctx context.Context, op metrics.KubeOperation, attempts int, f func(context.Context) error) error {
 	wait := r.cfg.Backoff
 	var err error
 	for i := 1; ; i++ {
@@ -561,7 +561,7 @@ func (r *Reporter) try(ctx context.Context, op server.KubeOperation, attempts in
 	return err
 }
 
-func (r *Reporter) noteError(op server.KubeOperation, err error, attempts int) {
+func (r *Reporter) noteError(op metrics.KubeOperation, err error, attempts int) {
 	r.mu.Lock()
 	last := r.lastErr[string(op)]
 	msg := ""

@@ -23,7 +23,7 @@ import (
 	"k8s.io/client-go/rest"
 	clocktesting "k8s.io/utils/clock/testing"
 
-	"github.com/podfim/podfim/internal/server"
+	"github.com/podfim/podfim/internal/metrics"
 )
 
 // request is one request the fake API server received.
@@ -139,7 +139,7 @@ func ownedPod(created time.Time) *corev1.Pod {
 type reporterEnv struct {
 	srv   *eventServer
 	r     *Reporter
-	m     *server.Metrics
+	m     *metrics.Sidecar
 	reg   *prometheus.Registry
 	clock *clocktesting.FakeClock
 	logs  *syncBuf
@@ -150,7 +150,7 @@ func newReporterEnv(t *testing.T, pod *corev1.Pod, cfg ReporterConfig) *reporter
 	t.Helper()
 	e := &reporterEnv{srv: newEventServer(t, pod), reg: prometheus.NewRegistry(), logs: &syncBuf{}}
 	var err error
-	if e.m, err = server.NewMetrics(e.reg, "test"); err != nil {
+	if e.m, err = metrics.NewSidecar(e.reg, "test"); err != nil {
 		t.Fatal(err)
 	}
 	c, err := NewForConfig(&rest.Config{Host: e.srv.srv.URL}, Pod{Namespace: ns, Name: name, UID: uid})
@@ -173,7 +173,7 @@ func newReporterEnv(t *testing.T, pod *corev1.Pod, cfg ReporterConfig) *reporter
 }
 
 // requests is podfim_kube_requests_total{operation=op,result=res}.
-func (e *reporterEnv) requests(op server.KubeOperation, res server.Result) float64 {
+func (e *reporterEnv) requests(op metrics.KubeOperation, res metrics.Result) float64 {
 	mfs, _ := e.reg.Gather()
 	for _, mf := range mfs {
 		if mf.GetName() != "podfim_kube_requests_total" {
@@ -197,7 +197,7 @@ func (e *reporterEnv) requests(op server.KubeOperation, res server.Result) float
 	return -1
 }
 
-func (e *reporterEnv) events(result server.KubeEventResult) float64 {
+func (e *reporterEnv) events(result metrics.KubeEventResult) float64 {
 	return testutil.ToFloat64(metricVec(e.reg, "podfim_kube_events_total", "result", string(result)))
 }
 
@@ -239,7 +239,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 func TestReporterEvent(t *testing.T) {
 	e := newReporterEnv(t, ownedPod(time.Now()), ReporterConfig{Events: true})
 	e.r.Event(corev1.EventTypeWarning, ReasonFileChanged, "integrity violation: /srv/www/index.html changed (sha256)\n\x1b[31m")
-	waitFor(t, "the event", func() bool { return e.events(server.KubeEventSent) == 1 })
+	waitFor(t, "the event", func() bool { return e.events(metrics.KubeEventSent) == 1 })
 	posts := e.srv.requests(http.MethodPost, "/api/v1/namespaces/"+ns+"/events")
 	if len(posts) != 1 {
 		t.Fatalf("%d POSTs of events, want 1", len(posts))
@@ -276,7 +276,7 @@ func TestReporterStorm(t *testing.T) {
 	t.Logf("1000 Events handed over in %v", time.Since(start))
 	e.r.Event(corev1.EventTypeWarning, ReasonPodQuarantined, "labelled")
 	waitFor(t, "the storm to settle", func() bool {
-		return e.events(server.KubeEventSent)+e.events(server.KubeEventFiltered)+e.events(server.KubeEventDropped) == 1001
+		return e.events(metrics.KubeEventSent)+e.events(metrics.KubeEventFiltered)+e.events(metrics.KubeEventDropped) == 1001
 	})
 	writes := len(e.srv.requests(http.MethodPost, "/api/v1/namespaces/"+ns+"/events")) +
 		len(e.srv.requests(http.MethodPatch, "/api/v1/namespaces/"+ns+"/events"))
@@ -285,7 +285,7 @@ func TestReporterStorm(t *testing.T) {
 	if writes > 26 || writes < 2 {
 		t.Errorf("%d API writes for 1001 Events, want at most 26", writes)
 	}
-	if f := e.events(server.KubeEventFiltered); f < 1000-25 {
+	if f := e.events(metrics.KubeEventFiltered); f < 1000-25 {
 		t.Errorf("%v Events filtered, want at least 975", f)
 	}
 	var quarantined bool
@@ -302,7 +302,7 @@ func TestReporterStorm(t *testing.T) {
 	if len(e.srv.requests(http.MethodPatch, "/api/v1/namespaces/"+ns+"/events")) == 0 {
 		t.Error("no aggregated Event was patched")
 	}
-	t.Logf("1001 Events -> %d API writes (%v filtered)", writes, e.events(server.KubeEventFiltered))
+	t.Logf("1001 Events -> %d API writes (%v filtered)", writes, e.events(metrics.KubeEventFiltered))
 }
 
 // TestReporterQueueBound: while the API server hangs, Events beyond the
@@ -331,11 +331,11 @@ func TestReporterQueueBound(t *testing.T) {
 		t.Errorf("9 Events behind a hung API server took %v to hand over", d)
 	}
 	// 9 Events into a queue of 4: the 5 oldest are dropped.
-	if d := e.events(server.KubeEventDropped); d != 5 {
+	if d := e.events(metrics.KubeEventDropped); d != 5 {
 		t.Errorf("%v dropped, want 5", d)
 	}
 	close(hang)
-	waitFor(t, "the queue to drain", func() bool { return e.events(server.KubeEventSent) == 5 })
+	waitFor(t, "the queue to drain", func() bool { return e.events(metrics.KubeEventSent) == 5 })
 	var reasons []string
 	for _, r := range e.srv.requests(http.MethodPost, "/api/v1/namespaces/"+ns+"/events") {
 		var ev corev1.Event
@@ -355,7 +355,7 @@ func TestReporterAPIDown(t *testing.T) {
 	for i := range 3 {
 		e.r.Event(corev1.EventTypeNormal, fmt.Sprintf("Reason%d", i), "m")
 	}
-	waitFor(t, "three failures", func() bool { return e.events(server.KubeEventFailed) == 3 })
+	waitFor(t, "three failures", func() bool { return e.events(metrics.KubeEventFailed) == 3 })
 	if n := len(e.srv.requests(http.MethodPost, "/api/v1/namespaces/"+ns+"/events")); n != 6 {
 		t.Errorf("%d POSTs for 3 Events with 2 attempts each, want 6", n)
 	}
@@ -370,8 +370,8 @@ func TestReporterRetry(t *testing.T) {
 	e.r.Event(corev1.EventTypeNormal, ReasonBaselineCreated, "m")
 	waitFor(t, "two attempts", func() bool { return len(e.srv.requests(http.MethodPost, "/api/v1/namespaces/"+ns+"/events")) >= 2 })
 	e.srv.setFail(nil)
-	waitFor(t, "the retried Event", func() bool { return e.events(server.KubeEventSent) == 1 })
-	if f := e.events(server.KubeEventFailed); f != 0 {
+	waitFor(t, "the retried Event", func() bool { return e.events(metrics.KubeEventSent) == 1 })
+	if f := e.events(metrics.KubeEventFailed); f != 0 {
 		t.Errorf("%v failed: a retry succeeded", f)
 	}
 	if strings.Contains(e.logs.String(), `"operation":"write_event"`) {
@@ -387,7 +387,7 @@ func TestReporterForbidden(t *testing.T) {
 	for i := range 3 {
 		e.r.Event(corev1.EventTypeNormal, fmt.Sprintf("R%d", i), "m")
 	}
-	waitFor(t, "three failures", func() bool { return e.events(server.KubeEventFailed) == 3 })
+	waitFor(t, "three failures", func() bool { return e.events(metrics.KubeEventFailed) == 3 })
 	if n := len(e.srv.requests(http.MethodPost, "/api/v1/namespaces/"+ns+"/events")); n != 3 {
 		t.Errorf("%d POSTs for 3 Events refused by RBAC, want 3 (no retries)", n)
 	}
@@ -476,7 +476,7 @@ func TestReporterQuarantineConverges(t *testing.T) {
 	e.srv.setFail(nil)
 	e.r.poke() // the 30 s resync, sooner
 	waitFor(t, "the patch to go through", func() bool {
-		return e.requests(server.KubePatchPod, server.ResultOK) == 1
+		return e.requests(metrics.KubePatchPod, metrics.ResultOK) == 1
 	})
 }
 
@@ -590,7 +590,7 @@ func TestReporterDeleteFailed(t *testing.T) {
 	waitFor(t, "a retry", func() bool { return len(e.srv.requests(http.MethodDelete, podPath)) >= 6 })
 	e.srv.setFail(nil)
 	e.r.poke()
-	waitFor(t, "the delete", func() bool { return e.requests(server.KubeDeletePod, server.ResultOK) == 1 })
+	waitFor(t, "the delete", func() bool { return e.requests(metrics.KubeDeletePod, metrics.ResultOK) == 1 })
 	if len(failed) != 0 {
 		t.Errorf("OnDeleteFailed called %d more times for one request", len(failed))
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/podfim/podfim/internal/attr"
 	"github.com/podfim/podfim/internal/compare"
+	"github.com/podfim/podfim/internal/metrics"
 	"github.com/podfim/podfim/internal/server"
 )
 
@@ -153,7 +154,7 @@ func newKubeEnv(t *testing.T, p Plan, k Kube) *env {
 		clock: newClock(), logs: &syncBuffer{}, kube: k,
 	}
 	e.ready.SetStarted(true)
-	m, err := server.NewMetrics(e.reg, "test")
+	m, err := metrics.NewSidecar(e.reg, "test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,7 +201,7 @@ func (e *env) metric(t *testing.T, name string, labels ...string) float64 {
 	return 0
 }
 
-func (e *env) action(t *testing.T, a Action, r server.Result) float64 {
+func (e *env) action(t *testing.T, a Action, r metrics.Result) float64 {
 	t.Helper()
 	return e.metric(t, "podfim_actions_total", "action", string(a), "result", string(r))
 }

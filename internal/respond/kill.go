@@ -8,7 +8,7 @@ import (
 
 	"github.com/podfim/podfim/internal/compare"
 	"github.com/podfim/podfim/internal/kube"
-	"github.com/podfim/podfim/internal/server"
+	"github.com/podfim/podfim/internal/metrics"
 )
 
 // kill is the kill action. A kill makes the kubelet start a fresh container
@@ -26,9 +26,9 @@ func (r *Responder) kill(ctx context.Context, f compare.Finding, content []byte)
 	now := r.clock()
 	if r.killPending && now.Sub(r.lastKill) < killHoldoff {
 		r.mu.Unlock()
-		r.m.Action(string(ActionKill), server.ResultSkipped)
+		r.m.Action(ActionKill, metrics.ResultSkipped)
 		r.logPath(ctx, slog.LevelDebug, msgActionSkipped, f.Path, slog.String(keyAction, string(ActionKill)),
-			slog.String(keyResult, string(server.ResultSkipped)),
+			slog.String(keyResult, string(metrics.ResultSkipped)),
 			slog.String(keyReason, "the container was already killed and has not restarted yet"))
 		return nil
 	}
@@ -45,13 +45,13 @@ func (r *Responder) kill(ctx context.Context, f compare.Finding, content []byte)
 		r.escalating = true
 		n := len(r.kills)
 		r.mu.Unlock()
-		r.m.Action(string(ActionKill), server.ResultSkipped)
+		r.m.Action(ActionKill, metrics.ResultSkipped)
 		if first {
 			r.logPath(ctx, slog.LevelWarn,
 				fmt.Sprintf("%s: %d kills in %s; the restarted container is still modified "+
 					"(tampered volume or a runtime that reuses the container?); escalating to %v",
 					msgKillLimit, n, r.plan.KillWindow, r.plan.Escalate),
-				f.Path, slog.String(keyAction, string(ActionKill)), slog.String(keyResult, string(server.ResultSkipped)),
+				f.Path, slog.String(keyAction, string(ActionKill)), slog.String(keyResult, string(metrics.ResultSkipped)),
 				slog.Int(keyKills, n), slog.Duration(keyWindow, r.plan.KillWindow),
 				slog.Any(keyEscalate, r.plan.Escalate))
 		}
@@ -76,14 +76,14 @@ func (r *Responder) kill(ctx context.Context, f compare.Finding, content []byte)
 	r.mu.Unlock()
 
 	if err != nil {
-		r.m.Action(string(ActionKill), server.ResultError)
+		r.m.Action(ActionKill, metrics.ResultError)
 		r.logPath(ctx, slog.LevelError, msgActionFailed, f.Path, slog.String(keyAction, string(ActionKill)),
-			slog.String(keyResult, string(server.ResultError)), slog.String(keyError, err.Error()))
+			slog.String(keyResult, string(metrics.ResultError)), slog.String(keyError, err.Error()))
 		return err
 	}
-	r.m.Action(string(ActionKill), server.ResultOK)
+	r.m.Action(ActionKill, metrics.ResultOK)
 	r.logPath(ctx, slog.LevelWarn, msgKilled, f.Path, slog.String(keyAction, string(ActionKill)),
-		slog.String(keyResult, string(server.ResultOK)), slog.Int(keyKills, n), slog.Duration(keyWindow, r.plan.KillWindow))
+		slog.String(keyResult, string(metrics.ResultOK)), slog.Int(keyKills, n), slog.Duration(keyWindow, r.plan.KillWindow))
 	r.event(corev1EventWarning, kube.ReasonContainerKilled,
 		fmt.Sprintf("killed the app container so that the kubelet starts it afresh from the image (%s; kill %d of at most %d in %s)", f.Path, n, r.plan.KillLimit, r.plan.KillWindow))
 	return nil

@@ -10,7 +10,7 @@ import (
 
 	"github.com/podfim/podfim/internal/compare"
 	"github.com/podfim/podfim/internal/kube"
-	"github.com/podfim/podfim/internal/server"
+	"github.com/podfim/podfim/internal/metrics"
 )
 
 // Event types (corev1.EventTypeNormal, EventTypeWarning), spelled here so
@@ -57,9 +57,9 @@ func findingMessage(f compare.Finding) string {
 
 // quarantine is the quarantine action: the pod is labelled while any
 // violation is open, and the annotation lists the open paths.
-func (r *Responder) quarantine(f compare.Finding) (server.Result, error) {
+func (r *Responder) quarantine(f compare.Finding) (metrics.Result, error) {
 	if r.kube == nil {
-		return server.ResultError, errNoKube
+		return metrics.ResultError, errNoKube
 	}
 	r.mu.Lock()
 	first := r.quarantined.IsZero()
@@ -78,7 +78,7 @@ func (r *Responder) quarantine(f compare.Finding) (server.Result, error) {
 		r.event(corev1EventWarning, kube.ReasonPodQuarantined,
 			fmt.Sprintf("labelled %s=true until the violation is resolved: %s", kube.LabelQuarantined, f.Path))
 	}
-	return server.ResultOK, nil
+	return metrics.ResultOK, nil
 }
 
 // deletePod is the delete action: the pod goes, and its controller starts a
@@ -96,20 +96,20 @@ func (r *Responder) deletePod(ctx context.Context, f compare.Finding, content []
 		r.mu.Lock()
 		r.deleting = &pending{f: f, content: content}
 		r.mu.Unlock()
-		r.m.Action(string(ActionDelete), server.ResultOK)
+		r.m.Action(ActionDelete, metrics.ResultOK)
 		r.logPath(ctx, slog.LevelWarn, msgDeleted, f.Path, slog.String(keyAction, string(ActionDelete)),
-			slog.String(keyResult, string(server.ResultOK)))
+			slog.String(keyResult, string(metrics.ResultOK)))
 		r.event(corev1EventWarning, kube.ReasonPodDeleted, fmt.Sprintf("deleting the pod so that its controller replaces it: %s", f.Path))
 		return nil
 	case errors.Is(err, kube.ErrDeleteAgain):
-		r.m.Action(string(ActionDelete), server.ResultSkipped)
+		r.m.Action(ActionDelete, metrics.ResultSkipped)
 		return nil
 	}
-	res := server.ResultSkipped
+	res := metrics.ResultSkipped
 	if errors.Is(err, errNoKube) || errors.Is(err, kube.ErrDeleteRefused) {
-		res = server.ResultError
+		res = metrics.ResultError
 	}
-	r.m.Action(string(ActionDelete), res)
+	r.m.Action(ActionDelete, res)
 	// Said once per episode (until no violation is open), like the kill
 	// limit: every finding of a storm is refused for the same reason.
 	r.mu.Lock()
@@ -149,9 +149,9 @@ func (r *Responder) DeleteFailed(err error) {
 		return
 	}
 	ctx := context.Background()
-	r.m.Action(string(ActionDelete), server.ResultError)
+	r.m.Action(ActionDelete, metrics.ResultError)
 	r.logPath(ctx, slog.LevelWarn, msgDeleteRefused, p.f.Path, slog.String(keyAction, string(ActionDelete)),
-		slog.String(keyResult, string(server.ResultError)), slog.String(keyReason, err.Error()), slog.Any(keyEscalate, r.plan.Escalate))
+		slog.String(keyResult, string(metrics.ResultError)), slog.String(keyReason, err.Error()), slog.Any(keyEscalate, r.plan.Escalate))
 	if !open {
 		// Resolved meanwhile (restored, or a fresh container): an
 		// escalation now would hold a closed violation open for good.

@@ -6,37 +6,40 @@ import (
 	"io"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/podfim/podfim/internal/metrics"
 )
 
-// Action is one way of responding to a finding.
-type Action string
+// Action is one way of responding to a finding. It is metrics.Action, so
+// an action is the label value of podfim_actions_total as it is: the list
+// of actions is kept once, in package metrics, and this package says what
+// each one does.
+type Action = metrics.Action
 
 // Actions. event, quarantine and delete need the Kubernetes API (a Kube);
 // without it they are counted as errors and everything else goes on.
 const (
-	ActionLog     Action = "log"     // one JSON log line per finding
-	ActionMetric  Action = "metric"  // podfim_findings_total{kind}
-	ActionUnready Action = "unready" // /readyz fails until the violation is resolved
-	ActionRestore Action = "restore" // write the baseline's content and attributes back
-	ActionKill    Action = "kill"    // SIGKILL the app container's processes, bounded
-	ActionWebhook Action = "webhook" // POST the finding as JSON, in the background
+	ActionLog     = metrics.ActionLog     // one JSON log line per finding
+	ActionMetric  = metrics.ActionMetric  // podfim_findings_total{kind}
+	ActionUnready = metrics.ActionUnready // /readyz fails until the violation is resolved
+	ActionRestore = metrics.ActionRestore // write the baseline's content and attributes back
+	ActionKill    = metrics.ActionKill    // SIGKILL the app container's processes, bounded
+	ActionWebhook = metrics.ActionWebhook // POST the finding as JSON, in the background
 	// ActionEvent posts a Kubernetes Event on the pod for the finding and,
 	// once it is in the plan, for what the other actions did.
-	ActionEvent Action = "event"
+	ActionEvent = metrics.ActionEvent
 	// ActionQuarantine labels the pod podfim.io/quarantined=true (and
 	// annotates why) until no violation is open.
-	ActionQuarantine Action = "quarantine"
+	ActionQuarantine = metrics.ActionQuarantine
 	// ActionDelete deletes the pod so that its controller starts a fresh
 	// one; guarded against delete loops (DeleteMinAge, a controller).
-	ActionDelete Action = "delete"
+	ActionDelete = metrics.ActionDelete
 )
-
-// actions lists the implemented actions in the order error messages name them.
-var actions = [...]Action{ActionLog, ActionMetric, ActionUnready, ActionRestore, ActionKill, ActionWebhook, ActionEvent, ActionQuarantine, ActionDelete}
 
 // Defaults of a Plan and a WebhookConfig, used for zero fields.
 const (
@@ -135,7 +138,7 @@ func validateList(fld *field.Path, list []Action, escalate bool) field.ErrorList
 	for i, a := range list {
 		switch {
 		case !known(a):
-			errs = append(errs, field.NotSupported(fld.Index(i), string(a), actions[:]))
+			errs = append(errs, field.NotSupported(fld.Index(i), string(a), metrics.Actions()))
 		case seen[a]:
 			errs = append(errs, field.Duplicate(fld.Index(i), string(a)))
 		case escalate && a == ActionKill:
@@ -296,14 +299,7 @@ func (p Plan) has(a Action) bool {
 	return false
 }
 
-func known(a Action) bool {
-	for _, k := range actions {
-		if k == a {
-			return true
-		}
-	}
-	return false
-}
+func known(a Action) bool { return slices.Contains(metrics.Actions(), a) }
 
 // readSmallFile reads at most maxSecretFileBytes of a file.
 func readSmallFile(name string) ([]byte, error) {

@@ -17,6 +17,7 @@ import (
 	"github.com/podfim/podfim/internal/attr"
 	"github.com/podfim/podfim/internal/compare"
 	"github.com/podfim/podfim/internal/kube"
+	"github.com/podfim/podfim/internal/metrics"
 	"github.com/podfim/podfim/internal/server"
 )
 
@@ -77,7 +78,7 @@ const killHoldoff = 30 * time.Second
 type Responder struct {
 	plan   Plan
 	log    *slog.Logger
-	m      *server.Metrics
+	m      *metrics.Sidecar
 	ready  *server.Readiness
 	target Target
 	clock  func() time.Time
@@ -102,7 +103,7 @@ type Responder struct {
 // that would need them then fail, and the others go on); log nil discards,
 // clock nil is time.Now. A plan with a webhook starts a background sender:
 // Close stops it.
-func New(p Plan, log *slog.Logger, m *server.Metrics, ready *server.Readiness, t Target, k Kube, clock func() time.Time) *Responder {
+func New(p Plan, log *slog.Logger, m *metrics.Sidecar, ready *server.Readiness, t Target, k Kube, clock func() time.Time) *Responder {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -207,7 +208,7 @@ func (r *Responder) Close(ctx context.Context) error {
 // run runs one action and counts its result.
 func (r *Responder) run(ctx context.Context, a Action, f compare.Finding, content []byte) error {
 	var (
-		res = server.ResultOK
+		res = metrics.ResultOK
 		err error
 	)
 	switch a {
@@ -215,13 +216,13 @@ func (r *Responder) run(ctx context.Context, a Action, f compare.Finding, conten
 		r.logFinding(ctx, f)
 	case ActionMetric:
 		if r.m == nil {
-			res, err = server.ResultError, errors.New("no metrics")
+			res, err = metrics.ResultError, errors.New("no metrics")
 		} else {
 			r.m.Finding(f.Kind)
 		}
 	case ActionUnready:
 		if r.ready == nil {
-			res, err = server.ResultError, errors.New("no readiness endpoint")
+			res, err = metrics.ResultError, errors.New("no readiness endpoint")
 		} else {
 			r.ready.SetViolation(f.Path, true)
 		}
@@ -232,7 +233,7 @@ func (r *Responder) run(ctx context.Context, a Action, f compare.Finding, conten
 		return r.kill(ctx, f, content)
 	case ActionEvent:
 		if r.kube == nil {
-			res, err = server.ResultSkipped, nil // no API access: logged once at start
+			res, err = metrics.ResultSkipped, nil // no API access: logged once at start
 			break
 		}
 		r.kube.Event(corev1EventWarning, findingReason(f.Kind), findingMessage(f))
@@ -243,7 +244,7 @@ func (r *Responder) run(ctx context.Context, a Action, f compare.Finding, conten
 		return r.deletePod(ctx, f, content)
 	case ActionWebhook:
 		if r.hook == nil {
-			res, err = server.ResultError, errors.New("no webhook configured")
+			res, err = metrics.ResultError, errors.New("no webhook configured")
 			break
 		}
 		// The sender counts the result once delivery is over.
@@ -252,7 +253,7 @@ func (r *Responder) run(ctx context.Context, a Action, f compare.Finding, conten
 	default:
 		return fmt.Errorf("unknown action %q", a)
 	}
-	r.m.Action(string(a), res)
+	r.m.Action(a, res)
 	if err != nil {
 		r.logPath(ctx, slog.LevelError, msgActionFailed, f.Path,
 			slog.String(keyAction, string(a)), slog.String(keyResult, string(res)), slog.String(keyError, err.Error()))

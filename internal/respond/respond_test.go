@@ -11,7 +11,7 @@ import (
 
 	"github.com/podfim/podfim/internal/attr"
 	"github.com/podfim/podfim/internal/compare"
-	"github.com/podfim/podfim/internal/server"
+	"github.com/podfim/podfim/internal/metrics"
 )
 
 func TestValidate(t *testing.T) {
@@ -111,19 +111,6 @@ func TestNeedsAPI(t *testing.T) {
 	}
 }
 
-// TestActionLabels checks that every action has its pre-created series in
-// podfim_actions_total: the list in package server mirrors this package's.
-func TestActionLabels(t *testing.T) {
-	e := newEnv(t, Plan{Actions: []Action{ActionLog}})
-	for _, a := range actions {
-		for _, r := range []server.Result{server.ResultOK, server.ResultError, server.ResultSkipped} {
-			if v := e.action(t, a, r); v != 0 {
-				t.Errorf("%s %s = %v", a, r, v)
-			}
-		}
-	}
-}
-
 func TestLogLine(t *testing.T) {
 	e := newEnv(t, Plan{Actions: []Action{ActionLog}})
 	f := changed("/srv/www/index.html", []byte("Hello, world!\n"), []byte("Hacked\n"))
@@ -164,7 +151,7 @@ func TestLogLine(t *testing.T) {
 	if attrs := l[keyAttributes].([]any); len(attrs) != 0 {
 		t.Errorf("added attributes %v, want []", attrs)
 	}
-	if v := e.action(t, ActionLog, server.ResultOK); v != 2 {
+	if v := e.action(t, ActionLog, metrics.ResultOK); v != 2 {
 		t.Errorf("log ok = %v", v)
 	}
 }
@@ -187,7 +174,7 @@ func TestMetricAction(t *testing.T) {
 			t.Errorf("findings %s = %v, want %v", kind, v, want)
 		}
 	}
-	if v := e.action(t, ActionMetric, server.ResultOK); v != 3 {
+	if v := e.action(t, ActionMetric, metrics.ResultOK); v != 3 {
 		t.Errorf("metric ok = %v", v)
 	}
 	if v := e.metric(t, "podfim_violations_open"); v != 3 {
@@ -226,7 +213,7 @@ func TestUnreadyResolved(t *testing.T) {
 	if v := e.metric(t, "podfim_violations_open"); v != 0 {
 		t.Errorf("violations open = %v", v)
 	}
-	if v := e.action(t, ActionUnready, server.ResultOK); v != 2 {
+	if v := e.action(t, ActionUnready, metrics.ResultOK); v != 2 {
 		t.Errorf("unready ok = %v", v)
 	}
 }
@@ -260,7 +247,7 @@ func TestRestore(t *testing.T) {
 	if rs[2].path != "/etc/empty" || rs[2].content == nil || len(rs[2].content) != 0 {
 		t.Errorf("restore of an empty file: %+v", rs[2])
 	}
-	if v := e.action(t, ActionRestore, server.ResultOK); v != 3 {
+	if v := e.action(t, ActionRestore, metrics.ResultOK); v != 3 {
 		t.Errorf("restore ok = %v", v)
 	}
 
@@ -283,7 +270,7 @@ func TestRestore(t *testing.T) {
 	if len(e.target.restores) != 3 {
 		t.Errorf("skipped restores reached the RootWriter: %+v", e.target.restores[3:])
 	}
-	if v := e.action(t, ActionRestore, server.ResultSkipped); v != 4 {
+	if v := e.action(t, ActionRestore, metrics.ResultSkipped); v != 4 {
 		t.Errorf("restore skipped = %v", v)
 	}
 	if n := len(withMsg(e.logs.lines(t), msgActionSkipped)); n != 4 {
@@ -300,7 +287,7 @@ func TestRestore(t *testing.T) {
 		!strings.Contains(err.Error(), "symlink in path") {
 		t.Errorf("failing writer: %v", err)
 	}
-	if v := e.action(t, ActionRestore, server.ResultError); v != 2 {
+	if v := e.action(t, ActionRestore, metrics.ResultError); v != 2 {
 		t.Errorf("restore error = %v", v)
 	}
 	if len(e.target.restores) != 4 {
@@ -381,13 +368,13 @@ func TestKillEscalation(t *testing.T) {
 	if limit[0]["msg"] != wantMsg || limit[0][keyPath] != f.Path || limit[0][keyKills] != float64(3) {
 		t.Errorf("kill limit line: %v", limit[0])
 	}
-	if v := e.action(t, ActionKill, server.ResultOK); v != 3 {
+	if v := e.action(t, ActionKill, metrics.ResultOK); v != 3 {
 		t.Errorf("kill ok = %v", v)
 	}
-	if v := e.action(t, ActionKill, server.ResultSkipped); v != 2 {
+	if v := e.action(t, ActionKill, metrics.ResultSkipped); v != 2 {
 		t.Errorf("kill skipped = %v", v)
 	}
-	if v := e.action(t, ActionUnready, server.ResultOK); v != 2 {
+	if v := e.action(t, ActionUnready, metrics.ResultOK); v != 2 {
 		t.Errorf("unready ok = %v", v)
 	}
 
@@ -436,7 +423,7 @@ func TestKillCoalesced(t *testing.T) {
 	if k := e.target.Kills(); k != 1 {
 		t.Fatalf("%d kills for one scan", k)
 	}
-	if v := e.action(t, ActionKill, server.ResultSkipped); v != 3 {
+	if v := e.action(t, ActionKill, metrics.ResultSkipped); v != 3 {
 		t.Errorf("kill skipped = %v", v)
 	}
 	// No restart reported: after the hold-off a kill is tried again.
@@ -457,11 +444,11 @@ func TestKillError(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "no such process") {
 		t.Fatalf("Handle: %v", err)
 	}
-	if v := e.action(t, ActionKill, server.ResultError); v != 1 {
+	if v := e.action(t, ActionKill, metrics.ResultError); v != 1 {
 		t.Errorf("kill error = %v", v)
 	}
 	// The actions after the failed one still ran.
-	if v := e.action(t, ActionMetric, server.ResultOK); v != 1 {
+	if v := e.action(t, ActionMetric, metrics.ResultOK); v != 1 {
 		t.Errorf("metric ok = %v", v)
 	}
 	// A failed kill is not pending: the next finding tries again.
@@ -487,10 +474,10 @@ func TestEscalateOnlyMissing(t *testing.T) {
 		}
 		e.r.TargetRestarted()
 	}
-	if v := e.action(t, ActionUnready, server.ResultOK); v != 2 {
+	if v := e.action(t, ActionUnready, metrics.ResultOK); v != 2 {
 		t.Errorf("unready ok = %v, want once per finding", v)
 	}
-	if v := e.action(t, ActionMetric, server.ResultOK); v != 1 {
+	if v := e.action(t, ActionMetric, metrics.ResultOK); v != 1 {
 		t.Errorf("metric ok = %v, want once (escalation)", v)
 	}
 }
@@ -575,7 +562,7 @@ func TestEventsAndQuarantine(t *testing.T) {
 	if !strings.Contains(k.reasons[1], `"paths":["/srv/www/index.html","/srv/www/x.php"]`) || !strings.Contains(k.reasons[1], `"since":"2025-01-02T03:04:05Z"`) {
 		t.Errorf("annotation %s", k.reasons[1])
 	}
-	if v := e.action(t, ActionQuarantine, server.ResultOK); v != 2 {
+	if v := e.action(t, ActionQuarantine, metrics.ResultOK); v != 2 {
 		t.Errorf("quarantine ok = %v", v)
 	}
 	e.r.Resolved("/srv/www/index.html")
@@ -611,7 +598,7 @@ func TestNoKube(t *testing.T) {
 	if ok, _ := e.ready.Ready(); ok {
 		t.Error("unready did not run")
 	}
-	for a, r := range map[Action]server.Result{ActionEvent: server.ResultSkipped, ActionQuarantine: server.ResultError, ActionDelete: server.ResultError} {
+	for a, r := range map[Action]metrics.Result{ActionEvent: metrics.ResultSkipped, ActionQuarantine: metrics.ResultError, ActionDelete: metrics.ResultError} {
 		if v := e.action(t, a, r); v != 1 {
 			t.Errorf("%s %s = %v, want 1", a, r, v)
 		}
@@ -641,7 +628,7 @@ func TestDelete(t *testing.T) {
 	if ok, _ := e.ready.Ready(); ok {
 		t.Error("no unready after a refused delete")
 	}
-	if v := e.action(t, ActionDelete, server.ResultSkipped); v != 1 {
+	if v := e.action(t, ActionDelete, metrics.ResultSkipped); v != 1 {
 		t.Errorf("delete skipped = %v", v)
 	}
 	if !slices.Contains(k.reasonsPosted(), "DeleteRefused") || !strings.Contains(e.logs.String(), "younger than") {
@@ -689,7 +676,7 @@ func TestDeleteFailed(t *testing.T) {
 	if got := k.reasonsPosted(); !slices.Equal(got, []string{"FileChanged", "PodDeleted", "DeleteRefused", "PodQuarantined"}) {
 		t.Errorf("events %v", got)
 	}
-	if v := e.action(t, ActionDelete, server.ResultError); v != 1 {
+	if v := e.action(t, ActionDelete, metrics.ResultError); v != 1 {
 		t.Errorf("delete error = %v", v)
 	}
 	if !strings.Contains(e.logs.String(), "forbidden by RBAC") {

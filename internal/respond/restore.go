@@ -14,14 +14,14 @@ import (
 	"github.com/podfim/podfim/internal/attr"
 	"github.com/podfim/podfim/internal/compare"
 	"github.com/podfim/podfim/internal/kube"
-	"github.com/podfim/podfim/internal/server"
+	"github.com/podfim/podfim/internal/metrics"
 )
 
 // restore is the restore action: for a removed or changed regular file
 // whose content was kept, write the content and attributes of the baseline
 // back through the target's RootWriter. Anything else is skipped, with the
 // reason logged: the violation then stays open for the other actions.
-func (r *Responder) restore(ctx context.Context, f compare.Finding, content []byte) (server.Result, error) {
+func (r *Responder) restore(ctx context.Context, f compare.Finding, content []byte) (metrics.Result, error) {
 	want := f.Old
 	if want != nil && content == nil && want.Attrs.Has(attr.Size) && want.Size == 0 {
 		content = []byte{} // nothing needs keeping for an empty file
@@ -41,28 +41,28 @@ func (r *Responder) restore(ctx context.Context, f compare.Finding, content []by
 	}
 	if reason != "" {
 		r.logPath(ctx, slog.LevelInfo, msgActionSkipped, f.Path, slog.String(keyAction, string(ActionRestore)),
-			slog.String(keyResult, string(server.ResultSkipped)), slog.String(keyReason, reason))
-		return server.ResultSkipped, nil
+			slog.String(keyResult, string(metrics.ResultSkipped)), slog.String(keyReason, reason))
+		return metrics.ResultSkipped, nil
 	}
 	// Never write back bytes that are not the baseline's: a caller bug or
 	// a kept copy from the wrong file would plant it in the container.
 	if err := checkContent(want, content); err != nil {
-		return server.ResultError, err
+		return metrics.ResultError, err
 	}
 	if r.target == nil {
-		return server.ResultError, errors.New("no target")
+		return metrics.ResultError, errors.New("no target")
 	}
 	w := r.target.Root()
 	if w == nil {
-		return server.ResultError, errors.New("the target has no root writer")
+		return metrics.ResultError, errors.New("the target has no root writer")
 	}
 	if err := w.Restore(f.Path, want, content); err != nil {
-		return server.ResultError, fmt.Errorf("failed to restore: %w", err)
+		return metrics.ResultError, fmt.Errorf("failed to restore: %w", err)
 	}
 	r.logPath(ctx, slog.LevelWarn, msgRestored, f.Path, slog.String(keyAction, string(ActionRestore)),
-		slog.String(keyResult, string(server.ResultOK)), slog.String(keyKind, string(f.Kind)))
+		slog.String(keyResult, string(metrics.ResultOK)), slog.String(keyKind, string(f.Kind)))
 	r.event(corev1EventNormal, kube.ReasonFileRestored, fmt.Sprintf("restored %s from the baseline", f.Path))
-	return server.ResultOK, nil
+	return metrics.ResultOK, nil
 }
 
 // checkContent verifies content against the size and hash the baseline

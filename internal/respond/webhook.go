@@ -17,8 +17,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/podfim/podfim/internal/compare"
+	"github.com/podfim/podfim/internal/metrics"
 	"github.com/podfim/podfim/internal/report"
-	"github.com/podfim/podfim/internal/server"
 )
 
 // maxResponseBytes is how much of a webhook's response body is read (and
@@ -69,7 +69,7 @@ type webhook struct {
 	client *http.Client
 	err    error // the client could not be set up; every delivery fails with it
 	log    *slog.Logger
-	m      *server.Metrics
+	m      *metrics.Sidecar
 
 	ctx    context.Context // cancelled when Close gives up on the queue
 	cancel context.CancelFunc
@@ -80,7 +80,7 @@ type webhook struct {
 	queue  chan delivery
 }
 
-func newWebhook(cfg WebhookConfig, log *slog.Logger, m *server.Metrics) *webhook {
+func newWebhook(cfg WebhookConfig, log *slog.Logger, m *metrics.Sidecar) *webhook {
 	w := &webhook{
 		cfg: cfg, log: log, m: m,
 		done:  make(chan struct{}),
@@ -192,9 +192,9 @@ func (w *webhook) deliver(d delivery) {
 	for attempt := 1; ; attempt++ {
 		status, err := w.post(d.body, token)
 		if err == nil {
-			w.m.Action(string(ActionWebhook), server.ResultOK)
+			w.m.Action(ActionWebhook, metrics.ResultOK)
 			w.log.LogAttrs(w.ctx, slog.LevelDebug, msgWebhookSent, append(pathAttrs(d.path),
-				slog.String(keyAction, string(ActionWebhook)), slog.String(keyResult, string(server.ResultOK)),
+				slog.String(keyAction, string(ActionWebhook)), slog.String(keyResult, string(metrics.ResultOK)),
 				slog.Int(keyAttempts, attempt), slog.Int(keyStatus, status))...)
 			return
 		}
@@ -255,9 +255,9 @@ func retryable(status int) bool {
 
 // fail counts and logs a delivery that did not happen.
 func (w *webhook) fail(ctx context.Context, path string, attempts, status int, err error) {
-	w.m.Action(string(ActionWebhook), server.ResultError)
+	w.m.Action(ActionWebhook, metrics.ResultError)
 	attrs := append(pathAttrs(path),
-		slog.String(keyAction, string(ActionWebhook)), slog.String(keyResult, string(server.ResultError)),
+		slog.String(keyAction, string(ActionWebhook)), slog.String(keyResult, string(metrics.ResultError)),
 		slog.String(keyError, err.Error()))
 	if attempts > 0 {
 		attrs = append(attrs, slog.Int(keyAttempts, attempts))

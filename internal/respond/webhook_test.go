@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/podfim/podfim/internal/compare"
-	"github.com/podfim/podfim/internal/server"
+	"github.com/podfim/podfim/internal/metrics"
 )
 
 // receiver is a webhook receiver on 127.0.0.1 that answers with the codes
@@ -145,7 +145,7 @@ func TestWebhookSuccess(t *testing.T) {
 	if p.Old["sha256"] != hexSHA256("Hello, world!\n") || p.New["sha256"] != hexSHA256("Hacked\n") || p.Old["mode"] != "0644" {
 		t.Errorf("old/new not in the report's schema: %s", r.body)
 	}
-	if v := e.action(t, ActionWebhook, server.ResultOK); v != 1 {
+	if v := e.action(t, ActionWebhook, metrics.ResultOK); v != 1 {
 		t.Errorf("webhook ok = %v", v)
 	}
 }
@@ -170,7 +170,7 @@ func TestWebhookRetries(t *testing.T) {
 	if d := reqs[2].at.Sub(reqs[1].at); d < 40*time.Millisecond {
 		t.Errorf("second retry after %s", d)
 	}
-	if ok, bad := e.action(t, ActionWebhook, server.ResultOK), e.action(t, ActionWebhook, server.ResultError); ok != 1 || bad != 0 {
+	if ok, bad := e.action(t, ActionWebhook, metrics.ResultOK), e.action(t, ActionWebhook, metrics.ResultError); ok != 1 || bad != 0 {
 		t.Errorf("webhook ok = %v, error = %v", ok, bad)
 	}
 }
@@ -189,7 +189,7 @@ func TestWebhookTimeout(t *testing.T) {
 	if n := len(rc.requests()); n != 2 {
 		t.Errorf("%d attempts, want 2", n)
 	}
-	if ok, bad := e.action(t, ActionWebhook, server.ResultOK), e.action(t, ActionWebhook, server.ResultError); ok != 0 || bad != 1 {
+	if ok, bad := e.action(t, ActionWebhook, metrics.ResultOK), e.action(t, ActionWebhook, metrics.ResultError); ok != 0 || bad != 1 {
 		t.Errorf("webhook ok = %v, error = %v", ok, bad)
 	}
 	fails := withMsg(e.logs.lines(t), msgWebhookFailed)
@@ -219,7 +219,7 @@ func TestWebhookQueueFull(t *testing.T) {
 	handle("/2") // queued
 	handle("/3") // dropped
 	handle("/4") // dropped
-	if v := e.action(t, ActionWebhook, server.ResultError); v != 2 {
+	if v := e.action(t, ActionWebhook, metrics.ResultError); v != 2 {
 		t.Errorf("webhook error = %v after the queue filled, want 2", v)
 	}
 	fails := withMsg(e.logs.lines(t), msgWebhookFailed)
@@ -230,7 +230,7 @@ func TestWebhookQueueFull(t *testing.T) {
 	if err := closeWithin(t, e.r, 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	if v := e.action(t, ActionWebhook, server.ResultOK); v != 2 {
+	if v := e.action(t, ActionWebhook, metrics.ResultOK); v != 2 {
 		t.Errorf("webhook ok = %v, want 2", v)
 	}
 	var paths []string
@@ -259,7 +259,7 @@ func TestWebhookNoRetry(t *testing.T) {
 		if n := len(rc.requests()); n != 1 {
 			t.Errorf("%d: %d requests, want 1 (no retry, no redirect)", code, n)
 		}
-		if v := e.action(t, ActionWebhook, server.ResultError); v != 1 {
+		if v := e.action(t, ActionWebhook, metrics.ResultError); v != 1 {
 			t.Errorf("%d: webhook error = %v", code, v)
 		}
 	}
@@ -279,7 +279,7 @@ func TestWebhookCAFile(t *testing.T) {
 	if err := closeWithin(t, e.r, 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	if v := e.action(t, ActionWebhook, server.ResultOK); v != 1 {
+	if v := e.action(t, ActionWebhook, metrics.ResultOK); v != 1 {
 		t.Errorf("with the CA: webhook ok = %v", v)
 	}
 
@@ -291,7 +291,7 @@ func TestWebhookCAFile(t *testing.T) {
 	if err := closeWithin(t, e.r, 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	if v := e.action(t, ActionWebhook, server.ResultError); v != 1 {
+	if v := e.action(t, ActionWebhook, metrics.ResultError); v != 1 {
 		t.Errorf("without the CA: webhook error = %v", v)
 	}
 	fails := withMsg(e.logs.lines(t), msgWebhookFailed)
@@ -316,13 +316,13 @@ func TestWebhookClose(t *testing.T) {
 	if err := closeWithin(t, e.r, 50*time.Millisecond); err == nil {
 		t.Error("Close with a stuck receiver: no error")
 	}
-	if v := e.action(t, ActionWebhook, server.ResultError); v != 2 {
+	if v := e.action(t, ActionWebhook, metrics.ResultError); v != 2 {
 		t.Errorf("webhook error = %v after Close, want 2 (in flight and queued)", v)
 	}
 	if err := e.r.Handle(t.Context(), changed("/3", []byte("a"), []byte("b")), nil); err != nil {
 		t.Fatal(err)
 	}
-	if v := e.action(t, ActionWebhook, server.ResultError); v != 3 {
+	if v := e.action(t, ActionWebhook, metrics.ResultError); v != 3 {
 		t.Errorf("webhook error = %v after a finding past Close", v)
 	}
 	if err := closeWithin(t, e.r, time.Second); err != nil {
@@ -345,7 +345,7 @@ func TestWebhookTokenRotated(t *testing.T) {
 		}
 		sent++
 		deadline := time.Now().Add(10 * time.Second)
-		for e.action(t, ActionWebhook, server.ResultOK) < float64(sent) {
+		for e.action(t, ActionWebhook, metrics.ResultOK) < float64(sent) {
 			if time.Now().After(deadline) {
 				t.Fatal("delivery did not finish")
 			}

@@ -1,7 +1,8 @@
-// Package server owns the sidecar's HTTP endpoints and its Prometheus
-// metrics. The endpoints are read-only: GET /metrics, /healthz and /readyz,
-// nothing else, so a compromised neighbour on the pod network can learn the
-// sidecar's state but never change it.
+// Package server owns the sidecar's HTTP endpoints and readiness. The
+// endpoints are read-only: GET /metrics, /healthz and /readyz, nothing else,
+// so a compromised neighbour on the pod network can learn the sidecar's
+// state but never change it. The metrics it serves are package metrics';
+// it is a leaf, so the stages that count never import an HTTP server.
 package server
 
 import (

@@ -26,6 +26,7 @@ import (
 	"github.com/podfim/podfim/internal/baseline"
 	"github.com/podfim/podfim/internal/compare"
 	"github.com/podfim/podfim/internal/kube"
+	"github.com/podfim/podfim/internal/metrics"
 	"github.com/podfim/podfim/internal/policy"
 	"github.com/podfim/podfim/internal/respond"
 	"github.com/podfim/podfim/internal/scan"
@@ -50,12 +51,6 @@ const (
 	keyIDs       = "ids"
 	keyImage     = "image"
 	keyRetry     = "retry_in"
-)
-
-// Baseline sources.
-const (
-	SourceFile       = "file"
-	SourceFirstSight = "first-sight"
 )
 
 // Config is the validated configuration of a sidecar.
@@ -91,7 +86,7 @@ type Config struct {
 	Images ImageLookup
 	// Metrics, when set, is where the metrics are registered (the CLI
 	// shares them with the Kubernetes client); nil: Run makes its own.
-	Metrics  *server.Metrics
+	Metrics  *metrics.Sidecar
 	Registry *prometheus.Registry
 }
 
@@ -110,11 +105,11 @@ type ImageLookup interface {
 }
 
 // Source is the baseline source the configuration selects.
-func (c *Config) Source() string {
+func (c *Config) Source() metrics.BaselineSource {
 	if c.BaselineFile != "" {
-		return SourceFile
+		return metrics.BaselineFile
 	}
-	return SourceFirstSight
+	return metrics.BaselineFirstSight
 }
 
 // restores reports whether the plan may restore files.
@@ -177,10 +172,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	reg, metrics := cfg.Registry, cfg.Metrics
-	if reg == nil || metrics == nil {
+	reg, m := cfg.Registry, cfg.Metrics
+	if reg == nil || m == nil {
 		reg = prometheus.NewRegistry()
-		if metrics, err = server.NewMetrics(reg, cfg.Version); err != nil {
+		if m, err = metrics.NewSidecar(reg, cfg.Version); err != nil {
 			return err
 		}
 	}
@@ -189,7 +184,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if finder == nil {
 		finder = &target.Finder{}
 	}
-	s := &sidecar{cfg: cfg, log: log, matcher: matcher, metrics: metrics, ready: ready, finder: finder, accepted: watch.NewAccepted()}
+	s := &sidecar{cfg: cfg, log: log, matcher: matcher, metrics: m, ready: ready, finder: finder, accepted: watch.NewAccepted()}
 	var k respond.Kube
 	if cfg.Kube != nil {
 		k = cfg.Kube
@@ -211,7 +206,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			cfg.Kube.SetQuarantine(false, "")
 		}
 	}
-	s.resp = respond.New(cfg.Plan, log, metrics, ready, s, k, nil)
+	s.resp = respond.New(cfg.Plan, log, m, ready, s, k, nil)
 	if d, ok := cfg.Kube.(interface{ OnDeleteFailed(func(error)) }); ok {
 		// A deletion the API server refused leaves the pod running: the
 		// escalation runs then, as when the delete guard refuses.
@@ -228,7 +223,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		if err != nil {
 			return err
 		}
-		s.setBaseline(b, SourceFile)
+		s.setBaseline(b, metrics.BaselineFile)
 	}
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -307,8 +302,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 				continue
 			}
 			if ev.Kind == target.Restarted {
-				metrics.TargetRestarted()
-				metrics.Rescan(server.RescanTargetRestart)
+				m.TargetRestarted()
 				s.resp.TargetRestarted()
 			}
 			s.setTarget(c)
@@ -347,7 +341,7 @@ type sidecar struct {
 	cfg     Config
 	log     *slog.Logger
 	matcher *policy.Matcher
-	metrics *server.Metrics
+	metrics *metrics.Sidecar
 	ready   *server.Readiness
 	finder  *target.Finder
 	resp    *respond.Responder
@@ -386,11 +380,11 @@ func (s *sidecar) setTarget(c *target.Container) {
 	s.mu.Unlock()
 }
 
-func (s *sidecar) setBaseline(b *baseline.Baseline, source string) {
+func (s *sidecar) setBaseline(b *baseline.Baseline, source metrics.BaselineSource) {
 	s.mu.Lock()
 	s.base = b
 	s.mu.Unlock()
-	s.metrics.SetBaseline(fmt.Sprintf("%x", b.Digest), server.BaselineSource(source), b.Signed)
+	s.metrics.SetBaseline(fmt.Sprintf("%x", b.Digest), source, b.Signed)
 	s.metrics.SetFilesMonitored(len(b.Entries))
 	s.log.Info("baseline loaded", keySource, source, keyEntries, len(b.Entries), keyDigest, fmt.Sprintf("%x", b.Digest))
 }
@@ -492,7 +486,7 @@ func (s *sidecar) firstSight(ctx context.Context, root *scan.Root) (*baseline.Ba
 	b, err := baseline.ReadFile(path, baseline.ReadOptions{})
 	switch {
 	case err == nil:
-		s.setBaseline(b, SourceFirstSight)
+		s.setBaseline(b, metrics.BaselineFirstSight)
 		return b, nil
 	case !errors.Is(err, os.ErrNotExist):
 		// Corrupt or unreadable: refuse to guess; an operator must look.
@@ -511,7 +505,7 @@ func (s *sidecar) firstSight(ctx context.Context, root *scan.Root) (*baseline.Ba
 	if err := baseline.WriteFile(path, b, nil); err != nil {
 		return nil, err
 	}
-	s.setBaseline(b, SourceFirstSight)
+	s.setBaseline(b, metrics.BaselineFirstSight)
 	s.recordImage()
 	s.event(eventNormal, kube.ReasonBaselineCreated, fmt.Sprintf("first-sight baseline of the app container taken: %d entries, digest %x", len(b.Entries), b.Digest[:8]))
 	return b, nil
@@ -598,15 +592,15 @@ func (k *sink) Resolved(path string) {
 	k.s.resp.Resolved(path)
 }
 
-func (k *sink) Scanned(kind string, err error, took time.Duration, entries int) {
-	k.s.metrics.ScanDone(server.ScanType(kind), time.Now(), took, err)
-	if err == nil && kind != watch.KindEvent {
+func (k *sink) Scanned(kind metrics.ScanType, err error, took time.Duration, entries int) {
+	k.s.metrics.ScanDone(kind, time.Now(), took, err)
+	if err == nil && kind != metrics.ScanEvent {
 		k.s.metrics.SetFilesMonitored(entries)
 		// A whole-tree scan leaves garbage the size of the tree, and an
 		// idle sidecar triggers no collection: give it back now.
 		debug.FreeOSMemory()
 	}
-	if kind != watch.KindFull || err != nil {
+	if kind != metrics.ScanFull || err != nil {
 		return
 	}
 	k.mu.Lock()
@@ -634,9 +628,4 @@ func (k *sink) Scanned(kind string, err error, took time.Duration, entries int) 
 	k.s.ready.SetStarted(true)
 }
 
-func (k *sink) Rescan(reason string) {
-	if reason == watch.ReasonOverflow {
-		k.s.metrics.InotifyOverflow()
-	}
-	k.s.metrics.Rescan(server.RescanReason(reason))
-}
+func (k *sink) Rescan(reason metrics.RescanReason) { k.s.metrics.Rescan(reason) }

@@ -17,23 +17,8 @@ import (
 
 	"github.com/podfim/podfim/internal/attr"
 	"github.com/podfim/podfim/internal/compare"
+	"github.com/podfim/podfim/internal/metrics"
 	"github.com/podfim/podfim/internal/scan"
-)
-
-// Scan kinds, as reported to the Sink.
-const (
-	KindFull  = "full"
-	KindQuick = "quick"
-	KindEvent = "event"
-)
-
-// Rescan reasons, as reported to the Sink.
-const (
-	ReasonOverflow   = "overflow"
-	ReasonWatchLost  = "watch_lost"
-	ReasonWatchLimit = "watch_limit"
-	ReasonDirChange  = "dir_change"
-	ReasonSchedule   = "schedule"
 )
 
 // Matcher is the compiled policy (policy.Matcher satisfies it).
@@ -56,9 +41,9 @@ type Sink interface {
 	Resolved(path string)
 	// Scanned reports a check of the whole tree (full or quick) or of the
 	// paths of an event batch.
-	Scanned(kind string, err error, took time.Duration, entries int)
+	Scanned(kind metrics.ScanType, err error, took time.Duration, entries int)
 	// Rescan reports a fall back to a whole-tree check and why.
-	Rescan(reason string)
+	Rescan(reason metrics.RescanReason)
 }
 
 // Config says how the monitor checks.
@@ -166,7 +151,7 @@ func (m *Monitor) Run(ctx context.Context) error {
 		defer in.close()
 		m.watchDirs(m.cfg.Entries)
 	}
-	res, err := m.check(ctx, KindFull, time.Now())
+	res, err := m.check(ctx, metrics.ScanFull, time.Now())
 	if err != nil {
 		return err
 	}
@@ -183,12 +168,12 @@ func (m *Monitor) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-quick.C:
-			if err := m.rescan(ctx, KindQuick, time.Now()); err != nil {
+			if err := m.rescan(ctx, metrics.ScanQuick, time.Now()); err != nil {
 				return err
 			}
 		case <-full.C:
-			m.sink.Rescan(ReasonSchedule)
-			if err := m.rescan(ctx, KindFull, time.Now()); err != nil {
+			m.sink.Rescan(metrics.RescanSchedule)
+			if err := m.rescan(ctx, metrics.ScanFull, time.Now()); err != nil {
 				return err
 			}
 		case batch, ok := <-events:
@@ -252,22 +237,22 @@ func (m *Monitor) coalesce(batch []Event, more <-chan []Event) []Event {
 func (m *Monitor) handle(ctx context.Context, batch []Event) error {
 	detected := time.Now()
 	paths := map[string]bool{}
-	reason := ""
+	var reason metrics.RescanReason
 	for _, ev := range batch {
 		switch {
 		case ev.Overflow:
-			reason = ReasonOverflow
+			reason = metrics.RescanOverflow
 		case ev.Lost:
 			// A watched directory went away: deleted (its parent says so
 			// too) or its file system unmounted. Only a rescan is sure.
 			if reason == "" {
-				reason = ReasonWatchLost
+				reason = metrics.RescanWatchLost
 			}
 		case ev.Dir:
 			// A directory created, removed or moved: its whole subtree
 			// changed. A quick rescan re-syncs the watches too.
 			if reason == "" {
-				reason = ReasonDirChange
+				reason = metrics.RescanDirChange
 			}
 		default:
 			paths[ev.Path] = true
@@ -275,20 +260,20 @@ func (m *Monitor) handle(ctx context.Context, batch []Event) error {
 		}
 	}
 	if reason == "" && len(paths) > m.cfg.MaxEvents {
-		reason = ReasonOverflow
+		reason = metrics.RescanOverflow
 	}
 	if reason != "" {
 		m.sink.Rescan(reason)
-		return m.rescan(ctx, KindQuick, detected)
+		return m.rescan(ctx, metrics.ScanQuick, detected)
 	}
 	start := time.Now()
 	for p := range paths {
 		if err := m.checkPath(ctx, p, detected); err != nil {
-			m.sink.Scanned(KindEvent, err, time.Since(start), len(paths))
+			m.sink.Scanned(metrics.ScanEvent, err, time.Since(start), len(paths))
 			return err
 		}
 	}
-	m.sink.Scanned(KindEvent, nil, time.Since(start), len(paths))
+	m.sink.Scanned(metrics.ScanEvent, nil, time.Since(start), len(paths))
 	return nil
 }
 
@@ -343,7 +328,7 @@ func (m *Monitor) checkPath(ctx context.Context, p string, detected time.Time) e
 }
 
 // rescan checks the whole tree and re-syncs the watches.
-func (m *Monitor) rescan(ctx context.Context, kind string, detected time.Time) error {
+func (m *Monitor) rescan(ctx context.Context, kind metrics.ScanType, detected time.Time) error {
 	res, err := m.check(ctx, kind, detected)
 	if err != nil {
 		return err
@@ -356,9 +341,9 @@ func (m *Monitor) rescan(ctx context.Context, kind string, detected time.Time) e
 
 // check scans the whole root and reports every finding; open violations
 // that are gone are resolved.
-func (m *Monitor) check(ctx context.Context, kind string, detected time.Time) (*scan.Result, error) {
+func (m *Monitor) check(ctx context.Context, kind metrics.ScanType, detected time.Time) (*scan.Result, error) {
 	opts := m.cfg.Scan
-	if kind == KindQuick {
+	if kind == metrics.ScanQuick {
 		opts.Quick = m.cfg.Baseline
 	}
 	start := time.Now()
@@ -516,7 +501,7 @@ func (m *Monitor) watchDirs(entries []attr.Entry) {
 		f.Close()
 		if errors.Is(err, ErrWatchLimit) {
 			// No more watches: the scheduled checks cover the rest.
-			m.sink.Rescan(ReasonWatchLimit)
+			m.sink.Rescan(metrics.RescanWatchLimit)
 			return
 		}
 	}

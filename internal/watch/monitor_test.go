@@ -14,6 +14,7 @@ import (
 
 	"github.com/podfim/podfim/internal/attr"
 	"github.com/podfim/podfim/internal/compare"
+	"github.com/podfim/podfim/internal/metrics"
 	"github.com/podfim/podfim/internal/scan"
 )
 
@@ -42,12 +43,12 @@ type sinkEvent struct {
 type recorder struct {
 	mu     sync.Mutex
 	events []sinkEvent
-	scans  map[string]int
+	scans  map[metrics.ScanType]int
 	notify chan struct{}
 }
 
 func newRecorder() *recorder {
-	return &recorder{scans: map[string]int{}, notify: make(chan struct{}, 1000)}
+	return &recorder{scans: map[metrics.ScanType]int{}, notify: make(chan struct{}, 1000)}
 }
 
 func (r *recorder) add(e sinkEvent) {
@@ -63,9 +64,11 @@ func (r *recorder) add(e sinkEvent) {
 func (r *recorder) Finding(_ context.Context, f compare.Finding, detected time.Time) {
 	r.add(sinkEvent{kind: string(f.Kind), path: f.Path, attrs: f.Attributes, detected: detected, at: time.Now()})
 }
-func (r *recorder) Resolved(p string)    { r.add(sinkEvent{kind: "resolved", path: p, at: time.Now()}) }
-func (r *recorder) Rescan(reason string) { r.add(sinkEvent{kind: "rescan:" + reason, at: time.Now()}) }
-func (r *recorder) Scanned(kind string, err error, _ time.Duration, _ int) {
+func (r *recorder) Resolved(p string) { r.add(sinkEvent{kind: "resolved", path: p, at: time.Now()}) }
+func (r *recorder) Rescan(reason metrics.RescanReason) {
+	r.add(sinkEvent{kind: "rescan:" + string(reason), at: time.Now()})
+}
+func (r *recorder) Scanned(kind metrics.ScanType, err error, _ time.Duration, _ int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if err == nil {
@@ -136,7 +139,7 @@ func start(t *testing.T, dir string, cfg Config) (*recorder, context.CancelFunc,
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		rec.mu.Lock()
-		n := rec.scans[KindFull]
+		n := rec.scans[metrics.ScanFull]
 		rec.mu.Unlock()
 		if n > 0 {
 			break
@@ -208,7 +211,7 @@ func TestInotifyAddedRemovedAndNewDirectory(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec.wait(t, 2*time.Second, "added /www/new", func(e sinkEvent) bool { return e.kind == "added" && e.path == "/www/new" })
-	rec.wait(t, 2*time.Second, "dir_change rescan", func(e sinkEvent) bool { return e.kind == "rescan:"+ReasonDirChange })
+	rec.wait(t, 2*time.Second, "dir_change rescan", func(e sinkEvent) bool { return e.kind == "rescan:"+string(metrics.RescanDirChange) })
 	time.Sleep(20 * time.Millisecond)
 	if err := os.WriteFile(filepath.Join(dir, "www", "new", "x"), []byte("x"), 0o644); err != nil {
 		t.Fatal(err)
@@ -280,7 +283,7 @@ func TestQueueOverflowFallsBackToRescan(t *testing.T) {
 		}
 	}
 	close(gate)
-	rec.wait(t, 3*time.Second, "overflow rescan", func(e sinkEvent) bool { return e.kind == "rescan:"+ReasonOverflow })
+	rec.wait(t, 3*time.Second, "overflow rescan", func(e sinkEvent) bool { return e.kind == "rescan:"+string(metrics.RescanOverflow) })
 	// The rescan finds every file, including those whose events were lost.
 	rec.wait(t, 3*time.Second, "added /www/f199", func(e sinkEvent) bool { return e.kind == "added" && e.path == "/www/f199" })
 	rec.wait(t, 3*time.Second, "added /www/f0", func(e sinkEvent) bool { return e.kind == "added" && e.path == "/www/f0" })
@@ -328,7 +331,7 @@ func TestRestoredAcceptsNewInodeAndCtimeOnly(t *testing.T) {
 	if err := os.WriteFile(index, []byte("Hacked!\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := m.check(ctx, KindFull, time.Now()); err != nil {
+	if _, err := m.check(ctx, metrics.ScanFull, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	rec.wait(t, time.Second, "changed index", func(e sinkEvent) bool { return e.kind == "changed" && e.path == "/www/index.html" })
@@ -361,7 +364,7 @@ func TestRestoredAcceptsNewInodeAndCtimeOnly(t *testing.T) {
 	}
 	rec.wait(t, time.Second, "resolved index", func(e sinkEvent) bool { return e.kind == "resolved" && e.path == "/www/index.html" })
 	before := rec.count(func(e sinkEvent) bool { return e.kind == "changed" })
-	if _, err := m.check(ctx, KindFull, time.Now()); err != nil {
+	if _, err := m.check(ctx, metrics.ScanFull, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	if after := rec.count(func(e sinkEvent) bool { return e.kind == "changed" }); after != before {
@@ -371,7 +374,7 @@ func TestRestoredAcceptsNewInodeAndCtimeOnly(t *testing.T) {
 	if err := os.Chmod(index, 0o666); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := m.check(ctx, KindFull, time.Now()); err != nil {
+	if _, err := m.check(ctx, metrics.ScanFull, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	rec.wait(t, time.Second, "mode change after restore", func(e sinkEvent) bool {

@@ -1,7 +1,9 @@
-package server
+package metrics
 
 import (
 	"errors"
+	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -10,13 +12,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 
-	"github.com/podfim/podfim/internal/compare"
+	"github.com/podfim/podfim/internal/attr"
 )
 
-func newMetrics(t *testing.T) (*Metrics, *prometheus.Registry) {
+func newMetrics(t *testing.T) (*Sidecar, *prometheus.Registry) {
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	m, err := NewMetrics(reg, "v0.1.0")
+	m, err := NewSidecar(reg, "v0.1.0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,11 +31,10 @@ func TestPromlint(t *testing.T) {
 	m, reg := newMetrics(t)
 	m.SetFilesMonitored(42)
 	m.ScanDone(ScanFull, time.Unix(1700000000, 0), 3*time.Second, nil)
-	m.Finding(compare.Changed)
-	m.Action("kill", ResultOK)
+	m.Finding(attr.Changed)
+	m.Action(ActionKill, ResultOK)
 	m.SetViolationsOpen(1)
 	m.TargetRestarted()
-	m.InotifyOverflow()
 	m.Rescan(RescanOverflow)
 	m.SetBaseline("sha256:0123", BaselineFile, true)
 	m.ObserveResponseLatency(3 * time.Millisecond)
@@ -122,20 +123,19 @@ podfim_baseline_info{digest="sha256:bbbb",signed="true",source="file"} 1
 
 func TestRegisterTwice(t *testing.T) {
 	_, reg := newMetrics(t)
-	if _, err := NewMetrics(reg, "v0.1.0"); err == nil {
-		t.Error("second NewMetrics on the same registry: no error")
+	if _, err := NewSidecar(reg, "v0.1.0"); err == nil {
+		t.Error("second NewSidecar on the same registry: no error")
 	}
 }
 
 func TestNilMetrics(t *testing.T) {
-	var m *Metrics
+	var m *Sidecar
 	m.SetFilesMonitored(1)
 	m.ScanDone(ScanFull, time.Now(), time.Second, nil)
-	m.Finding(compare.Added)
-	m.Action("log", ResultOK)
+	m.Finding(attr.Added)
+	m.Action(ActionLog, ResultOK)
 	m.SetViolationsOpen(1)
 	m.TargetRestarted()
-	m.InotifyOverflow()
 	m.Rescan(RescanSchedule)
 	m.SetBaseline("d", BaselineFile, false)
 	m.ObserveResponseLatency(time.Second)
@@ -165,4 +165,74 @@ func TestKubeMetrics(t *testing.T) {
 		t.Errorf("quarantined %v after release, want 0", got)
 	}
 	_ = reg
+}
+
+// TestTargetRestartedAndOverflow checks the counters that one call feeds
+// twice: a restart is a rescan, an overflow of the queue is a rescan too.
+func TestTargetRestartedAndOverflow(t *testing.T) {
+	m, _ := newMetrics(t)
+	m.TargetRestarted()
+	m.Rescan(RescanOverflow)
+	m.Rescan(RescanDirChange)
+	for name, c := range map[string]prometheus.Collector{
+		"restarts":                m.targetRestarts,
+		"rescans{target_restart}": m.rescans.WithLabelValues("target_restart"),
+		"overflows":               m.inotifyOverflows,
+		"rescans{overflow}":       m.rescans.WithLabelValues("overflow"),
+		"rescans{dir_change}":     m.rescans.WithLabelValues("dir_change"),
+	} {
+		if got := testutil.ToFloat64(c); got != 1 {
+			t.Errorf("%s = %v, want 1", name, got)
+		}
+	}
+}
+
+// TestDocsComplete checks that docs/metrics.md names every podfim_ metric
+// the sidecar registers and, in that metric's row, every label value this
+// package knows in advance.
+func TestDocsComplete(t *testing.T) {
+	data, err := os.ReadFile("../../docs/metrics.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := map[string]string{}
+	for _, line := range strings.Split(string(data), "\n") {
+		if m := docRow.FindStringSubmatch(line); m != nil {
+			rows[m[1]] = line
+		}
+	}
+	for _, name := range exported(t) {
+		if !strings.HasPrefix(name, "podfim_") || strings.HasSuffix(name, "_bucket") || strings.HasSuffix(name, "_sum") || strings.HasSuffix(name, "_count") {
+			continue
+		}
+		if _, ok := rows[name]; !ok {
+			t.Errorf("docs/metrics.md has no row for %s", name)
+		}
+	}
+	values := map[string][]string{
+		"podfim_scans_total":         strs(ScanTypes()),
+		"podfim_rescans_total":       strs(RescanReasons()),
+		"podfim_findings_total":      strs(attr.Changes()),
+		"podfim_actions_total":       append(strs(Actions()), string(ResultOK), string(ResultError), string(ResultSkipped)),
+		"podfim_kube_requests_total": strs(KubeOperations()),
+		"podfim_kube_events_total":   strs(KubeEventResults()),
+		"podfim_baseline_info":       {string(BaselineFile), string(BaselineFirstSight)},
+	}
+	for name, vs := range values {
+		for _, v := range vs {
+			if !strings.Contains(rows[name], v) {
+				t.Errorf("docs/metrics.md: the row of %s does not name the label value %q", name, v)
+			}
+		}
+	}
+}
+
+var docRow = regexp.MustCompile("^\\| `(podfim_[a-z0-9_]+)` \\|")
+
+func strs[S ~string](vs []S) []string {
+	out := make([]string, len(vs))
+	for i, v := range vs {
+		out[i] = string(v)
+	}
+	return out
 }

@@ -1,4 +1,4 @@
-package server
+package metrics
 
 import (
 	"encoding/json"
@@ -26,7 +26,7 @@ var metricName = regexp.MustCompile(`\bpodfim_[a-z0-9_]+`)
 func exported(t *testing.T) []string {
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	m, err := NewMetrics(reg, "test")
+	m, err := NewSidecar(reg, "test")
 	if err != nil {
 		t.Fatal(err)
 	}

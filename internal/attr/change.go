@@ -1,0 +1,18 @@
+package attr
+
+// Change is how an entry differs from its baseline: the kind of a finding.
+// It lives beside Entry, not in package compare that decides it, so that
+// every stage shares one vocabulary: compare decides it, report prints it
+// and metrics (a leaf that imports nothing of podfim but attr) counts it as
+// the "kind" label of podfim_findings_total.
+type Change string
+
+// Changes.
+const (
+	Added   Change = "added"   // in the tree, not in the baseline
+	Removed Change = "removed" // in the baseline, not in the tree
+	Changed Change = "changed" // in both, with attributes that differ
+)
+
+// Changes lists every Change, in the order reports count them.
+func Changes() []Change { return []Change{Added, Removed, Changed} }
