@@ -335,23 +335,49 @@ func parseRef(v string) (Ref, error) {
 
 // Policy returns the policy the sidecar gets, or nil for the sidecar's
 // built-in default (no paths and no excludes annotated). Paths replace the
-// default's rules; excludes are added to the rules in effect.
+// default's rules, except its Ignore rules under an annotated path (/proc,
+// /sys, /dev, /run, ...: what the runtime, not the image, puts there), which
+// stay unless the annotation names that path itself: "podfim.io/paths: /"
+// must not walk /proc. Excludes are added to the rules in effect.
 func (s Settings) Policy() (*policy.Policy, error) {
 	if len(s.Paths) == 0 && len(s.Exclude) == 0 {
 		return nil, nil
 	}
 	p := policy.Default()
 	if len(s.Paths) > 0 {
-		p.Rules = make([]policy.Rule, len(s.Paths))
-		for i, r := range s.Paths {
-			p.Rules[i] = policy.Rule{Path: r.Path, Preset: r.Preset}
-		}
+		p.Rules = pathRules(s.Paths, p.Rules)
 	}
 	p.Exclude = slices.Clone(s.Exclude)
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
 	return p, nil
+}
+
+// pathRules are the rules of the annotated paths, followed by the Ignore
+// rules of defaults that lie under one of them and that no annotated path
+// names.
+func pathRules(paths []PathRule, defaults []policy.Rule) []policy.Rule {
+	rules := make([]policy.Rule, 0, len(paths))
+	named := map[string]bool{}
+	for _, r := range paths {
+		rules = append(rules, policy.Rule{Path: r.Path, Preset: r.Preset})
+		named[r.Path] = true
+	}
+	for _, d := range defaults {
+		if d.Preset != policy.PresetIgnore || named[d.Path] {
+			continue
+		}
+		if slices.ContainsFunc(paths, func(r PathRule) bool { return within(d.Path, r.Path) }) {
+			rules = append(rules, d)
+		}
+	}
+	return rules
+}
+
+// within reports whether the clean absolute path p is dir or lies under it.
+func within(p, dir string) bool {
+	return p == dir || dir == "/" || strings.HasPrefix(p, dir+"/")
 }
 
 // Annotations writes s back as annotations in canonical form: ParseAnnotations

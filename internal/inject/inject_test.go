@@ -445,3 +445,54 @@ func ExampleSettings_Annotations() {
 	fmt.Println(s.Annotations())
 	// Output: map[podfim.io/paths:/www:ReadOnly podfim.io/respond:log,kill]
 }
+
+// TestPolicyKeepsRuntimeIgnores: annotated paths replace the built-in rules
+// but not its Ignore rules under them, so "podfim.io/paths: /" never walks
+// /proc or /sys (issue 11 item 5); a path the annotation names itself wins.
+func TestPolicyKeepsRuntimeIgnores(t *testing.T) {
+	for _, tc := range []struct {
+		paths          string
+		descend, skips []string // directories entered / paths not recorded
+		records        []string
+	}{
+		{"/", []string{"/", "/etc", "/var"}, []string{"/proc/self/pagemap", "/sys/kernel/x", "/dev/null", "/run/secrets/x", "/var/run/x", "/tmp/a", "/etc/hosts"},
+			[]string{"/etc/passwd", "/www/index.html", "/var/log/app.log"}},
+		{"/var", []string{"/var", "/var/lib"}, []string{"/var/run/x", "/var/tmp/x", "/var/cache/x", "/proc/1/mem", "/etc/passwd"}, []string{"/var/lib/x", "/var/log/a"}},
+		{"/www,/srv", []string{"/www"}, []string{"/proc/1/mem", "/etc/passwd"}, []string{"/www/a", "/srv/b"}},
+		// Named explicitly: watched.
+		{"/,/etc/hosts:ReadOnly,/tmp:Growing", nil, []string{"/proc/1/mem"}, []string{"/etc/hosts", "/tmp/a"}},
+	} {
+		s, err := ParseAnnotations(map[string]string{AnnPaths: tc.paths}, []string{"log"})
+		if err != nil {
+			t.Fatalf("%s: %v", tc.paths, err)
+		}
+		p, err := s.Policy()
+		if err != nil {
+			t.Fatalf("%s: %v", tc.paths, err)
+		}
+		m, err := p.Compile()
+		if err != nil {
+			t.Fatalf("%s: %v", tc.paths, err)
+		}
+		for _, d := range tc.descend {
+			if !m.Descend(d) {
+				t.Errorf("%s: does not enter %s", tc.paths, d)
+			}
+		}
+		for _, d := range []string{"/proc", "/sys", "/dev"} {
+			if m.Descend(d) {
+				t.Errorf("%s: enters %s", tc.paths, d)
+			}
+		}
+		for _, f := range tc.skips {
+			if _, skip := m.Match(f); !skip {
+				t.Errorf("%s: records %s", tc.paths, f)
+			}
+		}
+		for _, f := range tc.records {
+			if _, skip := m.Match(f); skip {
+				t.Errorf("%s: does not record %s", tc.paths, f)
+			}
+		}
+	}
+}
