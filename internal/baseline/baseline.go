@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"time"
 
 	"github.com/podfim/podfim/internal/attr"
 )
@@ -39,6 +40,10 @@ var (
 	// ErrSignature: a bad signature, a signature by another key than the
 	// required one, or a required signature that is missing.
 	ErrSignature = errors.New("baseline signature verification failed")
+	// ErrBinding: an authentic baseline made for something else than the
+	// reader requires (ReadOptions.Subject, ImageDigest), older than
+	// ReadOptions.MaxAge or with a smaller serial than MinSerial.
+	ErrBinding = errors.New("baseline is not the one required")
 )
 
 // readError carries a sentinel kind and a message of its own, so that a
@@ -84,6 +89,69 @@ type ReadOptions struct {
 	// MaxEntries bounds the number of entries. 0 means MaxEntries; it
 	// cannot be raised above MaxEntries.
 	MaxEntries int
+
+	// What the baseline must be for (see Binding); checked once the file
+	// is authenticated and before any entry is decoded. Without VerifyKey
+	// they only guard against mistakes: anyone can write an unsigned
+	// baseline with any header.
+	Binding
+}
+
+// Binding is what a reader requires of an authentic baseline's header, so
+// that a signed baseline cannot be replayed for another tree or image, or
+// rolled back to an older state: the zero Binding requires nothing.
+type Binding struct {
+	// Subject, when set, must equal Header.Subject.
+	Subject string
+	// ImageDigest, when set, must name the header's image (Image.Matches:
+	// its manifest, index or config digest).
+	ImageDigest string
+	// MaxAge, when positive, is how old the baseline may be: Created must
+	// be recorded, no earlier than Now - MaxAge and no later than Now plus
+	// MaxClockSkew.
+	MaxAge time.Duration
+	// MinSerial, when set, is the smallest serial accepted.
+	MinSerial uint64
+	// Now is the clock MaxAge is measured with; nil means time.Now.
+	Now func() time.Time
+}
+
+// MaxClockSkew is how far in the future a baseline's creation time may be,
+// for clocks that differ between the machine that made it and the one that
+// checks it.
+const MaxClockSkew = 5 * time.Minute
+
+// Check reports why h does not satisfy b, as an ErrBinding.
+func (b Binding) Check(h *Header) error {
+	switch {
+	case b.Subject != "" && h.Subject == "":
+		return errorf(ErrBinding, "baseline records no subject; subject %q is required", b.Subject)
+	case b.Subject != "" && h.Subject != b.Subject:
+		return errorf(ErrBinding, "baseline is for subject %q, not %q", h.Subject, b.Subject)
+	case b.ImageDigest != "" && h.Image == nil:
+		return errorf(ErrBinding, "baseline records no image; image %s is required", b.ImageDigest)
+	case b.ImageDigest != "" && !h.Image.Matches(b.ImageDigest):
+		return errorf(ErrBinding, "baseline is for image %s (config %s), not %s", h.Image.Manifest, h.Image.Config, b.ImageDigest)
+	case b.MinSerial != 0 && h.Serial < b.MinSerial:
+		return errorf(ErrBinding, "baseline serial %d is older than the required %d (rolled back?)", h.Serial, b.MinSerial)
+	}
+	if b.MaxAge > 0 {
+		now := time.Now
+		if b.Now != nil {
+			now = b.Now
+		}
+		t := now()
+		switch {
+		case h.Created.IsZero():
+			return errorf(ErrBinding, "baseline records no creation time; one at most %s old is required", b.MaxAge)
+		case h.Created.Before(t.Add(-b.MaxAge)):
+			return errorf(ErrBinding, "baseline was created %s, %s ago, more than the allowed %s",
+				h.Created.Format(time.RFC3339), t.Sub(h.Created).Round(time.Second), b.MaxAge)
+		case h.Created.After(t.Add(MaxClockSkew)):
+			return errorf(ErrBinding, "baseline was created %s, in the future", h.Created.Format(time.RFC3339))
+		}
+	}
+	return nil
 }
 
 // limits returns the effective limits of o.

@@ -59,7 +59,7 @@ func open(r io.Reader, opts ReadOptions, size int64) (*Reader, error) {
 		return nil, err
 	}
 	// Authenticated: from here on the payload may be decompressed.
-	return newReader(h, &memSource{payload: payload}, maxSize, maxEntries)
+	return newReader(h, &memSource{payload: payload}, opts.Binding, maxSize, maxEntries)
 }
 
 // openFile is open for a file of the given size, without holding the
@@ -93,7 +93,7 @@ func openFile(f payloadFile, opts ReadOptions, size int64) (*Reader, error) {
 	}
 	// Authenticated as it was a moment ago; fileSource checks again that
 	// what is decoded is what was authenticated.
-	return newReader(h, src, maxSize, maxEntries)
+	return newReader(h, src, opts.Binding, maxSize, maxEntries)
 }
 
 // readSizedHeader reads the header and checks the sizes it claims against

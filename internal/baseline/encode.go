@@ -122,7 +122,7 @@ func checkStart(version int, h *Header, count int) error {
 	if version < 0 || version > Version {
 		return fmt.Errorf("cannot write format version %d: %d is the newest", version, Version)
 	}
-	if err := checkHeader(h); err != nil {
+	if err := h.Validate(); err != nil {
 		return err
 	}
 	if count < 0 || count > MaxEntries {

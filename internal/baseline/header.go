@@ -18,7 +18,7 @@ import (
 // baseline made for something else before it decodes a single entry.
 //
 // Every field is optional; a zero Header is a valid one. Write and Read
-// apply the same checks (checkHeader), so a Header that reads also writes.
+// apply the same checks (Validate), so a Header that reads also writes.
 type Header struct {
 	// Subject names what the baseline is for: a name chosen at baseline
 	// time ("web/www") or, for an image, its digest. At most 1,024 bytes
@@ -102,8 +102,9 @@ const (
 	maxRecordLen = 2 << 20
 )
 
-// checkHeader reports why h cannot be stored.
-func checkHeader(h *Header) error {
+// Validate reports why h cannot be stored: Write, Writer.Begin and Read
+// apply it, and a command can call it before it does any work.
+func (h *Header) Validate() error {
 	switch {
 	case len(h.Subject) > MaxSubjectBytes:
 		return fmt.Errorf("subject is %d bytes, more than %d", len(h.Subject), MaxSubjectBytes)
@@ -261,7 +262,7 @@ func parseRecord(rec []byte) (*Header, error) {
 	if r.err != nil {
 		return nil, formatErrorf("baseline header: %w", r.err)
 	}
-	if err := checkHeader(h); err != nil {
+	if err := h.Validate(); err != nil {
 		return nil, formatErrorf("baseline header: %w", err)
 	}
 	return h, nil

@@ -51,7 +51,7 @@ type Reader struct {
 
 // newReader returns a Reader over the authenticated payload in src, with
 // the header h, authenticated too, and reads the start of its body.
-func newReader(h *header, src payloadSource, maxBody int64, maxEntries uint64) (*Reader, error) {
+func newReader(h *header, src payloadSource, bind Binding, maxBody int64, maxEntries uint64) (*Reader, error) {
 	rd := &Reader{payloadLen: h.payloadLen, src: src, maxBody: maxBody, maxEntries: maxEntries}
 	rd.Version, rd.Digest, rd.Signed, rd.KeyID, rd.PublicKey = stored(h)
 	if h.version >= 2 {
@@ -60,6 +60,9 @@ func newReader(h *header, src payloadSource, maxBody int64, maxEntries uint64) (
 			return nil, err
 		}
 		rd.Header = *meta
+	}
+	if err := bind.Check(&rd.Header); err != nil {
+		return nil, err
 	}
 	rd.format = bodyFormat{version: h.version, layers: rd.layers()}
 	if err := rd.start(); err != nil {

@@ -21,6 +21,7 @@ type checkFlags struct {
 	verifyKey string
 	format    string
 	quick     bool
+	bind      baseline.Binding
 }
 
 func (f *checkFlags) register(c *cobra.Command) {
@@ -29,12 +30,18 @@ func (f *checkFlags) register(c *cobra.Command) {
 	c.Flags().StringVar(&f.verifyKey, "verify-key", "", "public key file: refuse the baseline unless it is signed by this key")
 	c.Flags().StringVar(&f.format, "format", "text", "report format: text (for people) or json (for machines)")
 	c.Flags().BoolVar(&f.quick, "quick", false, "hash only files whose size, mtime, ctime or inode changed (see docs/design.md for why this is sound)")
+	c.Flags().StringVar(&f.bind.Subject, "subject", "", "refuse the baseline (exit 22) unless it was made for this subject (baseline --subject)")
+	c.Flags().DurationVar(&f.bind.MaxAge, "max-age", 0, "refuse the baseline (exit 22) if it was created longer ago than this (e.g. 168h); 0: any age")
+	c.Flags().Uint64Var(&f.bind.MinSerial, "min-serial", 0, "refuse the baseline (exit 22) if its serial is smaller (a rollback to an older baseline)")
 	_ = c.MarkFlagRequired("baseline")
 }
 
 func (f *checkFlags) validate() error {
 	if f.format != "text" && f.format != "json" {
 		return failf(ExitUsage, "--format must be text or json, not %q", f.format)
+	}
+	if f.bind.MaxAge < 0 {
+		return failf(ExitUsage, "--max-age must not be negative, not %s", f.bind.MaxAge)
 	}
 	return nil
 }
@@ -62,6 +69,7 @@ type opened struct {
 	matcher *policy.Matcher
 	stream  *baseline.Reader
 	base    storedBaseline
+	next    baseline.Header // the header of an update's new baseline
 }
 
 // open loads the policy and opens the baseline: the file is read and
@@ -75,7 +83,10 @@ func (f *checkFlags) open(s *streams) (*opened, error) {
 	if err != nil {
 		return nil, err
 	}
-	opts, err := baselineOptions(f.verifyKey)
+	if b := f.bind; f.verifyKey == "" && (b.Subject != "" || b.MaxAge != 0 || b.MinSerial != 0) {
+		fmt.Fprintf(s.errOut, "podfim: warning: --subject, --max-age and --min-serial only guard against mistakes without --verify-key: anyone can write an unsigned baseline with any header\n")
+	}
+	opts, err := baselineOptions(f.verifyKey, f.bind)
 	if err != nil {
 		return nil, err
 	}
@@ -103,7 +114,7 @@ func (f *checkFlags) open(s *streams) (*opened, error) {
 func (f *checkFlags) compare(ctx context.Context, o *opened, out *baseline.Writer) (*checked, error) {
 	var hooks scanHooks
 	if out != nil {
-		hooks = storeHooks(out, o.policy)
+		hooks = storeHooks(out, o.next)
 	}
 	if f.quick {
 		idx, err := baseline.NewQuickIndex(o.stream)
@@ -172,7 +183,8 @@ standard output.
 
 Exit status: 0 no differences; otherwise the OR of 1 (added), 2 (removed) and
 4 (changed). 14 and above are errors: 15 usage, 16 policy, 17 scan, 18 I/O,
-19 baseline from a newer podfim, 20 corrupt baseline, 21 signature, 130
+19 baseline from a newer podfim, 20 corrupt baseline, 21 signature, 22
+baseline for another subject, older than --max-age or below --min-serial, 130
 interrupted (see docs/cli.md).`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {

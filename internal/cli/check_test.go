@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/podfim/podfim/internal/baseline"
 )
 
 func writeFiles(t *testing.T, dir string, files map[string]string) {
@@ -142,10 +144,12 @@ func TestCheckCorruptEntry(t *testing.T) {
 }
 
 // TestStreamedBaselineFiles checks the files the streaming writer leaves:
-// the same tree gives the same bytes from baseline and from an update that
-// finds nothing, and a scan that fails leaves the old file and no
-// temporary file.
+// the same tree gives the same bytes from baseline (at the same
+// SOURCE_DATE_EPOCH) and the same payload from an update that finds
+// nothing (only its serial moves on), and a scan that fails leaves the old
+// file and no temporary file.
 func TestStreamedBaselineFiles(t *testing.T) {
+	t.Setenv("SOURCE_DATE_EPOCH", "1764750000")
 	dir, work := fixture(t), t.TempDir()
 	writeFiles(t, dir, map[string]string{"alpha": "a", "bravo": "b"})
 	old := time.Now().Add(-time.Hour)
@@ -167,12 +171,23 @@ func TestStreamedBaselineFiles(t *testing.T) {
 	if second, _ := os.ReadFile(b); len(first) == 0 || !bytes.Equal(first, second) {
 		t.Fatal("two baselines of one tree differ")
 	}
-	for _, quick := range []string{"--quick=false", "--quick"} {
+	orig, err := baseline.ReadFile(a, baseline.ReadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, quick := range []string{"--quick=false", "--quick"} {
 		if code, _, e := run(t, "update", "--root", dir, "--baseline", b, quick); code != 0 {
 			t.Fatalf("update %s: %d %s", quick, code, e)
 		}
-		if got, _ := os.ReadFile(b); !bytes.Equal(got, first) {
-			t.Errorf("update %s of an unchanged tree changed the file", quick)
+		got, err := baseline.ReadFile(b, baseline.ReadOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Digest != orig.Digest {
+			t.Errorf("update %s of an unchanged tree changed the entries", quick)
+		}
+		if want := orig.Serial + uint64(i) + 1; got.Serial != want || got.Subject != orig.Subject {
+			t.Errorf("update %s: serial %d subject %q, want %d %q", quick, got.Serial, got.Subject, want, orig.Subject)
 		}
 	}
 	code, _, e := run(t, "baseline", "--root", filepath.Join(dir, "missing"), "--out", a)

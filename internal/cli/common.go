@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/ed25519"
 	"fmt"
+	"os"
+	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -90,10 +92,10 @@ func warnings(res *scan.Result) []report.Warning {
 	return out
 }
 
-// baselineOptions returns the options to read a baseline with; verifyKey
-// is a public key file or "".
-func baselineOptions(verifyKey string) (baseline.ReadOptions, error) {
-	var opts baseline.ReadOptions
+// baselineOptions returns the options to read a baseline with: verifyKey
+// is a public key file or "", bind what the baseline must be for.
+func baselineOptions(verifyKey string, bind baseline.Binding) (baseline.ReadOptions, error) {
+	opts := baseline.ReadOptions{Binding: bind}
 	if verifyKey != "" {
 		pub, err := baseline.LoadPublicKey(verifyKey)
 		if err != nil {
@@ -134,14 +136,39 @@ func createBaseline(path string, key ed25519.PrivateKey) (*baseline.Writer, erro
 	return w, fail(ExitIO, err)
 }
 
-// storeHooks returns scan hooks that stream the entries into w, stored
-// with the policy's digest. A failure is kept by w and returned by Close.
-func storeHooks(w *baseline.Writer, p *policy.Policy) scanHooks {
-	digest := p.Digest()
+// storeHooks returns scan hooks that stream the entries into w, under the
+// header h. A failure is kept by w and returned by Close.
+func storeHooks(w *baseline.Writer, h baseline.Header) scanHooks {
 	return scanHooks{
 		emit:  func(e *attr.Entry) { _ = w.Add(e) },
-		count: func(n int) { _ = w.Begin(baseline.Header{PolicyDigest: digest}, n) },
+		count: func(n int) { _ = w.Begin(h, n) },
 	}
+}
+
+// newHeader returns the header of a baseline made now with the policy p,
+// for subject, with serial (0: the creation time in seconds, so that a
+// later baseline has a larger serial without any state to keep).
+//
+// The creation time is SOURCE_DATE_EPOCH when it is set (the
+// reproducible-builds convention): with it the same tree gives the same
+// file, byte for byte.
+func newHeader(p *policy.Policy, subject string, serial uint64) (baseline.Header, error) {
+	created := time.Now().UTC().Truncate(time.Second)
+	if env := os.Getenv("SOURCE_DATE_EPOCH"); env != "" {
+		sec, err := strconv.ParseInt(env, 10, 64)
+		if err != nil || sec <= 0 {
+			return baseline.Header{}, failf(ExitUsage, "SOURCE_DATE_EPOCH=%q is not a positive number of seconds", env)
+		}
+		created = time.Unix(sec, 0).UTC()
+	}
+	if serial == 0 {
+		serial = uint64(created.Unix())
+	}
+	h := baseline.Header{Subject: subject, Created: created, Serial: serial, PolicyDigest: p.Digest()}
+	if err := h.Validate(); err != nil {
+		return h, fail(ExitUsage, err)
+	}
+	return h, nil
 }
 
 // commitBaseline puts the baseline w wrote in place and says so on out.

@@ -24,6 +24,7 @@ const (
 	ExitVersion     = 19  // the baseline was written by a newer podfim
 	ExitCorrupt     = 20  // the baseline is corrupt, truncated or fails its digest
 	ExitSignature   = 21  // the signature is missing, forged or made with another key
+	ExitBinding     = 22  // an authentic baseline for another subject or image, too old, or rolled back
 	ExitInterrupted = 130 // SIGINT or SIGTERM before the command finished
 )
 
@@ -55,6 +56,8 @@ func baselineReadError(err error) error {
 		return fail(ExitVersion, err)
 	case errors.Is(err, baseline.ErrSignature):
 		return fail(ExitSignature, err)
+	case errors.Is(err, baseline.ErrBinding):
+		return fail(ExitBinding, err)
 	case errors.Is(err, baseline.ErrFormat), errors.Is(err, baseline.ErrDigest):
 		return fail(ExitCorrupt, err)
 	}

@@ -29,7 +29,8 @@ then reports every file added, removed or changed since.
 
 Exit status of check: 0 no differences; otherwise 1 added | 2 removed | 4 changed
 (ORed). Errors: 14 internal, 15 usage, 16 policy, 17 scan, 18 I/O, 19 baseline
-version, 20 corrupt baseline, 21 signature, 130 interrupted.`,
+version, 20 corrupt baseline, 21 signature, 22 baseline for something else (or
+too old, or rolled back), 130 interrupted.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}

@@ -32,6 +32,7 @@ type sidecarFlags struct {
 	policyYAML   string // inline policy (the admission webhook's podfim.io/paths)
 	baseline     string
 	verifyKey    string
+	subject      string
 	stateDir     string
 	targetName   string
 	targetExe    string
@@ -64,6 +65,7 @@ func (f *sidecarFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.policyYAML, "policy-yaml", "", "the policy itself, as YAML or JSON (the admission webhook sets PODFIM_POLICY_YAML from the pod's annotations); excludes --policy")
 	fs.StringVar(&f.baseline, "baseline", "", "trusted baseline file (e.g. from a ConfigMap or the sidecar image); empty: baseline the container at first sight into --state-dir")
 	fs.StringVar(&f.verifyKey, "verify-key", "", "public key file: refuse a --baseline not signed by this key")
+	fs.StringVar(&f.subject, "subject", "", "refuse a --baseline not made for this subject (baseline --subject; for an image, its digest): with --verify-key, a signed baseline of another tree is not trusted")
 	fs.StringVar(&f.stateDir, "state-dir", "/var/lib/podfim", "directory only the sidecar mounts, for the first-sight baseline; it survives sidecar restarts so a tampered app is never re-baselined")
 	fs.StringVar(&f.targetName, "target-name", "", "select the app container by its name in the pod, through the Kubernetes API: needs RBAC get on pods in the pod's namespace and POD_NAMESPACE, POD_NAME from the downward API; follows restarts")
 	fs.StringVar(&f.targetExe, "target-exe", "", "select the app container by the path of its executable inside the container")
@@ -175,6 +177,7 @@ func (f *sidecarFlags) build(getenv func(string) string) (sidecar.Config, *slog.
 		Selector:     target.Selector{Exe: f.targetExe, ContainerID: f.targetID},
 		Policy:       p,
 		BaselineFile: f.baseline,
+		Subject:      f.subject,
 		StateDir:     f.stateDir,
 		Inotify:      f.inotify,
 		Quick:        f.quick,

@@ -3,6 +3,8 @@ package cli
 import (
 	"fmt"
 
+	"github.com/podfim/podfim/internal/baseline"
+
 	"github.com/spf13/cobra"
 )
 
@@ -16,9 +18,11 @@ func newUpdateCmd(s *streams) *cobra.Command {
 		Use:   "update --root DIR --baseline FILE",
 		Short: "Show what changed, then accept the current state as the new baseline",
 		Long: `update runs a check, prints its report, and then replaces --baseline with the
-current state of --root (atomically). A signed baseline stays signed: pass
---sign-key, or --unsigned to drop the signature on purpose. It exits 0 when the
-new baseline was written, whatever the check found.`,
+current state of --root (atomically; the file keeps its mode). A signed
+baseline stays signed: pass --sign-key, or --unsigned to drop the signature on
+purpose. The new baseline keeps the old one's subject and gets a larger serial
+(the old one plus 1, or the creation time in seconds if larger). It exits 0
+when the new baseline was written, whatever the check found.`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			if signKey != "" && unsigned {
@@ -35,6 +39,9 @@ new baseline was written, whatever the check found.`,
 			defer o.stream.Close()
 			if o.base.signed && key == nil && !unsigned {
 				return failf(ExitUsage, "baseline %s is signed by key %s: pass --sign-key to sign the update, or --unsigned to drop the signature", f.baseline, o.base.keyID)
+			}
+			if o.next, err = nextHeader(o); err != nil {
+				return err
 			}
 			// The new baseline is written to a temporary file during the
 			// scan and put in place only after the report is out.
@@ -62,4 +69,15 @@ new baseline was written, whatever the check found.`,
 	c.Flags().StringVar(&signKey, "sign-key", "", "private key file to sign the new baseline with")
 	c.Flags().BoolVar(&unsigned, "unsigned", false, "write the new baseline unsigned even though the old one was signed")
 	return c
+}
+
+// nextHeader returns the header of the baseline that replaces the one o
+// opened: the same subject, a larger serial.
+func nextHeader(o *opened) (baseline.Header, error) {
+	h, err := newHeader(o.policy, o.stream.Subject, 0)
+	if err != nil {
+		return h, err
+	}
+	h.Serial = max(h.Serial, o.stream.Serial+1)
+	return h, nil
 }

@@ -66,13 +66,17 @@ type Config struct {
 	// otherwise the container is baselined at first sight into StateDir.
 	BaselineFile string
 	VerifyKey    ed25519.PublicKey
-	StateDir     string
-	Inotify      bool
-	Quick, Full  time.Duration
-	Retarget     time.Duration
-	Plan         respond.Plan
-	Listen       string
-	Version      string
+	// Subject, when set, is the subject a BaselineFile must have been made
+	// for (baseline --subject): with VerifyKey, a signed baseline of
+	// another tree or image is refused instead of trusted.
+	Subject     string
+	StateDir    string
+	Inotify     bool
+	Quick, Full time.Duration
+	Retarget    time.Duration
+	Plan        respond.Plan
+	Listen      string
+	Version     string
 	// Finder overrides target discovery (tests); nil is the default /proc.
 	Finder *target.Finder
 	// Kube, when set, is the Kubernetes API side of the responses
@@ -141,6 +145,9 @@ func (c *Config) Validate() error {
 		if len(validation.IsDNS1123Label(c.TargetName)) > 0 { // the API server's rule for container names
 			errs = append(errs, fmt.Errorf("invalid --target-name %q: a container name is a DNS label (lower-case letters, digits and '-', at most 63)", c.TargetName))
 		}
+	}
+	if c.Subject != "" && c.BaselineFile == "" {
+		errs = append(errs, errors.New("--subject requires --baseline: a first-sight baseline is made for whatever runs"))
 	}
 	if c.BaselineFile == "" && c.StateDir == "" {
 		errs = append(errs, errors.New("--state-dir is required when the baseline is taken at first sight (no --baseline)"))
@@ -219,7 +226,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}()
 
 	if cfg.BaselineFile != "" {
-		b, err := baseline.ReadFile(cfg.BaselineFile, baseline.ReadOptions{VerifyKey: cfg.VerifyKey})
+		b, err := baseline.ReadFile(cfg.BaselineFile, baseline.ReadOptions{VerifyKey: cfg.VerifyKey, Binding: baseline.Binding{Subject: cfg.Subject}})
 		if err != nil {
 			return err
 		}
