@@ -131,7 +131,6 @@ func withMsg(lines []map[string]any, prefix string) []map[string]any {
 type env struct {
 	r      *Responder
 	reg    *prometheus.Registry
-	ready  *server.Readiness
 	target *fakeTarget
 	clock  *fakeClock
 	logs   *syncBuffer
@@ -150,16 +149,16 @@ func newKubeEnv(t *testing.T, p Plan, k Kube) *env {
 		t.Fatalf("Validate: %v", err)
 	}
 	e := &env{
-		reg: prometheus.NewRegistry(), ready: &server.Readiness{}, target: &fakeTarget{},
+		reg: prometheus.NewRegistry(), target: &fakeTarget{},
 		clock: newClock(), logs: &syncBuffer{}, kube: k,
 	}
-	e.ready.SetStarted(true)
 	m, err := metrics.NewSidecar(e.reg, "test")
 	if err != nil {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	e.r = New(p, log, m, e.ready, e.target, e.kube, e.clock.Now)
+	e.r = New(p, log, m, e.target, e.kube, e.clock.Now)
+	e.r.Verified()
 	t.Cleanup(func() { _ = e.r.Close(t.Context()) })
 	return e
 }
@@ -250,4 +249,14 @@ func anyStrings(a []any) []string {
 		out[i], _ = v.(string)
 	}
 	return out
+}
+
+// ready is what /readyz answers for the responder's ledger.
+func (e *env) ready() (bool, []string) { return server.Ready(e.r) }
+
+// restarted is what the sidecar tells the responder when the app container
+// starts again and its first full check completes.
+func (e *env) restarted() {
+	e.r.TargetChanged(true)
+	e.r.Verified()
 }

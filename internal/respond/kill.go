@@ -20,7 +20,7 @@ import (
 //
 // Every finding of a scan asks for a kill, but the container only needs one
 // per start: after a kill, further requests are coalesced into it until
-// TargetRestarted is called (or killHoldoff has passed without it).
+// TargetChanged(true) is called (or killHoldoff has passed without it).
 func (r *Responder) kill(ctx context.Context, f compare.Finding, content []byte) error {
 	r.mu.Lock()
 	now := r.clock()

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"strings"
 
 	"github.com/podfim/podfim/internal/compare"
@@ -67,12 +66,8 @@ func (r *Responder) quarantine(f compare.Finding) (metrics.Result, error) {
 		r.quarantined = r.clock()
 	}
 	since := r.quarantined
-	paths := make([]string, 0, len(r.open))
-	for p := range r.open {
-		paths = append(paths, p)
-	}
+	paths := r.ledger.paths()
 	r.mu.Unlock()
-	slices.Sort(paths)
 	r.kube.SetQuarantine(true, kube.QuarantineReason(since, paths))
 	if first {
 		r.event(corev1EventWarning, kube.ReasonPodQuarantined,
@@ -142,7 +137,7 @@ func (r *Responder) DeleteFailed(err error) {
 	r.deleting = nil
 	open := false
 	if p != nil {
-		_, open = r.open[p.f.Path]
+		_, open = r.ledger.open[p.f.Path]
 	}
 	r.mu.Unlock()
 	if p == nil {

@@ -2,8 +2,10 @@
 // take the pod out of service, restore the file, kill the app container
 // (bounded, with escalation when killing does not help), notify a webhook,
 // and through the Kubernetes API post Events, quarantine or delete the pod.
-// It decides and acts; finding changes and re-verifying after a response
-// are the caller's.
+// It decides and acts, and keeps the one ledger of open violations that
+// readiness, the quarantine and the caller's whole-tree checks read (see
+// ledger); finding changes and re-verifying after a response are the
+// caller's.
 package respond
 
 import (
@@ -16,9 +18,7 @@ import (
 
 	"github.com/podfim/podfim/internal/attr"
 	"github.com/podfim/podfim/internal/compare"
-	"github.com/podfim/podfim/internal/kube"
 	"github.com/podfim/podfim/internal/metrics"
-	"github.com/podfim/podfim/internal/server"
 )
 
 // Target is the app container that kill and restore act on.
@@ -70,7 +70,7 @@ type Kube interface {
 
 // killHoldoff is how long after a kill further kill actions are coalesced
 // into it when the restart of the container is not reported with
-// TargetRestarted: every finding of one scan asks for a kill, and one kill
+// TargetChanged(true): every finding of one scan asks for a kill, and one kill
 // per restart is what the limit counts.
 const killHoldoff = 30 * time.Second
 
@@ -79,16 +79,15 @@ type Responder struct {
 	plan   Plan
 	log    *slog.Logger
 	m      *metrics.Sidecar
-	ready  *server.Readiness
 	target Target
 	clock  func() time.Time
 	hook   *webhook // nil when the plan has no webhook
 	kube   Kube     // nil without API access
 
 	mu          sync.Mutex
-	open        map[string]struct{} // paths with an unresolved violation
-	kills       []time.Time         // kills within the window, oldest first
-	killPending bool                // killed; the restart has not been reported
+	ledger      ledger      // the open violations
+	kills       []time.Time // kills within the window, oldest first
+	killPending bool        // killed; the restart has not been reported
 	lastKill    time.Time
 	escalating  bool      // the kill limit is reached; logged once per episode
 	quarantined time.Time // when the quarantine began; zero: not quarantined
@@ -98,12 +97,12 @@ type Responder struct {
 }
 
 // New returns a responder for p, which should have passed Validate; zero
-// fields of p take their defaults. m, ready, t and k may be nil when the
-// plan needs no metrics, readiness, target or Kubernetes API (the actions
+// fields of p take their defaults. m, t and k may be nil when the plan
+// needs no metrics, target or Kubernetes API (the actions
 // that would need them then fail, and the others go on); log nil discards,
 // clock nil is time.Now. A plan with a webhook starts a background sender:
 // Close stops it.
-func New(p Plan, log *slog.Logger, m *metrics.Sidecar, ready *server.Readiness, t Target, k Kube, clock func() time.Time) *Responder {
+func New(p Plan, log *slog.Logger, m *metrics.Sidecar, t Target, k Kube, clock func() time.Time) *Responder {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -112,8 +111,7 @@ func New(p Plan, log *slog.Logger, m *metrics.Sidecar, ready *server.Readiness, 
 	}
 	p = p.withDefaults()
 	r := &Responder{
-		plan: p, log: log, m: m, ready: ready, target: t, kube: k, clock: clock,
-		open: make(map[string]struct{}),
+		plan: p, log: log, m: m, target: t, kube: k, clock: clock,
 	}
 	if p.Webhook != nil && p.Uses(ActionWebhook) {
 		r.hook = newWebhook(*p.Webhook, log, m)
@@ -139,11 +137,7 @@ func WithEventTime(ctx context.Context, t time.Time) context.Context {
 // into its error. After a restore the caller re-verifies the path and calls
 // Resolved when it is clean.
 func (r *Responder) Handle(ctx context.Context, f compare.Finding, content []byte) error {
-	r.mu.Lock()
-	r.open[f.Path] = struct{}{}
-	n := len(r.open)
-	r.mu.Unlock()
-	r.m.SetViolationsOpen(n)
+	r.m.SetViolationsOpen(r.openViolation(f))
 
 	var errs []error
 	for _, a := range r.plan.Actions {
@@ -155,44 +149,6 @@ func (r *Responder) Handle(ctx context.Context, f compare.Finding, content []byt
 		r.m.ObserveResponseLatency(r.clock().Sub(t))
 	}
 	return errors.Join(errs...)
-}
-
-// Resolved closes the violation at path: it was restored and verified, or
-// the container restarted and verified clean. Readiness returns once no
-// violation is open.
-func (r *Responder) Resolved(path string) {
-	r.mu.Lock()
-	_, was := r.open[path]
-	delete(r.open, path)
-	n := len(r.open)
-	release := n == 0 && !r.quarantined.IsZero()
-	if release {
-		r.quarantined = time.Time{}
-	}
-	if n == 0 {
-		r.deleteRefused = false
-	}
-	r.mu.Unlock()
-	r.m.SetViolationsOpen(n)
-	if r.ready != nil {
-		r.ready.SetViolation(path, false)
-	}
-	if was {
-		r.event(corev1EventNormal, kube.ReasonViolationResolved, fmt.Sprintf("%s is clean again; %d violations open", path, n))
-	}
-	if release && r.kube != nil {
-		r.kube.SetQuarantine(false, "")
-		r.event(corev1EventNormal, kube.ReasonPodReleased, "no integrity violation is open: quarantine label removed")
-	}
-}
-
-// TargetRestarted tells the responder that the app container was seen
-// starting again, so the next kill action is a new kill (counted against the
-// limit) instead of being coalesced into the last one.
-func (r *Responder) TargetRestarted() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.killPending = false
 }
 
 // Close stops the background webhook sender. It delivers what is queued
@@ -221,11 +177,7 @@ func (r *Responder) run(ctx context.Context, a Action, f compare.Finding, conten
 			r.m.Finding(f.Kind)
 		}
 	case ActionUnready:
-		if r.ready == nil {
-			res, err = metrics.ResultError, errors.New("no readiness endpoint")
-		} else {
-			r.ready.SetViolation(f.Path, true)
-		}
+		r.holdUnready(f.Path)
 	case ActionRestore:
 		res, err = r.restore(ctx, f, content)
 	case ActionKill:

@@ -195,7 +195,7 @@ func TestUnreadyResolved(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	ok, reasons := e.ready.Ready()
+	ok, reasons := e.ready()
 	if ok || !slices.Equal(reasons, []string{"integrity violation: /bin/sh", "integrity violation: /etc/passwd"}) {
 		t.Fatalf("ready %v %q", ok, reasons)
 	}
@@ -203,11 +203,11 @@ func TestUnreadyResolved(t *testing.T) {
 		t.Errorf("violations open = %v", v)
 	}
 	e.r.Resolved("/etc/passwd")
-	if ok, _ := e.ready.Ready(); ok {
+	if ok, _ := e.ready(); ok {
 		t.Error("ready with one violation still open")
 	}
 	e.r.Resolved("/bin/sh")
-	if ok, reasons := e.ready.Ready(); !ok {
+	if ok, reasons := e.ready(); !ok {
 		t.Errorf("not ready after every violation resolved: %q", reasons)
 	}
 	if v := e.metric(t, "podfim_violations_open"); v != 0 {
@@ -341,9 +341,9 @@ func TestKillEscalation(t *testing.T) {
 			t.Fatalf("after finding %d: %d kills", i, k)
 		}
 		e.clock.Add(time.Minute)
-		e.r.TargetRestarted()
+		e.restarted()
 	}
-	if ok, _ := e.ready.Ready(); !ok {
+	if ok, _ := e.ready(); !ok {
 		t.Fatal("unready before escalation")
 	}
 	// Fourth restart, still modified: the limit is reached.
@@ -351,12 +351,12 @@ func TestKillEscalation(t *testing.T) {
 		if err := e.r.Handle(ctx, f, nil); err != nil {
 			t.Fatal(err)
 		}
-		e.r.TargetRestarted()
+		e.restarted()
 	}
 	if k := e.target.Kills(); k != 3 {
 		t.Fatalf("%d kills beyond the limit", k)
 	}
-	if ok, reasons := e.ready.Ready(); ok || !slices.Equal(reasons, []string{"integrity violation: /srv/www/index.html"}) {
+	if ok, reasons := e.ready(); ok || !slices.Equal(reasons, []string{"integrity violation: /srv/www/index.html"}) {
 		t.Errorf("escalation to unready: ready %v %q", ok, reasons)
 	}
 	limit := withMsg(e.logs.lines(t), msgKillLimit)
@@ -387,7 +387,7 @@ func TestKillEscalation(t *testing.T) {
 	if k := e.target.Kills(); k != 4 {
 		t.Fatalf("after the window: %d kills, want 4", k)
 	}
-	e.r.TargetRestarted()
+	e.restarted()
 	if err := e.r.Handle(ctx, f, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -401,7 +401,7 @@ func TestKillEscalation(t *testing.T) {
 	// After a whole quiet window the full budget is back.
 	e.clock.Add(time.Hour)
 	for i := 5; i <= 7; i++ {
-		e.r.TargetRestarted()
+		e.restarted()
 		if err := e.r.Handle(ctx, f, nil); err != nil {
 			t.Fatal(err)
 		}
@@ -472,7 +472,7 @@ func TestEscalateOnlyMissing(t *testing.T) {
 		if err := e.r.Handle(t.Context(), f, nil); err != nil {
 			t.Fatal(err)
 		}
-		e.r.TargetRestarted()
+		e.restarted()
 	}
 	if v := e.action(t, ActionUnready, metrics.ResultOK); v != 2 {
 		t.Errorf("unready ok = %v, want once per finding", v)
@@ -483,10 +483,10 @@ func TestEscalateOnlyMissing(t *testing.T) {
 }
 
 func TestMissingSeams(t *testing.T) {
-	r := New(Plan{Actions: []Action{ActionMetric, ActionUnready, ActionKill, ActionRestore}}, nil, nil, nil, nil, nil, nil)
+	r := New(Plan{Actions: []Action{ActionMetric, ActionUnready, ActionKill, ActionRestore}}, nil, nil, nil, nil, nil)
 	orig := []byte("x")
 	err := r.Handle(context.Background(), changed("/a", orig, []byte("y")), orig)
-	for _, want := range []string{"no metrics", "no readiness endpoint", "no target"} {
+	for _, want := range []string{"no metrics", "no target"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error %v lacks %q", err, want)
 		}
@@ -595,7 +595,7 @@ func TestNoKube(t *testing.T) {
 	if v := e.metric(t, "podfim_findings_total", "kind", "changed"); v != 1 {
 		t.Errorf("metric action did not run: %v", v)
 	}
-	if ok, _ := e.ready.Ready(); ok {
+	if ok, _ := e.ready(); ok {
 		t.Error("unready did not run")
 	}
 	for a, r := range map[Action]metrics.Result{ActionEvent: metrics.ResultSkipped, ActionQuarantine: metrics.ResultError, ActionDelete: metrics.ResultError} {
@@ -625,7 +625,7 @@ func TestDelete(t *testing.T) {
 	if len(k.quarantine) != 1 || !k.quarantine[0] {
 		t.Errorf("no quarantine after a refused delete: %v", k.quarantine)
 	}
-	if ok, _ := e.ready.Ready(); ok {
+	if ok, _ := e.ready(); ok {
 		t.Error("no unready after a refused delete")
 	}
 	if v := e.action(t, ActionDelete, metrics.ResultSkipped); v != 1 {
@@ -663,14 +663,14 @@ func TestDeleteFailed(t *testing.T) {
 	if err := e.r.Handle(t.Context(), changed("/a", []byte("x"), []byte("y")), nil); err != nil {
 		t.Fatal(err)
 	}
-	if ok, _ := e.ready.Ready(); !ok || len(k.quarantine) != 0 {
+	if ok, _ := e.ready(); !ok || len(k.quarantine) != 0 {
 		t.Fatalf("escalated before the deletion failed: quarantine %v", k.quarantine)
 	}
 	e.r.DeleteFailed(errors.New(`forbidden by RBAC: the service account may not "delete" "pods"`))
 	if len(k.quarantine) != 1 || !k.quarantine[0] || !strings.Contains(k.reasons[0], `"/a"`) {
 		t.Errorf("no quarantine of /a after the deletion failed: %v %v", k.quarantine, k.reasons)
 	}
-	if ok, _ := e.ready.Ready(); ok {
+	if ok, _ := e.ready(); ok {
 		t.Error("no unready after the deletion failed")
 	}
 	if got := k.reasonsPosted(); !slices.Equal(got, []string{"FileChanged", "PodDeleted", "DeleteRefused", "PodQuarantined"}) {
@@ -699,7 +699,7 @@ func TestDeleteFailed(t *testing.T) {
 	if len(k.quarantine) != n {
 		t.Errorf("escalated for a resolved violation: %v", k.quarantine[n:])
 	}
-	if ok, reasons := e.ready.Ready(); !ok {
+	if ok, reasons := e.ready(); !ok {
 		t.Errorf("unready for a resolved violation: %v", reasons)
 	}
 }
@@ -711,7 +711,7 @@ func TestKillEvents(t *testing.T) {
 		if err := e.r.Handle(t.Context(), changed(p, []byte("x"), []byte("y")), nil); err != nil {
 			t.Fatal(err)
 		}
-		e.r.TargetRestarted()
+		e.restarted()
 	}
 	want := []string{"FileChanged", "ContainerKilled", "FileChanged", "KillLimitReached", "PodQuarantined"}
 	if got := k.reasonsPosted(); !slices.Equal(got, want) {

@@ -46,8 +46,9 @@ type Server struct {
 
 // New returns a server that will listen on addr (host:port; ":0" picks a
 // free port) once Run is called. reg is gathered by /metrics; ready decides
-// /readyz (nil: always ready); health decides /healthz (nil: always healthy).
-func New(addr string, reg *prometheus.Registry, ready *Readiness, health func() error) *Server {
+// /readyz (nil: always ready, see Ready); health decides /healthz (nil:
+// always healthy).
+func New(addr string, reg *prometheus.Registry, ready Readiness, health func() error) *Server {
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
@@ -65,7 +66,7 @@ func New(addr string, reg *prometheus.Registry, ready *Readiness, health func() 
 
 // Handler returns the read-only handler that Server serves: any method but
 // GET and HEAD is answered 405, any other path 404.
-func Handler(reg *prometheus.Registry, ready *Readiness, health func() error) http.Handler {
+func Handler(reg *prometheus.Registry, ready Readiness, health func() error) http.Handler {
 	routes := map[string]http.Handler{
 		"/metrics": promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 			// A monitor keeps reporting while part of it is broken.
@@ -84,11 +85,9 @@ func Handler(reg *prometheus.Registry, ready *Readiness, health func() error) ht
 			text(w, http.StatusOK, "ok")
 		}),
 		"/readyz": http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-			if ready != nil {
-				if ok, reasons := ready.Ready(); !ok {
-					text(w, http.StatusServiceUnavailable, strings.Join(reasons, "\n"))
-					return
-				}
+			if ok, reasons := Ready(ready); !ok {
+				text(w, http.StatusServiceUnavailable, strings.Join(reasons, "\n"))
+				return
 			}
 			text(w, http.StatusOK, "ok")
 		}),

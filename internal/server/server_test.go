@@ -15,7 +15,7 @@ import (
 
 // start runs a server on a free loopback port and returns its base URL.
 // The server is shut down when the test ends.
-func start(t *testing.T, reg *prometheus.Registry, ready *Readiness, health func() error) string {
+func start(t *testing.T, reg *prometheus.Registry, ready Readiness, health func() error) string {
 	t.Helper()
 	s := New("127.0.0.1:0", reg, ready, health)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -70,7 +70,7 @@ func TestEndpoints(t *testing.T) {
 	served := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "podfim_test_total", Help: "A test counter."}, []string{"result"})
 	reg.MustRegister(served)
 	served.WithLabelValues("ok").Add(3)
-	ready := &Readiness{}
+	ready := &fakeReadiness{}
 	var healthErr error
 	base := start(t, reg, ready, func() error { return healthErr })
 

@@ -186,12 +186,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			return err
 		}
 	}
-	ready := &server.Readiness{}
 	finder := cfg.Finder
 	if finder == nil {
 		finder = &target.Finder{}
 	}
-	s := &sidecar{cfg: cfg, log: log, matcher: matcher, metrics: m, ready: ready, finder: finder, accepted: watch.NewAccepted()}
+	s := &sidecar{cfg: cfg, log: log, matcher: matcher, metrics: m, finder: finder, accepted: watch.NewAccepted()}
 	var k respond.Kube
 	if cfg.Kube != nil {
 		k = cfg.Kube
@@ -213,7 +212,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			cfg.Kube.SetQuarantine(false, "")
 		}
 	}
-	s.resp = respond.New(cfg.Plan, log, m, ready, s, k, nil)
+	s.resp = respond.New(cfg.Plan, log, m, s, k, nil)
 	if d, ok := cfg.Kube.(interface{ OnDeleteFailed(func(error)) }); ok {
 		// A deletion the API server refused leaves the pod running: the
 		// escalation runs then, as when the delete guard refuses.
@@ -255,7 +254,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	srvErr := make(chan error, 1)
 	if cfg.Listen != "" {
-		srv := server.New(cfg.Listen, reg, ready, s.health)
+		srv := server.New(cfg.Listen, reg, s.resp, s.health)
 		go func() { srvErr <- srv.Run(ctx) }()
 		select {
 		case <-srv.Listening():
@@ -303,14 +302,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			// Whatever the event, no container is verified now: a restarted
 			// one (even without a Lost in between) is ready only after its
 			// own first full check.
-			ready.SetStarted(false)
+			s.resp.TargetChanged(ev.Kind == target.Restarted)
 			if ev.Kind == target.Lost {
 				s.setTarget(nil)
 				continue
 			}
 			if ev.Kind == target.Restarted {
 				m.TargetRestarted()
-				s.resp.TargetRestarted()
 			}
 			s.setTarget(c)
 			cur = s.start(ctx, c)
@@ -349,7 +347,6 @@ type sidecar struct {
 	log     *slog.Logger
 	matcher *policy.Matcher
 	metrics *metrics.Sidecar
-	ready   *server.Readiness
 	finder  *target.Finder
 	resp    *respond.Responder
 
@@ -363,10 +360,6 @@ type sidecar struct {
 	// imageID is the image ID of the container being monitored, when the
 	// API told it ("" otherwise).
 	imageID string
-	// open are the paths with a violation the responder holds open. They
-	// outlive a monitor: the monitor of a restarted container starts with
-	// none open, so its first full check resolves those it finds clean.
-	open map[string]bool
 }
 
 func (s *sidecar) health() error {
@@ -445,11 +438,10 @@ func (s *sidecar) monitor(ctx context.Context, c *target.Container) error {
 		}()
 	}
 	l := s.matcher.Limits()
-	k := &sink{s: s, reported: map[string]bool{}}
+	k := &sink{s: s}
 	tolerate := s.mountTolerance(c)
 	mon := watch.New(root, watch.Config{
 		Matcher:  s.matcher,
-		Entries:  b.Entries,
 		Baseline: b,
 		Scan:     scan.Options{MaxFiles: l.MaxFiles, MaxDepth: l.MaxDepth, MaxFileBytes: l.MaxFileBytes},
 		Inotify:  s.cfg.Inotify,
@@ -540,64 +532,47 @@ func (s *sidecar) Root() respond.RootWriter {
 }
 
 // sink passes the findings of the monitor of one container to the
-// responder and its scans to the metrics.
+// responder, which keeps the ledger of open violations, and its scans to
+// the metrics.
 type sink struct {
 	s   *sidecar
 	mon *watch.Monitor
-
-	mu       sync.Mutex
-	verified bool            // the first full check of the container completed
-	reported map[string]bool // paths reported before that
 }
 
 func (k *sink) Finding(ctx context.Context, f compare.Finding, detected time.Time) {
-	k.mu.Lock()
-	if !k.verified {
-		k.reported[f.Path] = true
-	}
-	k.mu.Unlock()
-	k.s.mu.Lock()
-	if k.s.open == nil {
-		k.s.open = map[string]bool{}
-	}
-	k.s.open[f.Path] = true
-	k.s.mu.Unlock()
-	var content []byte
-	k.s.mu.Lock()
-	if k.s.objects != nil && f.Kind != compare.Added {
-		content = k.s.objects.get(f.Old)
-	}
-	k.s.mu.Unlock()
+	content := k.s.original(f)
 	if err := k.s.resp.Handle(respond.WithEventTime(ctx, detected), f, content); err != nil {
 		k.s.log.Error("response failed", "path", f.Path, keyError, err.Error())
 	}
 	if content != nil && k.mon != nil {
-		// Restored (or tried): re-verify. A restored file keeps a new inode
-		// and ctime, its directory a new ctime; nothing else may differ.
-		if _, err := k.mon.Restored(ctx, f.Path, attr.Inode|attr.Ctime|attr.Nlink); err != nil {
-			k.s.log.Error("re-verification after restore failed", "path", f.Path, keyError, err.Error())
+		k.reverify(ctx, f.Path)
+	}
+}
+
+// reverify re-verifies a path restore was tried on, and its directories.
+func (k *sink) reverify(ctx context.Context, p string) {
+	// A restored file keeps a new inode and ctime, its directory a new
+	// ctime; nothing else may differ.
+	if _, err := k.mon.Restored(ctx, p, attr.Inode|attr.Ctime|attr.Nlink); err != nil {
+		k.s.log.Error("re-verification after restore failed", "path", p, keyError, err.Error())
+	}
+	// The rename changed the directory's ctime; on overlayfs the first
+	// write under a directory of the image copies it (and every ancestor)
+	// up, which changes their ctimes and may change their link counts.
+	// Nothing else of theirs may differ.
+	for dir := path.Dir(p); ; dir = path.Dir(dir) {
+		if _, err := k.mon.Restored(ctx, dir, attr.Ctime|attr.Nlink|attr.Inode); err != nil {
+			k.s.log.Error("re-verification after restore failed", "path", dir, keyError, err.Error())
 		}
-		// The rename changed the directory's ctime; on overlayfs the first
-		// write under a directory of the image copies it (and every
-		// ancestor) up, which changes their ctimes and may change their
-		// link counts. Nothing else of theirs may differ.
-		for dir := path.Dir(f.Path); ; dir = path.Dir(dir) {
-			if _, err := k.mon.Restored(ctx, dir, attr.Ctime|attr.Nlink|attr.Inode); err != nil {
-				k.s.log.Error("re-verification after restore failed", "path", dir, keyError, err.Error())
-			}
-			if dir == "/" {
-				break
-			}
+		if dir == "/" {
+			break
 		}
 	}
 }
 
-func (k *sink) Resolved(path string) {
-	k.s.mu.Lock()
-	delete(k.s.open, path)
-	k.s.mu.Unlock()
-	k.s.resp.Resolved(path)
-}
+func (k *sink) Resolved(path string) { k.s.resp.Resolved(path) }
+
+func (k *sink) Open() []string { return k.s.resp.Open() }
 
 func (k *sink) Scanned(kind metrics.ScanType, err error, took time.Duration, entries int) {
 	k.s.metrics.ScanDone(kind, time.Now(), took, err)
@@ -607,32 +582,22 @@ func (k *sink) Scanned(kind metrics.ScanType, err error, took time.Duration, ent
 		// idle sidecar triggers no collection: give it back now.
 		debug.FreeOSMemory()
 	}
-	if kind != metrics.ScanFull || err != nil {
-		return
+	if kind == metrics.ScanFull && err == nil {
+		// The monitor resolved, before this, every open violation this
+		// check did not find again (those of an earlier container too).
+		k.s.resp.Verified()
 	}
-	k.mu.Lock()
-	first := !k.verified
-	k.verified = true
-	reported := k.reported
-	k.reported = nil
-	k.mu.Unlock()
-	if first {
-		// The violations left open by an earlier container (killed, say)
-		// that this container's first full check did not find again are
-		// resolved: this container is clean there.
-		k.s.mu.Lock()
-		var clean []string
-		for p := range k.s.open {
-			if !reported[p] {
-				clean = append(clean, p)
-			}
-		}
-		k.s.mu.Unlock()
-		for _, p := range clean {
-			k.Resolved(p)
-		}
-	}
-	k.s.ready.SetStarted(true)
 }
 
 func (k *sink) Rescan(reason metrics.RescanReason) { k.s.metrics.Rescan(reason) }
+
+// original returns the kept original bytes of the file a finding is about
+// (nil when restore is off, the file was added, or it was not kept).
+func (s *sidecar) original(f compare.Finding) []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.objects == nil || f.Kind == compare.Added {
+		return nil
+	}
+	return s.objects.get(f.Old)
+}

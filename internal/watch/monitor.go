@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/podfim/podfim/internal/attr"
+	"github.com/podfim/podfim/internal/baseline"
 	"github.com/podfim/podfim/internal/compare"
 	"github.com/podfim/podfim/internal/metrics"
 	"github.com/podfim/podfim/internal/scan"
@@ -26,19 +27,22 @@ type Matcher interface {
 	scan.Matcher
 }
 
-// Baseline is the trusted state (baseline.Baseline satisfies it).
-type Baseline interface {
-	scan.Prior
-}
-
-// Sink receives what the monitor finds; the respond stage implements it.
+// Sink receives what the monitor finds; the respond stage implements it
+// and owns the record of open violations (the monitor keeps none).
 type Sink interface {
-	// Finding is called once per distinct state of a violation.
-	// detected is when the change was first seen (event read, or scan start).
+	// Finding is called once per distinct state of a violation seen by
+	// this monitor. detected is when the change was first seen (event
+	// read, or scan start).
 	Finding(ctx context.Context, f compare.Finding, detected time.Time)
-	// Resolved is called when a path with an open violation matches the
-	// baseline again.
+	// Resolved is called when a path a check found matching the baseline
+	// (or its accepted state) may have an open violation: one this monitor
+	// reported, or one of Open. The sink ignores a path with none.
 	Resolved(path string)
+	// Open returns the paths with an open violation, those left by an
+	// earlier container included: a whole-tree check resolves every one it
+	// does not find again, so a new container's first full check resolves
+	// what it is clean of.
+	Open() []string
 	// Scanned reports a check of the whole tree (full or quick) or of the
 	// paths of an event batch.
 	Scanned(kind metrics.ScanType, err error, took time.Duration, entries int)
@@ -49,9 +53,8 @@ type Sink interface {
 // Config says how the monitor checks.
 type Config struct {
 	Matcher   Matcher
-	Entries   []attr.Entry // the baseline's entries, sorted (for whole-tree comparisons)
-	Baseline  Baseline     // lookups of single paths
-	Scan      scan.Options // Matcher and Quick are set by the monitor
+	Baseline  *baseline.Baseline // the trusted state: its sorted entries for whole-tree checks, Lookup for single paths
+	Scan      scan.Options       // Matcher and Quick are set by the monitor
 	Inotify   bool
 	Quick     time.Duration // interval of quick checks; 0 disables them
 	Full      time.Duration // interval of full checks; 0 disables them
@@ -112,8 +115,13 @@ type Monitor struct {
 	root *scan.Root
 	sink Sink
 
-	mu   sync.Mutex
-	open map[string]string // path -> state of its open violation
+	mu sync.Mutex
+	// reported is the state of each violation this monitor reported, so
+	// that the same tampering seen again (by an event, then a scheduled
+	// check) is reported once. It is a memory of what was said, not the
+	// record of open violations (the sink's): a new monitor starts
+	// without it and reports again what it finds.
+	reported map[string]string
 
 	in *inotify
 }
@@ -130,7 +138,7 @@ func New(root *scan.Root, cfg Config, sink Sink) *Monitor {
 	if cfg.Accepted == nil {
 		cfg.Accepted = NewAccepted()
 	}
-	return &Monitor{cfg: cfg, root: root, sink: sink, open: map[string]string{}}
+	return &Monitor{cfg: cfg, root: root, sink: sink, reported: map[string]string{}}
 }
 
 // Run verifies the whole root, then watches it until ctx ends. It returns
@@ -149,7 +157,7 @@ func (m *Monitor) Run(ctx context.Context) error {
 		}
 		m.in = in
 		defer in.close()
-		m.watchDirs(m.cfg.Entries)
+		m.watchDirs(m.cfg.Baseline.Entries)
 	}
 	res, err := m.check(ctx, metrics.ScanFull, time.Now())
 	if err != nil {
@@ -352,7 +360,7 @@ func (m *Monitor) check(ctx context.Context, kind metrics.ScanType, detected tim
 		m.sink.Scanned(kind, err, time.Since(start), 0)
 		return nil, fmt.Errorf("%s check failed: %w", kind, err)
 	}
-	r := compare.Entries(m.cfg.Entries, res.Entries, 0)
+	r := compare.Entries(m.cfg.Baseline.Entries, res.Entries, 0)
 	seen := make(map[string]bool, len(r.Findings))
 	for _, f := range r.Findings {
 		if f.Kind == compare.Changed {
@@ -366,16 +374,10 @@ func (m *Monitor) check(ctx context.Context, kind metrics.ScanType, detected tim
 		seen[f.Path] = true
 		m.report(ctx, f, detected)
 	}
-	m.mu.Lock()
-	var gone []string
-	for p := range m.open {
+	for _, p := range m.sink.Open() {
 		if !seen[p] {
-			gone = append(gone, p)
+			m.resolve(p)
 		}
-	}
-	m.mu.Unlock()
-	for _, p := range gone {
-		m.resolve(p)
 	}
 	m.sink.Scanned(kind, nil, time.Since(start), len(res.Entries))
 	return res, nil
@@ -444,23 +446,23 @@ func (m *Monitor) untolerated(p string, names []string) []string {
 func (m *Monitor) report(ctx context.Context, f compare.Finding, detected time.Time) {
 	st := state(f)
 	m.mu.Lock()
-	if m.open[f.Path] == st {
+	if m.reported[f.Path] == st {
 		m.mu.Unlock()
 		return
 	}
-	m.open[f.Path] = st
+	m.reported[f.Path] = st
 	m.mu.Unlock()
 	m.sink.Finding(ctx, f, detected)
 }
 
+// resolve tells the sink that p is clean. It is called for every clean
+// path an event named, not only reported ones: the sink's open violations
+// include those of an earlier container.
 func (m *Monitor) resolve(p string) {
 	m.mu.Lock()
-	_, ok := m.open[p]
-	delete(m.open, p)
+	delete(m.reported, p)
 	m.mu.Unlock()
-	if ok {
-		m.sink.Resolved(p)
-	}
+	m.sink.Resolved(p)
 }
 
 // state identifies the current state of a violation: the same tampering

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/podfim/podfim/internal/attr"
+	"github.com/podfim/podfim/internal/baseline"
 	"github.com/podfim/podfim/internal/compare"
 	"github.com/podfim/podfim/internal/metrics"
 	"github.com/podfim/podfim/internal/scan"
@@ -22,16 +23,6 @@ type allMatcher struct{}
 
 func (allMatcher) Match(string) (attr.Set, bool) { return attr.All, false }
 
-type entries []attr.Entry
-
-func (es entries) Lookup(p string) (*attr.Entry, bool) {
-	i, ok := slices.BinarySearchFunc(es, p, func(e attr.Entry, p string) int { return attr.ComparePaths(e.Path, p) })
-	if !ok {
-		return nil, false
-	}
-	return &es[i], true
-}
-
 type sinkEvent struct {
 	kind     string // finding kind, "resolved", "rescan:<reason>"
 	path     string
@@ -40,15 +31,19 @@ type sinkEvent struct {
 	at       time.Time
 }
 
+// recorder is a Sink that records what it is told and keeps the open
+// violations, as the responder's ledger does: only the resolution of an
+// open path is recorded.
 type recorder struct {
 	mu     sync.Mutex
+	open   map[string]bool
 	events []sinkEvent
 	scans  map[metrics.ScanType]int
 	notify chan struct{}
 }
 
 func newRecorder() *recorder {
-	return &recorder{scans: map[metrics.ScanType]int{}, notify: make(chan struct{}, 1000)}
+	return &recorder{open: map[string]bool{}, scans: map[metrics.ScanType]int{}, notify: make(chan struct{}, 1000)}
 }
 
 func (r *recorder) add(e sinkEvent) {
@@ -62,9 +57,30 @@ func (r *recorder) add(e sinkEvent) {
 }
 
 func (r *recorder) Finding(_ context.Context, f compare.Finding, detected time.Time) {
+	r.mu.Lock()
+	r.open[f.Path] = true
+	r.mu.Unlock()
 	r.add(sinkEvent{kind: string(f.Kind), path: f.Path, attrs: f.Attributes, detected: detected, at: time.Now()})
 }
-func (r *recorder) Resolved(p string) { r.add(sinkEvent{kind: "resolved", path: p, at: time.Now()}) }
+func (r *recorder) Resolved(p string) {
+	r.mu.Lock()
+	was := r.open[p]
+	delete(r.open, p)
+	r.mu.Unlock()
+	if was {
+		r.add(sinkEvent{kind: "resolved", path: p, at: time.Now()})
+	}
+}
+
+func (r *recorder) Open() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var ps []string
+	for p := range r.open {
+		ps = append(ps, p)
+	}
+	return ps
+}
 func (r *recorder) Rescan(reason metrics.RescanReason) {
 	r.add(sinkEvent{kind: "rescan:" + string(reason), at: time.Now()})
 }
@@ -124,8 +140,7 @@ func start(t *testing.T, dir string, cfg Config) (*recorder, context.CancelFunc,
 		t.Fatal(err)
 	}
 	cfg.Matcher = allMatcher{}
-	cfg.Entries = res.Entries
-	cfg.Baseline = entries(res.Entries)
+	cfg.Baseline = &baseline.Baseline{Entries: res.Entries}
 	rec := newRecorder()
 	m := New(root, cfg, rec)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -317,7 +332,7 @@ func TestRestoredAcceptsNewInodeAndCtimeOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec := newRecorder()
-	m := New(root, Config{Matcher: allMatcher{}, Entries: res.Entries, Baseline: entries(res.Entries)}, rec)
+	m := New(root, Config{Matcher: allMatcher{}, Baseline: &baseline.Baseline{Entries: res.Entries}}, rec)
 	ctx := context.Background()
 	www := filepath.Join(dir, "www")
 	index := filepath.Join(www, "index.html")
@@ -424,5 +439,43 @@ func TestToleratedDirectoryAttributes(t *testing.T) {
 				t.Errorf("attributes %q, want [mode]", ev.attrs)
 			}
 		})
+	}
+}
+
+// TestFirstCheckResolvesWhatItDoesNotFindAgain: the violations open when a
+// monitor starts (left by an earlier container) are the sink's; the first
+// full check reports those it finds again and resolves the others.
+func TestFirstCheckResolvesWhatItDoesNotFindAgain(t *testing.T) {
+	dir := tree(t)
+	root, err := scan.OpenRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	res, err := root.Tree(context.Background(), scan.Options{Matcher: allMatcher{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "app.conf"), []byte("tampered\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rec := newRecorder()
+	rec.open["/app.conf"] = true       // still tampered in this container
+	rec.open["/www/index.html"] = true // clean in this container
+	m := New(root, Config{Matcher: allMatcher{}, Baseline: &baseline.Baseline{Entries: res.Entries}}, rec)
+	if _, err := m.check(context.Background(), metrics.ScanFull, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	var got []string
+	for _, e := range rec.events {
+		got = append(got, e.kind+" "+e.path)
+	}
+	if want := []string{"changed /app.conf", "resolved /www/index.html"}; !slices.Equal(got, want) {
+		t.Errorf("events %q, want %q", got, want)
+	}
+	if !rec.open["/app.conf"] || len(rec.open) != 1 {
+		t.Errorf("open after the first check: %v", rec.open)
 	}
 }

@@ -1,0 +1,158 @@
+package respond
+
+import (
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/podfim/podfim/internal/compare"
+	"github.com/podfim/podfim/internal/kube"
+)
+
+// ledger is the one record of the target's open violations. The responder
+// owns it because it decides on them: a violation opens with the finding
+// that the responder handles and closes when the caller (the monitor)
+// reports its path clean. Everything else is a view of it: /readyz
+// (Readiness), podfim_violations_open, the quarantine label and its
+// annotation, and the paths a whole-tree check must find again (Open).
+//
+// It outlives the monitor of one container. When the target changes
+// (TargetChanged), nothing is verified any more and the open violations
+// wait for the new container's first full check, which resolves those it
+// does not find again: that is the caller's general rule (a whole-tree
+// check resolves every open path it no longer finds, see watch), applied to
+// what Open returns.
+//
+// Bound: one entry per open path. A tree the app fills with new files
+// opens one violation each; the bound on open violations and its counted
+// overflow (issue 11) belong in ledger.open, the only place that adds.
+//
+// The fields are guarded by the Responder's mu.
+type ledger struct {
+	open map[string]*violation
+	// verified: the first full check of the current container completed.
+	verified bool
+}
+
+// violation is one open violation.
+type violation struct {
+	// unready: the unready action ran for it, so it holds /readyz down.
+	unready bool
+}
+
+// add opens the violation at path (or finds it open) and returns it.
+func (l *ledger) add(path string) *violation {
+	if v, ok := l.open[path]; ok {
+		return v
+	}
+	if l.open == nil {
+		l.open = make(map[string]*violation)
+	}
+	v := &violation{}
+	l.open[path] = v
+	return v
+}
+
+// paths returns the open paths, sorted.
+func (l *ledger) paths() []string {
+	ps := make([]string, 0, len(l.open))
+	for p := range l.open {
+		ps = append(ps, p)
+	}
+	slices.Sort(ps)
+	return ps
+}
+
+// Open returns the paths with an open violation, sorted: a whole-tree check
+// of the target resolves those it does not find again.
+func (r *Responder) Open() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.ledger.paths()
+}
+
+// Resolved closes the violation at path: it was restored and verified, or
+// a check found it clean (in a new container, say). Nothing happens when no
+// violation is open at path. Readiness returns once no violation is open
+// and the target is verified.
+func (r *Responder) Resolved(path string) {
+	r.mu.Lock()
+	if _, ok := r.ledger.open[path]; !ok {
+		r.mu.Unlock()
+		return
+	}
+	delete(r.ledger.open, path)
+	n := len(r.ledger.open)
+	release := n == 0 && !r.quarantined.IsZero()
+	if release {
+		r.quarantined = time.Time{}
+	}
+	if n == 0 {
+		r.deleteRefused = false
+	}
+	r.mu.Unlock()
+	r.m.SetViolationsOpen(n)
+	r.event(corev1EventNormal, kube.ReasonViolationResolved, fmt.Sprintf("%s is clean again; %d violations open", path, n))
+	if release && r.kube != nil {
+		r.kube.SetQuarantine(false, "")
+		r.event(corev1EventNormal, kube.ReasonPodReleased, "no integrity violation is open: quarantine label removed")
+	}
+}
+
+// TargetChanged tells the responder that the app container changed: found,
+// lost, or (restarted true) started again. Nothing is verified until the
+// next container's first full check (Verified); the open violations stay
+// open until a check resolves them. After a restart the next kill action
+// is a new kill, counted against the limit, instead of being coalesced into
+// the last one.
+func (r *Responder) TargetChanged(restarted bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.ledger.verified = false
+	if restarted {
+		r.killPending = false
+	}
+}
+
+// Verified records that a full check of the current container completed:
+// the pod may be ready again once no violation holds it unready.
+func (r *Responder) Verified() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.ledger.verified = true
+}
+
+// Readiness is the view of the ledger that /readyz serves: whether the
+// current container's first full check completed, and the open violations
+// the unready action holds the pod out of service for: at most max of them
+// in path order, and how many there are.
+func (r *Responder) Readiness(max int) (verified bool, unready []string, total int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, p := range r.ledger.paths() {
+		if !r.ledger.open[p].unready {
+			continue
+		}
+		if total < max {
+			unready = append(unready, p)
+		}
+		total++
+	}
+	return r.ledger.verified, unready, total
+}
+
+// openViolation opens the violation of f and returns the number open.
+func (r *Responder) openViolation(f compare.Finding) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.ledger.add(f.Path)
+	return len(r.ledger.open)
+}
+
+// holdUnready is the unready action: the violation at path holds /readyz
+// down until it is resolved.
+func (r *Responder) holdUnready(path string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.ledger.add(path).unready = true
+}
