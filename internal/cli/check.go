@@ -22,6 +22,8 @@ type checkFlags struct {
 	format    string
 	quick     bool
 	bind      baseline.Binding
+	// allowPolicy accepts a --policy other than the baseline's.
+	allowPolicy bool
 }
 
 func (f *checkFlags) register(c *cobra.Command) {
@@ -30,6 +32,7 @@ func (f *checkFlags) register(c *cobra.Command) {
 	c.Flags().StringVar(&f.verifyKey, "verify-key", "", "public key file: refuse the baseline unless it is signed by this key")
 	c.Flags().StringVar(&f.format, "format", "text", "report format: text (for people) or json (for machines)")
 	c.Flags().BoolVar(&f.quick, "quick", false, "hash only files whose size, mtime, ctime or inode changed (see docs/design.md for why this is sound)")
+	c.Flags().BoolVar(&f.allowPolicy, "allow-policy-change", false, "compare with --policy although the baseline was made with another policy (paths one of them skips show as added or removed); update then records the new policy")
 	c.Flags().StringVar(&f.bind.Subject, "subject", "", "refuse the baseline (exit 22) unless it was made for this subject (baseline --subject)")
 	c.Flags().DurationVar(&f.bind.MaxAge, "max-age", 0, "refuse the baseline (exit 22) if it was created longer ago than this (e.g. 168h); 0: any age")
 	c.Flags().Uint64Var(&f.bind.MinSerial, "min-serial", 0, "refuse the baseline (exit 22) if its serial is smaller (a rollback to an older baseline)")
@@ -72,16 +75,20 @@ type opened struct {
 	next    baseline.Header // the header of an update's new baseline
 }
 
-// open loads the policy and opens the baseline: the file is read and
-// authenticated (digest, signature) before anything else is done with it.
-// The caller closes o.stream.
+// open opens the baseline and decides the policy: the file is read and
+// authenticated (digest, signature, binding) before anything else is done
+// with it. The caller closes o.stream.
 func (f *checkFlags) open(s *streams) (*opened, error) {
 	if err := f.validate(); err != nil {
 		return nil, err
 	}
-	p, m, err := f.loadPolicy()
-	if err != nil {
-		return nil, err
+	var given *policy.Policy
+	if f.policy != "" {
+		p, err := policy.Load(f.policy)
+		if err != nil {
+			return nil, fail(ExitPolicy, err)
+		}
+		given = p
 	}
 	if b := f.bind; f.verifyKey == "" && (b.Subject != "" || b.MaxAge != 0 || b.MinSerial != 0) {
 		fmt.Fprintf(s.errOut, "podfim: warning: --subject, --max-age and --min-serial only guard against mistakes without --verify-key: anyone can write an unsigned baseline with any header\n")
@@ -94,12 +101,55 @@ func (f *checkFlags) open(s *streams) (*opened, error) {
 	if err != nil {
 		return nil, err
 	}
-	base := storedBaseline{stream.PolicyDigest, stream.Digest, stream.Signed, stream.KeyID}
-	if base.policyDigest != p.Digest() {
-		fmt.Fprintf(s.errOut, "podfim: warning: the policy differs from the one baseline %s was made with; "+
-			"only attributes collected by both are compared, and paths one of them skips show as added or removed\n", f.baseline)
+	p, m, err := f.choosePolicy(s, stream, given)
+	if err != nil {
+		stream.Close()
+		return nil, err
 	}
+	base := storedBaseline{stream.PolicyDigest, stream.Digest, stream.Signed, stream.KeyID}
 	return &opened{policy: p, matcher: m, stream: stream, base: base}, nil
+}
+
+// choosePolicy returns the policy to compare with (issue 11 item 8): the
+// one stored in the baseline unless --policy names one; one whose digest
+// differs from the baseline's is an error, unless --allow-policy-change,
+// since every path one policy skips and the other records would be
+// reported as added or removed.
+func (f *checkFlags) choosePolicy(s *streams, r *baseline.Reader, given *policy.Policy) (*policy.Policy, *policy.Matcher, error) {
+	if given == nil && r.Policy != nil {
+		p, err := policy.Parse(r.Policy)
+		switch {
+		case err != nil:
+			return nil, nil, failf(ExitCorrupt, "baseline %s: its stored policy is invalid: %w", f.baseline, err)
+		case p.Digest() != r.PolicyDigest:
+			return nil, nil, failf(ExitCorrupt, "baseline %s: its stored policy has digest %s, the header says %s", f.baseline, p.Digest(), r.PolicyDigest)
+		}
+		return compilePolicy(p)
+	}
+	p, what := given, "--policy "+f.policy
+	if p == nil {
+		// A baseline that does not store its policy (format 1).
+		p, what = policy.Default(), "the built-in policy"
+	}
+	if d := p.Digest(); d != r.PolicyDigest {
+		if !f.allowPolicy {
+			return nil, nil, failf(ExitPolicy, "%s (digest %s) is not the policy baseline %s was made with (digest %s): "+
+				"paths one of them skips would show as added or removed; pass the baseline's policy, or --allow-policy-change to compare anyway",
+				what, orNone(d), f.baseline, orNone(r.PolicyDigest))
+		}
+		fmt.Fprintf(s.errOut, "podfim: warning: %s (digest %s) is not the policy baseline %s was made with (digest %s); "+
+			"only attributes collected by both are compared, and paths one of them skips show as added or removed\n",
+			what, orNone(d), f.baseline, orNone(r.PolicyDigest))
+	}
+	return compilePolicy(p)
+}
+
+// orNone names an empty digest in a message.
+func orNone(d string) string {
+	if d == "" {
+		return "none"
+	}
+	return d
 }
 
 // compare scans the tree and compares it with the baseline; with out, the

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"crypto/ed25519"
+	"encoding/json"
 	"fmt"
 	"os"
 	"strconv"
@@ -40,6 +41,10 @@ func (f *scanFlags) loadPolicy() (*policy.Policy, *policy.Matcher, error) {
 			return nil, nil, fail(ExitPolicy, err)
 		}
 	}
+	return compilePolicy(p)
+}
+
+func compilePolicy(p *policy.Policy) (*policy.Policy, *policy.Matcher, error) {
 	m, err := p.Compile()
 	if err != nil {
 		return nil, nil, fail(ExitPolicy, err)
@@ -164,7 +169,17 @@ func newHeader(p *policy.Policy, subject string, serial uint64) (baseline.Header
 	if serial == 0 {
 		serial = uint64(created.Unix())
 	}
-	h := baseline.Header{Subject: subject, Created: created, Serial: serial, PolicyDigest: p.Digest()}
+	doc, err := json.Marshal(p)
+	if err != nil {
+		return baseline.Header{}, fail(ExitPolicy, fmt.Errorf("failed to encode the policy: %w", err))
+	}
+	// The policy goes with the entries, so that check and update compare
+	// with the policy the baseline was made with, not whatever they are
+	// given (issue 11 item 8).
+	h := baseline.Header{Subject: subject, Created: created, Serial: serial, PolicyDigest: p.Digest(), Policy: doc}
+	if len(doc) > baseline.MaxPolicyBytes {
+		return h, failf(ExitPolicy, "the policy is %d bytes as JSON, more than a baseline holds (%d)", len(doc), baseline.MaxPolicyBytes)
+	}
 	if err := h.Validate(); err != nil {
 		return h, fail(ExitUsage, err)
 	}
