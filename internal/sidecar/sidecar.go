@@ -167,63 +167,16 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Run runs the sidecar until ctx ends.
+// Run runs the sidecar until ctx ends: it validates cfg, starts the
+// responder (and the Kubernetes API worker), loads a baseline file, serves
+// metrics and probes, then follows the app container and monitors each
+// container it finds.
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
-	if err := cfg.Validate(); err != nil {
-		return err
-	}
-	if cfg.TargetName != "" && cfg.Names == nil {
-		return errors.New("sidecar: a target name needs a container lookup (Config.Names)")
-	}
-	matcher, err := cfg.Policy.Compile()
+	s, reg, err := newSidecar(cfg, log)
 	if err != nil {
 		return err
 	}
-	reg, m := cfg.Registry, cfg.Metrics
-	if reg == nil || m == nil {
-		reg = prometheus.NewRegistry()
-		if m, err = metrics.NewSidecar(reg, cfg.Version); err != nil {
-			return err
-		}
-	}
-	finder := cfg.Finder
-	if finder == nil {
-		finder = &target.Finder{}
-	}
-	s := &sidecar{cfg: cfg, log: log, matcher: matcher, metrics: m, finder: finder, accepted: watch.NewAccepted()}
-	var k respond.Kube
-	if cfg.Kube != nil {
-		k = cfg.Kube
-		kctx, kcancel := context.WithCancel(context.Background())
-		kdone := make(chan struct{})
-		go func() { defer close(kdone); cfg.Kube.Run(kctx) }()
-		defer func() {
-			// Let the Events of the last moments out, briefly.
-			closeCtx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-			defer cancel()
-			cfg.Kube.Close(closeCtx)
-			kcancel()
-			<-kdone
-		}()
-		if cfg.Plan.Uses(respond.ActionQuarantine) {
-			// A label left by an earlier run of the sidecar is ours: it is
-			// set again if the first full check finds the violation again,
-			// and the pod is unready until that check anyway.
-			cfg.Kube.SetQuarantine(false, "")
-		}
-	}
-	s.resp = respond.New(cfg.Plan, log, m, s, k, nil)
-	if d, ok := cfg.Kube.(interface{ OnDeleteFailed(func(error)) }); ok {
-		// A deletion the API server refused leaves the pod running: the
-		// escalation runs then, as when the delete guard refuses.
-		d.OnDeleteFailed(s.resp.DeleteFailed)
-	}
-	defer func() {
-		closeCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		s.resp.Close(closeCtx)
-	}()
-
+	defer s.startResponder()()
 	if cfg.BaselineFile != "" {
 		b, err := baseline.ReadFile(cfg.BaselineFile, baseline.ReadOptions{VerifyKey: cfg.VerifyKey, Binding: baseline.Binding{Subject: cfg.Subject}})
 		if err != nil {
@@ -231,51 +184,144 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}
 		s.setBaseline(b, metrics.BaselineFile)
 	}
-
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	sel := cfg.Selector
-	if cfg.TargetName != "" {
-		retarget := cfg.Retarget
-		if retarget <= 0 {
-			retarget = target.DefaultInterval
-		}
-		r := newNameResolver(cfg.TargetName, cfg.Names, lookupEvery*retarget, log)
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			r.run(ctx)
-		}()
-		defer func() {
-			cancel()
-			<-done
-		}()
-		sel.Resolver = r
+	sel, stopNames := s.selector(ctx)
+	defer stopNames()
+	srvErr, err := s.serve(ctx, reg)
+	if err != nil {
+		return err
 	}
-	srvErr := make(chan error, 1)
-	if cfg.Listen != "" {
-		srv := server.New(cfg.Listen, reg, s.resp, s.health)
-		go func() { srvErr <- srv.Run(ctx) }()
-		select {
-		case <-srv.Listening():
-			log.Info("serving metrics and probes", keyAddr, srv.Addr())
-		case err := <-srvErr:
-			return err
-		}
-	}
+	return s.follow(ctx, sel, srvErr)
+}
 
+// newSidecar checks cfg and builds the sidecar's state, with the metrics
+// of cfg or new ones on a new registry (returned for /metrics).
+func newSidecar(cfg Config, log *slog.Logger) (*sidecar, *prometheus.Registry, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, nil, err
+	}
+	if cfg.TargetName != "" && cfg.Names == nil {
+		return nil, nil, errors.New("sidecar: a target name needs a container lookup (Config.Names)")
+	}
+	matcher, err := cfg.Policy.Compile()
+	if err != nil {
+		return nil, nil, err
+	}
+	reg, m := cfg.Registry, cfg.Metrics
+	if reg == nil || m == nil {
+		reg = prometheus.NewRegistry()
+		if m, err = metrics.NewSidecar(reg, cfg.Version); err != nil {
+			return nil, nil, err
+		}
+	}
+	finder := cfg.Finder
+	if finder == nil {
+		finder = &target.Finder{}
+	}
+	return &sidecar{cfg: cfg, log: log, matcher: matcher, metrics: m, finder: finder, accepted: watch.NewAccepted()}, reg, nil
+}
+
+// startResponder starts the Kubernetes API worker (when cfg.Kube is set)
+// and the responder. The returned function stops both: the responder
+// first, then the worker, which gets a moment to let out the Events of the
+// last moments.
+func (s *sidecar) startResponder() (stop func()) {
+	var k respond.Kube
+	stopKube := func() {}
+	if kr := s.cfg.Kube; kr != nil {
+		k = kr
+		kctx, kcancel := context.WithCancel(context.Background())
+		kdone := make(chan struct{})
+		go func() { defer close(kdone); kr.Run(kctx) }()
+		stopKube = func() {
+			closeCtx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			defer cancel()
+			kr.Close(closeCtx)
+			kcancel()
+			<-kdone
+		}
+		if s.cfg.Plan.Uses(respond.ActionQuarantine) {
+			// A label left by an earlier run of the sidecar is ours: it is
+			// set again if the first full check finds the violation again,
+			// and the pod is unready until that check anyway.
+			kr.SetQuarantine(false, "")
+		}
+	}
+	s.resp = respond.New(s.cfg.Plan, s.log, s.metrics, s, k, nil)
+	if d, ok := s.cfg.Kube.(interface{ OnDeleteFailed(func(error)) }); ok {
+		// A deletion the API server refused leaves the pod running: the
+		// escalation runs then, as when the delete guard refuses.
+		d.OnDeleteFailed(s.resp.DeleteFailed)
+	}
+	return func() {
+		closeCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		s.resp.Close(closeCtx)
+		stopKube()
+	}
+}
+
+// selector returns the configured selector of the app container. With a
+// target name it resolves the name through the API in the background until
+// the returned function stops it.
+func (s *sidecar) selector(ctx context.Context) (target.Selector, func()) {
+	sel := s.cfg.Selector
+	if s.cfg.TargetName == "" {
+		return sel, func() {}
+	}
+	retarget := s.cfg.Retarget
+	if retarget <= 0 {
+		retarget = target.DefaultInterval
+	}
+	r := newNameResolver(s.cfg.TargetName, s.cfg.Names, lookupEvery*retarget, s.log)
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		r.run(ctx)
+	}()
+	sel.Resolver = r
+	return sel, func() {
+		cancel()
+		<-done
+	}
+}
+
+// serve starts serving metrics and probes on cfg.Listen (nothing when it
+// is empty) until ctx ends. It returns once the server listens, or with
+// the error that kept it from listening; the channel tells when the server
+// fails later.
+func (s *sidecar) serve(ctx context.Context, reg *prometheus.Registry) (<-chan error, error) {
+	srvErr := make(chan error, 1)
+	if s.cfg.Listen == "" {
+		return srvErr, nil
+	}
+	srv := server.New(s.cfg.Listen, reg, s.resp, s.health)
+	go func() { srvErr <- srv.Run(ctx) }()
+	select {
+	case <-srv.Listening():
+		s.log.Info("serving metrics and probes", keyAddr, srv.Addr())
+		return srvErr, nil
+	case err := <-srvErr:
+		return nil, err
+	}
+}
+
+// follow is the event loop: it follows the app container selected by sel
+// and monitors each container it finds, one at a time, until ctx ends, the
+// server fails (srvErr) or the container can no longer be followed.
+func (s *sidecar) follow(ctx context.Context, sel target.Selector, srvErr <-chan error) error {
 	events := make(chan target.Event, 4)
 	followErr := make(chan error, 1)
-	go func() { followErr <- finder.Follow(ctx, sel, cfg.Retarget, events) }()
+	go func() { followErr <- s.finder.Follow(ctx, sel, s.cfg.Retarget, events) }()
 
 	var cur *running
-	stopMonitor := func() {
+	defer func() {
 		if cur != nil {
 			cur.stop()
-			cur = nil
 		}
-	}
-	defer stopMonitor()
+	}()
 	for {
 		select {
 		case <-ctx.Done():
@@ -288,32 +334,42 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			}
 			return nil
 		case ev := <-events:
-			stopMonitor()
-			c := ev.Container
-			shown := c
-			if shown == nil {
-				shown = ev.Previous // Lost: the container that ended
+			if cur != nil {
+				cur.stop()
+				cur = nil
 			}
-			attrs := []any{keyEvent, ev.Kind.String()}
-			if shown != nil {
-				attrs = append(attrs, keyContainer, shown.String(), keyPID, shown.PID, keyExe, shown.Exe)
-			}
-			log.Info("target "+ev.Kind.String(), attrs...)
-			// Whatever the event, no container is verified now: a restarted
-			// one (even without a Lost in between) is ready only after its
-			// own first full check.
-			s.resp.TargetChanged(ev.Kind == target.Restarted)
-			if ev.Kind == target.Lost {
-				s.setTarget(nil)
-				continue
-			}
-			if ev.Kind == target.Restarted {
-				m.TargetRestarted()
-			}
-			s.setTarget(c)
-			cur = s.start(ctx, c)
+			cur = s.targetEvent(ctx, ev)
 		}
 	}
+}
+
+// targetEvent handles an event of the app container once the monitor of
+// the previous one is stopped, and returns the monitor of the new one (nil
+// when it was lost).
+func (s *sidecar) targetEvent(ctx context.Context, ev target.Event) *running {
+	c := ev.Container
+	shown := c
+	if shown == nil {
+		shown = ev.Previous // Lost: the container that ended
+	}
+	attrs := []any{keyEvent, ev.Kind.String()}
+	if shown != nil {
+		attrs = append(attrs, keyContainer, shown.String(), keyPID, shown.PID, keyExe, shown.Exe)
+	}
+	s.log.Info("target "+ev.Kind.String(), attrs...)
+	// Whatever the event, no container is verified now: a restarted one
+	// (even without a Lost in between) is ready only after its own first
+	// full check.
+	s.resp.TargetChanged(ev.Kind == target.Restarted)
+	if ev.Kind == target.Lost {
+		s.setTarget(nil)
+		return nil
+	}
+	if ev.Kind == target.Restarted {
+		s.metrics.TargetRestarted()
+	}
+	s.setTarget(c)
+	return s.start(ctx, c)
 }
 
 // running is a monitor of one container.
