@@ -1,0 +1,365 @@
+package image
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"strings"
+
+	"github.com/docker/cli/cli/config"
+	"github.com/docker/cli/cli/config/configfile"
+	"github.com/docker/cli/cli/config/types"
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+)
+
+// ErrReference is wrapped by the error for an image reference podfim
+// cannot read: an unknown transport, a malformed name, a tag the source
+// does not hold, or a platform it has no image for.
+var ErrReference = errors.New("invalid image reference")
+
+// ErrDigest is wrapped by the error for image content that does not match
+// the digest that names it: a manifest, a configuration or a layer.
+var ErrDigest = errors.New("image content does not match its digest")
+
+// The transports, named as skopeo and podman name them.
+const (
+	transportDocker        = "docker"
+	transportOCI           = "oci"
+	transportOCIArchive    = "oci-archive"
+	transportDockerArchive = "docker-archive"
+)
+
+// SourceOptions say how to reach an image.
+type SourceOptions struct {
+	// Platform selects the image of a multi-platform index
+	// ("linux/amd64", "linux/arm64/v8"); "" means linux and the
+	// architecture podfim runs on, as a runtime chooses. For a
+	// single-platform image, a Platform it does not match is an error.
+	Platform string
+	// Authfile is a docker config.json or a podman auth.json to take
+	// registry credentials from; "" means the usual places
+	// (~/.docker/config.json, $DOCKER_CONFIG, $REGISTRY_AUTH_FILE,
+	// containers/auth.json).
+	Authfile string
+	// Insecure allows plain HTTP to the registry (loopback registries
+	// get it anyway).
+	Insecure bool
+}
+
+// Identity is what identifies the image a baseline is made from: the
+// digests a runtime and the kubelet report for it.
+type Identity struct {
+	Manifest string   // manifest digest, "sha256:..."
+	Config   string   // configuration digest: the image ID
+	Index    string   // index digest, for an image chosen from an index; else ""
+	Platform string   // os/arch[/variant] of the configuration
+	Layers   []string // layer digests, base first, as the manifest lists them
+}
+
+// Image is an image opened for reading.
+type Image struct {
+	Identity
+	img     v1.Image
+	diffIDs []v1.Hash
+	close   func() error
+}
+
+// Close releases what Open holds (an archive file).
+func (im *Image) Close() error {
+	if im.close == nil {
+		return nil
+	}
+	return im.close()
+}
+
+// Open resolves ref (transport:reference, see docs/image-baselines.md) to
+// one image and checks that its manifest and configuration match their
+// digests. The layers are read, and checked, by Build.
+func Open(ctx context.Context, ref string, opts SourceOptions) (*Image, error) {
+	transport, rest, ok := strings.Cut(ref, ":")
+	if !ok || rest == "" {
+		return nil, fmt.Errorf("%w %q: want docker://NAME, oci:DIR[:TAG], oci-archive:FILE[:TAG] or docker-archive:FILE[:TAG]", ErrReference, ref)
+	}
+	want, err := wantPlatform(opts.Platform)
+	if err != nil {
+		return nil, err
+	}
+	var s *selected
+	switch transport {
+	case transportDocker:
+		s, err = openRemote(ctx, strings.TrimPrefix(rest, "//"), want, opts)
+	case transportOCI:
+		s, err = openLayout(rest, want)
+	case transportOCIArchive:
+		s, err = openOCIArchive(rest, want)
+	case transportDockerArchive:
+		s, err = openDockerArchive(rest)
+	default:
+		return nil, fmt.Errorf("%w %q: unknown transport %q", ErrReference, ref, transport)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("failed to open image %q: %w", ref, err)
+	}
+	im, err := s.image(opts.Platform != "", want)
+	if err != nil {
+		if s.close != nil {
+			s.close()
+		}
+		return nil, fmt.Errorf("failed to open image %q: %w", ref, err)
+	}
+	return im, nil
+}
+
+// selected is an image found in its source, not yet checked.
+type selected struct {
+	img   v1.Image
+	want  v1.Hash // the manifest digest the source names it by; zero if none
+	index string
+	close func() error
+}
+
+// image checks s and returns it as an Image.
+func (s *selected) image(platformGiven bool, want *v1.Platform) (*Image, error) {
+	digest, err := s.img.Digest()
+	if err != nil {
+		return nil, err
+	}
+	if s.want != (v1.Hash{}) && digest != s.want {
+		return nil, fmt.Errorf("%w: manifest %s has the digest %s", ErrDigest, s.want, digest)
+	}
+	m, err := s.img.Manifest()
+	if err != nil {
+		return nil, err
+	}
+	rawConfig, err := s.img.RawConfigFile()
+	if err != nil {
+		return nil, err
+	}
+	if got := fmt.Sprintf("sha256:%x", sha256.Sum256(rawConfig)); m.Config.Digest.Algorithm == "sha256" && got != m.Config.Digest.String() {
+		return nil, fmt.Errorf("%w: configuration %s has the digest %s", ErrDigest, m.Config.Digest, got)
+	}
+	cf, err := v1.ParseConfigFile(strings.NewReader(string(rawConfig)))
+	if err != nil {
+		return nil, fmt.Errorf("failed to parse the image configuration: %w", err)
+	}
+	if len(cf.RootFS.DiffIDs) != len(m.Layers) {
+		return nil, fmt.Errorf("the manifest lists %d layers, the configuration %d", len(m.Layers), len(cf.RootFS.DiffIDs))
+	}
+	have := v1.Platform{OS: cf.OS, Architecture: cf.Architecture, Variant: cf.Variant}
+	if platformGiven && !have.Satisfies(*want) {
+		return nil, fmt.Errorf("%w: the image is for %s, not %s", ErrReference, platformString(&have), platformString(want))
+	}
+	im := &Image{img: s.img, diffIDs: cf.RootFS.DiffIDs, close: s.close}
+	im.Manifest, im.Config, im.Index = digest.String(), m.Config.Digest.String(), s.index
+	im.Platform = platformString(&have)
+	for _, l := range m.Layers {
+		im.Layers = append(im.Layers, l.Digest.String())
+	}
+	return im, nil
+}
+
+func platformString(p *v1.Platform) string {
+	s := p.OS + "/" + p.Architecture
+	if p.Variant != "" {
+		s += "/" + p.Variant
+	}
+	return s
+}
+
+// wantPlatform parses a --platform value; "" is linux and the
+// architecture podfim runs on.
+func wantPlatform(s string) (*v1.Platform, error) {
+	if s == "" {
+		return &v1.Platform{OS: "linux", Architecture: runtime.GOARCH}, nil
+	}
+	p, err := v1.ParsePlatform(s)
+	if err != nil || p.OS == "" || p.Architecture == "" {
+		return nil, fmt.Errorf("%w: platform %q is not os/arch[/variant]", ErrReference, s)
+	}
+	return p, nil
+}
+
+// openRemote reads an image from a registry.
+func openRemote(ctx context.Context, ref string, want *v1.Platform, opts SourceOptions) (*selected, error) {
+	var nameOpts []name.Option
+	if opts.Insecure {
+		nameOpts = append(nameOpts, name.Insecure)
+	}
+	r, err := name.ParseReference(ref, nameOpts...)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrReference, err)
+	}
+	var keychain authn.Keychain = authn.DefaultKeychain
+	if opts.Authfile != "" {
+		if keychain, err = fileKeychain(opts.Authfile); err != nil {
+			return nil, err
+		}
+	}
+	desc, err := remote.Get(r, remote.WithContext(ctx), remote.WithAuthFromKeychain(keychain))
+	if err != nil {
+		return nil, err
+	}
+	if !desc.MediaType.IsIndex() {
+		img, err := desc.Image()
+		return &selected{img: img, want: desc.Digest}, err
+	}
+	idx, err := desc.ImageIndex()
+	if err != nil {
+		return nil, err
+	}
+	return fromIndex(idx, desc.Digest.String(), want)
+}
+
+// openLayout reads an image from an OCI image layout directory.
+func openLayout(ref string, want *v1.Platform) (*selected, error) {
+	dir, tag := splitTag(ref)
+	idx, err := layout.ImageIndexFromPath(dir)
+	if err != nil {
+		return nil, err
+	}
+	return fromLayoutIndex(idx, tag, want)
+}
+
+// openDockerArchive reads an image from a `docker save` / `podman save`
+// archive; tag picks one of several images.
+func openDockerArchive(ref string) (*selected, error) {
+	file, tag := splitTag(ref)
+	var t *name.Tag
+	if tag != "" {
+		parsed, err := name.NewTag(tag)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrReference, err)
+		}
+		t = &parsed
+	}
+	img, err := tarball.ImageFromPath(file, t)
+	if err != nil {
+		return nil, err
+	}
+	return &selected{img: img}, nil
+}
+
+// splitTag splits "PATH:TAG"; a last ":" part holding a "/" is part of
+// the path.
+func splitTag(ref string) (path, tag string) {
+	i := strings.LastIndexByte(ref, ':')
+	if i < 0 || strings.ContainsRune(ref[i+1:], '/') {
+		return ref, ""
+	}
+	return ref[:i], ref[i+1:]
+}
+
+// fromLayoutIndex picks the image a layout's index.json names by tag (the
+// only one when tag is empty), and from an index among them, the platform.
+func fromLayoutIndex(idx v1.ImageIndex, tag string, want *v1.Platform) (*selected, error) {
+	im, err := idx.IndexManifest()
+	if err != nil {
+		return nil, err
+	}
+	var found []v1.Descriptor
+	for _, d := range im.Manifests {
+		if tag == "" || refName(d) == tag {
+			found = append(found, d)
+		}
+	}
+	switch {
+	case len(found) == 0:
+		return nil, fmt.Errorf("%w: no image tagged %q", ErrReference, tag)
+	case len(found) > 1 && tag == "":
+		return nil, fmt.Errorf("%w: %d images, name one with :TAG", ErrReference, len(found))
+	case len(found) > 1:
+		return nil, fmt.Errorf("%w: %d images tagged %q", ErrReference, len(found), tag)
+	}
+	d := found[0]
+	if d.MediaType.IsIndex() {
+		sub, err := idx.ImageIndex(d.Digest)
+		if err != nil {
+			return nil, err
+		}
+		return fromIndex(sub, d.Digest.String(), want)
+	}
+	img, err := idx.Image(d.Digest)
+	return &selected{img: img, want: d.Digest}, err
+}
+
+// refName is the tag an OCI layout records for a descriptor.
+func refName(d v1.Descriptor) string {
+	if n := d.Annotations["org.opencontainers.image.ref.name"]; n != "" {
+		return n
+	}
+	// containerd and podman also record the whole name.
+	if n := d.Annotations["io.containerd.image.name"]; n != "" {
+		if i := strings.LastIndexByte(n, ':'); i >= 0 && !strings.ContainsRune(n[i:], '/') {
+			return n[i+1:]
+		}
+	}
+	return ""
+}
+
+// fromIndex picks the image for want from a multi-platform index.
+func fromIndex(idx v1.ImageIndex, digest string, want *v1.Platform) (*selected, error) {
+	im, err := idx.IndexManifest()
+	if err != nil {
+		return nil, err
+	}
+	var have []string
+	for _, d := range im.Manifests {
+		if d.Platform == nil || !d.MediaType.IsImage() {
+			continue
+		}
+		have = append(have, platformString(d.Platform))
+		if d.Platform.Satisfies(*want) {
+			img, err := idx.Image(d.Digest)
+			return &selected{img: img, want: d.Digest, index: digest}, err
+		}
+	}
+	return nil, fmt.Errorf("%w: the index %s has no image for %s (it has: %s)", ErrReference, digest, platformString(want), strings.Join(have, ", "))
+}
+
+// fileKeychain returns the credentials of a docker config.json or podman
+// auth.json (the same format).
+func fileKeychain(path string) (authn.Keychain, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("failed to read the auth file: %w", err)
+	}
+	defer f.Close()
+	cf, err := config.LoadFromReader(f)
+	if err != nil {
+		return nil, fmt.Errorf("failed to read the auth file %q: %w", path, err)
+	}
+	return fileKeys{cf: cf}, nil
+}
+
+// fileKeys resolves credentials from one config file, as
+// authn.DefaultKeychain does from the default ones: by repository first,
+// then by registry.
+type fileKeys struct{ cf *configfile.ConfigFile }
+
+func (k fileKeys) Resolve(r authn.Resource) (authn.Authenticator, error) {
+	for _, key := range []string{r.String(), r.RegistryStr()} {
+		if key == name.DefaultRegistry {
+			key = authn.DefaultAuthKey
+		}
+		c, err := k.cf.GetAuthConfig(key)
+		if err != nil {
+			return nil, err
+		}
+		c.ServerAddress = "" // set by GetAuthConfig, not a credential
+		if c != (types.AuthConfig{}) {
+			return authn.FromConfig(authn.AuthConfig{
+				Username: c.Username, Password: c.Password, Auth: c.Auth,
+				IdentityToken: c.IdentityToken, RegistryToken: c.RegistryToken,
+			}), nil
+		}
+	}
+	return authn.Anonymous, nil
+}

@@ -1,0 +1,127 @@
+package image
+
+import (
+	"archive/tar"
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/podfim/podfim/internal/attr"
+)
+
+// paxXattr prefixes the PAX records that carry extended attributes (the
+// form GNU tar, Go's archive/tar and every image builder write).
+const paxXattr = "SCHILY.xattr."
+
+// The kernel's limits on extended attributes (XATTR_NAME_MAX,
+// XATTR_SIZE_MAX), and the most a baseline entry stores.
+const (
+	maxXattrName  = 255
+	maxXattrValue = 64 << 10
+	maxXattrs     = 1024
+)
+
+// headerXattrs returns the extended attributes of a tar entry, sorted by
+// name. One that no runtime could set is an error.
+func headerXattrs(hdr *tar.Header) ([]attr.Xattr, error) {
+	var out []attr.Xattr
+	for k, v := range hdr.PAXRecords {
+		name, ok := strings.CutPrefix(k, paxXattr)
+		if !ok {
+			continue
+		}
+		switch {
+		case name == "" || len(name) > maxXattrName || strings.IndexByte(name, 0) >= 0:
+			return nil, fmt.Errorf("extended attribute name %q is empty, longer than %d bytes or holds a NUL byte", name, maxXattrName)
+		case len(v) > maxXattrValue:
+			return nil, fmt.Errorf("extended attribute %q is %d bytes, more than %d", name, len(v), maxXattrValue)
+		case len(out) == maxXattrs:
+			return nil, fmt.Errorf("more than %d extended attributes", maxXattrs)
+		}
+		out = append(out, attr.Xattr{Name: name, Value: []byte(v)})
+	}
+	slices.SortFunc(out, func(a, b attr.Xattr) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
+}
+
+// mergeXattrs returns old with every attribute of set set on it, sorted:
+// what setxattr(2) of each gives (a runtime never removes one).
+func mergeXattrs(old, set []attr.Xattr) []attr.Xattr {
+	out := slices.Clone(old)
+	for _, x := range set {
+		i, found := slices.BinarySearchFunc(out, x.Name, func(a attr.Xattr, n string) int { return strings.Compare(a.Name, n) })
+		if found {
+			out[i] = x
+		} else {
+			out = slices.Insert(out, i, x)
+		}
+	}
+	return out
+}
+
+// POSIX ACL xattr encoding (linux/posix_acl_xattr.h): a 4-byte version,
+// then 8-byte entries of tag, permissions and id, little-endian.
+const (
+	aclAccess    = "system.posix_acl_access"
+	aclVersion   = 2
+	aclUserObj   = 0x01
+	aclUser      = 0x02
+	aclGroupObj  = 0x04
+	aclGroup     = 0x08
+	aclMask      = 0x10
+	aclOther     = 0x20
+	aclUndefined = 0xffffffff
+)
+
+// applyMode returns xs as the kernel shows them once a runtime has set them
+// and then chmod'ed the object to mode (runtimes set extended attributes
+// before the mode): an access ACL that says no more than the mode is not
+// stored at all, and chmod rewrites the owner, mask (or group) and other
+// permissions of one that is. An ACL the kernel would refuse is kept as
+// it is: the runtime fails on it, and so does a check.
+func applyMode(xs []attr.Xattr, mode uint32) []attr.Xattr {
+	i := slices.IndexFunc(xs, func(x attr.Xattr) bool { return x.Name == aclAccess })
+	if i < 0 {
+		return xs
+	}
+	v := xs[i].Value
+	if len(v) < 4 || (len(v)-4)%8 != 0 || binary.LittleEndian.Uint32(v) != aclVersion {
+		return xs
+	}
+	out := bytes.Clone(v)
+	minimal, hasMask := true, false
+	for e := out[4:]; len(e) > 0; e = e[8:] {
+		switch binary.LittleEndian.Uint16(e) {
+		case aclUser, aclGroup:
+			minimal = false
+		case aclMask:
+			minimal, hasMask = false, true
+		}
+	}
+	xs = slices.Clone(xs)
+	if minimal {
+		return slices.Delete(xs, i, i+1)
+	}
+	for e := out[4:]; len(e) > 0; e = e[8:] {
+		tag := binary.LittleEndian.Uint16(e)
+		perm := -1
+		switch {
+		case tag == aclUserObj:
+			perm = int(mode>>6) & 7
+		case tag == aclMask || (tag == aclGroupObj && !hasMask):
+			perm = int(mode>>3) & 7
+		case tag == aclOther:
+			perm = int(mode) & 7
+		}
+		if perm >= 0 {
+			binary.LittleEndian.PutUint16(e[2:], uint16(perm))
+		}
+		if tag != aclUser && tag != aclGroup {
+			binary.LittleEndian.PutUint32(e[4:], aclUndefined)
+		}
+	}
+	xs[i].Value = out
+	return xs
+}
