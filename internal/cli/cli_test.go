@@ -72,7 +72,7 @@ func TestUsageErrors(t *testing.T) {
 		msg  string
 	}{
 		{[]string{"check", "--root", dir}, ExitUsage, `"baseline" not set`},
-		{[]string{"baseline", "--out", "x"}, ExitUsage, `"root" not set`},
+		{[]string{"baseline", "--out", "x"}, ExitUsage, "exactly one of --root and --image"},
 		{[]string{"check", "--root", dir, "--baseline", "x", "--format", "yaml"}, ExitUsage, "--format"},
 		{[]string{"check", "--bogus"}, ExitUsage, "unknown flag"},
 		{[]string{"frobnicate"}, ExitUsage, "unknown command"},

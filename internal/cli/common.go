@@ -26,10 +26,16 @@ type scanFlags struct {
 }
 
 func (f *scanFlags) register(c *cobra.Command) {
+	f.registerOptionalRoot(c)
+	_ = c.MarkFlagRequired("root")
+}
+
+// registerOptionalRoot registers the flags without making --root required
+// (baseline takes --image instead).
+func (f *scanFlags) registerOptionalRoot(c *cobra.Command) {
 	c.Flags().StringVar(&f.root, "root", "", "directory tree to scan (required); paths are reported relative to it")
 	c.Flags().StringVar(&f.policy, "policy", "", "policy file (YAML); default: the built-in policy for container images (see docs/policy.md)")
 	c.Flags().IntVar(&f.workers, "workers", 0, "files hashed in parallel; 0 means one per CPU")
-	_ = c.MarkFlagRequired("root")
 }
 
 // loadPolicy returns the policy named by --policy, or the built-in default.
@@ -158,7 +164,16 @@ func storeHooks(w *baseline.Writer, h baseline.Header) scanHooks {
 // reproducible-builds convention): with it the same tree gives the same
 // file, byte for byte.
 func newHeader(p *policy.Policy, subject string, serial uint64) (baseline.Header, error) {
-	created := time.Now().UTC().Truncate(time.Second)
+	return newHeaderAt(p, subject, serial, time.Now())
+}
+
+// newHeaderAt is newHeader recording created (the zero time: none) unless
+// SOURCE_DATE_EPOCH is set: an image baseline records the image's time, so
+// that the same image gives the same file.
+func newHeaderAt(p *policy.Policy, subject string, serial uint64, created time.Time) (baseline.Header, error) {
+	if !created.IsZero() {
+		created = created.UTC().Truncate(time.Second)
+	}
 	if env := os.Getenv("SOURCE_DATE_EPOCH"); env != "" {
 		sec, err := strconv.ParseInt(env, 10, 64)
 		if err != nil || sec <= 0 {
@@ -166,7 +181,7 @@ func newHeader(p *policy.Policy, subject string, serial uint64) (baseline.Header
 		}
 		created = time.Unix(sec, 0).UTC()
 	}
-	if serial == 0 {
+	if serial == 0 && !created.IsZero() {
 		serial = uint64(created.Unix())
 	}
 	doc, err := json.Marshal(p)

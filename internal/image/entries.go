@@ -8,11 +8,10 @@ import (
 )
 
 // imageAttrs are the attributes an image fixes and an unpacked container
-// keeps. Inode numbers, link counts and ctimes come from the file system a
-// runtime unpacks onto; so does the size of a directory. Growing is a
-// modifier of the policy's, kept as the policy says.
-const imageAttrs = attr.Type | attr.Mode | attr.UID | attr.GID | attr.Size | attr.Target |
-	attr.Mtime | attr.Xattrs | attr.Hashes | attr.Growing
+// keeps (attr.ImageStable). Inode numbers, link counts and ctimes come from
+// the file system a runtime unpacks onto; so does the size of a directory
+// (fill). Growing is a modifier of the policy's, kept as the policy says.
+const imageAttrs = attr.ImageStable | attr.Growing
 
 // Entries calls count with the number of entries the tree records, then
 // emit with each of them in attr.ComparePaths order: what a baseline
@@ -65,7 +64,7 @@ func (t *Tree) fill(e *attr.Entry, path string, attrs attr.Set, n *node) {
 	if alg := a & attr.Hashes; alg != 0 && n.typ == attr.TypeRegular && (n.hashAlg != alg || n.hash == nil) {
 		a &^= attr.Hashes
 	}
-	*e = attr.Entry{Path: path, Attrs: a, Type: n.typ}
+	*e = attr.Entry{Path: path, Attrs: a, Type: n.typ, Layer: n.layer}
 	if a.Has(attr.Mode) {
 		e.Mode = n.mode
 	}

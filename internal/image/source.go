@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
+	"time"
 
 	"github.com/docker/cli/cli/config"
 	"github.com/docker/cli/cli/config/configfile"
@@ -18,6 +20,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"github.com/podfim/podfim/internal/baseline"
 )
 
 // ErrReference is wrapped by the error for an image reference podfim
@@ -62,6 +66,9 @@ type Identity struct {
 	Index    string   // index digest, for an image chosen from an index; else ""
 	Platform string   // os/arch[/variant] of the configuration
 	Layers   []string // layer digests, base first, as the manifest lists them
+	// Created is when the image was built, from its configuration; zero
+	// when it does not say (or says something before 1970).
+	Created time.Time
 }
 
 // Image is an image opened for reading.
@@ -150,6 +157,9 @@ func (s *selected) image(platformGiven bool, want *v1.Platform) (*Image, error) 
 	if err != nil {
 		return nil, fmt.Errorf("failed to parse the image configuration: %w", err)
 	}
+	if len(m.Layers) > baseline.MaxLayers {
+		return nil, fmt.Errorf("%d layers, more than %d", len(m.Layers), baseline.MaxLayers)
+	}
 	if len(cf.RootFS.DiffIDs) != len(m.Layers) {
 		return nil, fmt.Errorf("the manifest lists %d layers, the configuration %d", len(m.Layers), len(cf.RootFS.DiffIDs))
 	}
@@ -160,6 +170,9 @@ func (s *selected) image(platformGiven bool, want *v1.Platform) (*Image, error) 
 	im := &Image{img: s.img, diffIDs: cf.RootFS.DiffIDs, close: s.close}
 	im.Manifest, im.Config, im.Index = digest.String(), m.Config.Digest.String(), s.index
 	im.Platform = platformString(&have)
+	if c := cf.Created.Time; c.Unix() > 0 && c.Year() <= 2262 {
+		im.Created = c.UTC()
+	}
 	for _, l := range m.Layers {
 		im.Layers = append(im.Layers, l.Digest.String())
 	}
@@ -229,9 +242,10 @@ func openLayout(ref string, want *v1.Platform) (*selected, error) {
 }
 
 // openDockerArchive reads an image from a `docker save` / `podman save`
-// archive; tag picks one of several images.
+// archive; a REPO:TAG after the file name picks one of several images.
+// As in skopeo, the file name ends at the first ":".
 func openDockerArchive(ref string) (*selected, error) {
-	file, tag := splitTag(ref)
+	file, tag, _ := strings.Cut(ref, ":")
 	var t *name.Tag
 	if tag != "" {
 		parsed, err := name.NewTag(tag)
@@ -362,4 +376,12 @@ func (k fileKeys) Resolve(r authn.Resource) (authn.Authenticator, error) {
 		}
 	}
 	return authn.Anonymous, nil
+}
+
+// Record returns the image record of a baseline made from im.
+func (im *Image) Record() *baseline.Image {
+	return &baseline.Image{
+		Manifest: im.Manifest, Config: im.Config, Index: im.Index,
+		Platform: im.Platform, Layers: slices.Clone(im.Layers),
+	}
 }

@@ -490,6 +490,9 @@ func (t *Tree) warn(path, op string, err error) {
 	t.dropped++
 }
 
+// Stats returns the work done so far: files hashed and their bytes.
+func (t *Tree) Stats() scan.Stats { return t.stats }
+
 // Warnings returns the warnings so far; beyond maxWarnings, the last one
 // counts the rest.
 func (t *Tree) Warnings() []scan.Warning {
