@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
@@ -50,6 +51,7 @@ func ociLayout(t *testing.T, layers ...[][2]string) string {
 	cf, _ := img.ConfigFile()
 	cf = cf.DeepCopy()
 	cf.OS, cf.Architecture = "linux", "amd64"
+	cf.Created = v1.Time{Time: imageCreated}
 	img, _ = mutate.ConfigFile(img, cf)
 	dir := t.TempDir()
 	p, err := layout.Write(dir, empty.Index)
@@ -61,6 +63,8 @@ func ociLayout(t *testing.T, layers ...[][2]string) string {
 	}
 	return dir
 }
+
+var imageCreated = time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
 
 func TestBaselineImage(t *testing.T) {
 	dir := ociLayout(t,
@@ -88,6 +92,10 @@ func TestBaselineImage(t *testing.T) {
 	if im == nil || !strings.HasPrefix(im.Manifest, "sha256:") || !strings.HasPrefix(im.Config, "sha256:") ||
 		im.Platform != "linux/amd64" || len(im.Layers) != 2 || bl.Subject != im.Manifest || bl.Compared != attr.ImageStable || !bl.Signed {
 		t.Fatalf("header %+v image %+v", bl.Header, im)
+	}
+	// The image's own time: a baseline made later is the same file.
+	if !bl.Created.Equal(imageCreated) || bl.Serial != uint64(imageCreated.Unix()) {
+		t.Errorf("created %s serial %d, want the image's %s", bl.Created, bl.Serial, imageCreated)
 	}
 	layers := map[string]uint16{}
 	for _, e := range bl.Entries {
