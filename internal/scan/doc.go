@@ -14,9 +14,11 @@
 // scan: it is looked at again once, then recorded with a Warning.
 //
 // Only regular files are opened for reading; FIFOs, devices and sockets are
-// recorded but never opened. (An object swapped in between the listing and
-// the open is opened, with O_NONBLOCK so a FIFO cannot block, and closed
-// unread once fstat shows what it is: no open call can refuse a type.)
+// recorded but never opened, not even one swapped in between the listing
+// and the open: no open flag refuses a type, so a file is opened with
+// O_PATH (which opens no object: no driver call, no FIFO reader a writer
+// could notice), fstat'ed, and reopened for reading through /proc/self/fd
+// only when it is a regular file (worker.openFile).
 //
 // Every limit is explicit (entries, depth, bytes per file): hitting one is a
 // Warning or, for the entry count, an error wrapping ErrLimit, never a silent

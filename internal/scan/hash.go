@@ -59,20 +59,43 @@ func (w *worker) keep(sum []byte) []byte {
 	return w.slab[start:len(w.slab):len(w.slab)]
 }
 
-// openFile opens a regular file for reading without following a symlink and
-// without blocking (should it have been swapped for a FIFO), and without
-// updating its atime when allowed (O_NOATIME needs ownership or CAP_FOWNER).
-func (w *worker) openFile(dirfd int, name string) (int, error) {
-	p := w.cname(name)
-	const flags = unix.O_RDONLY | unix.O_NOFOLLOW | unix.O_NONBLOCK | unix.O_CLOEXEC
+// errNotRegular: the name is not a regular file (any more), so it is not
+// opened for reading.
+var errNotRegular = errors.New("not a regular file")
+
+// openFile opens the regular file name in dirfd for reading, and nothing
+// else: an object swapped in since the listing (a FIFO, whose open a
+// writer would notice; a device, whose open runs its driver; a terminal,
+// which could become ours) must never be opened. No open flag refuses a
+// type, so the name is opened with O_PATH|O_NOFOLLOW, which opens no
+// object (no driver call, no fsnotify event, and a symlink itself rather
+// than its target), fstat'ed into st, and only a regular file is reopened
+// for reading, through /proc/self/fd: that reopens the inode the O_PATH
+// descriptor holds, which no rename can change. Without blocking, without
+// becoming a controlling terminal, and without updating the atime when
+// allowed (O_NOATIME needs ownership or CAP_FOWNER).
+func (w *worker) openFile(dirfd int, name string, st *unix.Stat_t) (int, error) {
+	pfd, err := openAt(dirfd, w.cname(name), unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC)
+	if err != nil {
+		return -1, err
+	}
+	defer unix.Close(pfd)
+	if err := fstat(pfd, st); err != nil {
+		return -1, err
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return -1, errNotRegular
+	}
+	p := w.fdName(pfd)
+	const flags = unix.O_RDONLY | unix.O_NONBLOCK | unix.O_NOCTTY | unix.O_CLOEXEC
 	if !w.cfg.noNoatime.Load() {
-		fd, err := openAt(dirfd, p, flags|unix.O_NOATIME)
+		fd, err := openAt(w.cfg.procFd, p, flags|unix.O_NOATIME)
 		if err != unix.EPERM {
 			return fd, err
 		}
 		w.cfg.noNoatime.Store(true)
 	}
-	return openAt(dirfd, p, flags)
+	return openAt(w.cfg.procFd, p, flags)
 }
 
 // hashAt opens the regular file name in dirfd, checks that it is the inode
@@ -82,13 +105,13 @@ func (w *worker) hashAt(dirfd int, name string, e *attr.Entry, dev, ino uint64) 
 	if w.cfg.beforeOpen != nil {
 		w.cfg.beforeOpen(e.Path)
 	}
-	fd, err := w.openFile(dirfd, name)
+	var before unix.Stat_t
+	fd, err := w.openFile(dirfd, name, &before)
 	if err != nil {
 		switch err {
 		case unix.ENOENT:
 			return vanished
-		case unix.ELOOP, unix.ENXIO, unix.ENOTDIR, unix.EISDIR:
-			// ELOOP: now a symlink (O_NOFOLLOW); ENXIO: now a socket.
+		case errNotRegular, unix.ENOTDIR:
 			return swapped
 		}
 		w.warn(e.Path, "open", fmt.Errorf("failed to open %q: %w", e.Path, err))
@@ -96,14 +119,8 @@ func (w *worker) hashAt(dirfd int, name string, e *attr.Entry, dev, ino uint64) 
 		return failed
 	}
 	defer unix.Close(fd)
-	var before unix.Stat_t
-	if err := fstat(fd, &before); err != nil {
-		w.warn(e.Path, "open", fmt.Errorf("failed to fstat %q: %w", e.Path, err))
-		w.finishUnopened(dirfd, name, e)
-		return failed
-	}
-	if before.Dev != dev || before.Ino != ino || before.Mode&unix.S_IFMT != unix.S_IFREG {
-		return swapped // never read: it could be a FIFO or a device
+	if before.Dev != dev || before.Ino != ino {
+		return swapped
 	}
 	return w.hashOpen(fd, e, &before)
 }

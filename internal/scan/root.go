@@ -19,6 +19,7 @@ import (
 type Root struct {
 	mu        sync.RWMutex
 	fd        int
+	procFd    int // /proc/self/fd: see worker.openFile
 	path      string
 	noatime   atomic.Bool // O_NOATIME was refused
 	noXattrat atomic.Bool // listxattrat is missing or filtered
@@ -28,19 +29,32 @@ type Root struct {
 // OpenRoot opens the directory at path. Following path itself is intended:
 // it is the operator's choice, /proc/<pid>/root for a container; nothing
 // inside the root is ever followed.
+//
+// It also opens /proc/self/fd, through which regular files are reopened
+// for reading (see worker.openFile): without /proc, no file could be
+// opened with the guarantee that it is not a FIFO or a device, so a
+// missing /proc is an error, not a silent downgrade.
 func OpenRoot(path string) (*Root, error) {
-	var fd int
-	var err error
-	for {
-		fd, err = unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-		if err != unix.EINTR {
-			break
-		}
-	}
+	fd, err := openDirFollow(path)
 	if err != nil {
 		return nil, fmt.Errorf("failed to open root %q: %w", path, err)
 	}
-	return &Root{fd: fd, path: path}, nil
+	procFd, err := openDirFollow("/proc/self/fd")
+	if err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("failed to open /proc/self/fd (podfim needs /proc to open files safely): %w", err)
+	}
+	return &Root{fd: fd, procFd: procFd, path: path}, nil
+}
+
+// openDirFollow opens a directory the operator named, following symlinks.
+func openDirFollow(path string) (int, error) {
+	for {
+		fd, err := unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != unix.EINTR {
+			return fd, err
+		}
+	}
 }
 
 // Close closes the root.
@@ -51,7 +65,8 @@ func (r *Root) Close() error {
 		return nil
 	}
 	err := unix.Close(r.fd)
-	r.fd = -1
+	unix.Close(r.procFd)
+	r.fd, r.procFd = -1, -1
 	if err != nil {
 		return fmt.Errorf("failed to close root %q: %w", r.path, err)
 	}
@@ -96,6 +111,7 @@ func (r *Root) EntryWith(path string, attrs attr.Set, opts Options) (attr.Entry,
 		afterRead:    opts.afterRead,
 		noNoatime:    &r.noatime,
 		noXattrat:    &r.noXattrat,
+		procFd:       r.procFd,
 	}
 	w, _ := r.entryPool.Get().(*worker)
 	if w == nil {

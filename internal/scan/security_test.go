@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -87,28 +89,164 @@ func TestTreeSymlinkEscape(t *testing.T) {
 }
 
 // TestTreeFIFONeverOpened: a FIFO with no writer would block an open for
-// reading forever; the scan must finish (scanT fails on a hang), and so must
-// one where a regular file is replaced by a FIFO between lstat and open.
+// reading forever, and a writer notices a reader; a device's open runs its
+// driver. Neither is opened, not even when it replaces a regular file
+// between the listing (or lstat) and the open: inotify sees every open
+// (IN_OPEN), and there must be none. The scan must also finish (scanT fails
+// on a hang).
 func TestTreeFIFONeverOpened(t *testing.T) {
 	t.Run("fast", func(t *testing.T) { testFIFO(t, nil) })
 	t.Run("careful", func(t *testing.T) { testFIFO(t, priorMap{}) })
+	t.Run("entry", func(t *testing.T) {
+		root := t.TempDir()
+		write(t, filepath.Join(root, "becomes-fifo"), "regular at first")
+		r, err := OpenRoot(root)
+		must(t, err)
+		defer r.Close()
+		w := newOpenWatcher(t)
+		swapped := false
+		e, err := r.EntryWith("/becomes-fifo", attr.All, Options{beforeOpen: func(path string) {
+			if swapped {
+				return
+			}
+			swapped = true
+			p := filepath.Join(root, path)
+			check(t, os.Remove(p))
+			check(t, unix.Mkfifo(p, 0o644))
+			w.add(p)
+		}})
+		if err != nil || e.Type != attr.TypeFIFO || e.Hash != nil {
+			t.Errorf("EntryWith: %+v, %v; want the FIFO, unopened", e, err)
+		}
+		if n := w.opens(); n != 0 {
+			t.Errorf("the FIFO was opened %d times", n)
+		}
+	})
 }
 
 func testFIFO(t *testing.T, quick Prior) {
 	root := t.TempDir()
 	must(t, unix.Mkfifo(filepath.Join(root, "fifo"), 0o644))
 	write(t, filepath.Join(root, "becomes-fifo"), "regular at first")
+	write(t, filepath.Join(root, "becomes-dev"), "regular at first")
+	w := newOpenWatcher(t)
+	w.add(filepath.Join(root, "fifo"))
 	opts := Options{Now: future, Quick: quick, beforeOpen: func(path string) {
-		if path == "/becomes-fifo" {
-			p := filepath.Join(root, path)
+		p := filepath.Join(root, path)
+		switch path {
+		case "/becomes-fifo":
 			check(t, os.Remove(p))
 			check(t, unix.Mkfifo(p, 0o644))
+		case "/becomes-dev":
+			check(t, os.Remove(p))
+			check(t, unix.Mknod(p, unix.S_IFCHR|0o666, int(unix.Mkdev(1, 3)))) // /dev/null's numbers
+		default:
+			return
 		}
+		w.add(p)
 	}}
 	res := scanT(t, root, opts)
-	for _, p := range []string{"/fifo", "/becomes-fifo"} {
-		if e := mustFind(t, res, p); e.Type != attr.TypeFIFO || e.Hash != nil {
+	for p, typ := range map[string]attr.FileType{"/fifo": attr.TypeFIFO, "/becomes-fifo": attr.TypeFIFO, "/becomes-dev": attr.TypeChar} {
+		if e := mustFind(t, res, p); e.Type != typ || e.Hash != nil {
 			t.Errorf("%q: %+v", p, e)
+		}
+	}
+	if n := w.opens(); n != 0 {
+		t.Errorf("FIFOs and devices were opened %d times", n)
+	}
+}
+
+// TestTreeRenameRaceOpensNoFIFO races a swapper that exchanges regular files
+// and FIFOs with renameat2(RENAME_EXCHANGE) as fast as it can against
+// repeated scans, as an app would to make the scanner open its FIFOs: every
+// open of a FIFO is an IN_OPEN event, and there must be none. The race is
+// bounded in scans and time. Before files were opened with O_PATH first,
+// this opened FIFOs in every one of 10 runs (129 to 768 opens each).
+func TestTreeRenameRaceOpensNoFIFO(t *testing.T) {
+	root := t.TempDir()
+	w := newOpenWatcher(t)
+	const pairs = 8
+	var files, fifos [pairs]string
+	for i := range pairs {
+		files[i], fifos[i] = filepath.Join(root, fmt.Sprint("file", i)), filepath.Join(root, fmt.Sprint("fifo", i))
+		write(t, files[i], "regular")
+		must(t, unix.Mkfifo(fifos[i], 0o644))
+		w.add(fifos[i])
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	swaps := 0
+	wg.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			i := swaps % pairs
+			check(t, unix.Renameat2(unix.AT_FDCWD, files[i], unix.AT_FDCWD, fifos[i], unix.RENAME_EXCHANGE))
+			swaps++
+		}
+	})
+	scans := 0
+	for deadline := time.Now().Add(5 * time.Second); scans < 400 && time.Now().Before(deadline); scans++ {
+		opts := Options{Now: future}
+		if scans%2 == 1 {
+			opts.Quick = priorMap{} // the careful path: lstat, then open
+		}
+		scanT(t, root, opts)
+	}
+	close(stop)
+	wg.Wait()
+	if n := w.opens(); n != 0 {
+		t.Errorf("FIFOs were opened %d times in %d scans (%d swaps)", n, scans, swaps)
+	}
+	if scans < 20 || swaps < 1000 {
+		t.Errorf("only %d scans and %d swaps: the race was not run", scans, swaps)
+	}
+}
+
+// openWatcher counts the opens of files by inotify's IN_OPEN, which the
+// kernel reports for every open for reading or writing (not for O_PATH,
+// which opens nothing).
+type openWatcher struct {
+	t  *testing.T
+	fd int
+}
+
+func newOpenWatcher(t *testing.T) *openWatcher {
+	fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
+	must(t, err)
+	t.Cleanup(func() { unix.Close(fd) })
+	return &openWatcher{t: t, fd: fd}
+}
+
+// add watches the inode at path, wherever it is renamed to.
+func (w *openWatcher) add(path string) {
+	if _, err := unix.InotifyAddWatch(w.fd, path, unix.IN_OPEN); err != nil {
+		w.t.Errorf("inotify_add_watch %s: %v", path, err)
+	}
+}
+
+// opens returns the number of IN_OPEN events queued so far.
+func (w *openWatcher) opens() int {
+	buf := make([]byte, 64<<10)
+	n := 0
+	for {
+		r, err := unix.Read(w.fd, buf)
+		if err == unix.EAGAIN {
+			return n
+		}
+		if err != nil {
+			w.t.Errorf("read inotify: %v", err)
+			return n
+		}
+		for b := buf[:r]; len(b) >= unix.SizeofInotifyEvent; {
+			ev := (*unix.InotifyEvent)(unsafe.Pointer(&b[0]))
+			if ev.Mask&unix.IN_OPEN != 0 {
+				n++
+			}
+			b = b[unix.SizeofInotifyEvent+int(ev.Len):]
 		}
 	}
 }

@@ -25,6 +25,7 @@ type config struct {
 	done         <-chan struct{} // closed when the scan is aborted; nil never
 	noNoatime    *atomic.Bool    // set once O_NOATIME was refused
 	noXattrat    *atomic.Bool    // set once listxattrat was missing or filtered
+	procFd       int             // /proc/self/fd, to reopen an O_PATH descriptor for reading
 }
 
 const (
@@ -136,6 +137,14 @@ func (w *worker) joinPath(parent string, name []byte) string {
 
 // cname returns name as a NUL-terminated C string in the worker's scratch.
 func (w *worker) cname(name string) *byte { return cstr(&w.name, name) }
+
+// fdName returns the decimal fd NUL-terminated, a name in /proc/self/fd.
+func (w *worker) fdName(fd int) *byte {
+	b := appendInt(w.ppath[:0], fd)
+	b = append(b, 0)
+	w.ppath = b
+	return &b[0]
+}
 
 // procPath returns "/proc/self/fd/<dirfd>/<name>" NUL-terminated.
 func (w *worker) procPath(dirfd int, name string) *byte {
