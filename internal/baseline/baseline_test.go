@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/podfim/podfim/internal/attr"
+	"github.com/podfim/podfim/internal/baseline/baselinetest"
 )
 
 func TestRoundTrip(t *testing.T) {
@@ -350,11 +351,17 @@ func TestReadLimits(t *testing.T) {
 // TestReadBomb checks that a small file whose body decompresses to far more
 // than MaxSize fails at the limit instead of filling memory.
 func TestReadBomb(t *testing.T) {
-	e := attr.Entry{Path: "/a", Attrs: attr.Xattrs}
-	for i := range 200 {
-		e.Xattrs = append(e.Xattrs, attr.Xattr{Name: fmt.Sprintf("user.%04d", i), Value: make([]byte, maxXattrValueLen)})
+	// 64 entries of three 64 KiB values: 12 MiB, each entry within
+	// MaxXattrBytes.
+	var es []attr.Entry
+	for n := range 64 {
+		e := attr.Entry{Path: fmt.Sprintf("/a%02d", n), Attrs: attr.Xattrs}
+		for i := range 3 {
+			e.Xattrs = append(e.Xattrs, attr.Xattr{Name: fmt.Sprintf("user.%04d", i), Value: make([]byte, maxXattrValueLen)})
+		}
+		es = append(es, e)
 	}
-	data := assemble(gz(t, rawBody(t, &Baseline{Entries: []attr.Entry{e}})), Version, 0, nil)
+	data := assemble(gz(t, rawBody(t, &Baseline{Entries: es})), Version, 0, nil)
 	var ms0, ms1 runtimeMem
 	ms0.read()
 	_, err := Read(bytes.NewReader(data), ReadOptions{MaxSize: 1 << 20})
@@ -367,6 +374,41 @@ func TestReadBomb(t *testing.T) {
 	}
 	if _, err := Read(bytes.NewReader(data), ReadOptions{MaxSize: 16 << 20}); err != nil {
 		t.Errorf("under a large enough limit: %v", err)
+	}
+}
+
+// TestXattrBomb is issue 11 item 4's input: a 1.1 MB unsigned baseline of
+// 15 entries with 1,024 extended attributes of 64 KiB each (960 MiB
+// decompressed, under the default 1 GiB limit) made check allocate every
+// value and use 1.14 GB. The first entry now fails at MaxXattrBytes,
+// having allocated about that much.
+func TestXattrBomb(t *testing.T) {
+	var buf bytes.Buffer
+	if err := baselinetest.XattrBomb(&buf, "p", 15, MaxXattrs, MaxXattrValueBytes); err != nil {
+		t.Fatal(err)
+	}
+	data := buf.Bytes()
+	t.Logf("hostile baseline: %d bytes", len(data))
+	var ms0, ms1 runtimeMem
+	ms0.read()
+	_, err := Read(bytes.NewReader(data), ReadOptions{})
+	ms1.read()
+	if !errors.Is(err, ErrFormat) || !strings.Contains(err.Error(), "extended attributes take more than 262144 bytes") {
+		t.Fatalf("err = %v, want ErrFormat at MaxXattrBytes", err)
+	}
+	// The payload itself (1 MB), gzip's window and buffers, one entry's
+	// values up to the limit.
+	if grew := ms1.totalAlloc - ms0.totalAlloc; grew > 8<<20 {
+		t.Errorf("reading it allocated %d bytes, want under 8 MiB", grew)
+	}
+	// The same encoder within the limits gives a file that reads: the
+	// refusal above is the limit's, not the encoder's.
+	buf.Reset()
+	if err := baselinetest.XattrBomb(&buf, "p", 3, 3, MaxXattrValueBytes); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := Read(bytes.NewReader(buf.Bytes()), ReadOptions{}); err != nil || len(b.Entries) != 3 || len(b.Entries[2].Xattrs) != 3 {
+		t.Fatalf("within the limits: %v", err)
 	}
 }
 

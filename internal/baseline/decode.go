@@ -541,6 +541,10 @@ func (d *decoder) xattrs(e *attr.Entry) error {
 	if n > 0 {
 		e.Xattrs = make([]attr.Xattr, n)
 	}
+	// The total is checked before each value is allocated: 1,024 values
+	// of 64 KiB are 64 MiB an entry, which a 1 MB file can claim fifteen
+	// times over.
+	total := uint64(0)
 	for i := range e.Xattrs {
 		x := &e.Xattrs[i]
 		if x.Name, err = d.string(maxXattrNameLen, "extended attribute name"); err != nil {
@@ -549,6 +553,9 @@ func (d *decoder) xattrs(e *attr.Entry) error {
 		vn, err := d.bounded(maxXattrValueLen, "extended attribute value length")
 		if err != nil {
 			return err
+		}
+		if total += uint64(len(x.Name)) + vn; total > MaxXattrBytes {
+			return formatErrorf("extended attributes take more than %d bytes", MaxXattrBytes)
 		}
 		if vn > 0 {
 			if x.Value, err = d.appendBytes(nil, int(vn)); err != nil {

@@ -34,9 +34,9 @@ const (
 	maxPolicyDigestLen = 256
 	maxPathLen         = 4096 // PATH_MAX
 	maxTargetLen       = 4096 // PATH_MAX
-	maxXattrs          = 1024
+	maxXattrs          = MaxXattrs
 	maxXattrNameLen    = 255 // XATTR_NAME_MAX
-	maxXattrValueLen   = 64 << 10
+	maxXattrValueLen   = MaxXattrValueBytes
 	maxHashLen         = 64 // the largest digest size (sha512)
 
 	// groupSize is the number of entries whose hashes are stored together,
@@ -211,6 +211,9 @@ func checkFields(e *attr.Entry) error {
 	if len(e.Xattrs) > maxXattrs {
 		return fmt.Errorf("%d extended attributes, more than %d", len(e.Xattrs), maxXattrs)
 	}
+	if n := xattrBytes(e.Xattrs); n > MaxXattrBytes {
+		return fmt.Errorf("extended attributes take %d bytes, more than %d", n, MaxXattrBytes)
+	}
 	for i, x := range e.Xattrs {
 		switch {
 		case x.Name == "":
@@ -274,4 +277,13 @@ func hasRdev(e *attr.Entry) bool {
 // hasTarget reports whether the format stores e's link target.
 func hasTarget(e *attr.Entry) bool {
 	return e.Attrs.Has(attr.Target) && e.Type == attr.TypeSymlink
+}
+
+// xattrBytes is what xs count against MaxXattrBytes: names and values.
+func xattrBytes(xs []attr.Xattr) int {
+	n := 0
+	for _, x := range xs {
+		n += len(x.Name) + len(x.Value)
+	}
+	return n
 }

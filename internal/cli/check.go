@@ -102,6 +102,12 @@ func (f *checkFlags) open(s *streams) (*opened, error) {
 		return nil, err
 	}
 	p, m, err := f.choosePolicy(s, stream, given)
+	if err == nil && stream.Count > m.Limits().MaxFiles {
+		// No scan under this policy records that many: the file was made
+		// for another policy, or to exhaust whoever reads it (3M entries
+		// fit in 150 KB).
+		err = failf(ExitCorrupt, "baseline %s holds %d entries, more than the policy's limits.maxFiles (%d)", f.baseline, stream.Count, m.Limits().MaxFiles)
+	}
 	if err != nil {
 		stream.Close()
 		return nil, err

@@ -50,7 +50,7 @@ type Result struct {
 	Findings []Finding // at most the limit given to Entries or NewMerger, in path order
 	Counts   Counts    // every finding, listed or not
 	// Omitted is how many findings were counted but not listed because of
-	// the limit.
+	// the limit or of MaxFindingBytes.
 	Omitted int
 }
 

@@ -20,6 +20,31 @@ type Merger struct {
 	// findings, for sources that reuse them.
 	cloneOld, cloneNew bool
 	only               attr.Set // see Only
+	held               int      // bytes the listed findings hold (findingBytes)
+}
+
+// MaxFindingBytes bounds the memory of the findings a Merger lists,
+// whatever limits.maxFindings allows: a finding holds copies of both
+// entries, and an entry may carry up to 256 KiB of extended attributes
+// (baseline.MaxXattrBytes), so 100,000 findings could hold 50 GB. Past
+// it, findings are counted in Result.Omitted like those past
+// maxFindings.
+const MaxFindingBytes = 64 << 20
+
+// findingBytes estimates what keeping f costs: its copies of the entries
+// and its attribute names.
+func findingBytes(f *Finding) int {
+	n := 64 + len(f.Path) + 16*len(f.Attributes)
+	for _, e := range []*attr.Entry{f.Old, f.New} {
+		if e == nil {
+			continue
+		}
+		n += 160 + len(e.Path) + len(e.Target) + len(e.Hash)
+		for _, x := range e.Xattrs {
+			n += 40 + len(x.Name) + len(x.Value)
+		}
+	}
+	return n
 }
 
 // NewMerger returns a merger over the baseline entries next yields (io.EOF
@@ -62,10 +87,12 @@ func (m *Merger) add(f Finding) {
 	case Changed:
 		m.r.Counts.Changed++
 	}
-	if m.maxFindings > 0 && len(m.r.Findings) >= m.maxFindings {
+	cost := findingBytes(&f)
+	if m.maxFindings > 0 && len(m.r.Findings) >= m.maxFindings || m.held+cost > MaxFindingBytes {
 		m.r.Omitted++
 		return
 	}
+	m.held += cost
 	if m.cloneOld && f.Old != nil {
 		c := f.Old.Clone()
 		f.Old = &c

@@ -2,6 +2,7 @@ package compare
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"slices"
@@ -80,5 +81,35 @@ func TestMergerBaselineErrorIsNeverAPartialResult(t *testing.T) {
 	m.Add(&e2)
 	if r, err := m.Finish(); !errors.Is(err, bad) || r.Counts.Total() != 0 {
 		t.Fatalf("Finish = %+v, %v; want the baseline's error and no result", r, err)
+	}
+}
+
+// TestMergerByteBound checks that findings are listed up to
+// MaxFindingBytes however large their entries, and counted after that.
+func TestMergerByteBound(t *testing.T) {
+	big := make([]byte, 64<<10)
+	var xs []attr.Xattr
+	for i := range 3 {
+		xs = append(xs, attr.Xattr{Name: fmt.Sprintf("user.%d", i), Value: big})
+	}
+	n := 0
+	next := func() (*attr.Entry, error) {
+		if n == 2000 {
+			return nil, io.EOF
+		}
+		n++
+		return &attr.Entry{Path: fmt.Sprintf("/f%05d", n), Attrs: attr.Xattrs, Xattrs: xs}, nil
+	}
+	m := NewMerger(next, 100_000)
+	r, err := m.Finish() // every baseline entry is removed
+	if err != nil {
+		t.Fatal(err)
+	}
+	per := 3 * (64 << 10)
+	if r.Counts.Removed != 2000 || len(r.Findings)+r.Omitted != 2000 || r.Omitted == 0 {
+		t.Fatalf("removed %d, listed %d, omitted %d", r.Counts.Removed, len(r.Findings), r.Omitted)
+	}
+	if held := len(r.Findings) * per; held > MaxFindingBytes || held < MaxFindingBytes-2*per {
+		t.Errorf("listed %d findings of ~%d bytes: %d bytes, want just under %d", len(r.Findings), per, held, MaxFindingBytes)
 	}
 }

@@ -31,7 +31,7 @@ type Summary struct {
 	Removed         int     `json:"removed"`
 	Changed         int     `json:"changed"`
 	Total           int     `json:"total"`
-	Omitted         int     `json:"omitted"` // counted but not listed (limits.maxFindings)
+	Omitted         int     `json:"omitted"` // counted but not listed (limits.maxFindings, compare.MaxFindingBytes)
 	BaselineEntries int     `json:"baseline_entries"`
 	ScannedEntries  int     `json:"scanned_entries"`
 	Hashed          int64   `json:"hashed"`

@@ -75,7 +75,7 @@ func Text(w io.Writer, r *Report) error {
 		}
 	}
 	if s.Omitted > 0 {
-		fmt.Fprintf(&b, "\n%d more findings not listed (limits.maxFindings)\n", s.Omitted)
+		fmt.Fprintf(&b, "\n%d more findings not listed (limits.maxFindings, or 64 MiB of listed findings)\n", s.Omitted)
 	}
 	if len(r.Warnings) > 0 {
 		fmt.Fprintf(&b, "\nWarnings (%d):\n", len(r.Warnings))

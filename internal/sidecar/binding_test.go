@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/podfim/podfim/internal/attr"
 	"github.com/podfim/podfim/internal/baseline"
 	"github.com/podfim/podfim/internal/policy"
 	"github.com/podfim/podfim/internal/target"
@@ -49,7 +50,20 @@ func TestRunRequiresSubject(t *testing.T) {
 			t.Errorf("subject %s: %v", subject, err)
 		}
 	}
-	cfg := Config{Policy: policy.Default(), StateDir: t.TempDir(), Subject: "web/www", Inotify: true, Selector: target.Selector{Exe: "/app"}}
+	// A baseline with more entries than a scan under the policy records
+	// is refused: the sidecar holds it whole (issue 11 item 4).
+	small := policy.Default()
+	small.Limits.MaxFiles = 1
+	b.Entries = []attr.Entry{{Path: "/a"}, {Path: "/b"}}
+	if err := baseline.WriteFile(path, b, key); err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{Policy: small, BaselineFile: path, VerifyKey: pub, Inotify: true, Plan: logPlan,
+		Selector: target.Selector{ContainerID: strings.Repeat("e", 64)}, Finder: &target.Finder{Proc: proc, Infra: -1}}
+	if err := Run(context.Background(), cfg, slog.New(&logRecorder{})); !errors.Is(err, baseline.ErrFormat) || !strings.Contains(err.Error(), "entry count 2 is more than 1") {
+		t.Errorf("a baseline over the policy's maxFiles: %v", err)
+	}
+	cfg = Config{Policy: policy.Default(), StateDir: t.TempDir(), Subject: "web/www", Inotify: true, Selector: target.Selector{Exe: "/app"}}
 	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "--subject requires --baseline") {
 		t.Errorf("--subject without --baseline: %v", err)
 	}

@@ -178,7 +178,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	defer s.startResponder()()
 	if cfg.BaselineFile != "" {
-		b, err := baseline.ReadFile(cfg.BaselineFile, baseline.ReadOptions{VerifyKey: cfg.VerifyKey, Binding: baseline.Binding{Subject: cfg.Subject}})
+		// No more entries than a scan under the policy records: the
+		// baseline is held whole.
+		b, err := baseline.ReadFile(cfg.BaselineFile, baseline.ReadOptions{VerifyKey: cfg.VerifyKey, MaxEntries: min(cfg.Policy.Limits.MaxFiles, baseline.MaxEntries),
+			Binding: baseline.Binding{Subject: cfg.Subject}})
 		if err != nil {
 			return err
 		}

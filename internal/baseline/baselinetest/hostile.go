@@ -1,0 +1,192 @@
+// Package baselinetest writes hostile baseline files for tests: files that
+// are valid up to the point where a reader must stop them, and small on
+// disk however much they claim.
+//
+// It encodes the format of internal/baseline/doc.go by hand, on purpose: a
+// second encoder that does not share the package's code, so that the files
+// are what an attacker would write, not what the writer allows.
+package baselinetest
+
+import (
+	"bytes"
+	"compress/flate"
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"hash/crc32"
+	"io"
+)
+
+// XattrBomb writes the baseline of issue 11 item 4: entries entries, each
+// with xattrs extended attributes of valueBytes zero bytes (the issue: 15,
+// 1,024, 65,536: 960 MiB decompressed, 1.1 MB stored), under a header that
+// names policyDigest (so that a check takes it for its own policy's).
+func XattrBomb(w io.Writer, policyDigest string, entries, xattrs, valueBytes int) error {
+	// The attributes are the same for every entry: compress them once and
+	// repeat the compressed bytes. Each part is a deflate stream of its own,
+	// ended with a sync flush (byte aligned, not final), so the parts
+	// concatenate into one stream with no reference between them.
+	var xs bytes.Buffer
+	xs.Write(binary.AppendUvarint(nil, uint64(xattrs)))
+	zero := make([]byte, valueBytes)
+	for i := range xattrs {
+		name := fmt.Sprintf("user.%04d", i)
+		xs.Write(binary.AppendUvarint(nil, uint64(len(name))))
+		xs.WriteString(name)
+		xs.Write(binary.AppendUvarint(nil, uint64(valueBytes)))
+		xs.Write(zero)
+	}
+	z := &stream{}
+	xsPart, err := deflatePart(xs.Bytes())
+	if err != nil {
+		return err
+	}
+	prev := ""
+	var head []byte
+	head = binary.AppendUvarint(head, uint64(entries)) // entry count
+	for i := range entries {
+		if i%4096 == 0 {
+			head = append(head, 0) // a group without hashes
+		}
+		path := fmt.Sprintf("/f%06d", i)
+		shared := commonPrefix(prev, path)
+		head = binary.AppendUvarint(head, uint64(shared))
+		head = binary.AppendUvarint(head, uint64(len(path)-shared))
+		head = append(head, path[shared:]...)
+		head = binary.AppendUvarint(head, 1<<10) // attr.Xattrs
+		head = append(head, 0, 0)                // type unknown, no flags
+		prev = path
+		if err := z.add(head); err != nil {
+			return err
+		}
+		head = head[:0]
+		z.addCompressed(xs.Bytes(), xsPart)
+	}
+	if err := z.add([]byte("\x00END")); err != nil {
+		return err
+	}
+	return z.finish(w, policyDigest)
+}
+
+// ManyEntries writes a baseline of n entries that record nothing but
+// their path (issue 11 item 4: 3M entries in about 150 KB), under a header
+// that names policyDigest.
+func ManyEntries(w io.Writer, policyDigest string, n int) error {
+	var body bytes.Buffer
+	body.Write(binary.AppendUvarint(nil, uint64(n)))
+	prev := ""
+	var b []byte
+	for i := range n {
+		b = b[:0]
+		if i%4096 == 0 {
+			b = append(b, 0)
+		}
+		path := fmt.Sprintf("/d/%07d", i)
+		shared := commonPrefix(prev, path)
+		b = binary.AppendUvarint(b, uint64(shared))
+		b = binary.AppendUvarint(b, uint64(len(path)-shared))
+		b = append(b, path[shared:]...)
+		b = append(b, 0, 0, 0) // no attributes, type unknown, no flags
+		body.Write(b)
+		prev = path
+	}
+	body.WriteString("\x00END")
+	z := &stream{}
+	var part bytes.Buffer
+	fw, err := flate.NewWriter(&part, flate.BestCompression)
+	if err != nil {
+		return err
+	}
+	if _, err := fw.Write(body.Bytes()); err != nil {
+		return err
+	}
+	if err := fw.Flush(); err != nil {
+		return err
+	}
+	z.addCompressed(body.Bytes(), part.Bytes())
+	return z.finish(w, policyDigest)
+}
+
+// stream is a gzip member put together from deflate parts.
+type stream struct {
+	deflate bytes.Buffer
+	crc     uint32
+	size    uint32 // ISIZE: the body's size mod 2^32
+}
+
+// add compresses body as a part of its own.
+func (s *stream) add(body []byte) error {
+	part, err := deflatePart(body)
+	if err != nil {
+		return err
+	}
+	s.addCompressed(body, part)
+	return nil
+}
+
+// addCompressed appends part, the deflate part of body.
+func (s *stream) addCompressed(body, part []byte) {
+	s.deflate.Write(part)
+	s.crc = crc32.Update(s.crc, crc32.IEEETable, body)
+	s.size += uint32(len(body))
+}
+
+// finish ends the deflate stream and writes the file: the header (format
+// version 2, unsigned, a header record naming policyDigest), then the
+// gzip member.
+func (s *stream) finish(w io.Writer, policyDigest string) error {
+	s.deflate.Write([]byte{0x03, 0x00}) // an empty final fixed-Huffman block
+	var payload bytes.Buffer
+	payload.Write([]byte{0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255})
+	payload.Write(s.deflate.Bytes())
+	payload.Write(binary.LittleEndian.AppendUint32(nil, s.crc))
+	payload.Write(binary.LittleEndian.AppendUint32(nil, s.size))
+
+	// subject, created, serial; policy digest; policy, compared, no image
+	rec := []byte{0, 0, 0}
+	rec = binary.AppendUvarint(rec, uint64(len(policyDigest)))
+	rec = append(rec, policyDigest...)
+	rec = append(rec, 0, 0, 0)
+
+	var h []byte
+	h = append(h, "PODFIMBL"...)
+	h = binary.BigEndian.AppendUint16(h, 2)
+	h = binary.BigEndian.AppendUint16(h, 0)
+	h = binary.BigEndian.AppendUint32(h, uint32(len(rec)))
+	h = append(h, rec...)
+	h = binary.BigEndian.AppendUint64(h, uint64(payload.Len()))
+	sum := sha256.Sum256(payload.Bytes())
+	h = append(h, sum[:]...)
+	if _, err := w.Write(h); err != nil {
+		return err
+	}
+	_, err := w.Write(payload.Bytes())
+	return err
+}
+
+// deflatePart compresses body into a deflate part: a fresh stream ended by
+// a sync flush.
+func deflatePart(body []byte) ([]byte, error) {
+	var out bytes.Buffer
+	fw, err := flate.NewWriter(&out, flate.BestCompression)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := fw.Write(body); err != nil {
+		return nil, err
+	}
+	if err := fw.Flush(); err != nil {
+		return nil, err
+	}
+	return out.Bytes(), nil
+}
+
+func commonPrefix(a, b string) int {
+	n := min(len(a), len(b))
+	for i := range n {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return n
+}

@@ -1,0 +1,123 @@
+package cli
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/podfim/podfim/internal/baseline/baselinetest"
+	"github.com/podfim/podfim/internal/policy"
+)
+
+// runChild runs podfim in a child process and returns its exit status,
+// output and peak RSS (its VmHWM, in bytes; see TestMain).
+func runChild(t *testing.T, args ...string) (code int, out, errOut string, peak int64) {
+	t.Helper()
+	hwm := filepath.Join(t.TempDir(), "hwm")
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(os.Environ(), "PODFIM_CLI_TEST_MAIN=1", "PODFIM_CLI_TEST_HWM="+hwm)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		t.Fatal(err)
+	}
+	line, err := os.ReadFile(hwm)
+	f := strings.Fields(string(line)) // "VmHWM:", "12345", "kB"
+	if err != nil || len(f) != 3 || f[2] != "kB" {
+		t.Fatalf("no VmHWM from the child: %q %v", line, err)
+	}
+	kb, err := strconv.ParseInt(f[1], 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cmd.ProcessState.ExitCode(), o.String(), e.String(), kb << 10
+}
+
+// maxPeak is the memory a check of a small tree may peak at whatever the
+// baseline holds: the 256 MiB of issue 11 item 4's cgroup limit. Measured
+// (go test -v -run TestHostileBaselineBounds): 17-23 MiB each.
+const maxPeak = 256 << 20
+
+// TestHostileBaselineBounds is issue 11 item 4 for the CLI, with the
+// issue's inputs: a 1.1 MB unsigned baseline of 15 entries with 1,024
+// extended attributes of 64 KiB made check use 1.14 GB (an OOM kill under
+// 256 MiB instead of exit 20); a 150 KB baseline of 3M entries must be
+// refused or bounded. Each check runs as its own process, so that its
+// peak RSS is measured.
+func TestHostileBaselineBounds(t *testing.T) {
+	dir, work := fixture(t), t.TempDir()
+	write := func(name string, f func(*os.File) error) string {
+		path := filepath.Join(work, name)
+		fh, err := os.Create(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := f(fh); err != nil {
+			t.Fatal(err)
+		}
+		if err := fh.Close(); err != nil {
+			t.Fatal(err)
+		}
+		st, _ := os.Stat(path)
+		t.Logf("%s: %d bytes", name, st.Size())
+		return path
+	}
+	bomb := write("xattrs.pfb", func(f *os.File) error {
+		return baselinetest.XattrBomb(f, policy.Default().Digest(), 15, 1024, 64<<10)
+	})
+	code, out, e, peak := runChild(t, "check", "--root", dir, "--baseline", bomb)
+	t.Logf("xattr bomb: exit %d, peak RSS %d MiB", code, peak>>20)
+	if code != ExitCorrupt || out != "" || !strings.Contains(e, "extended attributes take more than 262144 bytes") {
+		t.Errorf("check of the xattr bomb = %d\nstdout %q\nstderr %q\nwant %d", code, out, e, ExitCorrupt)
+	}
+	if peak > maxPeak {
+		t.Errorf("check of the xattr bomb peaked at %d MiB, more than %d", peak>>20, maxPeak>>20)
+	}
+
+	// 3M entries: more than a policy's maxFiles is refused before any
+	// entry is decoded; under it, the report is bounded by maxFindings.
+	policies := map[string]string{
+		"small.yaml": "version: 1\nrules:\n  - path: /\n    preset: ReadOnly\nlimits:\n  maxFiles: 1000000\n",
+		"large.yaml": "version: 1\nrules:\n  - path: /\n    preset: ReadOnly\nlimits:\n  maxFindings: 1000\n",
+	}
+	for name, yaml := range policies {
+		path := filepath.Join(work, name)
+		if err := os.WriteFile(path, []byte(yaml), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		p, err := policy.Load(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		many := write("many-"+name+".pfb", func(f *os.File) error { return baselinetest.ManyEntries(f, p.Digest(), 3_000_000) })
+		code, out, e, peak := runChild(t, "check", "--root", dir, "--baseline", many, "--policy", path)
+		t.Logf("3M entries, %s: exit %d, peak RSS %d MiB, %d bytes of report", name, code, peak>>20, len(out))
+		switch name {
+		case "small.yaml":
+			if code != ExitCorrupt || out != "" || !strings.Contains(e, "holds 3000000 entries, more than the policy's limits.maxFiles (1000000)") {
+				t.Errorf("check of 3M entries under maxFiles 1M = %d\nstdout %q\nstderr %q", code, out, e)
+			}
+		case "large.yaml":
+			// Every entry is removed; 1,000 are listed, the rest counted.
+			if code != ExitRemoved|ExitAdded {
+				t.Errorf("check of 3M entries = %d %q", code, e)
+			}
+			if !strings.Contains(out, "more findings not listed") {
+				t.Errorf("the report does not say how many findings it left out:\n%.2000s", out)
+			}
+			if len(out) > 1<<20 {
+				t.Errorf("report of %d bytes for 1,000 listed findings", len(out))
+			}
+		}
+		if peak > maxPeak {
+			t.Errorf("check of 3M entries (%s) peaked at %d MiB, more than %d", name, peak>>20, maxPeak>>20)
+		}
+	}
+}
