@@ -22,6 +22,9 @@ import (
 	"github.com/podfim/podfim/internal/target"
 )
 
+// keyErr is the log key of an error.
+const keyErr = "error"
+
 // sidecarFlags are the sidecar's settings. Each can come from a flag, an
 // environment variable PODFIM_<FLAG> (upper case, '-' as '_') or a key of
 // the --config file named like the flag; flags win over the environment,

@@ -469,11 +469,3 @@ func rootField(f string) string {
 	}
 	return f
 }
-
-// unjoin returns the errors errors.Join combined (or err itself).
-func unjoin(err error) []error {
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		return j.Unwrap()
-	}
-	return []error{err}
-}

@@ -1,10 +1,9 @@
-// Package inject is podfim's admission webhook: it turns the AdmissionReview
-// of a pod that opted in (the label podfim.io/inject=enabled on the pod or
-// its namespace, matched by the MutatingWebhookConfiguration) into a JSON
-// patch that adds the podfim sidecar, configured by the pod's podfim.io/
-// annotations. It owns the annotation format, the sidecar's container spec
-// and the /mutate handler; the command (internal/cli/webhook.go) owns TLS and
-// the server.
+// Package inject turns a pod that opted in (the label podfim.io/inject=enabled
+// on the pod or its namespace, matched by the MutatingWebhookConfiguration)
+// into a JSON patch that adds the podfim sidecar, configured by the pod's
+// podfim.io/ annotations. It owns the annotation format and the sidecar's
+// container spec, and is pure: no HTTP, no TLS, no API. Package webhook
+// serves it.
 //
 // The patch is deterministic (the same pod gives the same bytes) and
 // idempotent (a pod that already has the sidecar is let through unchanged),
@@ -23,6 +22,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
+	"github.com/podfim/podfim/internal/metrics"
 	"github.com/podfim/podfim/internal/respond"
 )
 
@@ -121,19 +121,16 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Outcome says what the webhook did with a pod.
-type Outcome string
+// Outcome says what the webhook did with a pod: the result label of
+// podfim_webhook_admissions_total, one vocabulary.
+type Outcome = metrics.Admission
 
-// Outcomes, the values of podfim_webhook_admissions_total's result label.
+// Outcomes of Mutate.
 const (
-	Injected Outcome = "injected"
-	Skipped  Outcome = "skipped"
-	Rejected Outcome = "rejected"
-	Errored  Outcome = "error"
+	Injected = metrics.AdmissionInjected
+	Skipped  = metrics.AdmissionSkipped
+	Rejected = metrics.AdmissionRejected
 )
-
-// Outcomes lists every Outcome (metrics pre-create their label values).
-var Outcomes = []Outcome{Injected, Skipped, Rejected, Errored}
 
 // PatchOp is one RFC 6902 operation.
 type PatchOp struct {

@@ -1,7 +1,7 @@
 // Package kube is podfim's seam to the Kubernetes API: it knows the
 // sidecar's own pod (from the downward API), reads that pod's status, posts
 // Events about it and labels or deletes it (Reporter, in the background).
-// Besides it, only the webhook's certificate code (internal/inject/certs)
+// Besides it, only the webhook's certificate code (internal/webhook/certs)
 // talks to the API, with a REST client of its own (core and
 // admissionregistration types only).
 //

@@ -14,8 +14,8 @@ import (
 	admregv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 
-	"github.com/podfim/podfim/internal/inject/certs"
-	"github.com/podfim/podfim/internal/inject/certs/certstest"
+	"github.com/podfim/podfim/internal/webhook/certs"
+	"github.com/podfim/podfim/internal/webhook/certs/certstest"
 )
 
 var names = certs.Names{DNS: []string{"podfim-webhook.podfim.svc"}, IPs: []net.IP{net.ParseIP("127.0.0.1")}}

@@ -14,7 +14,7 @@ import (
 	admregv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 
-	"github.com/podfim/podfim/internal/inject/certs"
+	"github.com/podfim/podfim/internal/webhook/certs"
 )
 
 // API is an in-memory certs.API for one namespace: resource versions,
