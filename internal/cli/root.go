@@ -42,6 +42,7 @@ too old, or rolled back), 130 interrupted.`,
 	root.AddCommand(
 		newBaselineCmd(s),
 		newCheckCmd(s),
+		newDiffCmd(s),
 		newUpdateCmd(s),
 		newKeygenCmd(s),
 		newSidecarCmd(s),

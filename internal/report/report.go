@@ -45,6 +45,19 @@ type Summary struct {
 	Verified        bool    `json:"signature_verified"`
 	DurationSeconds float64 `json:"duration_seconds"`
 	ExitCode        int     `json:"exit_code"`
+	// Against is the second baseline of a diff of two baselines (podfim
+	// diff): Root is then the first one's file, and nothing was scanned.
+	Against *Baseline `json:"against,omitempty"`
+}
+
+// Baseline describes a baseline file that a report compares with.
+type Baseline struct {
+	File     string `json:"file"`
+	Entries  int    `json:"entries"`
+	Digest   string `json:"digest"`
+	Signed   bool   `json:"signed"`
+	KeyID    string `json:"key_id,omitempty"`
+	Verified bool   `json:"signature_verified"`
 }
 
 // Warning is a non-fatal problem met during the scan.

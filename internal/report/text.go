@@ -25,19 +25,16 @@ func Text(w io.Writer, r *Report) error {
 	if s.Quick {
 		mode = "quick"
 	}
-	fmt.Fprintf(&b, "podfim %s check of %s\n", mode, quote(s.Root))
-	sig := "unsigned"
-	if s.Signed {
-		sig = "signed by " + s.KeyID
-		if s.Verified {
-			sig += ", signature verified"
-		} else {
-			sig += ", signature not verified (no --verify-key)"
-		}
+	if a := s.Against; a != nil {
+		fmt.Fprintf(&b, "podfim diff of baseline %s against %s\n", quote(s.Root), quote(a.File))
+		fmt.Fprintf(&b, "baseline: %d entries, digest sha256:%s, %s\n", s.BaselineEntries, s.BaselineDigest, signature(s.Signed, s.Verified, s.KeyID))
+		fmt.Fprintf(&b, "against:  %d entries, digest sha256:%s, %s\n", a.Entries, a.Digest, signature(a.Signed, a.Verified, a.KeyID))
+	} else {
+		fmt.Fprintf(&b, "podfim %s check of %s\n", mode, quote(s.Root))
+		fmt.Fprintf(&b, "baseline: %d entries, digest sha256:%s, %s\n", s.BaselineEntries, s.BaselineDigest, signature(s.Signed, s.Verified, s.KeyID))
+		fmt.Fprintf(&b, "scanned:  %d entries, %d hashed (%s), %d hashes reused, %.2fs\n",
+			s.ScannedEntries, s.Hashed, bytesHuman(s.HashedBytes), s.Reused, s.DurationSeconds)
 	}
-	fmt.Fprintf(&b, "baseline: %d entries, digest sha256:%s, %s\n", s.BaselineEntries, s.BaselineDigest, sig)
-	fmt.Fprintf(&b, "scanned:  %d entries, %d hashed (%s), %d hashes reused, %.2fs\n",
-		s.ScannedEntries, s.Hashed, bytesHuman(s.HashedBytes), s.Reused, s.DurationSeconds)
 
 	for _, kind := range []compare.Kind{compare.Added, compare.Removed, compare.Changed} {
 		var group []compare.Finding
@@ -92,6 +89,17 @@ func Text(w io.Writer, r *Report) error {
 		return fmt.Errorf("failed to write report: %w", err)
 	}
 	return nil
+}
+
+// signature says how a baseline is signed.
+func signature(signed, verified bool, keyID string) string {
+	switch {
+	case !signed:
+		return "unsigned"
+	case verified:
+		return "signed by " + keyID + ", signature verified"
+	}
+	return "signed by " + keyID + ", signature not verified (no --verify-key)"
 }
 
 // describe is the one-line description of an added or removed entry.
