@@ -27,8 +27,8 @@ func (r *Responder) kill(ctx context.Context, f compare.Finding, content []byte)
 	if r.killPending && now.Sub(r.lastKill) < killHoldoff {
 		r.mu.Unlock()
 		r.m.Action(ActionKill, metrics.ResultSkipped)
-		r.logPath(ctx, slog.LevelDebug, msgActionSkipped, f.Path, slog.String(keyAction, string(ActionKill)),
-			slog.String(keyResult, string(metrics.ResultSkipped)),
+		r.logPath(ctx, slog.LevelDebug, msgActionSkipped, f.Path, actionAttr(ActionKill),
+			resultAttr(metrics.ResultSkipped),
 			slog.String(keyReason, "the container was already killed and has not restarted yet"))
 		return nil
 	}
@@ -51,7 +51,7 @@ func (r *Responder) kill(ctx context.Context, f compare.Finding, content []byte)
 				fmt.Sprintf("%s: %d kills in %s; the restarted container is still modified "+
 					"(tampered volume or a runtime that reuses the container?); escalating to %v",
 					msgKillLimit, n, r.plan.KillWindow, r.plan.Escalate),
-				f.Path, slog.String(keyAction, string(ActionKill)), slog.String(keyResult, string(metrics.ResultSkipped)),
+				f.Path, actionAttr(ActionKill), resultAttr(metrics.ResultSkipped),
 				slog.Int(keyKills, n), slog.Duration(keyWindow, r.plan.KillWindow),
 				slog.Any(keyEscalate, r.plan.Escalate))
 		}
@@ -77,13 +77,13 @@ func (r *Responder) kill(ctx context.Context, f compare.Finding, content []byte)
 
 	if err != nil {
 		r.m.Action(ActionKill, metrics.ResultError)
-		r.logPath(ctx, slog.LevelError, msgActionFailed, f.Path, slog.String(keyAction, string(ActionKill)),
-			slog.String(keyResult, string(metrics.ResultError)), slog.String(keyError, err.Error()))
+		r.logPath(ctx, slog.LevelError, msgActionFailed, f.Path, actionAttr(ActionKill),
+			resultAttr(metrics.ResultError), slog.String(keyError, err.Error()))
 		return err
 	}
 	r.m.Action(ActionKill, metrics.ResultOK)
-	r.logPath(ctx, slog.LevelWarn, msgKilled, f.Path, slog.String(keyAction, string(ActionKill)),
-		slog.String(keyResult, string(metrics.ResultOK)), slog.Int(keyKills, n), slog.Duration(keyWindow, r.plan.KillWindow))
+	r.logPath(ctx, slog.LevelWarn, msgKilled, f.Path, actionAttr(ActionKill),
+		resultAttr(metrics.ResultOK), slog.Int(keyKills, n), slog.Duration(keyWindow, r.plan.KillWindow))
 	r.event(corev1EventWarning, kube.ReasonContainerKilled,
 		fmt.Sprintf("killed the app container so that the kubelet starts it afresh from the image (%s; kill %d of at most %d in %s)", f.Path, n, r.plan.KillLimit, r.plan.KillWindow))
 	return nil

@@ -92,8 +92,8 @@ func (r *Responder) deletePod(ctx context.Context, f compare.Finding, content []
 		r.deleting = &pending{f: f, content: content}
 		r.mu.Unlock()
 		r.m.Action(ActionDelete, metrics.ResultOK)
-		r.logPath(ctx, slog.LevelWarn, msgDeleted, f.Path, slog.String(keyAction, string(ActionDelete)),
-			slog.String(keyResult, string(metrics.ResultOK)))
+		r.logPath(ctx, slog.LevelWarn, msgDeleted, f.Path, actionAttr(ActionDelete),
+			resultAttr(metrics.ResultOK))
 		r.event(corev1EventWarning, kube.ReasonPodDeleted, fmt.Sprintf("deleting the pod so that its controller replaces it: %s", f.Path))
 		return nil
 	case errors.Is(err, kube.ErrDeleteAgain):
@@ -116,8 +116,8 @@ func (r *Responder) deletePod(ctx context.Context, f compare.Finding, content []
 		level = slog.LevelWarn
 		r.event(corev1EventWarning, kube.ReasonDeleteRefused, fmt.Sprintf("not deleting the pod (%v); escalating to %v", err, r.plan.Escalate))
 	}
-	r.logPath(ctx, level, msgDeleteRefused, f.Path, slog.String(keyAction, string(ActionDelete)),
-		slog.String(keyResult, string(res)), slog.String(keyReason, err.Error()), slog.Any(keyEscalate, r.plan.Escalate))
+	r.logPath(ctx, level, msgDeleteRefused, f.Path, actionAttr(ActionDelete),
+		resultAttr(res), slog.String(keyReason, err.Error()), slog.Any(keyEscalate, r.plan.Escalate))
 	return r.escalate(ctx, f, content, ActionDelete)
 }
 
@@ -145,8 +145,8 @@ func (r *Responder) DeleteFailed(err error) {
 	}
 	ctx := context.Background()
 	r.m.Action(ActionDelete, metrics.ResultError)
-	r.logPath(ctx, slog.LevelWarn, msgDeleteRefused, p.f.Path, slog.String(keyAction, string(ActionDelete)),
-		slog.String(keyResult, string(metrics.ResultError)), slog.String(keyReason, err.Error()), slog.Any(keyEscalate, r.plan.Escalate))
+	r.logPath(ctx, slog.LevelWarn, msgDeleteRefused, p.f.Path, actionAttr(ActionDelete),
+		resultAttr(metrics.ResultError), slog.String(keyReason, err.Error()), slog.Any(keyEscalate, r.plan.Escalate))
 	if !open {
 		// Resolved meanwhile (restored, or a fresh container): an
 		// escalation now would hold a closed violation open for good.
@@ -154,6 +154,6 @@ func (r *Responder) DeleteFailed(err error) {
 	}
 	r.event(corev1EventWarning, kube.ReasonDeleteRefused, fmt.Sprintf("the pod's deletion failed (%v); escalating to %v", err, r.plan.Escalate))
 	if err := r.escalate(ctx, p.f, p.content, ActionDelete); err != nil {
-		r.logPath(ctx, slog.LevelError, msgActionFailed, p.f.Path, slog.String(keyAction, string(ActionDelete)), slog.String(keyError, err.Error()))
+		r.logPath(ctx, slog.LevelError, msgActionFailed, p.f.Path, actionAttr(ActionDelete), slog.String(keyError, err.Error()))
 	}
 }

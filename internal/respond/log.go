@@ -9,6 +9,7 @@ import (
 
 	"github.com/podfim/podfim/internal/attr"
 	"github.com/podfim/podfim/internal/compare"
+	"github.com/podfim/podfim/internal/metrics"
 	"github.com/podfim/podfim/internal/report"
 )
 
@@ -51,6 +52,11 @@ const (
 	msgWebhookFailed = "webhook delivery failed"
 	msgWebhookSent   = "webhook delivered"
 )
+
+// actionAttr and resultAttr log an action and its result with the values
+// of podfim_actions_total's labels, so a log line and a series match.
+func actionAttr(a Action) slog.Attr         { return slog.String(keyAction, string(a)) }
+func resultAttr(r metrics.Result) slog.Attr { return slog.String(keyResult, string(r)) }
 
 // logPath logs msg about path with attrs.
 func (r *Responder) logPath(ctx context.Context, level slog.Level, msg, path string, attrs ...slog.Attr) {

@@ -208,7 +208,7 @@ func (r *Responder) run(ctx context.Context, a Action, f compare.Finding, conten
 	r.m.Action(a, res)
 	if err != nil {
 		r.logPath(ctx, slog.LevelError, msgActionFailed, f.Path,
-			slog.String(keyAction, string(a)), slog.String(keyResult, string(res)), slog.String(keyError, err.Error()))
+			actionAttr(a), resultAttr(res), slog.String(keyError, err.Error()))
 	}
 	return err
 }

@@ -40,8 +40,8 @@ func (r *Responder) restore(ctx context.Context, f compare.Finding, content []by
 		reason = fmt.Sprintf("the content (%d bytes) is larger than restoreMaxBytes (%d)", len(content), r.plan.RestoreMaxBytes)
 	}
 	if reason != "" {
-		r.logPath(ctx, slog.LevelInfo, msgActionSkipped, f.Path, slog.String(keyAction, string(ActionRestore)),
-			slog.String(keyResult, string(metrics.ResultSkipped)), slog.String(keyReason, reason))
+		r.logPath(ctx, slog.LevelInfo, msgActionSkipped, f.Path, actionAttr(ActionRestore),
+			resultAttr(metrics.ResultSkipped), slog.String(keyReason, reason))
 		return metrics.ResultSkipped, nil
 	}
 	// Never write back bytes that are not the baseline's: a caller bug or
@@ -59,8 +59,8 @@ func (r *Responder) restore(ctx context.Context, f compare.Finding, content []by
 	if err := w.Restore(f.Path, want, content); err != nil {
 		return metrics.ResultError, fmt.Errorf("failed to restore: %w", err)
 	}
-	r.logPath(ctx, slog.LevelWarn, msgRestored, f.Path, slog.String(keyAction, string(ActionRestore)),
-		slog.String(keyResult, string(metrics.ResultOK)), slog.String(keyKind, string(f.Kind)))
+	r.logPath(ctx, slog.LevelWarn, msgRestored, f.Path, actionAttr(ActionRestore),
+		resultAttr(metrics.ResultOK), slog.String(keyKind, string(f.Kind)))
 	r.event(corev1EventNormal, kube.ReasonFileRestored, fmt.Sprintf("restored %s from the baseline", f.Path))
 	return metrics.ResultOK, nil
 }

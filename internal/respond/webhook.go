@@ -89,7 +89,7 @@ func newWebhook(cfg WebhookConfig, log *slog.Logger, m *metrics.Sidecar) *webhoo
 	w.ctx, w.cancel = context.WithCancel(context.Background())
 	w.client, w.err = newClient(cfg)
 	if w.err != nil {
-		log.Error(msgWebhookFailed, slog.String(keyAction, string(ActionWebhook)), slog.String(keyError, w.err.Error()))
+		log.Error(msgWebhookFailed, actionAttr(ActionWebhook), slog.String(keyError, w.err.Error()))
 	}
 	go w.run()
 	return w
@@ -194,7 +194,7 @@ func (w *webhook) deliver(d delivery) {
 		if err == nil {
 			w.m.Action(ActionWebhook, metrics.ResultOK)
 			w.log.LogAttrs(w.ctx, slog.LevelDebug, msgWebhookSent, append(pathAttrs(d.path),
-				slog.String(keyAction, string(ActionWebhook)), slog.String(keyResult, string(metrics.ResultOK)),
+				actionAttr(ActionWebhook), resultAttr(metrics.ResultOK),
 				slog.Int(keyAttempts, attempt), slog.Int(keyStatus, status))...)
 			return
 		}
@@ -257,7 +257,7 @@ func retryable(status int) bool {
 func (w *webhook) fail(ctx context.Context, path string, attempts, status int, err error) {
 	w.m.Action(ActionWebhook, metrics.ResultError)
 	attrs := append(pathAttrs(path),
-		slog.String(keyAction, string(ActionWebhook)), slog.String(keyResult, string(metrics.ResultError)),
+		actionAttr(ActionWebhook), resultAttr(metrics.ResultError),
 		slog.String(keyError, err.Error()))
 	if attempts > 0 {
 		attrs = append(attrs, slog.Int(keyAttempts, attempts))
