@@ -188,8 +188,8 @@ func TestTargetRestartedAndOverflow(t *testing.T) {
 }
 
 // TestDocsComplete checks that docs/metrics.md names every podfim_ metric
-// the sidecar registers and, in that metric's row, every label value this
-// package knows in advance.
+// the sidecar and the webhook register and, in that metric's row, every
+// label value this package knows in advance.
 func TestDocsComplete(t *testing.T) {
 	data, err := os.ReadFile("../../docs/metrics.md")
 	if err != nil {
@@ -201,7 +201,19 @@ func TestDocsComplete(t *testing.T) {
 			rows[m[1]] = line
 		}
 	}
-	for _, name := range exported(t) {
+	reg := prometheus.NewRegistry()
+	if _, err := NewWebhook(reg, "test"); err != nil {
+		t.Fatal(err)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := exported(t)
+	for _, mf := range mfs {
+		names = append(names, mf.GetName())
+	}
+	for _, name := range names {
 		if !strings.HasPrefix(name, "podfim_") || strings.HasSuffix(name, "_bucket") || strings.HasSuffix(name, "_sum") || strings.HasSuffix(name, "_count") {
 			continue
 		}
@@ -217,6 +229,9 @@ func TestDocsComplete(t *testing.T) {
 		"podfim_kube_requests_total": strs(KubeOperations()),
 		"podfim_kube_events_total":   strs(KubeEventResults()),
 		"podfim_baseline_info":       {string(BaselineFile), string(BaselineFirstSight)},
+
+		"podfim_webhook_admissions_total":       strs(Admissions()),
+		"podfim_webhook_requests_refused_total": strs(Refusals()),
 	}
 	for name, vs := range values {
 		for _, v := range vs {
