@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 
 	"github.com/podfim/podfim/internal/compare"
@@ -68,6 +69,7 @@ func (r *Responder) quarantine(f compare.Finding) (metrics.Result, error) {
 	since := r.quarantined
 	paths := r.ledger.paths()
 	r.mu.Unlock()
+	slices.Sort(paths)
 	r.kube.SetQuarantine(true, kube.QuarantineReason(since, paths))
 	if first {
 		r.event(corev1EventWarning, kube.ReasonPodQuarantined,

@@ -53,13 +53,13 @@ func (l *ledger) add(path string) *violation {
 	return v
 }
 
-// paths returns the open paths, sorted.
+// paths returns the open paths, in no order: callers sort them once they
+// have let go of the lock.
 func (l *ledger) paths() []string {
 	ps := make([]string, 0, len(l.open))
 	for p := range l.open {
 		ps = append(ps, p)
 	}
-	slices.Sort(ps)
 	return ps
 }
 
@@ -67,8 +67,10 @@ func (l *ledger) paths() []string {
 // of the target resolves those it does not find again.
 func (r *Responder) Open() []string {
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.ledger.paths()
+	ps := r.ledger.paths()
+	r.mu.Unlock()
+	slices.Sort(ps)
+	return ps
 }
 
 // Resolved closes the violation at path: it was restored and verified, or
@@ -128,17 +130,17 @@ func (r *Responder) Verified() {
 // in path order, and how many there are.
 func (r *Responder) Readiness(max int) (verified bool, unready []string, total int) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, p := range r.ledger.paths() {
-		if !r.ledger.open[p].unready {
-			continue
-		}
-		if total < max {
+	verified = r.ledger.verified
+	for p, v := range r.ledger.open {
+		if v.unready {
 			unready = append(unready, p)
 		}
-		total++
 	}
-	return r.ledger.verified, unready, total
+	r.mu.Unlock()
+	// Sorted outside the lock: a probe every few seconds must not hold up
+	// the responder for the length of a sort.
+	slices.Sort(unready)
+	return verified, unready[:min(len(unready), max)], len(unready)
 }
 
 // openViolation opens the violation of f and returns the number open.
