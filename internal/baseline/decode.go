@@ -13,55 +13,6 @@ import (
 	"github.com/podfim/podfim/internal/attr"
 )
 
-// Read reads a whole baseline from r: Open, then every entry from Next.
-// It checks, in this order, the magic, the version, the sizes against the
-// limits, the payload digest and the signature, and only then decompresses
-// and decodes the payload, so that nothing unauthenticated reaches the
-// decompressor or the decoder when a key is required. Nothing may follow
-// the payload. When r has a Len method (bytes.Reader, bytes.Buffer,
-// strings.Reader) it must return the number of unread bytes: Read uses it
-// to check the size before reading.
-//
-// The result holds the entries only: not the payload they were decoded
-// from. A caller that looks at each entry once should use Open, which
-// never holds them all.
-//
-// Errors wrap ErrFormat, ErrVersion, ErrDigest or ErrSignature, except for
-// invalid options and errors of r itself.
-func Read(r io.Reader, opts ReadOptions) (*Baseline, error) {
-	rd, err := Open(r, opts)
-	if err != nil {
-		return nil, err
-	}
-	return rd.readAll()
-}
-
-// open is Open with the size of the input when it is known (size >= 0),
-// which lets a truncated or padded file fail before the payload is read and
-// lets the payload buffer be allocated once.
-func open(r io.Reader, opts ReadOptions, size int64) (*Reader, error) {
-	maxSize, maxEntries, err := opts.limits()
-	if err != nil {
-		return nil, err
-	}
-	h, err := readSizedHeader(r, size, maxSize)
-	if err != nil {
-		return nil, err
-	}
-	payload, err := readPayload(r, h.payloadLen, size >= 0)
-	if err != nil {
-		return nil, err
-	}
-	if sha256.Sum256(payload) != h.digest {
-		return nil, errorf(ErrDigest, "baseline payload does not match its digest: the file is corrupt or was modified")
-	}
-	if err := verify(h, opts.VerifyKey); err != nil {
-		return nil, err
-	}
-	// Authenticated: from here on the payload may be decompressed.
-	return newReader(h, &memSource{payload: payload}, opts.Binding, maxSize, maxEntries)
-}
-
 // openFile is open for a file of the given size, without holding the
 // payload: one pass over the file checks the digest and the signature, and
 // the Reader reads the payload again as it decodes (see fileSource).
@@ -203,34 +154,6 @@ func truncated(err error, what string) error {
 		return formatErrorf("baseline is truncated in the %s", what)
 	}
 	return fmt.Errorf("failed to read baseline %s: %w", what, err)
-}
-
-// readPayload reads exactly n bytes and checks that nothing follows them.
-// Unless the input size was checked against n already (exact), the buffer
-// grows with what actually arrives instead of trusting n.
-func readPayload(r io.Reader, n uint64, exact bool) ([]byte, error) {
-	var payload []byte
-	if exact {
-		payload = make([]byte, n)
-		if _, err := io.ReadFull(r, payload); err != nil {
-			return nil, truncated(err, "payload")
-		}
-	} else {
-		var buf bytes.Buffer
-		buf.Grow(int(min(n, 1<<20)))
-		got, err := buf.ReadFrom(io.LimitReader(r, int64(n)))
-		if err != nil {
-			return nil, truncated(err, "payload")
-		}
-		if uint64(got) < n {
-			return nil, formatErrorf("baseline is truncated in the payload: %d of %d bytes", got, n)
-		}
-		payload = buf.Bytes()
-	}
-	if err := checkEnd(r); err != nil {
-		return nil, err
-	}
-	return payload, nil
 }
 
 // checkEnd checks that r, just past the payload, has nothing more.

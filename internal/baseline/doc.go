@@ -5,15 +5,15 @@
 // not exactly a valid baseline is an error (ErrFormat, ErrVersion,
 // ErrDigest or ErrSignature), never a crash and never a partial result.
 //
-// Read and ReadFile decode a whole baseline. Open and OpenFile return a
-// Reader that yields one entry at a time, for a comparison that must not
-// hold the decoded baseline (about 200 bytes an entry in memory, against
-// under 50 stored): Open's Reader holds the stored payload and one group's
-// hashes; OpenFile's holds one group's hashes only, and reads the file
-// twice (authenticate, then decode with the digest checked again; Rewind
-// reads it once more). Read is Open and Next until io.EOF, so both make
-// the same checks. Write and WriteFile encode a whole baseline; a Writer
-// (CreateFile) takes one entry at a time and gives the same bytes.
+// ReadFile decodes a whole baseline. OpenFile returns a Reader that yields
+// one entry at a time, for a comparison that must not hold the decoded
+// baseline (about 200 bytes an entry in memory, against under 50 stored):
+// it holds one group's hashes only, and reads the file twice
+// (authenticate, then decode with the digest checked again; Rewind reads
+// it once more). ReadFile is OpenFile and Next until io.EOF, so both make
+// the same checks. WriteFile encodes a whole baseline; a Writer
+// (CreateFile) takes one entry at a time and gives the same bytes. (The
+// tests also read and write baselines in memory: memory_test.go.)
 // QuickIndex keeps what a quick scan asks of a baseline, and no more.
 //
 // # File format, version 2
@@ -75,14 +75,15 @@
 // nothing bound such a file to what it was for (see docs/security.md).
 // Each version has its own context string.
 //
-// Read checks, in order: the magic; the version (0 is ErrFormat, newer than
+// A reader checks, in order: the magic; the version (0 is ErrFormat, newer than
 // Version is ErrVersion); the flags; the file and payload sizes against
 // ReadOptions.MaxSize; the whole payload is read (never more than the
 // header claims and the input holds) and nothing may follow it; the digest
 // (ErrDigest); the signature, when the file is signed or a key is required
-// (ErrSignature); the header record; and only then does it decompress and
-// decode the payload. Open makes the same checks before it returns, and
-// decodes the entry count; Next decodes the entries, and returns
+// (ErrSignature); the header record, then ReadOptions.Binding (ErrBinding);
+// and only then does it decompress and decode the payload. OpenFile makes
+// these checks before it returns, and decodes the entry count (against
+// ReadOptions.MaxEntries); Next decodes the entries, and returns
 // io.EOF only after the end marker, the end of the gzip stream and its
 // checksum were checked too. OpenFile checks the digest and signature in a
 // first pass over the file and digests the payload again as Next reads
@@ -133,7 +134,8 @@
 //	           ctime, and the mtime base gives a zig-zag value no larger than the other.
 //	xattrs     if attrs has xattrs: uvarint count (at most 1024), then per attribute, in
 //	           strictly increasing name order: uvarint name length (1..255) + name,
-//	           uvarint value length (at most 65536) + value
+//	           uvarint value length (at most 65536) + value; names and values
+//	           together at most 262,144 bytes (MaxXattrBytes)
 //	hash len   uvarint, if attrs has a content hash: 0 (not hashed) or the digest size
 //	           (32 sha256, 64 sha512, 32 blake3); non-zero only for regular files. The
 //	           bytes are the next ones of the group's hash bytes.
@@ -143,7 +145,7 @@
 // Paths are at most 4096 bytes, start with "/", contain no NUL byte and no
 // empty, "." or ".." component, and may be any other bytes (they need not
 // be UTF-8). Link targets and xattr names contain no NUL byte. A field that
-// attrs does not name is not stored and reads as zero; Write refuses an
+// attrs does not name is not stored and reads as zero; a writer refuses an
 // entry whose uncollected fields are not zero rather than drop them.
 //
 // Why it looks like this:
@@ -173,7 +175,7 @@
 //   - Every length and count is checked against its limit before anything
 //     is allocated for it, and the entry count sizes the first allocation
 //     only up to what the payload could hold, so a small file cannot make
-//     Read allocate much. ReadOptions.MaxSize also bounds the
+//     a reader allocate much. ReadOptions.MaxSize also bounds the
 //     decompressed body.
 //
 // Size, with sha256 (see TestSize100k): 35.4 bytes per file for a real

@@ -16,34 +16,6 @@ import (
 	"github.com/podfim/podfim/internal/attr"
 )
 
-// Write writes b to w, signed with key unless key is nil. On success it sets
-// b.Version, b.Digest, b.Signed, b.KeyID and b.PublicKey to what was written.
-//
-// b must be valid: entries sorted strictly by attr.ComparePaths, fields that
-// were not collected zero (see checkEntry). Extended attributes may be in any
-// order; they are stored sorted by name, so the same baseline always gives
-// the same bytes.
-func Write(w io.Writer, b *Baseline, key ed25519.PrivateKey) error {
-	h, payload, err := encode(b, key)
-	if err != nil {
-		return err
-	}
-	if err := writeTo(w, h, payload); err != nil {
-		return fmt.Errorf("failed to write baseline: %w", err)
-	}
-	b.setStored(h)
-	return nil
-}
-
-// writeTo writes the file for h and payload.
-func writeTo(w io.Writer, h *header, payload []byte) error {
-	if _, err := w.Write(h.marshal(nil)); err != nil {
-		return err
-	}
-	_, err := w.Write(payload)
-	return err
-}
-
 // setStored records in b what the header h says about the stored file.
 func (b *Baseline) setStored(h *header) {
 	b.Version, b.Digest, b.Signed, b.KeyID, b.PublicKey = stored(h)
@@ -64,29 +36,6 @@ func checkKey(key ed25519.PrivateKey) error {
 		return fmt.Errorf("failed to sign baseline: private key is %d bytes, want %d", len(key), ed25519.PrivateKeySize)
 	}
 	return nil
-}
-
-// encode returns the header and the payload for b.
-func encode(b *Baseline, key ed25519.PrivateKey) (*header, []byte, error) {
-	if err := checkKey(key); err != nil {
-		return nil, nil, err
-	}
-	if err := validate(b); err != nil {
-		return nil, nil, fmt.Errorf("failed to encode baseline: %w", err)
-	}
-	var out bytes.Buffer
-	pw, err := newPayloadWriter(&out)
-	if err != nil {
-		return nil, nil, fmt.Errorf("failed to encode baseline: %w", err)
-	}
-	if err := pw.body(b); err != nil {
-		return nil, nil, fmt.Errorf("failed to encode baseline: %w", err)
-	}
-	h, err := pw.close(key, appendRecord(nil, &b.Header))
-	if err != nil {
-		return nil, nil, fmt.Errorf("failed to encode baseline: %w", err)
-	}
-	return h, out.Bytes(), nil
 }
 
 // validate reports why b cannot be written; Read enforces the same rules.
@@ -236,19 +185,6 @@ func (p *payloadWriter) begin(count int) error {
 	enc, err := newBodyEncoder(p, p.hashPart, Version, "", count)
 	p.enc = enc
 	return err
-}
-
-// body encodes every entry of b.
-func (p *payloadWriter) body(b *Baseline) error {
-	if err := p.begin(len(b.Entries)); err != nil {
-		return err
-	}
-	for i := range b.Entries {
-		if err := p.enc.add(&b.Entries[i]); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // close ends the body and the gzip member, and returns the header of the
@@ -401,25 +337,6 @@ func (e *bodyEncoder) close() error {
 	}
 	_, err := e.w.Write([]byte(endMarker))
 	return err
-}
-
-// encodeBody writes the uncompressed body for b with a bodyEncoder, in
-// the format version b.Version (0: the current one).
-func encodeBody(w io.Writer, hashes func([]byte) error, b *Baseline) error {
-	v := b.Version
-	if v == 0 {
-		v = Version
-	}
-	e, err := newBodyEncoder(w, hashes, v, b.PolicyDigest, len(b.Entries))
-	if err != nil {
-		return err
-	}
-	for i := range b.Entries {
-		if err := e.add(&b.Entries[i]); err != nil {
-			return err
-		}
-	}
-	return e.close()
 }
 
 // entryState is what an entry is coded against: the previous path, and the

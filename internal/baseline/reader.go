@@ -2,7 +2,6 @@ package baseline
 
 import (
 	"bufio"
-	"bytes"
 	"compress/gzip"
 	"crypto/ed25519"
 	"crypto/sha256"
@@ -100,23 +99,6 @@ func (r *Reader) fail(err error) error {
 		}
 	}
 	return err
-}
-
-// Open reads the header and the payload of a baseline from r and checks
-// them exactly as Read does (magic, version, sizes against the limits,
-// digest, signature, nothing after the payload), then reads the start of the
-// body: the policy digest and the entry count. The entries are left to Next.
-//
-// The Reader holds the payload (the compressed file), not r: r is not used
-// after Open returns.
-func Open(r io.Reader, opts ReadOptions) (*Reader, error) {
-	size := int64(-1)
-	if l, ok := r.(interface{ Len() int }); ok {
-		// bytes.Reader, bytes.Buffer, strings.Reader: the input is in
-		// memory and its size known.
-		size = int64(l.Len())
-	}
-	return open(r, opts, size)
 }
 
 // Next returns the next entry, in path order (strictly increasing by
@@ -254,19 +236,6 @@ type payloadSource interface {
 	// has consumed, and, for a file, checks the digest of the payload.
 	finish() (int64, error)
 }
-
-// memSource is a payload in memory, authenticated by Open.
-type memSource struct {
-	payload []byte
-	r       *bytes.Reader
-}
-
-func (s *memSource) open() io.Reader {
-	s.r = bytes.NewReader(s.payload)
-	return s.r
-}
-
-func (s *memSource) finish() (int64, error) { return int64(s.r.Len()), nil }
 
 // fileSource reads the payload from the file OpenFile authenticated,
 // without holding it: what is read is digested on the way, and finish
