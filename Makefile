@@ -33,6 +33,8 @@ test: lint
 FUZZTIME ?= 20s
 fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzRead$$' -fuzztime=$(FUZZTIME) ./internal/baseline/
+	$(GO) test -run='^$$' -fuzz='^FuzzDecodeBody$$' -fuzztime=$(FUZZTIME) ./internal/baseline/
+	$(GO) test -run='^$$' -fuzz='^FuzzHeaderRecord$$' -fuzztime=$(FUZZTIME) ./internal/baseline/
 	$(GO) test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./internal/policy/
 	$(GO) test -run='^$$' -fuzz='^FuzzParseAnnotations$$' -fuzztime=$(FUZZTIME) ./internal/inject/
 
