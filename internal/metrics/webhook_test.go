@@ -1,8 +1,6 @@
 package metrics
 
 import (
-	"os"
-	"strings"
 	"testing"
 	"time"
 
@@ -11,9 +9,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 )
 
-// TestWebhookMetrics lints the webhook's metrics after each has a sample,
-// checks the pre-created label values and that docs/metrics.md names every
-// metric and label value.
+// TestWebhookMetrics lints the webhook's metrics after each has a sample
+// and checks the pre-created label values and the nil receiver
+// (TestDocsComplete checks docs/metrics.md).
 func TestWebhookMetrics(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	m, err := NewWebhook(reg, "test")
@@ -51,32 +49,6 @@ func TestWebhookMetrics(t *testing.T) {
 	}
 	for _, p := range problems {
 		t.Errorf("promlint: %s: %s", p.Metric, p.Text)
-	}
-	data, err := os.ReadFile("../../docs/metrics.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	rows := map[string]string{}
-	for _, line := range strings.Split(string(data), "\n") {
-		if r := docRow.FindStringSubmatch(line); r != nil {
-			rows[r[1]] = line
-		}
-	}
-	for _, mf := range mfs {
-		name := mf.GetName()
-		if strings.HasPrefix(name, "podfim_webhook_") && rows[name] == "" {
-			t.Errorf("docs/metrics.md has no row for %s", name)
-		}
-	}
-	for name, vs := range map[string][]string{
-		"podfim_webhook_admissions_total":       strs(Admissions()),
-		"podfim_webhook_requests_refused_total": strs(Refusals()),
-	} {
-		for _, v := range vs {
-			if !strings.Contains(rows[name], v) {
-				t.Errorf("docs/metrics.md: the row of %s does not name %q", name, v)
-			}
-		}
 	}
 	var nilM *Webhook
 	nilM.Admission(AdmissionError, time.Second)
