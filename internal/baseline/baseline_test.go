@@ -384,14 +384,18 @@ func TestReadBomb(t *testing.T) {
 // having allocated about that much.
 func TestXattrBomb(t *testing.T) {
 	var buf bytes.Buffer
-	if err := baselinetest.XattrBomb(&buf, "p", 15, MaxXattrs, MaxXattrValueBytes); err != nil {
+	bomb, err := baselinetest.XattrBomb(15, MaxXattrs, MaxXattrValueBytes)
+	if err == nil {
+		err = bomb.Write(&buf, "p")
+	}
+	if err != nil {
 		t.Fatal(err)
 	}
 	data := buf.Bytes()
 	t.Logf("hostile baseline: %d bytes", len(data))
 	var ms0, ms1 runtimeMem
 	ms0.read()
-	_, err := Read(bytes.NewReader(data), ReadOptions{})
+	_, err = Read(bytes.NewReader(data), ReadOptions{})
 	ms1.read()
 	if !errors.Is(err, ErrFormat) || !strings.Contains(err.Error(), "extended attributes take more than 262144 bytes") {
 		t.Fatalf("err = %v, want ErrFormat at MaxXattrBytes", err)
@@ -404,7 +408,11 @@ func TestXattrBomb(t *testing.T) {
 	// The same encoder within the limits gives a file that reads: the
 	// refusal above is the limit's, not the encoder's.
 	buf.Reset()
-	if err := baselinetest.XattrBomb(&buf, "p", 3, 3, MaxXattrValueBytes); err != nil {
+	small, err := baselinetest.XattrBomb(3, 3, MaxXattrValueBytes)
+	if err == nil {
+		err = small.Write(&buf, "p")
+	}
+	if err != nil {
 		t.Fatal(err)
 	}
 	if b, err := Read(bytes.NewReader(buf.Bytes()), ReadOptions{}); err != nil || len(b.Entries) != 3 || len(b.Entries[2].Xattrs) != 3 {

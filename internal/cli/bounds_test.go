@@ -69,9 +69,11 @@ func TestHostileBaselineBounds(t *testing.T) {
 		t.Logf("%s: %d bytes", name, st.Size())
 		return path
 	}
-	bomb := write("xattrs.pfb", func(f *os.File) error {
-		return baselinetest.XattrBomb(f, policy.Default().Digest(), 15, 1024, 64<<10)
-	})
+	xattrs, err := baselinetest.XattrBomb(15, 1024, 64<<10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bomb := write("xattrs.pfb", func(f *os.File) error { return xattrs.Write(f, policy.Default().Digest()) })
 	code, out, e, peak := runChild(t, "check", "--root", dir, "--baseline", bomb)
 	t.Logf("xattr bomb: exit %d, peak RSS %d MiB", code, peak>>20)
 	if code != ExitCorrupt || out != "" || !strings.Contains(e, "extended attributes take more than 262144 bytes") {
@@ -87,6 +89,10 @@ func TestHostileBaselineBounds(t *testing.T) {
 		"small.yaml": "version: 1\nrules:\n  - path: /\n    preset: ReadOnly\nlimits:\n  maxFiles: 1000000\n",
 		"large.yaml": "version: 1\nrules:\n  - path: /\n    preset: ReadOnly\nlimits:\n  maxFindings: 1000\n",
 	}
+	entries, err := baselinetest.ManyEntries(3_000_000)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for name, yaml := range policies {
 		path := filepath.Join(work, name)
 		if err := os.WriteFile(path, []byte(yaml), 0o644); err != nil {
@@ -96,7 +102,7 @@ func TestHostileBaselineBounds(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		many := write("many-"+name+".pfb", func(f *os.File) error { return baselinetest.ManyEntries(f, p.Digest(), 3_000_000) })
+		many := write("many-"+name+".pfb", func(f *os.File) error { return entries.Write(f, p.Digest()) })
 		code, out, e, peak := runChild(t, "check", "--root", dir, "--baseline", many, "--policy", path)
 		t.Logf("3M entries, %s: exit %d, peak RSS %d MiB, %d bytes of report", name, code, peak>>20, len(out))
 		switch name {

@@ -17,11 +17,17 @@ import (
 	"io"
 )
 
-// XattrBomb writes the baseline of issue 11 item 4: entries entries, each
-// with xattrs extended attributes of valueBytes zero bytes (the issue: 15,
-// 1,024, 65,536: 960 MiB decompressed, 1.1 MB stored), under a header that
-// names policyDigest (so that a check takes it for its own policy's).
-func XattrBomb(w io.Writer, policyDigest string, entries, xattrs, valueBytes int) error {
+// File is the payload of a hostile baseline; Write puts a header in front.
+type File struct{ s *stream }
+
+// Write writes the baseline under a header that names policyDigest (so
+// that a check takes it for its own policy's).
+func (f *File) Write(w io.Writer, policyDigest string) error { return f.s.finish(w, policyDigest) }
+
+// XattrBomb is the baseline of issue 11 item 4: entries entries, each with
+// xattrs extended attributes of valueBytes zero bytes (the issue: 15,
+// 1,024, 65,536: 960 MiB decompressed, 1.1 MB stored).
+func XattrBomb(entries, xattrs, valueBytes int) (*File, error) {
 	// The attributes are the same for every entry: compress them once and
 	// repeat the compressed bytes. Each part is a deflate stream of its own,
 	// ended with a sync flush (byte aligned, not final), so the parts
@@ -39,7 +45,7 @@ func XattrBomb(w io.Writer, policyDigest string, entries, xattrs, valueBytes int
 	z := &stream{}
 	xsPart, err := deflatePart(xs.Bytes())
 	if err != nil {
-		return err
+		return nil, err
 	}
 	prev := ""
 	var head []byte
@@ -57,21 +63,21 @@ func XattrBomb(w io.Writer, policyDigest string, entries, xattrs, valueBytes int
 		head = append(head, 0, 0)                // type unknown, no flags
 		prev = path
 		if err := z.add(head); err != nil {
-			return err
+			return nil, err
 		}
 		head = head[:0]
 		z.addCompressed(xs.Bytes(), xsPart)
 	}
 	if err := z.add([]byte("\x00END")); err != nil {
-		return err
+		return nil, err
 	}
-	return z.finish(w, policyDigest)
+	z.end()
+	return &File{z}, nil
 }
 
-// ManyEntries writes a baseline of n entries that record nothing but
-// their path (issue 11 item 4: 3M entries in about 150 KB), under a header
-// that names policyDigest.
-func ManyEntries(w io.Writer, policyDigest string, n int) error {
+// ManyEntries is a baseline of n entries that record nothing but their
+// path (issue 11 item 4: 3M entries in about 150 KB).
+func ManyEntries(n int) (*File, error) {
 	var body bytes.Buffer
 	body.Write(binary.AppendUvarint(nil, uint64(n)))
 	prev := ""
@@ -95,16 +101,17 @@ func ManyEntries(w io.Writer, policyDigest string, n int) error {
 	var part bytes.Buffer
 	fw, err := flate.NewWriter(&part, flate.BestCompression)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if _, err := fw.Write(body.Bytes()); err != nil {
-		return err
+		return nil, err
 	}
 	if err := fw.Flush(); err != nil {
-		return err
+		return nil, err
 	}
 	z.addCompressed(body.Bytes(), part.Bytes())
-	return z.finish(w, policyDigest)
+	z.end()
+	return &File{z}, nil
 }
 
 // stream is a gzip member put together from deflate parts.
@@ -131,11 +138,14 @@ func (s *stream) addCompressed(body, part []byte) {
 	s.size += uint32(len(body))
 }
 
-// finish ends the deflate stream and writes the file: the header (format
-// version 2, unsigned, a header record naming policyDigest), then the
-// gzip member.
-func (s *stream) finish(w io.Writer, policyDigest string) error {
+// end ends the deflate stream.
+func (s *stream) end() {
 	s.deflate.Write([]byte{0x03, 0x00}) // an empty final fixed-Huffman block
+}
+
+// finish writes the file: the header (format version 2, unsigned, a
+// header record naming policyDigest), then the gzip member.
+func (s *stream) finish(w io.Writer, policyDigest string) error {
 	var payload bytes.Buffer
 	payload.Write([]byte{0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255})
 	payload.Write(s.deflate.Bytes())
