@@ -1,12 +1,20 @@
 package cli
 
 import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/podfim/podfim/internal/attr"
+	"github.com/podfim/podfim/internal/baseline"
+	"github.com/podfim/podfim/internal/policy"
 )
 
 // TestSignedBaselineBinding replays signed baselines where they do not
@@ -84,5 +92,38 @@ func TestSignedBaselineBinding(t *testing.T) {
 	}
 	if code, _, e := run(t, "check", "--root", dir, "--baseline", cur, "--max-age", "-1h"); code != ExitUsage {
 		t.Errorf("--max-age -1h = %d %q", code, e)
+	}
+}
+
+// TestUpdateRefusesImageBaseline: an update records the tree, so it must
+// not turn a baseline of an image into one of a (possibly tampered)
+// container that still names the image.
+func TestUpdateRefusesImageBaseline(t *testing.T) {
+	dir, work := fixture(t), t.TempDir()
+	p := policy.Default()
+	doc, err := json.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := func(s string) string { return fmt.Sprintf("sha256:%x", sha256.Sum256([]byte(s))) }
+	im := &baseline.Image{Manifest: d("m"), Config: d("c"), Platform: "linux/amd64"}
+	b := &baseline.Baseline{Header: baseline.Header{Subject: im.Manifest, PolicyDigest: p.Digest(), Policy: doc, Compared: attr.ImageStable, Image: im}}
+	path := filepath.Join(work, "image.pfb")
+	if err := baseline.WriteFile(path, b, nil); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.ReadFile(path)
+	code, _, e := run(t, "update", "--root", dir, "--baseline", path)
+	if code != ExitUsage || !strings.Contains(e, "was made from image "+im.Manifest) || !strings.Contains(e, "podfim baseline --image") {
+		t.Errorf("update of an image baseline = %d %q", code, e)
+	}
+	if after, _ := os.ReadFile(path); !bytes.Equal(before, after) {
+		t.Error("the refused update changed the baseline")
+	}
+	// check compares it, under its restriction: the fixture is not the
+	// image, so entries differ, but never by inode, nlink or ctime.
+	code, out, _ := run(t, "check", "--root", dir, "--baseline", path)
+	if code != ExitAdded || strings.Contains(out, "inode") {
+		t.Errorf("check against an image baseline = %d\n%s", code, out)
 	}
 }

@@ -40,6 +40,12 @@ when the new baseline was written, whatever the check found.`,
 			if o.base.signed && key == nil && !unsigned {
 				return failf(ExitUsage, "baseline %s is signed by key %s: pass --sign-key to sign the update, or --unsigned to drop the signature", f.baseline, o.base.keyID)
 			}
+			if im := o.stream.Image; im != nil {
+				// The tree is a container of the image at best: its state
+				// is not what the image publisher shipped, and a baseline
+				// of it must not carry the image's subject.
+				return failf(ExitUsage, "baseline %s was made from image %s: make a new one from the image ('podfim baseline --image'), update would record the tree instead", f.baseline, im.Manifest)
+			}
 			if o.next, err = nextHeader(o); err != nil {
 				return err
 			}
