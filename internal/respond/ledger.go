@@ -152,9 +152,12 @@ func (r *Responder) openViolation(f compare.Finding) int {
 }
 
 // holdUnready is the unready action: the violation at path holds /readyz
-// down until it is resolved.
+// down until it is resolved. A violation resolved meanwhile (an escalation
+// that ran late) is not opened again: only Handle opens.
 func (r *Responder) holdUnready(path string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.ledger.add(path).unready = true
+	if v, ok := r.ledger.open[path]; ok {
+		v.unready = true
+	}
 }

@@ -68,3 +68,20 @@ func TestLedgerReadinessBounded(t *testing.T) {
 		t.Errorf("Readiness(3) = %v %q %d", verified, keys, total)
 	}
 }
+
+// TestLedgerUnreadyDoesNotReopen: the unready action of a late escalation
+// does not open again a violation resolved meanwhile.
+func TestLedgerUnreadyDoesNotReopen(t *testing.T) {
+	e := newEnv(t, Plan{Actions: []Action{ActionLog}})
+	if err := e.r.Handle(t.Context(), changed("/a", []byte("x"), []byte("y")), nil); err != nil {
+		t.Fatal(err)
+	}
+	e.r.Resolved("/a")
+	e.r.holdUnready("/a")
+	if got := e.r.Open(); len(got) != 0 {
+		t.Errorf("open after a late unready: %q", got)
+	}
+	if ok, reasons := e.ready(); !ok {
+		t.Errorf("unready after a late unready: %q", reasons)
+	}
+}
