@@ -37,12 +37,16 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzHeaderRecord$$' -fuzztime=$(FUZZTIME) ./internal/baseline/
 	$(GO) test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./internal/policy/
 	$(GO) test -run='^$$' -fuzz='^FuzzParseAnnotations$$' -fuzztime=$(FUZZTIME) ./internal/inject/
+	# Layers are KiBs of tar blocks: minimizing each new input byte by byte
+	# would take all of FUZZTIME, hence the bound.
+	$(GO) test -run='^$$' -fuzz='^FuzzApply$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=2s ./internal/image/
 
 ## bench: podfim against AIDE on the same trees; prints medians and ratios
 BENCH_RUNS ?= 5
 bench: build
 	BENCH_RUNS=$(BENCH_RUNS) ./scripts/bench.sh
 	./scripts/bench-sidecar.sh
+	BENCH_RUNS=$(BENCH_RUNS) GO=$(GO) ./scripts/bench-image.sh
 
 ## images: podfim:dev and hello:dev, FROM scratch with static binaries (podman, or docker)
 images:

@@ -25,7 +25,7 @@ func (im *Image) Apply(ctx context.Context, t *Tree) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		rc, err := l.Uncompressed()
+		rc, err := layerStream(l, im.stored)
 		if err != nil {
 			return fmt.Errorf("failed to read layer %d (%s): %w", i+1, im.Layers[i], err)
 		}

@@ -41,7 +41,7 @@ func FuzzApply(f *testing.F) {
 }
 
 func fuzzApply(t *testing.T, base, data []byte) (map[string]attr.Entry, error) {
-	tr := NewTree(everything{}, Limits{MaxFiles: 10_000})
+	tr := NewTree(everything{}, Limits{MaxFiles: 10_000, MaxFileBytes: 1 << 20})
 	if err := tr.Apply(1, bytes.NewReader(base)); err != nil {
 		t.Fatalf("base layer: %v", err)
 	}

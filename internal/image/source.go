@@ -76,6 +76,7 @@ type Image struct {
 	Identity
 	img     v1.Image
 	diffIDs []v1.Hash
+	stored  bool // see layerStream
 	close   func() error
 }
 
@@ -115,6 +116,9 @@ func Open(ctx context.Context, ref string, opts SourceOptions) (*Image, error) {
 	if err != nil {
 		return nil, fmt.Errorf("failed to open image %q: %w", ref, err)
 	}
+	// A docker-archive holds its layers uncompressed, mostly; the other
+	// sources hold blobs as the manifest names them.
+	s.stored = transport != transportDockerArchive
 	im, err := s.image(opts.Platform != "", want)
 	if err != nil {
 		if s.close != nil {
@@ -127,10 +131,11 @@ func Open(ctx context.Context, ref string, opts SourceOptions) (*Image, error) {
 
 // selected is an image found in its source, not yet checked.
 type selected struct {
-	img   v1.Image
-	want  v1.Hash // the manifest digest the source names it by; zero if none
-	index string
-	close func() error
+	img    v1.Image
+	want   v1.Hash // the manifest digest the source names it by; zero if none
+	index  string
+	stored bool // Layer.Compressed gives the blobs as stored (see layerStream)
+	close  func() error
 }
 
 // image checks s and returns it as an Image.
@@ -167,7 +172,7 @@ func (s *selected) image(platformGiven bool, want *v1.Platform) (*Image, error) 
 	if platformGiven && !have.Satisfies(*want) {
 		return nil, fmt.Errorf("%w: the image is for %s, not %s", ErrReference, platformString(&have), platformString(want))
 	}
-	im := &Image{img: s.img, diffIDs: cf.RootFS.DiffIDs, close: s.close}
+	im := &Image{img: s.img, diffIDs: cf.RootFS.DiffIDs, stored: s.stored, close: s.close}
 	im.Manifest, im.Config, im.Index = digest.String(), m.Config.Digest.String(), s.index
 	im.Platform = platformString(&have)
 	if c := cf.Created.Time; c.Unix() > 0 && c.Year() <= 2262 {

@@ -27,9 +27,9 @@ const (
 	whiteoutOpaque = ".wh..wh..opq"
 )
 
-// ErrUnsupported is wrapped by the error for a layer entry of a type no
-// runtime applies (a tar "contiguous file", a sparse-file fragment, an
-// unknown type flag).
+// ErrUnsupported is wrapped by the error for a layer entry podfim does not
+// apply: a type no runtime applies (a tar "contiguous file", an unknown
+// type flag), or a sparse file (see object).
 var ErrUnsupported = errors.New("unsupported image layer entry")
 
 // maxWarnings bounds Tree's warnings: the rest are counted in one last
@@ -107,7 +107,6 @@ func NewTree(m Matcher, limits Limits) *Tree {
 		m:       m,
 		limits:  limits,
 		root:    &node{typ: attr.TypeDir, mode: 0o755, unsure: ^attr.Type, children: map[string]*node{}},
-		buf:     make([]byte, 256<<10),
 		hashers: map[attr.Set]hash.Hash{},
 	}
 }
@@ -340,13 +339,19 @@ func (t *Tree) object(hdr *tar.Header, parts []string, content io.Reader) (*node
 		mtime: hdr.ModTime.UnixNano(),
 		layer: t.layer,
 	}
+	if sparse(hdr) {
+		// Go's tar reader (and so containerd) expands the holes: a few
+		// bytes of layer could make a file of any size to hash. No image
+		// builder writes sparse entries.
+		return nil, fmt.Errorf("%w %q: a sparse file", ErrUnsupported, hdr.Name)
+	}
 	xattrs, err := headerXattrs(hdr)
 	if err != nil {
 		return nil, unsafeError(hdr.Name, err.Error())
 	}
 	n.xattrs = xattrs
 	switch hdr.Typeflag {
-	case tar.TypeReg, tar.TypeRegA, tar.TypeGNUSparse:
+	case tar.TypeReg, tar.TypeRegA:
 		n.typ, n.size = attr.TypeRegular, hdr.Size
 		if err := t.hash(n, joinPath(parts), content); err != nil {
 			return nil, err
@@ -372,6 +377,19 @@ func (t *Tree) object(hdr *tar.Header, parts []string, content io.Reader) (*node
 	return n, nil
 }
 
+// sparse reports whether hdr is a GNU sparse file, old or PAX format.
+func sparse(hdr *tar.Header) bool {
+	if hdr.Typeflag == tar.TypeGNUSparse {
+		return true
+	}
+	for k := range hdr.PAXRecords {
+		if strings.HasPrefix(k, "GNU.sparse.") {
+			return true
+		}
+	}
+	return false
+}
+
 // hash hashes the content of a regular file as the layer streams it, with
 // the algorithm the policy asks for path; a file the policy does not
 // record, or one over MaxFileBytes, is not hashed (its bytes are skipped
@@ -387,6 +405,9 @@ func (t *Tree) hash(n *node, path string, content io.Reader) error {
 		return nil
 	}
 	h := t.hasher(alg)
+	if t.buf == nil {
+		t.buf = make([]byte, 256<<10)
+	}
 	read, err := io.CopyBuffer(h, content, t.buf)
 	if err != nil {
 		return fmt.Errorf("failed to read %q: %w", path, err)

@@ -255,6 +255,37 @@ func rawHeader(name string, typ byte, size int) []byte {
 
 func pad(b []byte) []byte { return append(b, make([]byte, (512-len(b)%512)%512)...) }
 
+func TestSparseRefused(t *testing.T) {
+	// A PAX 0.1 sparse file of 1 TiB from 1 byte of data (tar.Writer
+	// writes no sparse files: build the blocks).
+	var rec string
+	for _, kv := range [][2]string{
+		{"GNU.sparse.major", "0"}, {"GNU.sparse.minor", "1"}, {"GNU.sparse.name", "big"},
+		{"GNU.sparse.size", "1099511627776"}, {"GNU.sparse.numblocks", "1"}, {"GNU.sparse.map", "0,1"},
+	} {
+		rec += paxRecord(kv[0], kv[1])
+	}
+	var buf bytes.Buffer
+	buf.Write(rawHeader("PaxHeaders/big", tar.TypeXHeader, len(rec)))
+	buf.Write(pad([]byte(rec)))
+	buf.Write(rawHeader("big", tar.TypeReg, 1))
+	buf.Write(pad([]byte("x")))
+	buf.Write(make([]byte, 1024))
+	if _, err := applyAll(t, nil, Limits{}, buf.Bytes()); !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "sparse") {
+		t.Fatalf("a sparse file: err = %v, want ErrUnsupported", err)
+	}
+}
+
+// paxRecord returns one PAX record, its length included.
+func paxRecord(k, v string) string {
+	body := " " + k + "=" + v + "\n"
+	n := len(body) + 1
+	for len(fmt.Sprint(n))+len(body) != n {
+		n++
+	}
+	return fmt.Sprint(n) + body
+}
+
 func TestTypes(t *testing.T) {
 	es := mustApply(t, layer(t,
 		dir("dev/"),
