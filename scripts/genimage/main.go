@@ -5,7 +5,7 @@
 //
 // The content is a pure function of -seed and each file's index (ChaCha8),
 // drawn from 16 letters so that it compresses about as well as a real
-// image's (gzip keeps about 60%). Every file is written once; a layer
+// image's (gzip keeps about 55%). Every file is written once; a layer
 // touches no file of another, so a plain tar extraction of the layers in
 // order gives the image's tree.
 //
