@@ -143,6 +143,22 @@ func (t FileType) String() string {
 	return fmt.Sprintf("type(%d)", t)
 }
 
+// Limits of one entry's extended attributes, which a scan records and a
+// baseline stores: a file that Linux lets carry more (XFS takes many
+// 64 KiB values) is recorded with what fits, in name order (security.*
+// and system.* before user.*), and a warning. They bound what a hostile
+// tree or baseline can make podfim hold per entry.
+const (
+	// MaxXattrs is the most extended attributes of one entry.
+	MaxXattrs = 1024
+	// MaxXattrValueBytes is the largest value (the kernel's XATTR_SIZE_MAX).
+	MaxXattrValueBytes = 64 << 10
+	// MaxXattrBytes bounds the names and values of one entry together:
+	// four times what ext4 fits in an inode and its block, and far above
+	// any ACL, capability or security label.
+	MaxXattrBytes = 256 << 10
+)
+
 // Xattr is one extended attribute.
 type Xattr struct {
 	Name  string

@@ -27,19 +27,13 @@ const (
 	MaxEntries = 50_000_000
 )
 
-// Limits of one entry's extended attributes. A file that Linux lets carry
-// more (XFS takes many 64 KiB values) cannot be recorded whole: the scan
-// keeps what fits and warns. They bound what a hostile baseline can make a
-// reader allocate per entry, and what a listed finding can hold.
+// Limits of one entry's extended attributes (see attr.MaxXattrs): a
+// reader allocates at most MaxXattrBytes for one entry, however much a
+// hostile file claims.
 const (
-	// MaxXattrs is the most extended attributes of one entry.
-	MaxXattrs = 1024
-	// MaxXattrValueBytes is the largest value (XATTR_SIZE_MAX).
-	MaxXattrValueBytes = 64 << 10
-	// MaxXattrBytes bounds the names and values of one entry together:
-	// four times what ext4 fits in an inode and its block, and far above
-	// any ACL, capability or security label.
-	MaxXattrBytes = 256 << 10
+	MaxXattrs          = attr.MaxXattrs
+	MaxXattrValueBytes = attr.MaxXattrValueBytes
+	MaxXattrBytes      = attr.MaxXattrBytes
 )
 
 // Sentinel errors. Read wraps them with the detail of what was wrong; check

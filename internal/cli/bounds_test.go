@@ -2,13 +2,19 @@ package cli
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/podfim/podfim/internal/baseline/baselinetest"
 	"github.com/podfim/podfim/internal/policy"
@@ -124,6 +130,65 @@ func TestHostileBaselineBounds(t *testing.T) {
 		}
 		if peak > maxPeak {
 			t.Errorf("check of 3M entries (%s) peaked at %d MiB, more than %d", name, peak>>20, maxPeak>>20)
+		}
+	}
+}
+
+// TestScanXattrLimits: a file with more extended attributes than an entry
+// holds (tmpfs, like XFS, takes 1,100 names or several 64 KiB values) is
+// recorded with those that fit, in name order, and a warning; the rest of
+// the tree is baselined and checks clean. Before, the Writer refused the
+// entry and with it the whole baseline. It mounts a tmpfs, so it needs
+// root, as make test.
+func TestScanXattrLimits(t *testing.T) {
+	dir := t.TempDir()
+	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size=8m"); err != nil {
+		t.Fatalf("this test needs root to mount a tmpfs (make test runs as root): %v", err)
+	}
+	t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
+	writeFiles(t, dir, map[string]string{"many": "m", "big": "b", "plain": "p"})
+	for i := range 1100 {
+		if err := unix.Setxattr(filepath.Join(dir, "many"), fmt.Sprintf("user.%04d", i), []byte("v"), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// trusted.* sorts before user.*: it is kept, whatever user.* holds.
+	if err := unix.Setxattr(filepath.Join(dir, "big"), "trusted.label", []byte("kept"), 0); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		if err := unix.Setxattr(filepath.Join(dir, "big"), fmt.Sprintf("user.big%d", i), make([]byte, 64<<10), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	base := filepath.Join(t.TempDir(), "b.pfb")
+	code, _, e := run(t, "baseline", "--root", dir, "--out", base)
+	if code != 0 || strings.Count(e, "more than 1024 extended attributes or 262144 bytes") != 2 {
+		t.Fatalf("baseline = %d, want 0 with a warning for /many and /big:\n%s", code, e)
+	}
+	if code, out, e := run(t, "check", "--root", dir, "--baseline", base); code != 0 {
+		t.Fatalf("check = %d\n%s%s", code, out, e)
+	}
+	code, out, e := run(t, "baseline", "show", "--entries", "--format", "json", base)
+	var doc struct {
+		Entries []struct {
+			Path   string            `json:"path"`
+			Xattrs map[string]string `json:"xattrs"`
+		} `json:"entries"`
+	}
+	if err := json.Unmarshal([]byte(out), &doc); code != 0 || err != nil {
+		t.Fatalf("show = %d %v %s", code, err, e)
+	}
+	for _, en := range doc.Entries {
+		switch en.Path {
+		case "/many":
+			if _, last := en.Xattrs["user.1023"]; len(en.Xattrs) != 1024 || !last {
+				t.Errorf("/many records %d xattrs (user.1023: %v), want the first 1024", len(en.Xattrs), last)
+			}
+		case "/big":
+			if _, ok := en.Xattrs["trusted.label"]; len(en.Xattrs) != 4 || !ok {
+				t.Errorf("/big records %v, want trusted.label and three 64 KiB values", slices.Collect(maps.Keys(en.Xattrs)))
+			}
 		}
 	}
 }

@@ -3,8 +3,8 @@ package scan
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"slices"
-	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -33,37 +33,54 @@ func (w *worker) xattrsAt(dirfd int, name string) ([]attr.Xattr, error) {
 	return w.xattrs(xsrc{path: w.procPath(dirfd, name)})
 }
 
-// xattrs returns every extended attribute of an object, sorted by name.
-// Nothing (or a file system without xattrs) gives nil.
+// ErrXattrLimit is the warning for an object with more extended
+// attributes than an entry holds (attr.MaxXattrs, attr.MaxXattrBytes).
+var ErrXattrLimit = fmt.Errorf("more than %d extended attributes or %d bytes of them: the rest are not recorded", attr.MaxXattrs, attr.MaxXattrBytes)
+
+// xattrs returns the extended attributes of an object, sorted by name.
+// Nothing (or a file system without xattrs) gives nil. Beyond the limits
+// of an entry it returns those that fit, in name order (security.* and
+// system.* before user.*, which any writer of the file can add), and
+// ErrXattrLimit.
 func (w *worker) xattrs(src xsrc) ([]attr.Xattr, error) {
 	n, err := w.listxattr(src)
 	if err != nil || n == 0 {
 		return nil, err
 	}
 	// The names are NUL-terminated in w.xlist, usable as C strings in place.
-	list := w.xlist[:n]
-	out := make([]attr.Xattr, 0, bytes.Count(list, []byte{0}))
-	for len(list) > 0 {
+	var names [][]byte
+	for list := w.xlist[:n]; len(list) > 0; {
 		i := bytes.IndexByte(list, 0)
 		if i < 0 {
 			break // the kernel always terminates names; be safe anyway
 		}
-		name := list[:i]
-		v, err := w.getxattr(src, &list[0])
-		list = list[i+1:]
+		names, list = append(names, list[:i:i+1]), list[i+1:]
+	}
+	slices.SortFunc(names, bytes.Compare)
+	out := make([]attr.Xattr, 0, min(len(names), attr.MaxXattrs))
+	total := 0
+	for _, name := range names {
+		// name[:1] reaches its NUL terminator when the name is empty.
+		v, err := w.getxattr(src, &name[:1][0])
 		if errors.Is(err, unix.ENODATA) {
 			continue // removed since it was listed
 		}
 		if err != nil {
-			return out, err
+			return nilIfEmpty(out), err
+		}
+		if total += len(name) + len(v); len(out) == attr.MaxXattrs || total > attr.MaxXattrBytes {
+			return nilIfEmpty(out), ErrXattrLimit
 		}
 		out = append(out, attr.Xattr{Name: w.internName(name), Value: w.internValue(v)})
 	}
-	if len(out) == 0 {
-		return nil, nil
+	return nilIfEmpty(out), nil
+}
+
+func nilIfEmpty(xs []attr.Xattr) []attr.Xattr {
+	if len(xs) == 0 {
+		return nil
 	}
-	slices.SortFunc(out, func(a, b attr.Xattr) int { return strings.Compare(a.Name, b.Name) })
-	return out, nil
+	return xs
 }
 
 // listxattr fills w.xlist with the names, growing it when the list grew
