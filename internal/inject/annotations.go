@@ -45,14 +45,6 @@ const (
 	AnnLogLevel  = Prefix + "log-level"
 )
 
-// known lists the annotations a user may set, in the order errors name them.
-// Any other podfim.io/ annotation is an error: a typo must not silently
-// leave a pod less protected than its author believes.
-var known = []string{
-	AnnTarget, AnnPaths, AnnExclude, AnnRespond, AnnEscalate, AnnKillLimit, AnnKillWin,
-	AnnWebhook, AnnBaseline, AnnVerifyKey, AnnQuick, AnnFull, AnnPort, AnnLogLevel,
-}
-
 // managed are the podfim.io/ annotations podfim itself sets on a pod: a
 // spec copied from such a pod is not an error.
 var managed = []string{AnnStatus, kube.AnnotationQuarantine}
@@ -125,52 +117,106 @@ func (e *AnnotationError) Error() string {
 	return fmt.Sprintf("annotation %q: %s", e.Key, e.Problem)
 }
 
-// ParseAnnotations reads and validates the podfim annotations of a pod.
-// defaultRespond is the response when the pod names none; it is validated
-// together with the pod's other choices. Every problem is reported (joined
-// AnnotationErrors), in the order of known.
+// annotation is one annotation a user may set: parse validates its
+// (trimmed, non-empty, bounded) value and stores it in the settings, or
+// returns the problem (errors.Join for several).
+type annotation struct {
+	key   string
+	parse func(s *Settings, v string) error
+}
+
+// annotations is the table of per-key parsers, in the order errors name
+// them; the checks across keys are in crossCheck. An annotation added here
+// is known: any other podfim.io/ annotation is an error, because a typo
+// must not silently leave a pod less protected than its author believes.
+var annotations = []annotation{
+	{AnnTarget, parseTarget},
+	{AnnPaths, func(s *Settings, v string) (err error) { s.Paths, err = parsePaths(v); return err }},
+	{AnnExclude, parseExclude},
+	{AnnRespond, func(s *Settings, v string) error { s.Respond = splitList(v); return nil }},
+	{AnnEscalate, func(s *Settings, v string) error { s.Escalate = splitList(v); return nil }},
+	{AnnKillLimit, parseKillLimit},
+	{AnnKillWin, parseKillWindow},
+	{AnnWebhook, func(s *Settings, v string) error { s.Webhook = v; return nil }},
+	{AnnBaseline, parseBaseline},
+	{AnnVerifyKey, func(s *Settings, v string) (err error) { s.VerifyKey, err = parseRefPtr(v); return err }},
+	{AnnQuick, func(s *Settings, v string) (err error) { s.Quick, err = parseInterval(v); return err }},
+	{AnnFull, func(s *Settings, v string) (err error) { s.Full, err = parseInterval(v); return err }},
+	{AnnPort, parsePort},
+	{AnnLogLevel, parseLogLevel},
+}
+
+// knownKeys lists the annotations of the table, in its order.
+func knownKeys() []string {
+	keys := make([]string, len(annotations))
+	for i, a := range annotations {
+		keys[i] = a.key
+	}
+	return keys
+}
+
+// ParseAnnotations reads and validates the podfim annotations of a pod:
+// each by its own parser (the table annotations), then the checks across
+// them (crossCheck). defaultRespond is the response when the pod names
+// none; it is validated together with the pod's other choices. Every
+// problem is reported (joined AnnotationErrors): unknown annotations first,
+// then in the order of the table, then the checks across keys.
 func ParseAnnotations(ann map[string]string, defaultRespond []string) (Settings, error) {
 	var s Settings
 	var errs []error
-	bad := func(key, format string, args ...any) {
-		errs = append(errs, &AnnotationError{Key: key, Problem: fmt.Sprintf(format, args...)})
+	bad := func(key string, err error) {
+		for _, e := range unjoin(err) {
+			errs = append(errs, &AnnotationError{Key: key, Problem: e.Error()})
+		}
 	}
+	known := knownKeys()
 	for _, k := range slices.Sorted(maps.Keys(ann)) {
 		if strings.HasPrefix(k, Prefix) && !slices.Contains(managed, k) && !slices.Contains(known, k) {
-			bad(k, "unknown podfim annotation (known: %s)", strings.Join(known, ", "))
+			bad(k, fmt.Errorf("unknown podfim annotation (known: %s)", strings.Join(known, ", ")))
 		}
 	}
-	get := func(key string) (string, bool) {
-		v, ok := ann[key]
+	for _, a := range annotations {
+		v, ok := ann[a.key]
 		if !ok {
-			return "", false
+			continue
 		}
-		if len(v) > maxValueBytes {
-			bad(key, "value is %d bytes, more than %d", len(v), maxValueBytes)
-			return "", false
+		if err := checkValue(v); err != nil {
+			bad(a.key, err)
+			continue
 		}
-		v = strings.TrimSpace(v)
-		if v == "" {
-			bad(key, "empty value (remove the annotation to use the default)")
-			return "", false
-		}
-		return v, true
-	}
-	if v, ok := get(AnnTarget); ok {
-		if len(validation.IsDNS1123Label(v)) > 0 {
-			bad(AnnTarget, "%q is not a container name (a DNS label: lower-case letters, digits and '-', at most 63)", v)
-		} else {
-			s.Target = v
+		if err := a.parse(&s, strings.TrimSpace(v)); err != nil {
+			bad(a.key, err)
 		}
 	}
-	if v, ok := get(AnnPaths); ok {
-		s.Paths = parsePaths(v, func(f string, a ...any) { bad(AnnPaths, f, a...) })
+	for _, e := range crossCheck(&s, ann, defaultRespond) {
+		errs = append(errs, e)
 	}
-	if v, ok := get(AnnExclude); ok {
-		s.Exclude = splitList(v)
-		if len(s.Exclude) > maxExcludes {
-			bad(AnnExclude, "%d patterns, more than %d", len(s.Exclude), maxExcludes)
-		}
+	if err := errors.Join(errs...); err != nil {
+		return Settings{}, err
+	}
+	return s, nil
+}
+
+// checkValue bounds a value and refuses an empty one.
+func checkValue(v string) error {
+	if len(v) > maxValueBytes {
+		return fmt.Errorf("value is %d bytes, more than %d", len(v), maxValueBytes)
+	}
+	if strings.TrimSpace(v) == "" {
+		return errors.New("empty value (remove the annotation to use the default)")
+	}
+	return nil
+}
+
+// crossCheck checks what no single annotation decides: the policy the paths
+// and excludes make, the response plan (by the sidecar's own validation, so
+// that the webhook accepts exactly what the sidecar will run), the webhook
+// URL without the webhook action, a key without a baseline file. It clears
+// the settings it refuses.
+func crossCheck(s *Settings, ann map[string]string, defaultRespond []string) []*AnnotationError {
+	var errs []*AnnotationError
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, &AnnotationError{Key: key, Problem: fmt.Sprintf(format, args...)})
 	}
 	if len(s.Paths) > 0 || len(s.Exclude) > 0 {
 		if _, err := s.Policy(); err != nil {
@@ -181,36 +227,6 @@ func ParseAnnotations(ann map[string]string, defaultRespond []string) (Settings,
 			bad(key, "the policy it makes is invalid: %s", strings.ReplaceAll(err.Error(), "\n", "; "))
 		}
 	}
-	if v, ok := get(AnnRespond); ok {
-		s.Respond = splitList(v)
-	}
-	if v, ok := get(AnnEscalate); ok {
-		s.Escalate = splitList(v)
-	}
-	if v, ok := get(AnnKillLimit); ok {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 1000 {
-			bad(AnnKillLimit, "%q is not a whole number from 1 to 1000", v)
-		} else {
-			s.KillLimit = n
-		}
-	}
-	if v, ok := get(AnnKillWin); ok {
-		if d, err := time.ParseDuration(v); err != nil || d <= 0 {
-			bad(AnnKillWin, "%q is not a positive duration (e.g. 10m)", v)
-		} else {
-			s.KillWin = d
-		}
-	}
-	if v, ok := get(AnnWebhook); ok {
-		s.Webhook = v
-	}
-	// The response is checked by the sidecar's own validation, so that the
-	// webhook accepts exactly what the sidecar will run.
-	respondList := s.Respond
-	if respondList == nil {
-		respondList = defaultRespond
-	}
 	plan := s.plan(defaultRespond)
 	for _, e := range plan.Validate() {
 		key, msg := planAnnotations[rootField(e.Field)], e.Error()
@@ -219,75 +235,111 @@ func ParseAnnotations(ann map[string]string, defaultRespond []string) (Settings,
 		}
 		bad(key, "%s", msg)
 	}
-	if s.Webhook != "" && !slices.Contains(respondList, string(respond.ActionWebhook)) && !slices.Contains(s.Escalate, string(respond.ActionWebhook)) {
+	if s.Webhook != "" && !slices.Contains(plan.Actions, respond.ActionWebhook) && !slices.Contains(plan.Escalate, respond.ActionWebhook) {
 		bad(AnnWebhook, "set, but neither %s nor %s has the webhook action", AnnRespond, AnnEscalate)
 	}
-	if v, ok := get(AnnBaseline); ok && v != SourceFirstSight {
-		r, err := parseRef(v)
-		if err != nil {
-			bad(AnnBaseline, "%v (or %q)", err, SourceFirstSight)
-		} else {
-			s.Baseline = &r
-		}
+	// A baseline annotation that failed to parse has its own error.
+	if b := strings.TrimSpace(ann[AnnBaseline]); s.VerifyKey != nil && s.Baseline == nil && (b == "" || b == SourceFirstSight) {
+		bad(AnnVerifyKey, "only a baseline file can be verified: set %s too", AnnBaseline)
+		s.VerifyKey = nil
 	}
-	if v, ok := get(AnnVerifyKey); ok {
-		r, err := parseRef(v)
-		switch {
-		case err != nil:
-			bad(AnnVerifyKey, "%v", err)
-		case s.Baseline == nil && (strings.TrimSpace(ann[AnnBaseline]) == "" || strings.TrimSpace(ann[AnnBaseline]) == SourceFirstSight):
-			bad(AnnVerifyKey, "only a baseline file can be verified: set %s too", AnnBaseline)
-		default:
-			s.VerifyKey = &r
-		}
+	return errs
+}
+
+func parseTarget(s *Settings, v string) error {
+	if len(validation.IsDNS1123Label(v)) > 0 {
+		return fmt.Errorf("%q is not a container name (a DNS label: lower-case letters, digits and '-', at most 63)", v)
 	}
-	for _, iv := range []struct {
-		key string
-		dst **time.Duration
-	}{{AnnQuick, &s.Quick}, {AnnFull, &s.Full}} {
-		if v, ok := get(iv.key); ok {
-			d, err := time.ParseDuration(v)
-			switch {
-			case err != nil:
-				bad(iv.key, "%q is not a duration (e.g. 30s, 5m, 1h; 0 disables)", v)
-			case d < 0:
-				bad(iv.key, "%q is negative", v)
-			case d > 0 && d < time.Second:
-				bad(iv.key, "%q is below 1s: a check that often only burns CPU", v)
-			default:
-				*iv.dst = &d
-			}
-		}
+	s.Target = v
+	return nil
+}
+
+func parseExclude(s *Settings, v string) error {
+	s.Exclude = splitList(v)
+	if len(s.Exclude) > maxExcludes {
+		return fmt.Errorf("%d patterns, more than %d", len(s.Exclude), maxExcludes)
 	}
-	if v, ok := get(AnnPort); ok {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 65535 {
-			bad(AnnPort, "%q is not a port number from 1 to 65535", v)
-		} else {
-			s.Port = n
-		}
+	return nil
+}
+
+func parseKillLimit(s *Settings, v string) error {
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > 1000 {
+		return fmt.Errorf("%q is not a whole number from 1 to 1000", v)
 	}
-	if v, ok := get(AnnLogLevel); ok {
-		if !slices.Contains([]string{"debug", "info", "warn", "error"}, v) {
-			bad(AnnLogLevel, "%q is not one of debug, info, warn, error", v)
-		} else {
-			s.LogLevel = v
-		}
+	s.KillLimit = n
+	return nil
+}
+
+func parseKillWindow(s *Settings, v string) error {
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return fmt.Errorf("%q is not a positive duration (e.g. 10m)", v)
 	}
-	if err := errors.Join(errs...); err != nil {
-		return Settings{}, err
+	s.KillWin = d
+	return nil
+}
+
+func parseBaseline(s *Settings, v string) error {
+	if v == SourceFirstSight {
+		return nil
 	}
-	return s, nil
+	r, err := parseRef(v)
+	if err != nil {
+		return fmt.Errorf("%w (or %q)", err, SourceFirstSight)
+	}
+	s.Baseline = &r
+	return nil
+}
+
+func parseRefPtr(v string) (*Ref, error) {
+	r, err := parseRef(v)
+	if err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// parseInterval reads a check interval: 0 disables the check, anything
+// else is at least a second.
+func parseInterval(v string) (*time.Duration, error) {
+	d, err := time.ParseDuration(v)
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("%q is not a duration (e.g. 30s, 5m, 1h; 0 disables)", v)
+	case d < 0:
+		return nil, fmt.Errorf("%q is negative", v)
+	case d > 0 && d < time.Second:
+		return nil, fmt.Errorf("%q is below 1s: a check that often only burns CPU", v)
+	}
+	return &d, nil
+}
+
+func parsePort(s *Settings, v string) error {
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("%q is not a port number from 1 to 65535", v)
+	}
+	s.Port = n
+	return nil
+}
+
+func parseLogLevel(s *Settings, v string) error {
+	if !slices.Contains([]string{"debug", "info", "warn", "error"}, v) {
+		return fmt.Errorf("%q is not one of debug, info, warn, error", v)
+	}
+	s.LogLevel = v
+	return nil
 }
 
 // parsePaths reads "PATH[:PRESET],...". A path without a preset is
 // ReadOnly. The policy built from the rules checks the paths themselves.
-func parsePaths(v string, bad func(string, ...any)) []PathRule {
+func parsePaths(v string) ([]PathRule, error) {
 	var out []PathRule
+	var errs []error
 	items := splitList(v)
 	if len(items) > maxPaths {
-		bad("%d paths, more than %d", len(items), maxPaths)
-		return nil
+		return nil, fmt.Errorf("%d paths, more than %d", len(items), maxPaths)
 	}
 	for _, item := range items {
 		p, preset, hasPreset := strings.Cut(item, ":")
@@ -297,16 +349,16 @@ func parsePaths(v string, bad func(string, ...any)) []PathRule {
 		switch preset {
 		case policy.PresetReadOnly, policy.PresetGrowing, policy.PresetIgnore:
 		default:
-			bad("%q: unknown preset %q (want %s, %s or %s)", item, preset, policy.PresetReadOnly, policy.PresetGrowing, policy.PresetIgnore)
+			errs = append(errs, fmt.Errorf("%q: unknown preset %q (want %s, %s or %s)", item, preset, policy.PresetReadOnly, policy.PresetGrowing, policy.PresetIgnore))
 			continue
 		}
 		if !strings.HasPrefix(p, "/") || path.Clean(p) != p {
-			bad("%q: the path must be absolute and clean (like /srv/www)", item)
+			errs = append(errs, fmt.Errorf("%q: the path must be absolute and clean (like /srv/www)", item))
 			continue
 		}
 		out = append(out, PathRule{Path: p, Preset: preset})
 	}
-	return out
+	return out, errors.Join(errs...)
 }
 
 // parseRef reads "configmap:NAME/KEY" or "file:/ABS/PATH".
@@ -422,6 +474,14 @@ func (s Settings) Annotations() map[string]string {
 	}
 	set(AnnLogLevel, s.LogLevel)
 	return m
+}
+
+// unjoin returns the errors errors.Join combined (or err itself).
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
 }
 
 // splitList splits a comma-separated list, trimming blanks and dropping

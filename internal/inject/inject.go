@@ -179,9 +179,78 @@ func (c *Config) Mutate(pod *corev1.Pod) ([]PatchOp, Outcome, string, error) {
 }
 
 // sidecar builds the container and its volumes, rejecting pods it cannot
-// protect.
+// protect: the pod's checks, then the sidecar's arguments, volumes,
+// environment, probes and security context, each its own step.
 func (c *Config) sidecar(pod *corev1.Pod, s Settings) (corev1.Container, []corev1.Volume, error) {
 	spec := &pod.Spec
+	port := s.Port
+	if port == 0 {
+		port = DefaultPort
+	}
+	target, err := targetName(pod, s.Target)
+	if err := errors.Join(slices.Concat(checkSpec(spec), checkVolumes(spec), checkPort(spec, port), []error{err})...); err != nil {
+		return corev1.Container{}, nil, err
+	}
+	// The sidecar's endpoints: on a hostNetwork pod they would listen on
+	// the node's addresses, so they listen (and are probed) on loopback.
+	listen, probeHost := ":"+strconv.Itoa(port), ""
+	if spec.HostNetwork {
+		listen, probeHost = "127.0.0.1:"+strconv.Itoa(port), "127.0.0.1"
+	}
+	plan := s.plan(c.Respond)
+	args := sidecarArgs(s, plan, listen, target)
+	refArgs, volumes, mounts := stateAndRefs(s)
+	args = append(args, refArgs...)
+	if target != "" || plan.NeedsAPI() {
+		// The API responses and --target-name need the service account's
+		// token. The service-account admission plugin ran before this
+		// webhook and mounted its token into the app's containers only (if
+		// at all: automountServiceAccountToken: false keeps it from the
+		// app, the container podfim must not trust); the sidecar gets its
+		// own projected token, mounted only here.
+		volumes = append(volumes, tokenVolume())
+		mounts = append(mounts, corev1.VolumeMount{Name: VolumeToken, MountPath: tokenDir, ReadOnly: true})
+	}
+	env, err := c.env(s)
+	if err != nil {
+		return corev1.Container{}, nil, err
+	}
+	resources := c.Resources
+	if resources.Requests == nil && resources.Limits == nil {
+		resources = DefaultResources()
+	}
+	pullPolicy := c.PullPolicy
+	if pullPolicy == "" {
+		pullPolicy = corev1.PullIfNotPresent
+	}
+	ct := corev1.Container{
+		Name:            ContainerName,
+		Image:           c.Image,
+		ImagePullPolicy: pullPolicy,
+		Args:            args,
+		Env:             env,
+		Ports:           []corev1.ContainerPort{{Name: "podfim-metrics", ContainerPort: int32(port), Protocol: corev1.ProtocolTCP}},
+		Resources:       resources,
+		VolumeMounts:    mounts,
+		// Readiness is the quarantine (the unready action): /readyz fails
+		// while a violation is open, so the pod leaves its Services.
+		ReadinessProbe: probe("/readyz", port, probeHost, 2, 1),
+		// /healthz fails while monitoring the current target fails; a
+		// restart of the sidecar is the remedy only after a minute of it.
+		LivenessProbe:            probe("/healthz", port, probeHost, 10, 6),
+		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
+		SecurityContext:          securityContext(plan),
+	}
+	if spec.HostNetwork {
+		// A hostNetwork pod's container ports are host ports; the sidecar
+		// listens on loopback only, so it declares none.
+		ct.Ports = nil
+	}
+	return ct, volumes, nil
+}
+
+// checkSpec refuses pods whose spec the sidecar cannot work in.
+func checkSpec(spec *corev1.PodSpec) []error {
 	var errs []error
 	if spec.ShareProcessNamespace != nil && !*spec.ShareProcessNamespace {
 		errs = append(errs, errors.New("spec.shareProcessNamespace is false: the podfim sidecar needs it true to see the app's processes and files (remove the field)"))
@@ -192,6 +261,13 @@ func (c *Config) sidecar(pod *corev1.Pod, s Settings) (corev1.Container, []corev
 	if spec.HostPID {
 		errs = append(errs, errors.New("spec.hostPID is true: the podfim sidecar would see every process of the node; it protects pods without hostPID only"))
 	}
+	return errs
+}
+
+// checkVolumes refuses pods that already have, or mount, a volume of the
+// sidecar's names.
+func checkVolumes(spec *corev1.PodSpec) []error {
+	var errs []error
 	ours := []string{VolumeState, VolumeBaseline, VolumeVerifyKey, VolumeToken}
 	for _, v := range spec.Volumes {
 		if slices.Contains(ours, v.Name) {
@@ -208,14 +284,12 @@ func (c *Config) sidecar(pod *corev1.Pod, s Settings) (corev1.Container, []corev
 			}
 		}
 	}
-	target, err := targetName(pod, s.Target)
-	if err != nil {
-		errs = append(errs, err)
-	}
-	port := s.Port
-	if port == 0 {
-		port = DefaultPort
-	}
+	return errs
+}
+
+// checkPort refuses a sidecar port that a container of the pod uses.
+func checkPort(spec *corev1.PodSpec, port int) []error {
+	var errs []error
 	for _, ct := range slices.Concat(spec.InitContainers, spec.Containers) {
 		for _, p := range ct.Ports {
 			if int(p.ContainerPort) == port || spec.HostNetwork && int(p.HostPort) == port {
@@ -223,27 +297,19 @@ func (c *Config) sidecar(pod *corev1.Pod, s Settings) (corev1.Container, []corev
 			}
 		}
 	}
-	if err := errors.Join(errs...); err != nil {
-		return corev1.Container{}, nil, err
-	}
+	return errs
+}
 
-	// The sidecar's endpoints: on a hostNetwork pod they would listen on
-	// the node's addresses, so they listen (and are probed) on loopback.
-	listen, probeHost := ":"+strconv.Itoa(port), ""
-	if spec.HostNetwork {
-		listen, probeHost = "127.0.0.1:"+strconv.Itoa(port), "127.0.0.1"
-	}
-	respondList := s.Respond
-	if respondList == nil {
-		respondList = c.Respond
-	}
-	args := []string{"sidecar", "--listen=" + listen, "--state-dir=" + StateDir, "--respond=" + strings.Join(respondList, ",")}
+// sidecarArgs are the sidecar's command line, in a fixed order (the patch
+// is deterministic); the references' flags follow (stateAndRefs).
+func sidecarArgs(s Settings, plan respond.Plan, listen, target string) []string {
+	args := []string{"sidecar", "--listen=" + listen, "--state-dir=" + StateDir, "--respond=" + respond.FormatActions(plan.Actions)}
 	opt := func(flag, v string) {
 		if v != "" {
 			args = append(args, "--"+flag+"="+v)
 		}
 	}
-	opt("escalate", strings.Join(s.Escalate, ","))
+	opt("escalate", respond.FormatActions(plan.Escalate))
 	if s.KillLimit != 0 {
 		opt("kill-limit", strconv.Itoa(s.KillLimit))
 	}
@@ -259,21 +325,25 @@ func (c *Config) sidecar(pod *corev1.Pod, s Settings) (corev1.Container, []corev
 		opt("full-interval", s.Full.String())
 	}
 	opt("log-level", s.LogLevel)
+	return args
+}
 
-	state := corev1.Volume{Name: VolumeState, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}
-	volumes := []corev1.Volume{state}
-	// Mounted only here: the app must not reach the baseline it is
-	// checked against, nor the bytes restore writes back.
-	mounts := []corev1.VolumeMount{{Name: VolumeState, MountPath: StateDir}}
+// stateAndRefs are the sidecar's private state volume and the ConfigMap
+// volumes of its baseline and key, with their mounts and flags. All are
+// mounted only into the sidecar: the app must not reach the baseline it is
+// checked against, nor the bytes restore writes back.
+func stateAndRefs(s Settings) (args []string, volumes []corev1.Volume, mounts []corev1.VolumeMount) {
+	volumes = []corev1.Volume{{Name: VolumeState, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
+	mounts = []corev1.VolumeMount{{Name: VolumeState, MountPath: StateDir}}
 	addRef := func(r *Ref, flag, vol, dir string) {
-		if r == nil {
+		switch {
+		case r == nil:
+			return
+		case r.Source == SourceFile:
+			args = append(args, "--"+flag+"="+r.Path)
 			return
 		}
-		if r.Source == SourceFile {
-			opt(flag, r.Path)
-			return
-		}
-		opt(flag, dir+"/"+r.Key)
+		args = append(args, "--"+flag+"="+dir+"/"+r.Key)
 		volumes = append(volumes, corev1.Volume{Name: vol, VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
 			LocalObjectReference: corev1.LocalObjectReference{Name: r.ConfigMap},
 			Items:                []corev1.KeyToPath{{Key: r.Key, Path: r.Key}},
@@ -282,18 +352,12 @@ func (c *Config) sidecar(pod *corev1.Pod, s Settings) (corev1.Container, []corev
 	}
 	addRef(s.Baseline, "baseline", VolumeBaseline, baselineDir)
 	addRef(s.VerifyKey, "verify-key", VolumeVerifyKey, verifyKeyDir)
-	plan := s.plan(c.Respond)
-	if target != "" || plan.NeedsAPI() {
-		// The API responses and --target-name need the service account's
-		// token. The service-account admission plugin ran before this
-		// webhook and mounted its token into the app's containers only (if
-		// at all: automountServiceAccountToken: false keeps it from the
-		// app, the container podfim must not trust); the sidecar gets its
-		// own projected token, mounted only here.
-		volumes = append(volumes, tokenVolume())
-		mounts = append(mounts, corev1.VolumeMount{Name: VolumeToken, MountPath: tokenDir, ReadOnly: true})
-	}
+	return args, volumes, mounts
+}
 
+// env is the sidecar's environment: its own pod from the downward API, the
+// annotated policy, and the operator's variables.
+func (c *Config) env(s Settings) ([]corev1.EnvVar, error) {
 	env := []corev1.EnvVar{
 		fieldEnv("POD_NAME", "metadata.name"),
 		fieldEnv("POD_NAMESPACE", "metadata.namespace"),
@@ -301,17 +365,32 @@ func (c *Config) sidecar(pod *corev1.Pod, s Settings) (corev1.Container, []corev
 	}
 	pol, err := s.Policy()
 	if err != nil { // ParseAnnotations has checked it
-		return corev1.Container{}, nil, err
+		return nil, err
 	}
 	if pol != nil {
 		data, err := json.Marshal(pol)
 		if err != nil {
-			return corev1.Container{}, nil, fmt.Errorf("failed to encode the policy: %w", err)
+			return nil, fmt.Errorf("failed to encode the policy: %w", err)
 		}
 		env = append(env, corev1.EnvVar{Name: EnvPolicy, Value: string(data)})
 	}
-	env = append(env, c.Env...)
+	return append(env, c.Env...), nil
+}
 
+func probe(path string, port int, host string, period, failures int32) *corev1.Probe {
+	return &corev1.Probe{
+		ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
+			Path: path, Port: intstr.FromInt32(int32(port)), Host: host,
+		}},
+		PeriodSeconds:    period,
+		TimeoutSeconds:   2,
+		FailureThreshold: failures,
+	}
+}
+
+// securityContext drops everything and adds the capabilities the plan's
+// actions need (docs/sidecar.md, "Capabilities").
+func securityContext(plan respond.Plan) *corev1.SecurityContext {
 	caps := slices.Clone(capsAlways)
 	if plan.Uses(respond.ActionKill) {
 		caps = append(caps, capsKill...)
@@ -320,62 +399,20 @@ func (c *Config) sidecar(pod *corev1.Pod, s Settings) (corev1.Container, []corev
 		caps = append(caps, capsRestore...)
 	}
 	slices.Sort(caps)
-
-	resources := c.Resources
-	if resources.Requests == nil && resources.Limits == nil {
-		resources = DefaultResources()
-	}
-	probe := func(path string, period, failures int32) *corev1.Probe {
-		return &corev1.Probe{
-			ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
-				Path: path, Port: intstr.FromInt32(int32(port)), Host: probeHost,
-			}},
-			PeriodSeconds:    period,
-			TimeoutSeconds:   2,
-			FailureThreshold: failures,
-		}
-	}
-	pullPolicy := c.PullPolicy
-	if pullPolicy == "" {
-		pullPolicy = corev1.PullIfNotPresent
-	}
 	root, no, yes := int64(0), false, true
-	ct := corev1.Container{
-		Name:            ContainerName,
-		Image:           c.Image,
-		ImagePullPolicy: pullPolicy,
-		Args:            args,
-		Env:             env,
-		Ports:           []corev1.ContainerPort{{Name: "podfim-metrics", ContainerPort: int32(port), Protocol: corev1.ProtocolTCP}},
-		Resources:       resources,
-		VolumeMounts:    mounts,
-		// Readiness is the quarantine (the unready action): /readyz fails
-		// while a violation is open, so the pod leaves its Services.
-		ReadinessProbe: probe("/readyz", 2, 1),
-		// /healthz fails while monitoring the current target fails; a
-		// restart of the sidecar is the remedy only after a minute of it.
-		LivenessProbe:            probe("/healthz", 10, 6),
-		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
-		SecurityContext: &corev1.SecurityContext{
-			// uid 0 without ambient capabilities is the only way the
-			// added capabilities take effect (build/podfim.Dockerfile);
-			// everything else is dropped.
-			RunAsUser:                &root,
-			RunAsGroup:               &root,
-			RunAsNonRoot:             &no,
-			Privileged:               &no,
-			AllowPrivilegeEscalation: &no,
-			ReadOnlyRootFilesystem:   &yes,
-			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}, Add: caps},
-			SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
-		},
+	return &corev1.SecurityContext{
+		// uid 0 without ambient capabilities is the only way the added
+		// capabilities take effect (build/podfim.Dockerfile); everything
+		// else is dropped.
+		RunAsUser:                &root,
+		RunAsGroup:               &root,
+		RunAsNonRoot:             &no,
+		Privileged:               &no,
+		AllowPrivilegeEscalation: &no,
+		ReadOnlyRootFilesystem:   &yes,
+		Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}, Add: caps},
+		SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 	}
-	if spec.HostNetwork {
-		// A hostNetwork pod's container ports are host ports; the sidecar
-		// listens on loopback only, so it declares none.
-		ct.Ports = nil
-	}
-	return ct, volumes, nil
 }
 
 // targetName is the --target-name of the sidecar: empty when the pod has one
