@@ -200,9 +200,7 @@ func (t *Tree) parentOf(name string, parts []string) (*node, error) {
 // not the image's, so mtime is not recorded).
 func (t *Tree) implied(parts []string) (*node, error) {
 	n := &node{typ: attr.TypeDir, mode: 0o755, layer: t.layer, unsure: attr.Mtime}
-	if err := t.dir(n, parts); err != nil {
-		return nil, err
-	}
+	t.dir(n, parts)
 	return n, t.grow()
 }
 
@@ -234,16 +232,15 @@ func (t *Tree) touch(d *node) {
 
 // dir sets up a new directory node at parts: its children, and whether its
 // content is kept at all.
-func (t *Tree) dir(n *node, parts []string) error {
+func (t *Tree) dir(n *node, parts []string) {
 	n.children = map[string]*node{}
 	p := joinPath(parts)
 	if t.limits.MaxDepth > 0 && len(parts) > t.limits.MaxDepth {
 		n.prune = true
 		t.warn(p, "limit", fmt.Errorf("depth %d is over the limit of %d, content not kept: %w", len(parts), t.limits.MaxDepth, scan.ErrLimit))
-		return nil
+		return
 	}
 	n.prune = !t.m.Descend(p)
-	return nil
 }
 
 // grow counts a new node against MaxFiles.
@@ -318,9 +315,7 @@ func (t *Tree) place(dir *node, base string, n *node, parts []string) error {
 		dir.children[base] = n
 		return nil
 	case n.typ == attr.TypeDir:
-		if err := t.dir(n, parts); err != nil {
-			return err
-		}
+		t.dir(n, parts)
 	}
 	if old != nil {
 		t.live -= count(old)
@@ -362,7 +357,8 @@ func (t *Tree) object(hdr *tar.Header, parts []string, content io.Reader) (*node
 		if len(hdr.Linkname) > maxPathLen || strings.IndexByte(hdr.Linkname, 0) >= 0 || hdr.Linkname == "" {
 			return nil, unsafeError(hdr.Name, "symbolic link target is empty, longer than 4096 bytes or holds a NUL byte")
 		}
-		n.typ, n.target, n.size = attr.TypeSymlink, hdr.Linkname, int64(len(hdr.Linkname))
+		// Linux has no lchmod: a symlink is 0777 whatever the entry says.
+		n.typ, n.target, n.size, n.mode = attr.TypeSymlink, hdr.Linkname, int64(len(hdr.Linkname)), 0o777
 	case tar.TypeLink:
 		return t.link(hdr, n, joinPath(parts))
 	case tar.TypeChar, tar.TypeBlock:
@@ -373,8 +369,18 @@ func (t *Tree) object(hdr *tar.Header, parts []string, content io.Reader) (*node
 	default:
 		return nil, fmt.Errorf("%w %q: tar type %q", ErrUnsupported, hdr.Name, hdr.Typeflag)
 	}
-	n.xattrs = applyMode(n.xattrs, n.mode)
+	t.setMode(n)
 	return n, nil
+}
+
+// setMode records what the runtimes make of n's mode and xattrs together
+// (see applyMode).
+func (t *Tree) setMode(n *node) {
+	xs, agree := applyMode(n.xattrs, n.mode)
+	n.xattrs = xs
+	if !agree {
+		n.unsure |= attr.Mode | attr.Xattrs
+	}
 }
 
 // sparse reports whether hdr is a GNU sparse file, old or PAX format.
@@ -465,15 +471,19 @@ func (t *Tree) link(hdr *tar.Header, n *node, path string) (*node, error) {
 		// recorded without content.
 		n.typ, n.unsure = attr.TypeRegular, attr.Size|attr.Hashes
 		t.warn(path, "link", fmt.Errorf("hard link target %q is not kept (policy or limits): not hashed", hdr.Linkname))
-		n.xattrs = applyMode(n.xattrs, n.mode)
+		t.setMode(n)
 		return n, nil
 	case target == nil:
 		return nil, fmt.Errorf("hard link %q: target %q does not exist", hdr.Name, hdr.Linkname)
 	case target.typ == attr.TypeDir:
 		return nil, unsafeError(hdr.Name, fmt.Sprintf("hard link to the directory %q", hdr.Linkname))
 	}
-	target.mode, target.uid, target.gid, target.mtime, target.layer = n.mode, n.uid, n.gid, n.mtime, n.layer
-	target.xattrs = applyMode(mergeXattrs(target.xattrs, n.xattrs), target.mode)
+	if target.typ != attr.TypeSymlink {
+		target.mode = n.mode // there is no lchmod: a symlink keeps 0777
+	}
+	target.uid, target.gid, target.mtime, target.layer = n.uid, n.gid, n.mtime, n.layer
+	target.xattrs = mergeXattrs(target.xattrs, n.xattrs)
+	t.setMode(target)
 	return target, nil
 }
 

@@ -102,6 +102,12 @@ func TestHardLinks(t *testing.T) {
 			}
 		})
 	}
+	t.Run("to a symlink", func(t *testing.T) {
+		es := mustApply(t, layer(t, symlink("s", "target"), item{name: "l", typ: tar.TypeLink, link: "s", mode: 0o644}))
+		if e := es["/l"]; e.Type != attr.TypeSymlink || e.Target != "target" || e.Mode != 0o777 {
+			t.Errorf("/l %+v: a link to a symlink is the symlink, mode 0777", e)
+		}
+	})
 	if _, err := applyAll(t, nil, Limits{}, layer(t, hardlink("l", "missing"))); err == nil || !strings.Contains(err.Error(), "does not exist") {
 		t.Errorf("link to a missing target: err = %v", err)
 	}
@@ -109,7 +115,8 @@ func TestHardLinks(t *testing.T) {
 
 func TestPAXRecords(t *testing.T) {
 	caps := string([]byte{0, 0, 0, 2, 0, 0x04, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}) // v2, cap_net_bind_service
-	acl := aclValue(t, [][3]uint32{{aclUserObj, 7, 0}, {aclUser, 5, 1000}, {aclGroupObj, 5, 0}, {aclMask, 7, 0}, {aclOther, 0, 0}})
+	// user::rwx user:1000:r-x group::r-x mask::r-x other::---, as 0750 says.
+	acl := aclValue(t, [][3]uint32{{aclUserObj, 7, 0}, {aclUser, 5, 1000}, {aclGroupObj, 5, 0}, {aclMask, 5, 0}, {aclOther, 0, 0}})
 	minimal := aclValue(t, [][3]uint32{{aclUserObj, 7, 0}, {aclGroupObj, 5, 0}, {aclOther, 5, 0}})
 	mtime := time.Unix(1_600_000_000, 987654321)
 	es := mustApply(t, layer(t,
@@ -120,16 +127,18 @@ func TestPAXRecords(t *testing.T) {
 			"SCHILY.xattr.system.posix_acl_default": minimal,
 		}},
 		item{name: "plain", body: "q", mode: 0o755, pax: map[string]string{"SCHILY.xattr." + aclAccess: minimal}},
+		// The ACL says 0750, the mode 0700: containerd and podman disagree.
+		item{name: "odd", body: "o", mode: 0o700, pax: map[string]string{"SCHILY.xattr." + aclAccess: acl}},
 	))
 	p := es["/ping"]
-	if p.Mtime != mtime.UnixNano() {
-		t.Errorf("mtime %d, want %d (nanoseconds from PAX)", p.Mtime, mtime.UnixNano())
+	if p.Mtime != mtime.UnixNano() || p.Mode != 0o750 {
+		t.Errorf("mtime %d mode %o, want %d (nanoseconds from PAX), 0750", p.Mtime, p.Mode, mtime.UnixNano())
 	}
 	got := p.XattrMap()
 	if string(got["security.capability"]) != caps || string(got["user.note"]) != "hi" {
 		t.Errorf("xattrs %q", got)
 	}
-	// chmod 0750 after the ACL: the mask takes the group bits (5), other 0.
+	// Read back, entries without an id have ACL_UNDEFINED_ID.
 	want := aclValue(t, [][3]uint32{{aclUserObj, 7, aclUndefined}, {aclUser, 5, 1000}, {aclGroupObj, 5, aclUndefined}, {aclMask, 5, aclUndefined}, {aclOther, 0, aclUndefined}})
 	if string(got[aclAccess]) != want {
 		t.Errorf("access ACL %x, want %x", got[aclAccess], want)
@@ -138,8 +147,11 @@ func TestPAXRecords(t *testing.T) {
 		t.Errorf("default ACL changed: %x", got["system.posix_acl_default"])
 	}
 	// An access ACL that says no more than the mode is not stored.
-	if x := es["/plain"].Xattrs; len(x) != 0 {
-		t.Errorf("/plain xattrs %q, want none (a minimal ACL is the mode)", x)
+	if x := es["/plain"].Xattrs; len(x) != 0 || es["/plain"].Mode != 0o755 {
+		t.Errorf("/plain %+v, want no xattrs (a minimal ACL is the mode)", es["/plain"])
+	}
+	if o := es["/odd"]; o.Attrs.Any(attr.Mode|attr.Xattrs) || !o.Attrs.Has(attr.SHA256) {
+		t.Errorf("/odd records %s: runtimes disagree on its mode and ACL", o.Attrs)
 	}
 }
 
@@ -303,7 +315,7 @@ func TestTypes(t *testing.T) {
 	if e := es["/fifo"]; e.Type != attr.TypeFIFO || e.Mode != 0o600 || e.Hash != nil {
 		t.Errorf("/fifo %+v", e)
 	}
-	if e := es["/lnk"]; e.Type != attr.TypeSymlink || e.Target != "/etc/shadow" || e.Size != 11 {
+	if e := es["/lnk"]; e.Type != attr.TypeSymlink || e.Target != "/etc/shadow" || e.Size != 11 || e.Mode != 0o777 {
 		t.Errorf("/lnk %+v", e)
 	}
 	if e := es["/"]; e.Attrs != attr.Type || e.Type != attr.TypeDir {

@@ -75,24 +75,28 @@ const (
 	aclUndefined = 0xffffffff
 )
 
-// applyMode returns xs as the kernel shows them once a runtime has set them
-// and then chmod'ed the object to mode (runtimes set extended attributes
-// before the mode): an access ACL that says no more than the mode is not
-// stored at all, and chmod rewrites the owner, mask (or group) and other
-// permissions of one that is. An ACL the kernel would refuse is kept as
-// it is: the runtime fails on it, and so does a check.
-func applyMode(xs []attr.Xattr, mode uint32) []attr.Xattr {
+// applyMode returns xs as the kernel shows them once a runtime has set
+// them and the mode, and whether the runtimes agree on the result. An
+// access ACL that says no more than the mode is not stored at all; ids of
+// the entries that have none read back as ACL_UNDEFINED_ID. But runtimes
+// set the two in different orders: containerd sets the xattrs and then
+// chmods (which rewrites the ACL's owner, mask or group, and other
+// permissions), podman's storage chmods first and then sets the ACL (which
+// rewrites the mode). They agree only when the ACL's permissions are the
+// mode's, as in every layer made from a real file system; otherwise agree
+// is false and neither mode nor xattrs can be recorded. An ACL the kernel
+// would refuse is kept as it is: the runtime fails on it.
+func applyMode(xs []attr.Xattr, mode uint32) (out []attr.Xattr, agree bool) {
 	i := slices.IndexFunc(xs, func(x attr.Xattr) bool { return x.Name == aclAccess })
 	if i < 0 {
-		return xs
+		return xs, true
 	}
-	v := xs[i].Value
+	v := bytes.Clone(xs[i].Value)
 	if len(v) < 4 || (len(v)-4)%8 != 0 || binary.LittleEndian.Uint32(v) != aclVersion {
-		return xs
+		return xs, true
 	}
-	out := bytes.Clone(v)
 	minimal, hasMask := true, false
-	for e := out[4:]; len(e) > 0; e = e[8:] {
+	for e := v[4:]; len(e) > 0; e = e[8:] {
 		switch binary.LittleEndian.Uint16(e) {
 		case aclUser, aclGroup:
 			minimal = false
@@ -100,28 +104,25 @@ func applyMode(xs []attr.Xattr, mode uint32) []attr.Xattr {
 			minimal, hasMask = false, true
 		}
 	}
-	xs = slices.Clone(xs)
-	if minimal {
-		return slices.Delete(xs, i, i+1)
-	}
-	for e := out[4:]; len(e) > 0; e = e[8:] {
-		tag := binary.LittleEndian.Uint16(e)
-		perm := -1
+	agree = true
+	for e := v[4:]; len(e) > 0; e = e[8:] {
+		tag, perm := binary.LittleEndian.Uint16(e), uint32(binary.LittleEndian.Uint16(e[2:]))
 		switch {
 		case tag == aclUserObj:
-			perm = int(mode>>6) & 7
+			agree = agree && perm == mode>>6&7
 		case tag == aclMask || (tag == aclGroupObj && !hasMask):
-			perm = int(mode>>3) & 7
+			agree = agree && perm == mode>>3&7
 		case tag == aclOther:
-			perm = int(mode) & 7
-		}
-		if perm >= 0 {
-			binary.LittleEndian.PutUint16(e[2:], uint16(perm))
+			agree = agree && perm == mode&7
 		}
 		if tag != aclUser && tag != aclGroup {
 			binary.LittleEndian.PutUint32(e[4:], aclUndefined)
 		}
 	}
-	xs[i].Value = out
-	return xs
+	xs = slices.Clone(xs)
+	if minimal {
+		return slices.Delete(xs, i, i+1), agree
+	}
+	xs[i].Value = v
+	return xs, agree
 }

@@ -6,6 +6,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"io"
 	"os"
@@ -88,6 +89,7 @@ func TestPodmanImageBaseline(t *testing.T) {
 		must(t, os.Remove(filepath.Join(root, "www/about.html")))
 		must(t, os.WriteFile(filepath.Join(root, "bin/dropper"), []byte("#!/bin/sh\n"), 0o755))
 		must(t, unix.Lremovexattr(filepath.Join(root, "etc/app.conf"), "user.origin"))
+		must(t, unix.Lremovexattr(filepath.Join(root, "etc/acl.conf"), "system.posix_acl_access"))
 		must(t, os.Chown(filepath.Join(root, "data/secret"), 0, 0))
 		rep := check(t, root, base, cli.ExitAdded|cli.ExitRemoved|cli.ExitChanged)
 		got := map[string]string{}
@@ -98,6 +100,7 @@ func TestPodmanImageBaseline(t *testing.T) {
 			"/www/index.html": "changed size,mtime,sha256",
 			"/etc/app.conf":   "changed mode,xattrs",
 			"/data/secret":    "changed uid,gid",
+			"/etc/acl.conf":   "changed acl",
 			"/www/about.html": "removed ",
 			"/bin/dropper":    "added ",
 			// The directories whose entries changed.
@@ -185,6 +188,8 @@ type tarEntry struct {
 func writeTestImage(t *testing.T, path, ref string) {
 	t.Helper()
 	caps := string([]byte{0, 0, 0, 2, 0, 0x04, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}) // cap_net_bind_service
+	// user::rw- user:1000:rw- group::r-- mask::rw- other::r--
+	fullACL := acl([4]uint32{0x01, 6, 0}, [4]uint32{0x02, 6, 1000}, [4]uint32{0x04, 4, 0}, [4]uint32{0x10, 6, 0}, [4]uint32{0x20, 4, 0})
 	d := func(n string, mode int64) tarEntry { return tarEntry{name: n, typ: tar.TypeDir, mode: mode} }
 	f := func(n, body string, mode int64) tarEntry { return tarEntry{name: n, body: body, mode: mode} }
 	layers := [][]tarEntry{{
@@ -196,7 +201,15 @@ func writeTestImage(t *testing.T, path, ref string) {
 		{name: "data/secret", body: "s3cret", mode: 0o600, uid: 1000, gid: 1000},
 		{name: "data/pipe", typ: tar.TypeFifo, mode: 0o600},
 		{name: "lib/null", typ: tar.TypeChar, mode: 0o666, major: 1, minor: 3},
-		{name: "www/home", typ: tar.TypeSymlink, link: "index.html", mode: 0o777},
+		{name: "www/home", typ: tar.TypeSymlink, link: "index.html", mode: 0o644}, // a symlink is 0777 anyway
+		// POSIX ACLs: one as a real file system writes it (its
+		// permissions are the mode's), one whose mask the mode
+		// contradicts (runtimes disagree: not recorded), and one that is
+		// only the mode (the kernel stores none).
+		{name: "etc/acl.conf", body: "acl", mode: 0o664, pax: map[string]string{"SCHILY.xattr.system.posix_acl_access": fullACL}},
+		{name: "etc/odd-acl.conf", body: "odd", mode: 0o640, pax: map[string]string{"SCHILY.xattr.system.posix_acl_access": fullACL}},
+		{name: "etc/minimal.conf", body: "m", mode: 0o644, pax: map[string]string{"SCHILY.xattr.system.posix_acl_access": acl(
+			[4]uint32{0x01, 6, 0}, [4]uint32{0x04, 4, 0}, [4]uint32{0x20, 4, 0})}},
 		f("opq/old", "old", 0o644), d("opq/sub/", 0o755), f("opq/sub/deep", "deep", 0o644),
 		f("bin/tool", "tool v1", 0o755),
 		f("data/orig", "linked", 0o644), {name: "data/alias", typ: tar.TypeLink, link: "data/orig", mode: 0o644},
@@ -232,6 +245,17 @@ func writeTestImage(t *testing.T, path, ref string) {
 	tag, err := name.NewTag(ref)
 	must(t, err)
 	must(t, tarball.WriteToFile(path, tag, img))
+}
+
+// acl encodes a POSIX ACL xattr: tag, permissions, id per entry.
+func acl(entries ...[4]uint32) string {
+	b := binary.LittleEndian.AppendUint32(nil, 2)
+	for _, e := range entries {
+		b = binary.LittleEndian.AppendUint16(b, uint16(e[0]))
+		b = binary.LittleEndian.AppendUint16(b, uint16(e[1]))
+		b = binary.LittleEndian.AppendUint32(b, e[2])
+	}
+	return string(b)
 }
 
 // tarLayer returns a PAX tar of entries, every time mtime.
