@@ -211,6 +211,7 @@ func (f *checkFlags) compare(ctx context.Context, o *opened, out *baseline.Write
 	sum.BaselineEntries = o.stream.Decoded()
 	sum.ScannedEntries = int(res.Stats.Entries)
 	sum.Hashed, sum.HashedBytes, sum.Reused = res.Stats.Hashed, res.Stats.HashedBytes, res.Stats.Reused
+	sum.PseudoSkipped = res.Stats.Pseudo
 	sum.BaselineDigest = fmt.Sprintf("%x", o.base.digest)
 	sum.Signed, sum.KeyID, sum.Verified = o.base.signed, o.base.keyID, o.base.signed && f.verifyKey != ""
 	sum.DurationSeconds = took.Seconds()

@@ -115,6 +115,22 @@ func (m *Matcher) Descend(dir string) bool {
 	return whole && n.recordsBelow
 }
 
+// Names reports whether a rule that records is for dir itself or for a path
+// beneath it. A scan enters a pseudo file system (procfs, sysfs, cgroupfs...)
+// mounted at dir only then: a rule "/" does not name /proc, a rule "/proc"
+// or "/proc/sys" does, an Ignore rule never does, and an excluded dir is
+// never named.
+func (m *Matcher) Names(dir string) bool {
+	if m.excluded(dir) {
+		return false
+	}
+	_, n, whole := m.lookup(dir)
+	if !whole {
+		return false
+	}
+	return (n.rule >= 0 && !m.rules[n.rule].ignore) || n.recordsBelow
+}
+
 // Limits returns the policy's limits.
 func (m *Matcher) Limits() Limits { return m.limits }
 

@@ -500,3 +500,34 @@ func TestPatternMatchesReference(t *testing.T) {
 		t.Errorf("%d of 30000 cases matched: the generator no longer tests both outcomes", matched)
 	}
 }
+
+// TestNames: only a recording rule at or beneath a directory names it (the
+// scan then enters a pseudo file system mounted there); "/" names no
+// mount point beneath it.
+func TestNames(t *testing.T) {
+	m := mustCompile(t, `
+version: 1
+rules:
+  - {path: /, preset: ReadOnly}
+  - {path: /proc, preset: Ignore}
+  - {path: /sys/fs/cgroup, preset: ReadOnly}
+  - {path: /srv/proc, preset: ReadOnly}
+exclude: [/srv/proc/x]
+`)
+	for dir, want := range map[string]bool{
+		"/":                  true,
+		"/proc":              false, // Ignore
+		"/proc/1":            false,
+		"/sys":               true, // a rule beneath it
+		"/sys/fs/cgroup":     true,
+		"/sys/fs/cgroup/cpu": false, // covered by a rule above it, not named
+		"/sys/kernel":        false,
+		"/srv/proc":          true,
+		"/srv/proc/x":        false, // excluded
+		"/dev":               false,
+	} {
+		if got := m.Names(dir); got != want {
+			t.Errorf("Names(%q) = %v, want %v", dir, got, want)
+		}
+	}
+}

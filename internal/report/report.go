@@ -36,7 +36,8 @@ type Summary struct {
 	ScannedEntries  int     `json:"scanned_entries"`
 	Hashed          int64   `json:"hashed"`
 	HashedBytes     int64   `json:"hashed_bytes"`
-	Reused          int64   `json:"reused_hashes"` // quick check: hashes taken from the baseline
+	Reused          int64   `json:"reused_hashes"`  // quick check: hashes taken from the baseline
+	PseudoSkipped   int64   `json:"pseudo_skipped"` // pseudo file system mounts (procfs, sysfs...) not walked
 	Quick           bool    `json:"quick"`
 	Root            string  `json:"root"`
 	BaselineDigest  string  `json:"baseline_digest"`

@@ -34,6 +34,9 @@ func Text(w io.Writer, r *Report) error {
 		fmt.Fprintf(&b, "baseline: %d entries, digest sha256:%s, %s\n", s.BaselineEntries, s.BaselineDigest, signature(s.Signed, s.Verified, s.KeyID))
 		fmt.Fprintf(&b, "scanned:  %d entries, %d hashed (%s), %d hashes reused, %.2fs\n",
 			s.ScannedEntries, s.Hashed, bytesHuman(s.HashedBytes), s.Reused, s.DurationSeconds)
+		if s.PseudoSkipped > 0 {
+			fmt.Fprintf(&b, "skipped:  %d pseudo file system mounts (procfs, sysfs...: a rule must name one to scan it)\n", s.PseudoSkipped)
+		}
 	}
 
 	for _, kind := range []compare.Kind{compare.Added, compare.Removed, compare.Changed} {

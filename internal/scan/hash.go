@@ -17,11 +17,12 @@ import (
 type outcome int
 
 const (
-	opened   outcome = iota // the entry is complete (perhaps without a hash, with a Warning)
-	vanished                // gone (ENOENT): not recorded
-	swapped                 // not the listed object any more: re-lstat and retry
-	failed                  // could not be opened: the entry has what the lstat gave, with a Warning
-	aborted                 // the scan was cancelled
+	opened     outcome = iota // the entry is complete (perhaps without a hash, with a Warning)
+	vanished                  // gone (ENOENT): not recorded
+	swapped                   // not the listed object any more: re-lstat and retry
+	pseudoFile                // on a pseudo file system no rule names: not recorded (pseudo.go)
+	failed                    // could not be opened: the entry has what the lstat gave, with a Warning
+	aborted                   // the scan was cancelled
 )
 
 var errAborted = errors.New("scan aborted")
@@ -63,6 +64,9 @@ func (w *worker) keep(sum []byte) []byte {
 // opened for reading.
 var errNotRegular = errors.New("not a regular file")
 
+// errPseudo: the file is on a pseudo file system no rule names (pseudo.go).
+var errPseudo = errors.New("on a pseudo file system")
+
 // openFile opens the regular file name in dirfd for reading, and nothing
 // else: an object swapped in since the listing (a FIFO, whose open a
 // writer would notice; a device, whose open runs its driver; a terminal,
@@ -73,8 +77,10 @@ var errNotRegular = errors.New("not a regular file")
 // for reading, through /proc/self/fd: that reopens the inode the O_PATH
 // descriptor holds, which no rename can change. Without blocking, without
 // becoming a controlling terminal, and without updating the atime when
-// allowed (O_NOATIME needs ownership or CAP_FOWNER).
-func (w *worker) openFile(dirfd int, name string, st *unix.Stat_t) (int, error) {
+// allowed (O_NOATIME needs ownership or CAP_FOWNER). A file on another
+// device than its directory (dirDev), bind-mounted alone, is not opened
+// when it is on a pseudo file system (errPseudo).
+func (w *worker) openFile(dirfd int, name, path string, dirDev uint64, st *unix.Stat_t) (int, error) {
 	pfd, err := openAt(dirfd, w.cname(name), unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC)
 	if err != nil {
 		return -1, err
@@ -85,6 +91,9 @@ func (w *worker) openFile(dirfd int, name string, st *unix.Stat_t) (int, error) 
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFREG {
 		return -1, errNotRegular
+	}
+	if w.skipPseudo(pfd, path, st.Dev, dirDev) {
+		return -1, errPseudo
 	}
 	p := w.fdName(pfd)
 	const flags = unix.O_RDONLY | unix.O_NONBLOCK | unix.O_NOCTTY | unix.O_CLOEXEC
@@ -98,19 +107,22 @@ func (w *worker) openFile(dirfd int, name string, st *unix.Stat_t) (int, error) 
 	return openAt(w.cfg.procFd, p, flags)
 }
 
-// hashAt opens the regular file name in dirfd, checks that it is the inode
-// the listing saw (dev, ino), hashes it and completes e: metadata from the
-// fstat after reading (the version that was hashed), Hash, Xattrs.
-func (w *worker) hashAt(dirfd int, name string, e *attr.Entry, dev, ino uint64) outcome {
+// hashAt opens the regular file name in dirfd (on device dirDev), checks
+// that it is the inode the listing saw (dev, ino), hashes it and completes e:
+// metadata from the fstat after reading (the version that was hashed),
+// Hash, Xattrs.
+func (w *worker) hashAt(dirfd int, name string, e *attr.Entry, dirDev, dev, ino uint64) outcome {
 	if w.cfg.beforeOpen != nil {
 		w.cfg.beforeOpen(e.Path)
 	}
 	var before unix.Stat_t
-	fd, err := w.openFile(dirfd, name, &before)
+	fd, err := w.openFile(dirfd, name, e.Path, dirDev, &before)
 	if err != nil {
 		switch err {
 		case unix.ENOENT:
 			return vanished
+		case errPseudo:
+			return pseudoFile
 		case errNotRegular, unix.ENOTDIR:
 			return swapped
 		}

@@ -36,6 +36,7 @@ func merge(ws []*worker, emit func(*attr.Entry), count func(int)) *Result {
 		res.Stats.Hashed += w.stats.Hashed
 		res.Stats.Reused += w.stats.Reused
 		res.Stats.HashedBytes += w.stats.HashedBytes
+		res.Stats.Pseudo += w.stats.Pseudo
 	}
 	all := func(yield func(*rec) bool) {
 		for _, w := range ws {

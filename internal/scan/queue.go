@@ -15,11 +15,12 @@ type dirHandle struct {
 	fd    int
 	path  string
 	depth int
+	dev   uint64 // st_dev: a child on another device is a mount point
 	refs  atomic.Int32
 }
 
-func newDirHandle(fd int, path string, depth int) *dirHandle {
-	h := &dirHandle{fd: fd, path: path, depth: depth}
+func newDirHandle(fd int, path string, depth int, dev uint64) *dirHandle {
+	h := &dirHandle{fd: fd, path: path, depth: depth, dev: dev}
 	h.refs.Store(1)
 	return h
 }

@@ -89,8 +89,10 @@ func (r *Root) Entry(path string, attrs attr.Set) (attr.Entry, error) {
 }
 
 // EntryWith is Entry under the options that apply to one path:
-// MaxFileBytes (a bigger file is not hashed, with a Warning) and Now (for
-// the Racy flag). The others are ignored.
+// MaxFileBytes (a bigger file is not hashed, with a Warning), Now (for
+// the Racy flag) and the Matcher's Names, if it has one (a path on a pseudo
+// file system that no rule names does not exist, as for Tree). The others
+// are ignored.
 func (r *Root) EntryWith(path string, attrs attr.Set, opts Options) (attr.Entry, error) {
 	if err := checkPath(path); err != nil {
 		return attr.Entry{}, err
@@ -112,6 +114,7 @@ func (r *Root) EntryWith(path string, attrs attr.Set, opts Options) (attr.Entry,
 		noNoatime:    &r.noatime,
 		noXattrat:    &r.noXattrat,
 		procFd:       r.procFd,
+		names:        namesFunc(opts.Matcher),
 	}
 	w, _ := r.entryPool.Get().(*worker)
 	if w == nil {
@@ -135,14 +138,12 @@ func (r *Root) EntryWith(path string, attrs attr.Set, opts Options) (attr.Entry,
 	}
 	i := strings.LastIndexByte(path, '/')
 	dir, name := path[:i], path[i+1:]
-	dirfd := r.fd
-	if dir != "" {
-		fd, err := r.openDir(dir)
-		if err != nil {
-			return attr.Entry{}, err
-		}
-		defer unix.Close(fd)
-		dirfd = fd
+	dirfd, dirDev, err := r.entryDir(dir, cfg)
+	if err != nil {
+		return attr.Entry{}, err
+	}
+	if dirfd != r.fd {
+		defer unix.Close(dirfd)
 	}
 	var st unix.Stat_t
 	for attempt := 0; ; attempt++ {
@@ -159,9 +160,11 @@ func (r *Root) EntryWith(path string, attrs attr.Set, opts Options) (attr.Entry,
 			w.finishUnopened(dirfd, name, &e)
 			return e, w.warningsErr()
 		}
-		switch w.hashAt(dirfd, name, &e, st.Dev, st.Ino) {
+		switch w.hashAt(dirfd, name, &e, dirDev, st.Dev, st.Ino) {
 		case vanished:
 			return attr.Entry{}, fmt.Errorf("failed to open %q: %w", path, fs.ErrNotExist)
+		case pseudoFile:
+			return attr.Entry{}, fmt.Errorf("%q is on a pseudo file system no rule names, never read: %w", path, fs.ErrNotExist)
 		case swapped:
 			if attempt == 0 {
 				continue
@@ -171,6 +174,34 @@ func (r *Root) EntryWith(path string, attrs attr.Set, opts Options) (attr.Entry,
 		}
 		return e, w.warningsErr()
 	}
+}
+
+// entryDir opens the directory dir ("" for the root, which it returns as
+// is) for Entry and returns its device. A directory on a pseudo file system
+// (pseudo.go) that no rule names does not exist for Entry, as it does not
+// for the walk.
+func (r *Root) entryDir(dir string, cfg *config) (int, uint64, error) {
+	fd := r.fd
+	if dir != "" {
+		var err error
+		if fd, err = r.openDir(dir); err != nil {
+			return -1, 0, err
+		}
+	}
+	var st unix.Stat_t
+	err := fstat(fd, &st)
+	if err != nil {
+		err = fmt.Errorf("failed to stat %q: %w", dir, err)
+	} else if dir != "" && !cfg.names(dir) && pseudo(fd) {
+		err = fmt.Errorf("%q is on a pseudo file system no rule names, never walked: %w", dir, fs.ErrNotExist)
+	}
+	if err != nil {
+		if fd != r.fd {
+			unix.Close(fd)
+		}
+		return -1, 0, err
+	}
+	return fd, st.Dev, nil
 }
 
 func (w *worker) warningsErr() error {

@@ -38,6 +38,14 @@ type Descender interface {
 	Descend(dir string) bool
 }
 
+// Namer is implemented by a Matcher whose rules can name a pseudo file
+// system (procfs, sysfs, cgroupfs...: see pseudo.go): the scan enters one
+// mounted at dir, or hashes a file of one, only when Names(dir) says a rule
+// is for dir or for a path beneath it. Without a Namer none is entered.
+type Namer interface {
+	Names(dir string) bool
+}
+
 // Prior gives the baseline entry for a path; quick mode uses it. It is called
 // concurrently from several goroutines and its entries are only read.
 type Prior interface {
@@ -136,6 +144,10 @@ type Stats struct {
 	Hashed      int64 // regular files read and hashed
 	Reused      int64 // regular files whose hash quick mode took from the prior entry
 	HashedBytes int64 // bytes read for hashing, retries included
+	// Pseudo counts the mount points of pseudo file systems (procfs,
+	// sysfs...) neither recorded nor entered, and the files of one
+	// (bind-mounted alone) not hashed, because no rule names them.
+	Pseudo int64
 }
 
 // Result is the outcome of a scan.

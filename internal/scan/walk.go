@@ -67,6 +67,7 @@ func (r *Root) Tree(ctx context.Context, opts Options) (*Result, error) {
 		quickHashes:  opts.QuickHashes,
 		match:        matchFunc(opts.Matcher),
 		descend:      descendFunc(opts.Matcher),
+		names:        namesFunc(opts.Matcher),
 		beforeOpen:   opts.beforeOpen,
 		afterRead:    opts.afterRead,
 		done:         ctx.Done(),
@@ -96,8 +97,13 @@ func (r *Root) Tree(ctx context.Context, opts Options) (*Result, error) {
 		if err != nil {
 			return nil, fmt.Errorf("failed to open root %q: %w", r.path, err)
 		}
+		var st unix.Stat_t
+		if err := fstat(fd, &st); err != nil {
+			unix.Close(fd)
+			return nil, fmt.Errorf("failed to stat root %q: %w", r.path, err)
+		}
 		wk.listed.Add(1)
-		wk.q.push(task{list: newDirHandle(fd, "/", 0)})
+		wk.q.push(task{list: newDirHandle(fd, "/", 0, st.Dev)})
 	}
 	var wg sync.WaitGroup
 	for _, w := range ws {
@@ -223,12 +229,16 @@ func (w *worker) openDir(parent *dirHandle, p *pending) {
 		}
 		return
 	}
+	if w.skipPseudo(fd, p.e.Path, st.Dev, parent.dev) {
+		unix.Close(fd)
+		return
+	}
 	if !p.hidden {
 		fill(&p.e, &st, w.cfg.racyNs)
 		w.finishOpen(fd, &p.e)
 		w.record(&p.e)
 	}
-	h := newDirHandle(fd, p.e.Path, parent.depth+1)
+	h := newDirHandle(fd, p.e.Path, parent.depth+1, st.Dev)
 	w.listDir(h)
 	h.release()
 }
@@ -478,7 +488,7 @@ func (w *worker) hashOne(parent *dirHandle, p *pending) {
 		w.hashListed(parent, p)
 		return
 	}
-	switch w.hashAt(parent.fd, nameOf(parent.path, p.e.Path), &p.e, p.dev, p.ino) {
+	switch w.hashAt(parent.fd, nameOf(parent.path, p.e.Path), &p.e, parent.dev, p.dev, p.ino) {
 	case opened, failed:
 		w.record(&p.e)
 	case swapped:
@@ -501,8 +511,8 @@ func (w *worker) hashListed(parent *dirHandle, p *pending) {
 		w.cfg.beforeOpen(p.e.Path)
 	}
 	var st unix.Stat_t
-	fd, err := w.openFile(parent.fd, name, &st)
-	if err == unix.ENOENT {
+	fd, err := w.openFile(parent.fd, name, p.e.Path, parent.dev, &st)
+	if err == unix.ENOENT || err == errPseudo {
 		return
 	}
 	tries := w.wk.fastTries.Add(1)

@@ -20,6 +20,7 @@ type config struct {
 	quickHashes  QuickHashes // wins over quick
 	match        func(string) (attr.Set, bool)
 	descend      func(string) bool // walk a skipped directory without recording it (Descender)
+	names        func(string) bool // a rule names this pseudo file system mount (Namer)
 	beforeOpen   func(path string)
 	afterRead    func(path string)
 	done         <-chan struct{} // closed when the scan is aborted; nil never

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // waitStarted waits until the sidecar has baselined (or loaded the
@@ -369,4 +371,37 @@ func TestTamperRestore(t *testing.T) {
 	if n := len(s.logs("app container killed", nil)); n != 0 {
 		t.Errorf("%d kills with restore only", n)
 	}
+}
+
+// 8. Issue 11, item 5: with the policy "/" (what the annotation
+// podfim.io/paths: / asks for), an app container whose root holds a procfs
+// and a sysfs, as every container's does, is baselined without them and
+// the sidecar turns ready. Before, the scan walked them and read the
+// sidecar's own /proc/<pid>/pagemap (size 0, 2^48 bytes to EOF) and never
+// turned ready. The policy names neither, so neither is entered.
+func TestPseudoFileSystemsNotWalked(t *testing.T) {
+	a := startAppOn(t, makeImage(t, page), 64<<20, func(root string) error {
+		for _, m := range []struct{ fstype, dir string }{{"proc", "proc"}, {"sysfs", "sys"}} {
+			dir := filepath.Join(root, m.dir)
+			if err := os.Mkdir(dir, 0o555); err != nil {
+				return err
+			}
+			if err := unix.Mount(m.fstype, dir, m.fstype, 0, ""); err != nil {
+				return fmt.Errorf("mount %s: %w", m.fstype, err)
+			}
+		}
+		return nil
+	})
+	if !a.alive() {
+		t.Fatal("the app did not start")
+	}
+	s := startSidecar(t, sidecarOpts{state: filepath.Join(t.TempDir(), "state"), respond: "log,metric,unready"})
+	waitStarted(t, s, a)
+	l := s.logs("baseline loaded", nil)
+	if len(l) != 1 || l[0].num("entries") != 4 {
+		t.Errorf("baseline loaded: %v; want 4 entries: /, /app, /www, /www/index.html", l)
+	}
+	// Still protected: a tamper of the page is found.
+	tamper(t, a)
+	checkViolation(t, s.waitLog(t, waitTimeout, "integrity violation", func(l logLine) bool { return l.str("path") == pagePath }))
 }
