@@ -215,6 +215,16 @@ func (f *checkFlags) compare(ctx context.Context, o *opened, out *baseline.Write
 	sum.BaselineDigest = fmt.Sprintf("%x", o.base.digest)
 	sum.Signed, sum.KeyID, sum.Verified = o.base.signed, o.base.keyID, o.base.signed && f.verifyKey != ""
 	sum.DurationSeconds = took.Seconds()
+	for _, w := range res.Warnings {
+		if w.Incomplete() {
+			sum.Incomplete++
+		}
+	}
+	// Never 0 unless the whole tree was compared; differences found say
+	// more than the incompleteness, which the report states either way.
+	if sum.ExitCode == ExitOK && sum.Incomplete > 0 {
+		sum.ExitCode = ExitIncomplete
+	}
 	rep := &report.Report{Findings: cmp.Findings, Summary: sum, Warnings: warnings(res)}
 	return &checked{scan: res, result: cmp, report: rep}, nil
 }
@@ -238,8 +248,10 @@ func newCheckCmd(s *streams) *cobra.Command {
 removed and changed (with the attributes that changed) as text or JSON on
 standard output.
 
-Exit status: 0 no differences; otherwise the OR of 1 (added), 2 (removed) and
-4 (changed). 14 and above are errors: 15 usage, 16 policy, 17 scan, 18 I/O,
+Exit status: 0 no differences in the whole tree; otherwise the OR of 1
+(added), 2 (removed) and 4 (changed); 8 no differences, but part of the tree
+could not be compared (limits, unreadable files: see the warnings). 14 and
+above are errors: 15 usage, 16 policy, 17 scan, 18 I/O,
 19 baseline from a newer podfim, 20 corrupt baseline, 21 signature, 22
 baseline for another subject, older than --max-age or below --min-serial, 130
 interrupted (see docs/cli.md).`,
@@ -257,7 +269,7 @@ interrupted (see docs/cli.md).`,
 			if err := f.write(s, chk.report); err != nil {
 				return err
 			}
-			if code := chk.result.Counts.ExitCode(); code != 0 {
+			if code := chk.report.Summary.ExitCode; code != ExitOK {
 				return checkStatus(code)
 			}
 			return nil

@@ -254,3 +254,93 @@ func TestStreamedBaselineFullDisk(t *testing.T) {
 		t.Errorf("check with the kept baseline = %d\n%s%s", code, out, e)
 	}
 }
+
+// TestCheckIncomplete (issue 11, item 9): a check that could not compare the
+// whole tree never exits 0. A change beneath limits.maxDepth used to pass
+// with exit 0; one path longer than PATH_MAX made baseline and update fail
+// for the whole tree (exit 18). Now the deep change exits 8 (incomplete),
+// the long path is left out with a warning while everything else is
+// baselined and compared, and a real difference still wins.
+func TestCheckIncomplete(t *testing.T) {
+	dir, work := t.TempDir(), t.TempDir()
+	deep := strings.Repeat("d/", 20) + "deep.conf" // directories down to depth 20
+	if err := os.MkdirAll(filepath.Join(dir, filepath.Dir(deep)), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFiles(t, dir, map[string]string{deep: "v1", "top.conf": "v1"})
+	pol := filepath.Join(work, "policy.yaml")
+	if err := os.WriteFile(pol, []byte("version: 1\nrules: [{path: /, preset: ReadOnly}]\nlimits: {maxDepth: 18}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// A path of 17 components of 255 bytes: 4,352 bytes, over PATH_MAX, made
+	// one component at a time (a path that long cannot be named at once).
+	fd, err := unix.Open(dir, unix.O_DIRECTORY|unix.O_RDONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 17 {
+		name := strings.Repeat(string(rune('a'+i)), 255)
+		if err := unix.Mkdirat(fd, name, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		next, err := unix.Openat(fd, name, unix.O_DIRECTORY|unix.O_RDONLY, 0)
+		unix.Close(fd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fd = next
+	}
+	unix.Close(fd)
+	t.Cleanup(func() { removeDeep(t, dir) })
+	base := filepath.Join(work, "b.pfb")
+	code, out, e := run(t, "baseline", "--root", dir, "--out", base, "--policy", pol)
+	if code != ExitOK || !strings.Contains(e, "over the limit of 4096") || !strings.Contains(e, "over the limit of 18") {
+		t.Fatalf("baseline = %d\n%s\n%s; want 0 with warnings about the long path and the depth", code, out, e)
+	}
+	code, out, e = run(t, "check", "--root", dir, "--baseline", base, "--policy", pol)
+	if code != ExitIncomplete || !strings.Contains(out, "Summary: INCOMPLETE: no differences in what was compared") {
+		t.Fatalf("check of an unchanged tree = %d\n%s\n%s; want %d", code, out, e, ExitIncomplete)
+	}
+	// The change beneath maxDepth is not seen, but no longer passes as 0.
+	writeFiles(t, dir, map[string]string{deep: "v2"})
+	if code, out, _ := run(t, "check", "--root", dir, "--baseline", base, "--policy", pol, "--format", "json"); code != ExitIncomplete ||
+		!strings.Contains(out, `"exit_code": 8`) || !strings.Contains(out, `"incomplete": 2`) {
+		t.Fatalf("check after a deep change = %d\n%s; want %d, incomplete 2", code, out, ExitIncomplete)
+	}
+	// A difference in what is compared wins over incompleteness.
+	writeFiles(t, dir, map[string]string{"top.conf": "v2"})
+	if code, out, _ := run(t, "check", "--root", dir, "--baseline", base, "--policy", pol); code != ExitChanged ||
+		!strings.Contains(out, "INCOMPLETE: 2 warnings") {
+		t.Fatalf("check after a change = %d\n%s; want %d and the incompleteness stated", code, out, ExitChanged)
+	}
+	if code, out, e := run(t, "update", "--root", dir, "--baseline", base, "--policy", pol); code != ExitOK {
+		t.Fatalf("update = %d\n%s\n%s", code, out, e)
+	}
+}
+
+// removeDeep removes what TestCheckIncomplete made beneath dir, which
+// os.RemoveAll cannot name whole: it goes down with directory handles.
+func removeDeep(t *testing.T, dir string) {
+	var rm func(fd int)
+	rm = func(fd int) {
+		f := os.NewFile(uintptr(fd), "")
+		defer f.Close()
+		names, _ := f.Readdirnames(-1)
+		for _, n := range names {
+			if unix.Unlinkat(fd, n, 0) == nil {
+				continue
+			}
+			if sub, err := unix.Openat(fd, n, unix.O_DIRECTORY|unix.O_RDONLY|unix.O_NOFOLLOW, 0); err == nil {
+				rm(sub)
+			}
+			if err := unix.Unlinkat(fd, n, unix.AT_REMOVEDIR); err != nil {
+				t.Errorf("remove %s: %v", n, err)
+			}
+		}
+	}
+	fd, err := unix.Open(dir, unix.O_DIRECTORY|unix.O_RDONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rm(fd)
+}

@@ -9,13 +9,16 @@ import (
 )
 
 // Exit statuses. 0-7 is the check bitmask (1 added, 2 removed, 4 changed,
-// ORed, like AIDE's); errors start at 14. docs/cli.md lists them and must
-// change with them.
+// ORed, like AIDE's); 8 is a check that found no difference in what it
+// compared but could not compare everything (never ORed: 8|7 would be 15,
+// ExitUsage); errors start at 14. docs/cli.md lists them and must change
+// with them.
 const (
 	ExitOK          = 0
 	ExitAdded       = 1
 	ExitRemoved     = 2
 	ExitChanged     = 4
+	ExitIncomplete  = 8   // no difference found, but part of the tree was not compared (see the warnings)
 	ExitError       = 14  // unexpected internal error
 	ExitUsage       = 15  // invalid flags or arguments
 	ExitPolicy      = 16  // the policy file is unreadable or invalid

@@ -27,17 +27,21 @@ type Report struct {
 
 // Summary describes the check as a whole.
 type Summary struct {
-	Added           int     `json:"added"`
-	Removed         int     `json:"removed"`
-	Changed         int     `json:"changed"`
-	Total           int     `json:"total"`
-	Omitted         int     `json:"omitted"` // counted but not listed (limits.maxFindings, compare.MaxFindingBytes)
-	BaselineEntries int     `json:"baseline_entries"`
-	ScannedEntries  int     `json:"scanned_entries"`
-	Hashed          int64   `json:"hashed"`
-	HashedBytes     int64   `json:"hashed_bytes"`
-	Reused          int64   `json:"reused_hashes"`  // quick check: hashes taken from the baseline
-	PseudoSkipped   int64   `json:"pseudo_skipped"` // pseudo file system mounts (procfs, sysfs...) not walked
+	Added           int   `json:"added"`
+	Removed         int   `json:"removed"`
+	Changed         int   `json:"changed"`
+	Total           int   `json:"total"`
+	Omitted         int   `json:"omitted"` // counted but not listed (limits.maxFindings, compare.MaxFindingBytes)
+	BaselineEntries int   `json:"baseline_entries"`
+	ScannedEntries  int   `json:"scanned_entries"`
+	Hashed          int64 `json:"hashed"`
+	HashedBytes     int64 `json:"hashed_bytes"`
+	Reused          int64 `json:"reused_hashes"`  // quick check: hashes taken from the baseline
+	PseudoSkipped   int64 `json:"pseudo_skipped"` // pseudo file system mounts (procfs, sysfs...) not walked
+	// Incomplete counts the warnings that mean part of the tree was not
+	// compared (a path not recorded or not descended, a content not
+	// hashed): a check with any is not a check of the whole tree.
+	Incomplete      int     `json:"incomplete"`
 	Quick           bool    `json:"quick"`
 	Root            string  `json:"root"`
 	BaselineDigest  string  `json:"baseline_digest"`

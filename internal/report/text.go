@@ -83,9 +83,15 @@ func Text(w io.Writer, r *Report) error {
 			fmt.Fprintf(&b, "  %s: %s: %s\n", quote(w.Path), Escape(w.Op), Escape(w.Error))
 		}
 	}
-	if s.Total == 0 {
+	switch {
+	case s.Total == 0 && s.Incomplete > 0:
+		fmt.Fprintf(&b, "\nSummary: INCOMPLETE: no differences in what was compared, but %d warnings left part of the tree uncompared (exit %d)\n", s.Incomplete, s.ExitCode)
+	case s.Total == 0:
 		fmt.Fprintf(&b, "\nSummary: no differences (exit %d)\n", s.ExitCode)
-	} else {
+	case s.Incomplete > 0:
+		fmt.Fprintf(&b, "\nSummary: %d added, %d removed, %d changed; INCOMPLETE: %d warnings left part of the tree uncompared (exit %d)\n",
+			s.Added, s.Removed, s.Changed, s.Incomplete, s.ExitCode)
+	default:
 		fmt.Fprintf(&b, "\nSummary: %d added, %d removed, %d changed (exit %d)\n", s.Added, s.Removed, s.Changed, s.ExitCode)
 	}
 	if _, err := w.Write(b.Bytes()); err != nil {

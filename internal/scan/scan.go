@@ -13,6 +13,12 @@ import (
 // Options.MaxFiles, and by the Warnings about the other limits.
 var ErrLimit = errors.New("scan limit exceeded")
 
+// MaxPathBytes is the longest path a scan records: PATH_MAX, which is also
+// what a baseline holds. Deeper names exist (each component is at most 255
+// bytes, a path has no limit), and a tree can hold them to make a baseline
+// fail; they are left out with a Warning instead.
+const MaxPathBytes = 4096
+
 // errSwapped and errChanged explain Warnings about objects that changed under
 // the scanner.
 var (
@@ -76,6 +82,10 @@ type Options struct {
 	MaxFiles int
 	// MaxDepth > 0: directories deeper than this (the root is depth 0, "/a"
 	// depth 1) are recorded but not descended, with a Warning.
+	//
+	// Whatever the options, a path longer than MaxPathBytes is neither
+	// recorded nor descended, with a Warning (op "limit", ErrLimit): no
+	// baseline can hold it, and the rest of the tree is still scanned.
 	MaxDepth int
 	// MaxFileBytes > 0: regular files larger than this are recorded without
 	// a hash, with a Warning.
@@ -136,6 +146,14 @@ func (w Warning) Error() string { return fmt.Sprintf("%s %q: %v", w.Op, w.Path, 
 
 // Unwrap returns the underlying error, so errors.Is(w, ErrLimit) works.
 func (w Warning) Unwrap() error { return w.Err }
+
+// Incomplete reports whether the Warning means that something the policy
+// asks for was not collected: a path not recorded or not descended (limit,
+// lstat, readdir), a content not hashed (open, read, swap, changed, limit),
+// a link target or xattrs not read. A comparison with such a result did not
+// compare the whole tree. Only "duplicate" (a name listed twice, recorded
+// once) leaves nothing out.
+func (w Warning) Incomplete() bool { return w.Op != "duplicate" }
 
 // Stats counts the work of a scan.
 type Stats struct {

@@ -312,6 +312,9 @@ func (w *worker) listDir(h *dirHandle) {
 				w.wk.fail(fmt.Errorf("more than %d entries: %w", w.cfg.maxFiles, ErrLimit))
 				return
 			}
+			if w.tooLong(path) {
+				continue
+			}
 			attrs = normalize(attrs)
 			if fast && dtype == unix.DT_REG && attrs&attr.Hashes != 0 {
 				w.add(h, &pending{e: attr.Entry{Path: path, Attrs: attrs}, ino: ino, listed: true}, 0)
@@ -368,6 +371,16 @@ func (w *worker) child(h *dirHandle, path string, attrs attr.Set, mode int) {
 	w.record(&p.e)
 }
 
+// tooLong warns about a path longer than MaxPathBytes, which is neither
+// recorded nor descended (everything beneath it is longer still).
+func (w *worker) tooLong(path string) bool {
+	if len(path) <= MaxPathBytes {
+		return false
+	}
+	w.warn(path, "limit", fmt.Errorf("path of %d bytes is over the limit of %d, not recorded: %w", len(path), MaxPathBytes, ErrLimit))
+	return true
+}
+
 // passDir queues a directory that is walked but not recorded (Descender).
 func (w *worker) passDir(h *dirHandle, path string) {
 	st := &w.st
@@ -377,7 +390,7 @@ func (w *worker) passDir(h *dirHandle, path string) {
 		}
 		return
 	}
-	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR || w.tooLong(path) {
 		return // a symlink or anything else is never followed
 	}
 	if depth := h.depth + 1; w.cfg.maxDepth > 0 && depth > w.cfg.maxDepth {
