@@ -227,6 +227,13 @@ func writeTestImage(t *testing.T, path, ref string) {
 		// Parents the layer does not list: the runtime makes them.
 		f("srv/implied/file", "i", 0o644), f("data/later", "l", 0o600),
 	}}
+	writeImage(t, path, ref, layers)
+}
+
+// writeImage writes layers as a linux/amd64 image FROM scratch to a
+// docker-archive tagged ref; layer i's entries have the time 1700000000+i h.
+func writeImage(t *testing.T, path, ref string, layers [][]tarEntry) {
+	t.Helper()
 	img := empty.Image
 	for i, entries := range layers {
 		data := tarLayer(t, entries, time.Unix(1_700_000_000+int64(i)*3600, 123456789))
