@@ -37,6 +37,7 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzHeaderRecord$$' -fuzztime=$(FUZZTIME) ./internal/baseline/
 	$(GO) test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./internal/policy/
 	$(GO) test -run='^$$' -fuzz='^FuzzParseAnnotations$$' -fuzztime=$(FUZZTIME) ./internal/inject/
+	$(GO) test -run='^$$' -fuzz='^FuzzHandler$$' -fuzztime=$(FUZZTIME) ./internal/webhook/
 	# Layers are KiBs of tar blocks: minimizing each new input byte by byte
 	# would take all of FUZZTIME, hence the bound.
 	$(GO) test -run='^$$' -fuzz='^FuzzApply$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=2s ./internal/image/
