@@ -184,10 +184,10 @@ func TestWebhookSelfSigned(t *testing.T) {
 	}
 }
 
-// TestConnectionLimits: beyond MaxConnections a connection waits to be
-// accepted until one closes; a half-open connection (TCP, no TLS
-// handshake) is closed after HeaderTimeout and gives its slot back; HTTP/2
-// is not offered.
+// TestConnectionLimits: a half-open connection (TCP, no TLS handshake) is
+// closed after HeaderTimeout and gives its slot back, so a client queued
+// behind MaxConnections of them is served; HTTP/2 is not offered.
+// TestLimitListener checks the cap itself.
 func TestConnectionLimits(t *testing.T) {
 	dir := t.TempDir()
 	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
