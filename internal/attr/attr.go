@@ -197,6 +197,18 @@ type Entry struct {
 	// baseline made from an image; 0 means not from an image. (uint16
 	// fits beside Racy: a scan holds millions of entries.)
 	Layer uint16
+	// Prefix is set by a scan for a Growing regular file that is larger
+	// than its baseline entry: the hash (same algorithm) of its first
+	// baseline-size bytes, so that a comparison can tell an append from a
+	// rewrite. Never stored in a baseline. A pointer: it is rare, and an
+	// entry is held millions of times.
+	Prefix *Prefix
+}
+
+// Prefix is the hash of the first Size bytes of a file.
+type Prefix struct {
+	Size int64
+	Hash []byte
 }
 
 // Clone returns a copy of e that shares no memory with it (strings aside,
@@ -205,6 +217,9 @@ type Entry struct {
 func (e *Entry) Clone() Entry {
 	c := *e
 	c.Hash = bytes.Clone(e.Hash)
+	if e.Prefix != nil {
+		c.Prefix = &Prefix{Size: e.Prefix.Size, Hash: bytes.Clone(e.Prefix.Hash)}
+	}
 	if e.Xattrs != nil {
 		c.Xattrs = make([]Xattr, len(e.Xattrs))
 		for i, x := range e.Xattrs {

@@ -1,8 +1,11 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -182,6 +185,13 @@ func (f *checkFlags) compare(ctx context.Context, o *opened, out *baseline.Write
 		}
 		hooks.quick = idx
 	}
+	if o.matcher.Collects(attr.Growing) {
+		idx, err := readGrowing(o.stream)
+		if err != nil {
+			return nil, baselineReadError(err)
+		}
+		hooks.growing = idx
+	}
 	merger := compare.NewMerger(o.stream.Next, o.matcher.Limits().MaxFindings)
 	// A baseline made from an image says which attributes a container
 	// unpacked from it can match at all (inode, nlink and ctime cannot).
@@ -277,4 +287,31 @@ interrupted (see docs/cli.md).`,
 	}
 	f.register(c)
 	return c
+}
+
+// growingIndex holds what append-only checking needs of a baseline's
+// Growing files (scan.Options.Growing): path, attributes, type, size, hash.
+type growingIndex map[string]*attr.Entry
+
+func (g growingIndex) Lookup(p string) (*attr.Entry, bool) { e, ok := g[p]; return e, ok }
+
+// readGrowing reads the baseline once for its Growing regular files and
+// rewinds it for the comparison. Only they are kept: a baseline holds at
+// most limits.maxFiles entries, and logs are few among them.
+func readGrowing(r *baseline.Reader) (growingIndex, error) {
+	idx := growingIndex{}
+	for {
+		e, err := r.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		if e.Attrs.Has(attr.Growing) && e.Type == attr.TypeRegular && len(e.Hash) > 0 {
+			p := strings.Clone(e.Path)
+			idx[p] = &attr.Entry{Path: p, Attrs: e.Attrs, Type: e.Type, Size: e.Size, Hash: bytes.Clone(e.Hash)}
+		}
+	}
+	return idx, r.Rewind()
 }

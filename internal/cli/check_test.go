@@ -344,3 +344,60 @@ func removeDeep(t *testing.T, dir string) {
 	}
 	rm(fd)
 }
+
+// TestCheckGrowingIsAppendOnly (issue 11, item 10): a Growing file may grow,
+// but what it held at baseline time must stay: overwriting an earlier line
+// and appending 2 bytes passed (exit 0); now it is a changed hash (exit 4).
+// A plain append still passes, in full and quick checks, and update accepts
+// the grown file as the new baseline.
+func TestCheckGrowingIsAppendOnly(t *testing.T) {
+	dir, work := t.TempDir(), t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "var", "log"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	log := filepath.Join(dir, "var", "log", "app.log")
+	writeFiles(t, dir, map[string]string{"var/log/app.log": "GET / 200\nGET /admin 403\n"})
+	base := filepath.Join(work, "b.pfb")
+	if code, out, e := run(t, "baseline", "--root", dir, "--out", base); code != ExitOK {
+		t.Fatalf("baseline = %d\n%s\n%s", code, out, e)
+	}
+	appendTo := func(s string) {
+		f, err := os.OpenFile(log, os.O_WRONLY|os.O_APPEND, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if _, err := f.WriteString(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	appendTo("GET /x 200\n")
+	for _, quick := range []string{"--quick=false", "--quick=true"} {
+		if code, out, e := run(t, "check", "--root", dir, "--baseline", base, quick); code != ExitOK {
+			t.Fatalf("check %s after an append = %d\n%s\n%s", quick, code, out, e)
+		}
+	}
+	// The attacker's edit: the 403 becomes a 200, in place, then 2 bytes.
+	f, err := os.OpenFile(log, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte("200"), int64(len("GET / 200\nGET /admin "))); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	appendTo("ok")
+	for _, quick := range []string{"--quick=false", "--quick=true"} {
+		code, out, e := run(t, "check", "--root", dir, "--baseline", base, quick)
+		if code != ExitChanged || !strings.Contains(out, "/var/log/app.log  sha256") {
+			t.Fatalf("check %s after a rewrite = %d\n%s\n%s; want %d, sha256 changed", quick, code, out, e, ExitChanged)
+		}
+	}
+	if code, out, e := run(t, "update", "--root", dir, "--baseline", base); code != ExitOK {
+		t.Fatalf("update = %d\n%s\n%s", code, out, e)
+	}
+	appendTo("GET /y 200\n")
+	if code, out, e := run(t, "check", "--root", dir, "--baseline", base); code != ExitOK {
+		t.Fatalf("check after update and an append = %d\n%s\n%s", code, out, e)
+	}
+}

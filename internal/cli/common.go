@@ -62,9 +62,10 @@ func compilePolicy(p *policy.Policy) (*policy.Policy, *policy.Matcher, error) {
 // scan's index of the baseline, and where the entries go when they are
 // not collected.
 type scanHooks struct {
-	quick scan.QuickHashes  // nil: a full scan
-	emit  func(*attr.Entry) // nil: collect the entries in the result
-	count func(int)         // with emit: told the number of entries first
+	quick   scan.QuickHashes  // nil: a full scan
+	growing scan.Prior        // the baseline's Growing files, to check they were only appended to
+	emit    func(*attr.Entry) // nil: collect the entries in the result
+	count   func(int)         // with emit: told the number of entries first
 }
 
 // scanTree scans the root with the policy's matcher and limits.
@@ -81,6 +82,8 @@ func (f *scanFlags) scanTree(ctx context.Context, m *policy.Matcher, h scanHooks
 		MaxDepth:     l.MaxDepth,
 		MaxFileBytes: l.MaxFileBytes,
 		QuickHashes:  h.quick,
+		Growing:      h.growing,
+		GrowingFull:  true, // the report shows the new hash; update stores it
 		Emit:         h.emit,
 		Count:        h.count,
 	}

@@ -86,8 +86,12 @@ func mergeSlice(m *Merger, cur []attr.Entry) (Result, error) {
 // Only attributes collected on both sides are compared, so a policy that
 // collects less than the baseline holds does not invent changes. The type is
 // always compared. Under the Growing modifier (on either side) the size may
-// grow but not shrink, and when it grew the content hash, mtime and ctime
-// are expected to change and are not compared.
+// grow but not shrink, and when it grew mtime and ctime are expected to
+// change and are not compared, and the content may only have been appended
+// to: the hash of the current file's first o.Size bytes (n.Prefix, which a
+// scan given the baseline as Options.Growing records) must be o's hash,
+// else the hash is reported changed. Without n.Prefix the content of a file
+// that grew is not compared.
 func Diff(o, n *attr.Entry) []string { return DiffOnly(o, n, 0) }
 
 // DiffOnly is Diff restricted to the attributes in only (0: no
@@ -121,13 +125,19 @@ func DiffOnly(o, n *attr.Entry, only attr.Set) []string {
 	cmp(attr.Inode, o.Inode != n.Inode)
 	cmp(attr.Nlink, o.Nlink != n.Nlink)
 	cmp(attr.Target, o.Target != n.Target)
+	// A hash is comparable only when both sides used the same algorithm.
+	alg := o.HashAlg()
+	sameAlg := alg != 0 && alg == n.HashAlg()
 	if !grew {
 		cmp(attr.Mtime, o.Mtime != n.Mtime)
 		cmp(attr.Ctime, o.Ctime != n.Ctime)
-		// A hash is comparable only when both sides used the same algorithm.
-		if alg := o.HashAlg(); alg != 0 && alg == n.HashAlg() && (o.Type == attr.TypeRegular || n.Type == attr.TypeRegular) {
+		if sameAlg && (o.Type == attr.TypeRegular || n.Type == attr.TypeRegular) {
 			cmp(alg, !bytes.Equal(o.Hash, n.Hash))
 		}
+	} else if p := n.Prefix; sameAlg && len(o.Hash) > 0 && p != nil && p.Size == o.Size {
+		// Growing means append-only: the bytes the baseline hashed must
+		// still be the file's first o.Size bytes.
+		cmp(alg, !bytes.Equal(p.Hash, o.Hash))
 	}
 	names := (changed &^ attr.Xattrs).Names()
 	if both.Has(attr.Xattrs) {

@@ -71,6 +71,26 @@ func TestDiffGrowing(t *testing.T) {
 		{"rewritten in place", func(e *attr.Entry) { grow(e); e.Hash = []byte("y") }, []string{"sha256"}},
 		{"grew and chmod", func(e *attr.Entry) { grow(e); e.Size = 100; e.Mode = 0o666 }, []string{"mode"}},
 		{"grew and replaced", func(e *attr.Entry) { grow(e); e.Size = 100; e.Inode = 9 }, []string{"inode"}},
+		// Issue 11, item 10: growing means append-only. The scan hashes the
+		// baseline's 14 bytes of the grown file (Prefix).
+		{"appended, prefix intact", func(e *attr.Entry) {
+			grow(e)
+			e.Size, e.Hash, e.Prefix = 16, []byte("y"), &attr.Prefix{Size: 14, Hash: o.Hash}
+		}, nil},
+		{"earlier line rewritten, 2 bytes appended", func(e *attr.Entry) {
+			grow(e)
+			e.Size, e.Mtime, e.Hash = 16, e.Mtime+1, []byte("y")
+			e.Prefix = &attr.Prefix{Size: 14, Hash: []byte("XXXX456789abcdef0123456789abcdef")}
+		}, []string{"sha256"}},
+		{"prefix of another size is not compared", func(e *attr.Entry) {
+			grow(e)
+			e.Size, e.Prefix = 16, &attr.Prefix{Size: 13, Hash: []byte("other")}
+		}, nil},
+		{"prefix of another algorithm is not compared", func(e *attr.Entry) {
+			grow(e)
+			e.Attrs = e.Attrs&^attr.SHA256 | attr.SHA512
+			e.Size, e.Prefix = 16, &attr.Prefix{Size: 14, Hash: make([]byte, 64)}
+		}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

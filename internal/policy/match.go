@@ -131,6 +131,18 @@ func (m *Matcher) Names(dir string) bool {
 	return (n.rule >= 0 && !m.rules[n.rule].ignore) || n.recordsBelow
 }
 
+// Collects reports whether a rule that records collects any attribute of a:
+// a check reads its baseline's Growing entries ahead only when some rule is
+// Growing.
+func (m *Matcher) Collects(a attr.Set) bool {
+	for _, r := range m.rules {
+		if !r.ignore && r.attrs&a != 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // Limits returns the policy's limits.
 func (m *Matcher) Limits() Limits { return m.limits }
 

@@ -139,19 +139,21 @@ func (w *worker) hashAt(dirfd int, name string, e *attr.Entry, dirDev, dev, ino 
 
 // hashOpen hashes the open regular file fd, whose fstat is before, and
 // completes e from the fstat after reading (the version that was hashed):
-// metadata, Hash, Xattrs. A file that changed while it was read is read
-// again once; if it changed again it is recorded without a hash.
+// metadata, Hash (and Prefix, see Options.Growing), Xattrs. A file that
+// changed while it was read is read again once; if it changed again it is
+// recorded without a hash.
 func (w *worker) hashOpen(fd int, e *attr.Entry, before *unix.Stat_t) outcome {
-	if lim := w.cfg.maxFileBytes; lim > 0 && before.Size > lim {
+	at, stop := w.prefixAt(e, before)
+	if lim, read := w.cfg.maxFileBytes, w.readSize(e, before); lim > 0 && read > lim {
 		fill(e, before, w.cfg.racyNs)
 		w.finishOpen(fd, e)
-		w.warn(e.Path, "limit", fmt.Errorf("size %d is over the limit of %d bytes, not hashed: %w", before.Size, lim, ErrLimit))
+		w.warn(e.Path, "limit", fmt.Errorf("size %d is over the limit of %d bytes, not hashed: %w", read, lim, ErrLimit))
 		return opened
 	}
 	var after unix.Stat_t
 	alg := e.HashAlg()
 	for attempt := 0; ; attempt++ {
-		n, err := w.hashFd(fd, before.Size, alg)
+		n, err := w.hashFd(fd, before.Size, alg, at, stop)
 		if err == errAborted {
 			return aborted
 		}
@@ -173,7 +175,12 @@ func (w *worker) hashOpen(fd int, e *attr.Entry, before *unix.Stat_t) outcome {
 		}
 		if sameContent(before, &after) {
 			fill(e, &after, w.cfg.racyNs)
-			e.Hash = w.keep(w.sum[:n])
+			if w.pn > 0 {
+				e.Prefix = &attr.Prefix{Size: at, Hash: w.keep(w.psum[:w.pn])}
+			}
+			if !stop || w.pn == 0 { // a prefix-only read that met EOF first read it all
+				e.Hash = w.keep(w.sum[:n])
+			}
 			w.stats.Hashed++
 			w.finishOpen(fd, e)
 			return opened
@@ -190,30 +197,72 @@ func (w *worker) hashOpen(fd int, e *attr.Entry, before *unix.Stat_t) outcome {
 	}
 }
 
+// prefixAt returns the size of the prefix of e to hash (see
+// Options.Growing), or -1, and whether to stop reading there.
+func (w *worker) prefixAt(e *attr.Entry, st *unix.Stat_t) (int64, bool) {
+	if w.cfg.growing == nil || !e.Attrs.Has(attr.Growing) {
+		return -1, false
+	}
+	prior, ok := w.cfg.growing.Lookup(e.Path)
+	if !ok || prior == nil || prior.Type != attr.TypeRegular || len(prior.Hash) == 0 ||
+		prior.HashAlg() != e.HashAlg() || !prior.Attrs.Has(attr.Size) || prior.Size < 0 || prior.Size >= st.Size {
+		return -1, false
+	}
+	return prior.Size, !w.cfg.growingFull
+}
+
+// readSize is how many bytes hashing e reads: its size, or the prefix of
+// a Growing file read alone (Options.Growing).
+func (w *worker) readSize(e *attr.Entry, st *unix.Stat_t) int64 {
+	if at, stop := w.prefixAt(e, st); stop {
+		return at
+	}
+	return st.Size
+}
+
 // hashFd reads fd from offset 0 and leaves the digest in w.sum[:n]. size is
 // the size fstat gave before reading: the loop stops there without the extra
 // read that would show EOF, since the fstat after reading catches a file that
-// grew. A size of 0 (proc-like files) reads to EOF.
-func (w *worker) hashFd(fd int, size int64, alg attr.Set) (int, error) {
+// grew. A size of 0 (proc-like files) reads to EOF. With at >= 0 the digest
+// of the first at bytes is also left in w.psum[:w.pn] (w.pn is 0 when the
+// file ended before), and with stop the reading ends there.
+func (w *worker) hashFd(fd int, size int64, alg attr.Set, at int64, stop bool) (int, error) {
 	h := w.hasher(alg)
 	limit := w.cfg.maxFileBytes
 	var off int64
+	w.pn = 0
+	if at == 0 {
+		w.pn = len(h.Sum(w.psum[:0]))
+		if stop {
+			return w.pn, nil
+		}
+	}
 	for {
 		if w.aborted() {
 			return 0, errAborted
 		}
-		n, err := pread(fd, w.buf, off)
+		buf := w.buf
+		if at > off && int64(len(buf)) > at-off {
+			buf = buf[:at-off] // land exactly on the prefix's end
+		}
+		n, err := pread(fd, buf, off)
 		if err != nil {
 			return 0, err
 		}
 		if n == 0 {
 			break
 		}
-		h.Write(w.buf[:n])
+		h.Write(buf[:n])
 		off += int64(n)
 		w.stats.HashedBytes += int64(n)
 		if limit > 0 && off > limit {
 			return 0, fmt.Errorf("more than %d bytes, not hashed: %w", limit, ErrLimit)
+		}
+		if off == at {
+			w.pn = len(h.Sum(w.psum[:0])) // Sum leaves the state as it is
+			if stop {
+				break
+			}
 		}
 		if off == size {
 			break

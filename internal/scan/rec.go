@@ -34,6 +34,7 @@ type recExtra struct {
 	xattrs []attr.Xattr
 	rdev   uint64
 	nlink  uint64 // when it does not fit rec.nlink
+	prefix *attr.Prefix
 }
 
 func makeRec(e *attr.Entry) rec {
@@ -47,8 +48,8 @@ func makeRec(e *attr.Entry) rec {
 	if e.Nlink <= math.MaxUint32 {
 		r.nlink = uint32(e.Nlink)
 	}
-	if e.Target != "" || e.Xattrs != nil || e.Rdev != 0 || e.Nlink > math.MaxUint32 {
-		r.extra = &recExtra{target: e.Target, xattrs: e.Xattrs, rdev: e.Rdev}
+	if e.Target != "" || e.Xattrs != nil || e.Rdev != 0 || e.Nlink > math.MaxUint32 || e.Prefix != nil {
+		r.extra = &recExtra{target: e.Target, xattrs: e.Xattrs, rdev: e.Rdev, prefix: e.Prefix}
 		if e.Nlink > math.MaxUint32 {
 			r.extra.nlink = e.Nlink
 		}
@@ -65,7 +66,7 @@ func (r *rec) entry() attr.Entry {
 		e.Hash = unsafe.Slice(r.hash, r.hashLen)
 	}
 	if x := r.extra; x != nil {
-		e.Target, e.Xattrs, e.Rdev = x.target, x.xattrs, x.rdev
+		e.Target, e.Xattrs, e.Rdev, e.Prefix = x.target, x.xattrs, x.rdev, x.prefix
 		if x.nlink != 0 {
 			e.Nlink = x.nlink
 		}

@@ -90,9 +90,10 @@ func (r *Root) Entry(path string, attrs attr.Set) (attr.Entry, error) {
 
 // EntryWith is Entry under the options that apply to one path:
 // MaxFileBytes (a bigger file is not hashed, with a Warning), Now (for
-// the Racy flag) and the Matcher's Names, if it has one (a path on a pseudo
-// file system that no rule names does not exist, as for Tree). The others
-// are ignored.
+// the Racy flag), Growing and GrowingFull (a Growing file that grew is
+// hashed up to its baseline size), and the Matcher's Names, if it has one
+// (a path on a pseudo file system that no rule names does not exist, as
+// for Tree). The others are ignored.
 func (r *Root) EntryWith(path string, attrs attr.Set, opts Options) (attr.Entry, error) {
 	if err := checkPath(path); err != nil {
 		return attr.Entry{}, err
@@ -115,6 +116,8 @@ func (r *Root) EntryWith(path string, attrs attr.Set, opts Options) (attr.Entry,
 		noXattrat:    &r.noXattrat,
 		procFd:       r.procFd,
 		names:        namesFunc(opts.Matcher),
+		growing:      opts.Growing,
+		growingFull:  opts.GrowingFull,
 	}
 	w, _ := r.entryPool.Get().(*worker)
 	if w == nil {
@@ -155,8 +158,8 @@ func (r *Root) EntryWith(path string, attrs attr.Set, opts Options) (attr.Entry,
 			w.finishUnopened(dirfd, name, &e)
 			return e, w.warningsErr()
 		}
-		if lim := cfg.maxFileBytes; lim > 0 && st.Size > lim {
-			w.warn(path, "limit", fmt.Errorf("size %d is over the limit of %d bytes, not hashed: %w", st.Size, lim, ErrLimit))
+		if lim, read := cfg.maxFileBytes, w.readSize(&e, &st); lim > 0 && read > lim {
+			w.warn(path, "limit", fmt.Errorf("size %d is over the limit of %d bytes, not hashed: %w", read, lim, ErrLimit))
 			w.finishUnopened(dirfd, name, &e)
 			return e, w.warningsErr()
 		}

@@ -107,6 +107,19 @@ type Options struct {
 	// before the entries are merged, so that a caller that holds no other
 	// reference has its memory back for the merge.
 	QuickHashes QuickHashes
+	// Growing, when set (the baseline), makes Growing mean append-only: for
+	// a regular file whose rule has the Growing modifier and that is larger
+	// than its prior entry (a regular file hashed with the same algorithm),
+	// the scan records in Entry.Prefix the hash of its first prior-size
+	// bytes, and compare.Diff checks it against the prior hash. Unless
+	// GrowingFull is set, that prefix is all that is read of such a file
+	// (Entry.Hash stays empty): the rest was appended and is not compared,
+	// so a log of gigabytes costs what it held at baseline time, and
+	// MaxFileBytes bounds those bytes. With GrowingFull the whole file is
+	// hashed too, in the same pass (a caller that reports the new hash or
+	// stores the entry as a new baseline).
+	Growing     Prior
+	GrowingFull bool
 	// Emit, when set, receives every entry in attr.ComparePaths order
 	// (after the walk, from one goroutine) instead of Result.Entries, which
 	// stays nil: a caller that compares as it goes never holds the whole

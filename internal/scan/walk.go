@@ -74,6 +74,8 @@ func (r *Root) Tree(ctx context.Context, opts Options) (*Result, error) {
 		noNoatime:    &r.noatime,
 		noXattrat:    &r.noXattrat,
 		procFd:       r.procFd,
+		growing:      opts.Growing,
+		growingFull:  opts.GrowingFull,
 	}
 	stop := context.AfterFunc(ctx, wk.q.abort)
 	defer stop()
@@ -353,8 +355,8 @@ func (w *worker) child(h *dirHandle, path string, attrs attr.Set, mode int) {
 		if attrs&attr.Hashes == 0 {
 			break
 		}
-		if lim := w.cfg.maxFileBytes; lim > 0 && st.Size > lim {
-			w.warn(path, "limit", fmt.Errorf("size %d is over the limit of %d bytes, not hashed: %w", st.Size, lim, ErrLimit))
+		if lim, read := w.cfg.maxFileBytes, w.readSize(&p.e, st); lim > 0 && read > lim {
+			w.warn(path, "limit", fmt.Errorf("size %d is over the limit of %d bytes, not hashed: %w", read, lim, ErrLimit))
 			break
 		}
 		if w.reuse(&p.e, st) {

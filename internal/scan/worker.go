@@ -27,6 +27,8 @@ type config struct {
 	noNoatime    *atomic.Bool    // set once O_NOATIME was refused
 	noXattrat    *atomic.Bool    // set once listxattrat was missing or filtered
 	procFd       int             // /proc/self/fd, to reopen an O_PATH descriptor for reading
+	growing      Prior           // Options.Growing
+	growingFull  bool
 }
 
 const (
@@ -56,6 +58,8 @@ type worker struct {
 	xval   []byte // getxattr scratch
 	xname  []byte // fgetxattr name scratch
 	sum    [64]byte
+	psum   [64]byte // the digest of a Growing file's prefix (hashFd)
+	pn     int      // its length; 0: none taken
 	st     unix.Stat_t
 
 	sha256, sha512, blake3 hash.Hash

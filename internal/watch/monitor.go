@@ -135,6 +135,11 @@ func New(root *scan.Root, cfg Config, sink Sink) *Monitor {
 		cfg.MaxEvents = 1024
 	}
 	cfg.Scan.Matcher = cfg.Matcher
+	if cfg.Baseline != nil {
+		// Growing files may only be appended to: hash what the baseline
+		// holds of them, not the rest (scan.Options.Growing).
+		cfg.Scan.Growing = cfg.Baseline
+	}
 	if cfg.Accepted == nil {
 		cfg.Accepted = NewAccepted()
 	}
@@ -299,7 +304,7 @@ func (m *Monitor) checkPath(ctx context.Context, p string, detected time.Time) e
 		return nil
 	}
 	old, inBase := m.cfg.Baseline.Lookup(p)
-	cur, err := m.root.Entry(p, attrs)
+	cur, err := m.root.EntryWith(p, attrs, m.cfg.Scan)
 	exists := true
 	if err != nil {
 		var w scan.Warning
@@ -399,7 +404,7 @@ func (m *Monitor) Restored(ctx context.Context, p string, tolerated attr.Set) (b
 	if !ok {
 		return false, fmt.Errorf("restored %q is not in the baseline", p)
 	}
-	cur, err := m.root.Entry(p, attrs)
+	cur, err := m.root.EntryWith(p, attrs, m.cfg.Scan)
 	if err != nil {
 		return false, fmt.Errorf("failed to re-verify restored %q: %w", p, err)
 	}
