@@ -31,13 +31,14 @@ type Handler struct {
 	m      *metrics.Webhook
 	slots  chan struct{}
 	wait   time.Duration
+	body   time.Duration
 }
 
 // NewHandler returns the /mutate handler of c, bounded by limits (zero
 // fields: DefaultLimits). m may be nil.
 func NewHandler(c *inject.Config, limits Limits, log *slog.Logger, m *metrics.Webhook) *Handler {
 	limits = limits.withDefaults()
-	return &Handler{inject: c, log: log, m: m, slots: make(chan struct{}, limits.MaxInFlight), wait: limits.QueueWait}
+	return &Handler{inject: c, log: log, m: m, slots: make(chan struct{}, limits.MaxInFlight), wait: limits.QueueWait, body: limits.BodyTimeout}
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -117,6 +118,9 @@ type answer struct {
 // is written, so a slow reader of responses holds no decoded review.
 func (h *Handler) decodeAndAnswer(w http.ResponseWriter, r *http.Request) (answer, error) {
 	defer h.release()
+	// Not supported by test recorders; the server's ReadTimeout still
+	// bounds the request there.
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(h.body))
 	review, err := readReview(w, r)
 	if err != nil {
 		return answer{}, err

@@ -22,6 +22,10 @@ type Limits struct {
 	// QueueWait is how long a review waits for a decoding slot before it
 	// is refused with 429 (the API server then applies failurePolicy).
 	QueueWait time.Duration
+	// BodyTimeout is how long a review that holds a decoding slot may
+	// take to send the rest of its body: a slow sender holds a slot (and
+	// its buffer) no longer than the API server waits for an answer.
+	BodyTimeout time.Duration
 	// HeaderTimeout bounds the TLS handshake and the request headers;
 	// ReadTimeout the whole request, WriteTimeout the response, IdleTimeout
 	// a kept-alive connection between requests.
@@ -46,6 +50,7 @@ func DefaultLimits() Limits {
 		MaxConnections: 256,
 		MaxInFlight:    4,
 		QueueWait:      2 * time.Second,
+		BodyTimeout:    5 * time.Second,
 		HeaderTimeout:  5 * time.Second,
 		ReadTimeout:    15 * time.Second,
 		WriteTimeout:   15 * time.Second,
@@ -68,6 +73,7 @@ func (l Limits) withDefaults() Limits {
 	set(&l.MaxConnections, d.MaxConnections)
 	set(&l.MaxInFlight, d.MaxInFlight)
 	setD(&l.QueueWait, d.QueueWait)
+	setD(&l.BodyTimeout, d.BodyTimeout)
 	setD(&l.HeaderTimeout, d.HeaderTimeout)
 	setD(&l.ReadTimeout, d.ReadTimeout)
 	setD(&l.WriteTimeout, d.WriteTimeout)

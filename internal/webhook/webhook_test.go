@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -242,6 +243,60 @@ func TestConnectionLimits(t *testing.T) {
 	}
 	if err := <-got; err != nil {
 		t.Errorf("the waiting client: %v", err)
+	}
+	if err := stop(); err != nil {
+		t.Errorf("shutdown: %v", err)
+	}
+}
+
+// TestSlowBody: a review that announces a body and trickles it holds its
+// decoding slot only for BodyTimeout (here far below the server's
+// ReadTimeout), then gets a 400, and the slot serves the next review.
+func TestSlowBody(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	b, err := certs.NewBundle(time.Now(), certs.Names{IPs: []net.IP{net.ParseIP("127.0.0.1")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := errors.Join(os.WriteFile(certFile, b.Cert, 0o600), os.WriteFile(keyFile, b.Key, 0o600)); err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(b.CACert)
+	cfg := Config{Inject: *testConfig(), Listen: "127.0.0.1:0", Mode: TLSFiles, Files: &certs.Files{CertFile: certFile, KeyFile: keyFile},
+		Shutdown: 5 * time.Second, Limits: Limits{MaxInFlight: 1, QueueWait: time.Minute, BodyTimeout: 300 * time.Millisecond, ReadTimeout: time.Hour}}
+	base, stop := startWebhook(t, cfg)
+	c, err := tls.Dial("tcp", strings.TrimPrefix(base, "https://"), &tls.Config{RootCAs: pool})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, "POST /mutate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"apiVersion\""); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SetReadDeadline(time.Now().Add(20 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("no answer to the slow body: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("slow body: %d", resp.StatusCode)
+	}
+	// The one slot is free again: a review is answered (QueueWait is a
+	// minute, so it would wait for it rather than fail).
+	client := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	body := reviewBody(admissionv1.Create, "Pod", `{"spec":{"containers":[{"name":"app"}]}}`)
+	r2, err := client.Post(base+"/mutate", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2.Body.Close()
+	if r2.StatusCode != http.StatusOK {
+		t.Errorf("the next review: %d", r2.StatusCode)
 	}
 	if err := stop(); err != nil {
 		t.Errorf("shutdown: %v", err)
