@@ -340,9 +340,12 @@ func (t *Tree) object(hdr *tar.Header, parts []string, content io.Reader) (*node
 		// builder writes sparse entries.
 		return nil, fmt.Errorf("%w %q: a sparse file", ErrUnsupported, hdr.Name)
 	}
-	xattrs, err := headerXattrs(hdr)
+	xattrs, cut, err := headerXattrs(hdr)
 	if err != nil {
 		return nil, unsafeError(hdr.Name, err.Error())
+	}
+	if cut {
+		t.warn(joinPath(parts), "xattr", scan.ErrXattrLimit)
 	}
 	n.xattrs = xattrs
 	switch hdr.Typeflag {

@@ -463,3 +463,27 @@ func equalEntries(a, b map[string]attr.Entry) bool {
 	}
 	return true
 }
+
+func TestXattrLimits(t *testing.T) {
+	big := strings.Repeat("v", attr.MaxXattrValueBytes)
+	pax := map[string]string{"SCHILY.xattr.security.capability": "c"}
+	for i := range 5 {
+		pax[fmt.Sprintf("SCHILY.xattr.user.%d", i)] = big // 5 x 64 KiB: over 256 KiB
+	}
+	tr, err := applyAll(t, nil, Limits{}, layer(t, item{name: "f", body: "x", pax: pax}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := entries(t, tr)["/f"].Xattrs
+	// Kept in name order while they fit, as a scan keeps them.
+	if len(x) != 4 || x[0].Name != "security.capability" || x[3].Name != "user.2" {
+		t.Errorf("kept %d xattrs, first %q", len(x), x[0].Name)
+	}
+	if w := tr.Warnings(); len(w) != 1 || w[0].Op != "xattr" || !errors.Is(w[0], scan.ErrXattrLimit) {
+		t.Errorf("warnings %v", w)
+	}
+	pax = map[string]string{"SCHILY.xattr.user.huge": big + "v"}
+	if _, err := applyAll(t, nil, Limits{}, layer(t, item{name: "f", body: "x", pax: pax})); !errors.Is(err, ErrUnsafe) {
+		t.Errorf("a value no kernel sets: %v", err)
+	}
+}

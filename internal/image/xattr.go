@@ -15,17 +15,15 @@ import (
 // form GNU tar, Go's archive/tar and every image builder write).
 const paxXattr = "SCHILY.xattr."
 
-// The kernel's limits on extended attributes (XATTR_NAME_MAX,
-// XATTR_SIZE_MAX), and the most a baseline entry stores.
-const (
-	maxXattrName  = 255
-	maxXattrValue = 64 << 10
-	maxXattrs     = 1024
-)
+// maxXattrName is the kernel's XATTR_NAME_MAX.
+const maxXattrName = 255
 
 // headerXattrs returns the extended attributes of a tar entry, sorted by
-// name. One that no runtime could set is an error.
-func headerXattrs(hdr *tar.Header) ([]attr.Xattr, error) {
+// name, and whether some were left out. One that no kernel would set is
+// an error. Beyond what an entry holds (attr.MaxXattrs, attr.MaxXattrBytes)
+// the rest are left out, in name order, exactly as a scan of the unpacked
+// tree leaves them out: security.*, system.* and trusted.* before user.*.
+func headerXattrs(hdr *tar.Header) ([]attr.Xattr, bool, error) {
 	var out []attr.Xattr
 	for k, v := range hdr.PAXRecords {
 		name, ok := strings.CutPrefix(k, paxXattr)
@@ -34,16 +32,20 @@ func headerXattrs(hdr *tar.Header) ([]attr.Xattr, error) {
 		}
 		switch {
 		case name == "" || len(name) > maxXattrName || strings.IndexByte(name, 0) >= 0:
-			return nil, fmt.Errorf("extended attribute name %q is empty, longer than %d bytes or holds a NUL byte", name, maxXattrName)
-		case len(v) > maxXattrValue:
-			return nil, fmt.Errorf("extended attribute %q is %d bytes, more than %d", name, len(v), maxXattrValue)
-		case len(out) == maxXattrs:
-			return nil, fmt.Errorf("more than %d extended attributes", maxXattrs)
+			return nil, false, fmt.Errorf("extended attribute name %q is empty, longer than %d bytes or holds a NUL byte", name, maxXattrName)
+		case len(v) > attr.MaxXattrValueBytes:
+			return nil, false, fmt.Errorf("extended attribute %q is %d bytes, more than %d", name, len(v), attr.MaxXattrValueBytes)
 		}
 		out = append(out, attr.Xattr{Name: name, Value: []byte(v)})
 	}
 	slices.SortFunc(out, func(a, b attr.Xattr) int { return strings.Compare(a.Name, b.Name) })
-	return out, nil
+	total := 0
+	for i, x := range out {
+		if total += len(x.Name) + len(x.Value); i == attr.MaxXattrs || total > attr.MaxXattrBytes {
+			return out[:i:i], true, nil
+		}
+	}
+	return out, false, nil
 }
 
 // mergeXattrs returns old with every attribute of set set on it, sorted:
