@@ -85,7 +85,7 @@ wins): the same image always gives the same file. REF is one of
 	c.Flags().StringVar(&subject, "subject", "", "what the baseline is for (e.g. web/www, or an image digest), recorded and signed; check --subject and the sidecar's --subject require it")
 	c.Flags().Uint64Var(&serial, "serial", 0, "serial number, recorded and signed: check --min-serial refuses smaller ones (rollback); 0: the creation time in seconds")
 	_ = c.MarkFlagRequired("out")
-	c.AddCommand(newBaselineShowCmd(s))
+	c.AddCommand(newBaselineShowCmd(s), newBaselinePushCmd(s), newBaselinePullCmd(s))
 	return c
 }
 

@@ -215,11 +215,9 @@ func openRemote(ctx context.Context, ref string, want *v1.Platform, opts SourceO
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrReference, err)
 	}
-	var keychain authn.Keychain = authn.DefaultKeychain
-	if opts.Authfile != "" {
-		if keychain, err = fileKeychain(opts.Authfile); err != nil {
-			return nil, err
-		}
+	keychain, err := Keychain(opts.Authfile)
+	if err != nil {
+		return nil, err
 	}
 	desc, err := remote.Get(r, remote.WithContext(ctx), remote.WithAuthFromKeychain(keychain))
 	if err != nil {
@@ -341,6 +339,17 @@ func fromIndex(idx v1.ImageIndex, digest string, want *v1.Platform) (*selected, 
 		}
 	}
 	return nil, fmt.Errorf("%w: the index %s has no image for %s (it has: %s)", ErrReference, digest, platformString(want), strings.Join(have, ", "))
+}
+
+// Keychain returns the registry credentials of authfile, a docker
+// config.json or podman auth.json (the same format; a Kubernetes
+// .dockerconfigjson Secret too); "" means the usual places, as
+// authn.DefaultKeychain finds them.
+func Keychain(authfile string) (authn.Keychain, error) {
+	if authfile == "" {
+		return authn.DefaultKeychain, nil
+	}
+	return fileKeychain(authfile)
 }
 
 // fileKeychain returns the credentials of a docker config.json or podman
