@@ -1,6 +1,7 @@
 // Package smoke proves the cluster of test/cluster: a two-container pod
 // with a shared process namespace runs, kubectl exec works, and a
-// container whose main process is killed is restarted by the kubelet.
+// container whose main process is killed is restarted by the kubelet,
+// and an image is pulled from the cluster's registry by digest.
 //
 // It needs a running cluster (`cluster up`, then eval "$(cluster env)");
 // without one it skips.
@@ -153,3 +154,51 @@ spec:
     - {name: KUBERNETES_SERVICE_HOST, value: "127.0.0.1"}
     - {name: KUBERNETES_SERVICE_PORT, value: "6443"}
 `
+
+// TestRegistryPull: containerd pulls an image by digest from the
+// cluster's registry over plain HTTP (its hosts.toml), and the kubelet
+// reports that registry digest as the container's imageID, the digest a
+// sidecar binds a baseline to.
+func TestRegistryPull(t *testing.T) {
+	kubectl := os.Getenv("KUBECTL")
+	image := os.Getenv("PODFIM_CLUSTER_REGISTRY_BUSYBOX_IMAGE")
+	if kubectl == "" || image == "" || os.Getenv("KUBECONFIG") == "" {
+		if os.Getenv("CI") != "" {
+			t.Fatal("no cluster in CI: KUBECTL, KUBECONFIG and PODFIM_CLUSTER_REGISTRY_BUSYBOX_IMAGE must come from `cluster smoke`")
+		}
+		t.Skip("no cluster: run `cluster up` and eval \"$(cluster env)\"")
+	}
+	const name = "smoke-registry"
+	spec := fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata:
+  name: %s
+spec:
+  hostNetwork: true
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: %s
+    imagePullPolicy: Always
+    command: ["/bin/sleep", "3600"]
+`, name, image)
+	if out, err := run(kubectl, spec, "apply", "-f", "-"); err != nil {
+		t.Fatalf("apply: %v\n%s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := run(kubectl, "", "delete", "pod", name, "--ignore-not-found", "--wait=true", "--timeout=60s"); err != nil {
+			t.Errorf("delete: %v\n%s", err, out)
+		}
+	})
+	if out, err := run(kubectl, "", "wait", "--for=condition=Ready", "pod/"+name, "--timeout=90s"); err != nil {
+		desc, _ := run(kubectl, "", "describe", "pod", name)
+		t.Fatalf("pod not Ready: %v\n%s\n%s", err, out, desc)
+	}
+	id, err := run(kubectl, "", "get", "pod", name, "-o", `jsonpath={.status.containerStatuses[0].imageID}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id != image {
+		t.Errorf("imageID %q, want the registry digest %q", id, image)
+	}
+}

@@ -103,6 +103,9 @@ func (c *Config) Build(ctx context.Context) error {
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("go build: %w", err)
 	}
+	if err := c.buildRegistry(ctx, goBin, src); err != nil {
+		return err
+	}
 	c.logf("binaries ready in %s", since(t))
 	return c.buildImages()
 }

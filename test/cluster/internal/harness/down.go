@@ -48,6 +48,7 @@ func (c *Config) down(keepLogs bool) error {
 	}
 	keep(c.stop("containerd", 10*time.Second))
 	keep(c.killLeftovers())
+	keep(c.stop("registry", 5*time.Second))
 
 	var wg sync.WaitGroup
 	var mu sync.Mutex

@@ -74,13 +74,15 @@ const usage = `usage: cluster [flags] COMMAND [ARGS]
 
 Commands:
   build            install missing Debian packages, build the binaries and images (cached)
-  up               build, then start etcd, the control plane, containerd and the kubelet;
+  up               build, then start etcd, the control plane, the registry (127.0.0.1:5000,
+                   busybox pushed), containerd and the kubelet;
                    wait for the node to be Ready and the default ServiceAccount to exist
   down             stop everything up started and remove its mounts, cgroups and files
   status           show the processes and the node; exit 1 unless all is up
   env              print shell exports for tests: eval "$(cluster env)"
   import FILE...   import image tarballs (docker-archive or OCI) into the cluster's containerd
-  smoke            up, go test ./smoke (a two-container pod: exec, kill -9, restart), down
+  smoke            up, go test ./smoke (a two-container pod: exec, kill -9, restart; a pod
+                   pulled from the registry), down
 
 Environment: PODFIM_CLUSTER_DIR (default /tmp/podfim-cluster), PODFIM_CLUSTER_CACHE
 (default ~/.cache/podfim-cluster), PODFIM_CLUSTER_NODE (default podfim-node),
@@ -195,6 +197,9 @@ func (c *Config) Env(w io.Writer) error {
 	fmt.Fprintf(w, "export PODFIM_CLUSTER_NODE=%s\n", shq(c.Node))
 	fmt.Fprintf(w, "export PODFIM_CLUSTER_PAUSE_IMAGE=%s\n", shq(PauseImage))
 	fmt.Fprintf(w, "export PODFIM_CLUSTER_BUSYBOX_IMAGE=%s\n", shq(BusyboxImage))
+	// The registry (plain HTTP, referrers API) and busybox in it, by digest.
+	fmt.Fprintf(w, "export PODFIM_CLUSTER_REGISTRY=%s\n", shq(RegistryHost()))
+	fmt.Fprintf(w, "export PODFIM_CLUSTER_REGISTRY_BUSYBOX_IMAGE=%s\n", shq(c.RegistryBusyboxImage()))
 	// ctr reads these, so `ctr images ls` talks to the cluster's containerd.
 	fmt.Fprintf(w, "export CONTAINERD_ADDRESS=%s\n", shq(c.containerdSock()))
 	fmt.Fprintf(w, "export CONTAINERD_NAMESPACE=k8s.io\n")

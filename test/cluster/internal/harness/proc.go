@@ -26,7 +26,7 @@ type daemon struct {
 }
 
 // Order of start; down stops them in reverse.
-var daemonNames = []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "containerd", "kubelet"}
+var daemonNames = []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "registry", "containerd", "kubelet"}
 
 func (c *Config) pidfile(name string) string { return c.path("run", name+".pid") }
 func (c *Config) logfile(name string) string { return c.path("logs", name+".log") }

@@ -54,7 +54,7 @@ func (c *Config) Up(ctx context.Context, build bool) (err error) {
 	} else if err := c.ensurePackages(ctx); err != nil {
 		return err
 	}
-	for _, b := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kubectl", "pause"} {
+	for _, b := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kubectl", "pause", "registry"} {
 		if _, err := os.Stat(c.bin(b)); err != nil {
 			return fmt.Errorf("%s is not built; run `cluster build`", c.bin(b))
 		}
@@ -84,7 +84,7 @@ func (c *Config) Up(ctx context.Context, build bool) (err error) {
 		return err
 	}
 	os.RemoveAll(c.failedLogs())
-	for _, d := range []string{"", "run", "logs", "etcd", "kubelet", "manifests", "pod-logs", "cni", "containerd"} {
+	for _, d := range []string{"", "run", "logs", "etcd", "kubelet", "manifests", "pod-logs", "cni", "containerd", "registry"} {
 		if err := os.MkdirAll(c.path(d), 0o755); err != nil {
 			return err
 		}
@@ -228,6 +228,13 @@ func (c *Config) Up(ctx context.Context, build bool) (err error) {
 		return err
 	}
 
+	// the registry, before containerd, which pulls from it
+	t = time.Now()
+	if err := c.startRegistry(ctx, run); err != nil {
+		return err
+	}
+	c.logf("registry ready at http://%s, busybox pushed, in %s", RegistryHost(), since(t))
+
 	// containerd
 	t = time.Now()
 	runc, err := exec.LookPath("runc")
@@ -238,6 +245,9 @@ func (c *Config) Up(ctx context.Context, build bool) (err error) {
 		return err
 	}
 	if err := os.WriteFile(c.path("cni", "10-loopback.conflist"), []byte(loopbackConflist), 0o644); err != nil {
+		return err
+	}
+	if err := c.writeRegistryHosts(); err != nil {
 		return err
 	}
 	containerd := &daemon{name: "containerd", bin: "/usr/bin/containerd", args: []string{"--config", c.path("containerd", "config.toml")}}
@@ -435,7 +445,7 @@ func ensureHosts(path, node string) error {
 
 // checkPorts fails early, with a clear message, when a port is taken.
 func (c *Config) checkPorts() error {
-	for _, p := range []int{c.APIPort, c.EtcdPort, c.EtcdPeerPort, kubeletPort, kubeletHealthzPort, kcmPort, schedulerPort} {
+	for _, p := range []int{c.APIPort, c.EtcdPort, c.EtcdPeerPort, kubeletPort, kubeletHealthzPort, kcmPort, schedulerPort, RegistryPort} {
 		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
 		if err != nil {
 			return fmt.Errorf("port 127.0.0.1:%d is in use (another cluster up?): %w", p, err)
@@ -516,8 +526,12 @@ disabled_plugins = [
     bin_dir = "/usr/lib/cni"
     conf_dir = %[8]q
     max_conf_num = 1
+  # One directory per registry host, each with a hosts.toml: the cluster's
+  # registry is plain HTTP on loopback (writeRegistryHosts).
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = %[9]q
 `, c.path("containerd", "root"), c.path("containerd", "state"), c.containerdSock(), c.containerdSock()+".ttrpc",
-		PauseImage, runc, c.path("containerd", "runc"), c.path("cni"))
+		PauseImage, runc, c.path("containerd", "runc"), c.path("cni"), c.path("containerd", "certs.d"))
 }
 
 func (c *Config) kubeletConfig() string {
