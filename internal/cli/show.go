@@ -72,7 +72,7 @@ type shown struct {
 	entries  bool
 }
 
-// header is the JSON form of what a baseline says about itself.
+// showHeader is the JSON form of what a baseline says about itself.
 type showHeader struct {
 	File         string     `json:"file"`
 	Version      int        `json:"version"`
