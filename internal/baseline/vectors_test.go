@@ -104,10 +104,11 @@ func vectors() []vector {
 		{name: "err-format-header-no-manifest", make: imageBody(func(b *Baseline) { b.Image.Manifest = "" })},
 		{name: "err-format-header-bad-platform", make: imageBody(func(b *Baseline) { b.Image.Platform = "linux/AMD64\n" })},
 		{name: "err-format-header-subject-escape", make: imageBody(func(b *Baseline) { b.Subject = "web\x1b[2J" })},
-		{name: "err-format-header-image-flag", make: withRecord(func(r []byte) []byte {
+		{name: "err-format-header-image-flag", make: withRecord(func([]byte) []byte {
+			// The record of a header without an image, its image flag 2.
 			b := imageBaseline()
 			b.Image = nil
-			r = appendRecord(nil, &b.Header)
+			r := appendRecord(nil, &b.Header)
 			r[len(r)-1] = 2
 			return r
 		})},
