@@ -26,27 +26,23 @@ func (f *File) Write(w io.Writer, policyDigest string) error { return f.s.finish
 
 // XattrBomb is the baseline of issue 11 item 4: entries entries, each with
 // xattrs extended attributes of valueBytes zero bytes (the issue: 15,
-// 1,024, 65,536: 960 MiB decompressed, 1.1 MB stored).
+// 1,024, 65,536: 960 MiB decompressed, 1.1 MB stored by the issue, 1.5 MB
+// here).
 func XattrBomb(entries, xattrs, valueBytes int) (*File, error) {
-	// The attributes are the same for every entry: compress them once and
-	// repeat the compressed bytes. Each part is a deflate stream of its own,
-	// ended with a sync flush (byte aligned, not final), so the parts
-	// concatenate into one stream with no reference between them.
-	var xs bytes.Buffer
-	xs.Write(binary.AppendUvarint(nil, uint64(xattrs)))
+	// Every value is the same run of zeros: it is compressed once, as a
+	// deflate part of its own (a fresh compressor ended with a sync flush:
+	// byte aligned, not final, no reference outside it), and repeated;
+	// the bytes between values go in stored blocks. The body is the one
+	// a single compressor would get, its compression a little worse
+	// (1.5 MB for the issue's 960 MiB instead of 1.1 MB), and it takes
+	// milliseconds instead of compressing 64 MiB (half a minute under
+	// the race detector).
 	zero := make([]byte, valueBytes)
-	for i := range xattrs {
-		name := fmt.Sprintf("user.%04d", i)
-		xs.Write(binary.AppendUvarint(nil, uint64(len(name))))
-		xs.WriteString(name)
-		xs.Write(binary.AppendUvarint(nil, uint64(valueBytes)))
-		xs.Write(zero)
-	}
-	z := &stream{}
-	xsPart, err := deflatePart(xs.Bytes())
+	zeros, err := deflatePart(zero)
 	if err != nil {
 		return nil, err
 	}
+	z := &stream{}
 	prev := ""
 	var head []byte
 	head = binary.AppendUvarint(head, uint64(entries)) // entry count
@@ -61,16 +57,19 @@ func XattrBomb(entries, xattrs, valueBytes int) (*File, error) {
 		head = append(head, path[shared:]...)
 		head = binary.AppendUvarint(head, 1<<10) // attr.Xattrs
 		head = append(head, 0, 0)                // type unknown, no flags
+		head = binary.AppendUvarint(head, uint64(xattrs))
 		prev = path
-		if err := z.add(head); err != nil {
-			return nil, err
+		for j := range xattrs {
+			name := fmt.Sprintf("user.%04d", j)
+			head = binary.AppendUvarint(head, uint64(len(name)))
+			head = append(head, name...)
+			head = binary.AppendUvarint(head, uint64(valueBytes))
+			z.stored(head)
+			head = head[:0]
+			z.addCompressed(zero, zeros)
 		}
-		head = head[:0]
-		z.addCompressed(xs.Bytes(), xsPart)
 	}
-	if err := z.add([]byte("\x00END")); err != nil {
-		return nil, err
-	}
+	z.stored([]byte("\x00END"))
 	z.end()
 	return &File{z}, nil
 }
@@ -121,14 +120,13 @@ type stream struct {
 	size    uint32 // ISIZE: the body's size mod 2^32
 }
 
-// add compresses body as a part of its own.
-func (s *stream) add(body []byte) error {
-	part, err := deflatePart(body)
-	if err != nil {
-		return err
-	}
-	s.addCompressed(body, part)
-	return nil
+// stored appends body as a stored block (RFC 1951, 3.2.4): not final,
+// byte aligned, at most 65,535 bytes.
+func (s *stream) stored(body []byte) {
+	var h [5]byte
+	binary.LittleEndian.PutUint16(h[1:], uint16(len(body)))
+	binary.LittleEndian.PutUint16(h[3:], ^uint16(len(body)))
+	s.addCompressed(body, append(h[:], body...))
 }
 
 // addCompressed appends part, the deflate part of body.
