@@ -405,3 +405,41 @@ func TestPseudoFileSystemsNotWalked(t *testing.T) {
 	tamper(t, a)
 	checkViolation(t, s.waitLog(t, waitTimeout, "integrity violation", func(l logLine) bool { return l.str("path") == pagePath }))
 }
+
+// 9. Issue 11, item 10: under Growing, a log may be appended to but what
+// it held at baseline time may not change. The app's log is rewritten in
+// place (an earlier line) and 2 bytes are appended: the sidecar reports
+// the content changed. Before, a Growing file that grew was never
+// compared and this passed unseen.
+func TestGrowingRewriteFound(t *testing.T) {
+	const logPath, line = "/var/log/app.log", "GET /admin 403\n"
+	a := startAppOn(t, makeImage(t, page), 64<<20, func(root string) error {
+		if err := os.MkdirAll(filepath.Join(root, "var", "log"), 0o755); err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(root, logPath), []byte(line), 0o644)
+	})
+	if !a.alive() {
+		t.Fatal("the app did not start")
+	}
+	pol := filepath.Join(t.TempDir(), "growing.yaml")
+	writeFile(t, pol, []byte(policy+"  - path: /var/log\n    preset: Growing\n"), 0o644)
+	s := startSidecar(t, sidecarOpts{state: filepath.Join(t.TempDir(), "state"), respond: "log,metric,unready",
+		extra: []string{"--policy", pol}})
+	waitStarted(t, s, a)
+	f, err := os.OpenFile(fmt.Sprintf("/proc/%d/root%s", a.pid, logPath), os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt([]byte("200"), int64(len("GET /admin "))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte("ok"), int64(len(line))); err != nil {
+		t.Fatal(err)
+	}
+	l := s.waitLog(t, waitTimeout, "integrity violation", func(l logLine) bool { return l.str("path") == logPath })
+	if l.str("kind") != "changed" || !slices.Contains(l.list("attributes"), "sha256") {
+		t.Errorf("violation: %v; want the content changed", l)
+	}
+}
