@@ -17,6 +17,7 @@ import (
 	"github.com/podfim/podfim/internal/kube"
 	"github.com/podfim/podfim/internal/metrics"
 	"github.com/podfim/podfim/internal/policy"
+	"github.com/podfim/podfim/internal/referrer"
 	"github.com/podfim/podfim/internal/respond"
 	"github.com/podfim/podfim/internal/sidecar"
 	"github.com/podfim/podfim/internal/target"
@@ -34,6 +35,10 @@ type sidecarFlags struct {
 	policy       string
 	policyYAML   string // inline policy (the admission webhook's podfim.io/paths)
 	baseline     string
+	source       string
+	imageDigest  string
+	pullAuth     string
+	pullInsecure bool
 	verifyKey    string
 	subject      string
 	stateDir     string
@@ -66,8 +71,12 @@ func (f *sidecarFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.config, "config", "", "YAML file of settings, keyed by flag name (e.g. \"quick-interval: 30s\"); flags and PODFIM_* variables win over it")
 	fs.StringVar(&f.policy, "policy", "", "policy file (YAML); default: the built-in policy for container images")
 	fs.StringVar(&f.policyYAML, "policy-yaml", "", "the policy itself, as YAML or JSON (the admission webhook sets PODFIM_POLICY_YAML from the pod's annotations); excludes --policy")
-	fs.StringVar(&f.baseline, "baseline", "", "trusted baseline file (e.g. from a ConfigMap or the sidecar image); empty: baseline the container at first sight into --state-dir")
-	fs.StringVar(&f.verifyKey, "verify-key", "", "public key file: refuse a --baseline not signed by this key")
+	fs.StringVar(&f.baseline, "baseline", "", "trusted baseline file (e.g. from a ConfigMap or the sidecar image); with --baseline-source configmap, the mounted ConfigMap's directory of baselines; empty: baseline the container at first sight into --state-dir")
+	fs.StringVar(&f.source, "baseline-source", "", "where the baseline comes from: registry (the running image's signed referrer), configmap (of the baselines in --baseline, the one for the running image), file, first-sight; default: file with --baseline, else first-sight. registry and configmap need --verify-key and fail closed (docs/image-baselines.md)")
+	fs.StringVar(&f.imageDigest, "image-digest", "", "the image the app container runs, REPO@sha256:... (registry and configmap sources), when the sidecar cannot read the pod's status (no token); the webhook sets it from an image named by digest")
+	fs.StringVar(&f.pullAuth, "registry-authfile", "", "registry credentials for --baseline-source registry (the pod's image pull secret, .dockerconfigjson); default: none")
+	fs.BoolVar(&f.pullInsecure, "registry-insecure", false, "allow plain HTTP to the image's registry (--baseline-source registry; loopback registries get it anyway)")
+	fs.StringVar(&f.verifyKey, "verify-key", "", "public key file: refuse a --baseline (or a registry or ConfigMap baseline) not signed by this key")
 	fs.StringVar(&f.subject, "subject", "", "refuse a --baseline not made for this subject (baseline --subject; for an image, its digest): with --verify-key, a signed baseline of another tree is not trusted")
 	fs.StringVar(&f.stateDir, "state-dir", "/var/lib/podfim", "directory only the sidecar mounts, for the first-sight baseline; it survives sidecar restarts so a tampered app is never re-baselined")
 	fs.StringVar(&f.targetName, "target-name", "", "select the app container by its name in the pod, through the Kubernetes API: needs RBAC get on pods in the pod's namespace and POD_NAMESPACE, POD_NAME from the downward API; follows restarts")
@@ -177,17 +186,20 @@ func (f *sidecarFlags) build(getenv func(string) string) (sidecar.Config, *slog.
 		}
 	}
 	cfg = sidecar.Config{
-		Selector:     target.Selector{Exe: f.targetExe, ContainerID: f.targetID},
-		Policy:       p,
-		BaselineFile: f.baseline,
-		Subject:      f.subject,
-		StateDir:     f.stateDir,
-		Inotify:      f.inotify,
-		Quick:        f.quick,
-		Full:         f.full,
-		Retarget:     f.retarget,
-		Listen:       f.listen,
-		Version:      versionString(),
+		Selector:       target.Selector{Exe: f.targetExe, ContainerID: f.targetID},
+		Policy:         p,
+		BaselineFile:   f.baseline,
+		BaselineSource: metrics.BaselineSource(f.source),
+		ImageDigest:    f.imageDigest,
+		Pull:           referrer.Options{Authfile: f.pullAuth, Insecure: f.pullInsecure},
+		Subject:        f.subject,
+		StateDir:       f.stateDir,
+		Inotify:        f.inotify,
+		Quick:          f.quick,
+		Full:           f.full,
+		Retarget:       f.retarget,
+		Listen:         f.listen,
+		Version:        versionString(),
 		Plan: respond.Plan{
 			Actions:         respond.ParseActions(f.respond...),
 			Escalate:        respond.ParseActions(f.escalate...),

@@ -85,6 +85,8 @@ func TestSidecarSettingsErrors(t *testing.T) {
 		{[]string{"--target-container", "xyz"}, "container"},
 		{[]string{"--log-level", "loud"}, "--log-level"},
 		{[]string{"--respond", "log,restore", "--state-dir", ""}, "--state-dir"},
+		{[]string{"--baseline-source", "registry"}, "needs --verify-key"},
+		{[]string{"--baseline-source", "s3"}, "unknown --baseline-source"},
 	} {
 		f, err := parseSidecar(t, tt.args, nil)
 		if err != nil {

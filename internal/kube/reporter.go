@@ -38,6 +38,7 @@ const (
 	ReasonViolationResolved = "ViolationResolved" // a path is clean again (restored, or a fresh container)
 	ReasonBaselineCreated   = "BaselineCreated"   // a first-sight baseline was taken
 	ReasonImageChanged      = "ImageChanged"      // the app container runs another image than the baseline's
+	ReasonBaselineRefused   = "BaselineRefused"   // no baseline could be used for the running image: unready until one is
 )
 
 // Quarantine marks on the pod. The label lets a NetworkPolicy isolate the

@@ -35,8 +35,9 @@ type Sidecar struct {
 	scanMetrics
 	responseMetrics
 	kubeMetrics
-	baselineInfo *prometheus.GaugeVec
-	buildInfo    *prometheus.GaugeVec
+	baselineInfo     *prometheus.GaugeVec
+	baselineRefusals *prometheus.CounterVec
+	buildInfo        *prometheus.GaugeVec
 }
 
 // NewSidecar creates the sidecar's metrics, registers them on reg together
@@ -52,10 +53,11 @@ func NewSidecar(reg prometheus.Registerer, version string) (*Sidecar, error) {
 			Name: "podfim_baseline_info",
 			Help: "The baseline in use: its digest, where it came from and whether it is signed (always 1).",
 		}, []string{"digest", "source", "signed"}),
-		buildInfo: newBuildInfo(version),
+		baselineRefusals: newBaselineRefusals(),
+		buildInfo:        newBuildInfo(version),
 	}
 	cs := slices.Concat(m.scanMetrics.collectors(), m.responseMetrics.collectors(), m.kubeMetrics.collectors(),
-		[]prometheus.Collector{m.baselineInfo, m.buildInfo}, runtimeCollectors())
+		[]prometheus.Collector{m.baselineInfo, m.baselineRefusals, m.buildInfo}, runtimeCollectors())
 	if err := register(reg, cs...); err != nil {
 		return nil, err
 	}

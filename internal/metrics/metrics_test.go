@@ -56,8 +56,8 @@ func TestPromlint(t *testing.T) {
 			podfim++
 		}
 	}
-	if podfim != 16 {
-		t.Errorf("%d podfim_ metric families, want 16", podfim)
+	if podfim != 17 {
+		t.Errorf("%d podfim_ metric families, want 17", podfim)
 	}
 }
 

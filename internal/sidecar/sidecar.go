@@ -28,6 +28,7 @@ import (
 	"github.com/podfim/podfim/internal/kube"
 	"github.com/podfim/podfim/internal/metrics"
 	"github.com/podfim/podfim/internal/policy"
+	"github.com/podfim/podfim/internal/referrer"
 	"github.com/podfim/podfim/internal/respond"
 	"github.com/podfim/podfim/internal/scan"
 	"github.com/podfim/podfim/internal/server"
@@ -62,10 +63,23 @@ type Config struct {
 	TargetName string
 	Names      ContainerLookup
 	Policy     *policy.Policy
-	// BaselineFile, when set, is the trusted baseline (source "file");
-	// otherwise the container is baselined at first sight into StateDir.
+	// BaselineSource is where the baseline comes from; "" means file when
+	// BaselineFile is set, first-sight otherwise. registry and configmap
+	// are bound to the running image (imagesource.go) and need VerifyKey.
+	BaselineSource metrics.BaselineSource
+	// BaselineFile is the trusted baseline (source file), or the directory
+	// of a mounted ConfigMap of baselines (source configmap); unset, the
+	// container is baselined at first sight into StateDir.
 	BaselineFile string
 	VerifyKey    ed25519.PublicKey
+	// ImageDigest names the image the app container runs, REPO@sha256:...
+	// (or sha256:...), for the image-bound sources when the API cannot
+	// tell (no token): the webhook sets it from a pod spec that names the
+	// image by digest.
+	ImageDigest string
+	// Pull says how the registry source reaches the image's registry
+	// (the pod's image pull secret as Authfile, plain HTTP).
+	Pull referrer.Options
 	// Subject, when set, is the subject a BaselineFile must have been made
 	// for (baseline --subject): with VerifyKey, a signed baseline of
 	// another tree or image is refused instead of trusted.
@@ -110,10 +124,54 @@ type ImageLookup interface {
 
 // Source is the baseline source the configuration selects.
 func (c *Config) Source() metrics.BaselineSource {
+	if c.BaselineSource != "" {
+		return c.BaselineSource
+	}
 	if c.BaselineFile != "" {
 		return metrics.BaselineFile
 	}
 	return metrics.BaselineFirstSight
+}
+
+// validateSource checks the baseline source and what it needs.
+func (c *Config) validateSource() []error {
+	var errs []error
+	src := c.Source()
+	switch src {
+	case metrics.BaselineFirstSight:
+		if c.Subject != "" {
+			errs = append(errs, errors.New("--subject requires --baseline: a first-sight baseline is made for whatever runs"))
+		}
+		if c.BaselineFile != "" {
+			errs = append(errs, errors.New("--baseline-source first-sight takes no --baseline"))
+		}
+		if c.StateDir == "" {
+			errs = append(errs, errors.New("--state-dir is required when the baseline is taken at first sight (no --baseline)"))
+		}
+	case metrics.BaselineFile, metrics.BaselineConfigMap:
+		if c.BaselineFile == "" {
+			errs = append(errs, fmt.Errorf("--baseline-source %s needs --baseline (a file; for configmap the mounted ConfigMap's directory)", src))
+		}
+	case metrics.BaselineRegistry:
+		if c.BaselineFile != "" {
+			errs = append(errs, errors.New("--baseline-source registry takes no --baseline: it pulls the running image's baseline"))
+		}
+		if c.StateDir == "" {
+			errs = append(errs, errors.New("--baseline-source registry keeps the pulled baseline in --state-dir: set it"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("unknown --baseline-source %q: want registry, configmap, file or first-sight", src))
+	}
+	if (src == metrics.BaselineRegistry || src == metrics.BaselineConfigMap) && c.VerifyKey == nil {
+		// Fail closed: anyone can write an unsigned baseline for any digest.
+		errs = append(errs, fmt.Errorf("--baseline-source %s needs --verify-key: only a signed baseline can vouch for an image", src))
+	}
+	if c.ImageDigest != "" {
+		if _, err := parseImageRef(c.ImageDigest); err != nil {
+			errs = append(errs, fmt.Errorf("invalid --image-digest: %w", err))
+		}
+	}
+	return errs
 }
 
 // restores reports whether the plan may restore files.
@@ -146,12 +204,7 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("invalid --target-name %q: a container name is a DNS label (lower-case letters, digits and '-', at most 63)", c.TargetName))
 		}
 	}
-	if c.Subject != "" && c.BaselineFile == "" {
-		errs = append(errs, errors.New("--subject requires --baseline: a first-sight baseline is made for whatever runs"))
-	}
-	if c.BaselineFile == "" && c.StateDir == "" {
-		errs = append(errs, errors.New("--state-dir is required when the baseline is taken at first sight (no --baseline)"))
-	}
+	errs = append(errs, c.validateSource()...)
 	if c.Quick < 0 || c.Full < 0 {
 		errs = append(errs, errors.New("check intervals must not be negative"))
 	}
@@ -177,7 +230,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	defer s.startResponder()()
-	if cfg.BaselineFile != "" {
+	if cfg.Source() == metrics.BaselineFile {
 		// No more entries than a scan under the policy records: the
 		// baseline is held whole.
 		b, err := baseline.ReadFile(cfg.BaselineFile, baseline.ReadOptions{VerifyKey: cfg.VerifyKey, MaxEntries: min(cfg.Policy.Limits.MaxFiles, baseline.MaxEntries),
@@ -462,16 +515,9 @@ func (s *sidecar) monitor(ctx context.Context, c *target.Container) error {
 	}
 	defer root.Close()
 
-	if s.cfg.BaselineFile == "" {
-		s.checkImage(ctx, c)
-	}
-	s.mu.Lock()
-	b := s.base
-	s.mu.Unlock()
-	if b == nil {
-		if b, err = s.firstSight(ctx, root); err != nil {
-			return err
-		}
+	b, err := s.baselineFor(ctx, c, root)
+	if err != nil {
+		return err
 	}
 	if s.cfg.restores() {
 		// Keep the original bytes of every restorable file the container
@@ -512,6 +558,25 @@ func (s *sidecar) monitor(ctx context.Context, c *target.Container) error {
 	k.mon = mon
 	s.setHealth(nil)
 	return mon.Run(ctx)
+}
+
+// baselineFor returns the baseline to verify c against: the file's, the
+// one bound to the image c runs, or the first-sight one (taken now if
+// there is none).
+func (s *sidecar) baselineFor(ctx context.Context, c *target.Container, root *scan.Root) (*baseline.Baseline, error) {
+	switch s.cfg.Source() {
+	case metrics.BaselineRegistry, metrics.BaselineConfigMap:
+		return s.imageBaseline(ctx, c)
+	case metrics.BaselineFirstSight:
+		s.checkImage(ctx, c)
+	}
+	s.mu.Lock()
+	b := s.base
+	s.mu.Unlock()
+	if b == nil {
+		return s.firstSight(ctx, root)
+	}
+	return b, nil
 }
 
 // mountTolerance lets the directories above the container's mount points

@@ -1,0 +1,227 @@
+package sidecar
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"io"
+	"log"
+	"log/slog"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/podfim/podfim/internal/attr"
+	"github.com/podfim/podfim/internal/baseline"
+	"github.com/podfim/podfim/internal/kube"
+	"github.com/podfim/podfim/internal/metrics"
+	"github.com/podfim/podfim/internal/policy"
+	"github.com/podfim/podfim/internal/referrer"
+	"github.com/podfim/podfim/internal/respond"
+	"github.com/podfim/podfim/internal/target"
+)
+
+// imageBaselineFile writes a baseline recording the image digest, signed
+// by key, and returns its path.
+func imageBaselineFile(t *testing.T, dir, file, digest string, serial uint64, key ed25519.PrivateKey) string {
+	t.Helper()
+	b := &baseline.Baseline{
+		Header: baseline.Header{Subject: digest, Serial: serial, Compared: attr.ImageStable,
+			Image: &baseline.Image{Manifest: digest, Config: "sha256:" + strings.Repeat("c", 64), Platform: "linux/amd64"}},
+		Entries: []attr.Entry{{Path: "/www", Attrs: attr.Type | attr.Mode, Type: attr.TypeDir, Mode: 0o755}},
+	}
+	path := filepath.Join(dir, file)
+	if err := baseline.WriteFile(path, b, key); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// registryImages pushes n random images to an in-process registry with the
+// referrers API and returns their digest references.
+func registryImages(t *testing.T, n int) []name.Digest {
+	t.Helper()
+	srv := httptest.NewServer(registry.New(registry.WithReferrersSupport(true), registry.Logger(log.New(io.Discard, "", 0))))
+	t.Cleanup(srv.Close)
+	var refs []name.Digest
+	for range n {
+		img, err := random.Image(64, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := img.Digest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ref, err := name.NewDigest(strings.TrimPrefix(srv.URL, "http://") + "/app@" + d.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := remote.Write(ref, img); err != nil {
+			t.Fatal(err)
+		}
+		refs = append(refs, ref)
+	}
+	return refs
+}
+
+func newImageSidecar(t *testing.T, cfg Config) (*sidecar, *fakeReporter, *prometheus.Registry) {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	m, err := metrics.NewSidecar(reg, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := &fakeReporter{}
+	cfg.Policy, cfg.Kube, cfg.Inotify = policy.Default(), rep, true
+	cfg.Selector = target.Selector{Exe: "/app"}
+	cfg.Plan = respond.Plan{Actions: []respond.Action{respond.ActionLog, respond.ActionEvent}}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	return &sidecar{cfg: cfg, log: slog.New(slog.DiscardHandler), metrics: m}, rep, reg
+}
+
+// refusals reads podfim_baseline_refusals_total{source, reason}.
+func refusals(t *testing.T, reg *prometheus.Registry, source metrics.BaselineSource, reason metrics.RefusalReason) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "podfim_baseline_refusals_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["source"] == string(source) && labels["reason"] == string(reason) {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	t.Fatalf("no podfim_baseline_refusals_total{source=%q,reason=%q}", source, reason)
+	return 0
+}
+
+// The registry source uses only the referrer signed by the key that
+// records the digest the kubelet reports; everything else is refused
+// with its reason, an Event and the metric.
+func TestRegistrySource(t *testing.T) {
+	const cid = "0e768f8db752fcd648adb264498daa1d8f31562320e881d6a9ec593d24b1f779"
+	refs := registryImages(t, 3)
+	pub, key, _ := ed25519.GenerateKey(nil)
+	_, other, _ := ed25519.GenerateKey(nil)
+	dir := t.TempDir()
+	ctx := context.Background()
+	push := func(ref name.Digest, file string, serial uint64, k ed25519.PrivateKey) {
+		t.Helper()
+		if _, err := referrer.Push(ctx, ref, imageBaselineFile(t, dir, file, ref.DigestStr(), serial, k), nil, referrer.Options{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	push(refs[0], "a1.pfb", 1, key)
+	push(refs[0], "a2.pfb", 2, key)
+	push(refs[1], "b.pfb", 1, other)
+	images := &fakeImages{ids: map[string]string{cid: refs[0].String()}}
+	s, rep, m := newImageSidecar(t, Config{BaselineSource: metrics.BaselineRegistry, VerifyKey: pub, StateDir: t.TempDir(), Images: images})
+	c := &target.Container{PID: 42, ContainerID: cid}
+
+	b, err := s.loadImageBaseline(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Serial != 2 || !b.Image.Matches(refs[0].DigestStr()) || s.base != b {
+		t.Fatalf("loaded serial %d for %s", b.Serial, b.Image.Manifest)
+	}
+	// The same image again: the baseline in use stays.
+	if again, err := s.loadImageBaseline(ctx, c); err != nil || again != b {
+		t.Errorf("the same image reloaded: %v", err)
+	}
+	for _, tc := range []struct {
+		image string
+		want  metrics.RefusalReason
+	}{
+		{refs[1].String(), metrics.RefusedSignature},  // signed by another key
+		{refs[2].String(), metrics.RefusedNotFound},   // no referrer at all
+		{refs[2].DigestStr(), metrics.RefusedNoImage}, // no repository to pull from
+	} {
+		images.ids[cid] = tc.image
+		_, err := s.loadImageBaseline(ctx, c)
+		if got := refusalReason(err); got != tc.want {
+			t.Errorf("image %s: %v (%s), want %s", tc.image, err, got, tc.want)
+			continue
+		}
+		s.refuse(err, time.Second)
+		if n := refusals(t, m, metrics.BaselineRegistry, tc.want); n != 1 {
+			t.Errorf("image %s: podfim_baseline_refusals_total{reason=%q} = %v", tc.image, tc.want, n)
+		}
+	}
+	if got := rep.reasons(); len(got) != 3 || slices.IndexFunc(got, func(r string) bool { return r != kube.ReasonBaselineRefused }) >= 0 {
+		t.Errorf("events %v, want 3 BaselineRefused", got)
+	}
+	// Still refused: imageBaseline waits and retries until ctx ends; it
+	// never falls back to what runs.
+	ctx2, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	if _, err := s.imageBaseline(ctx2, c); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("imageBaseline of a refused image: %v", err)
+	}
+}
+
+// A ConfigMap may hold the baselines of several images: the one for the
+// running digest is used, one for another image is refused.
+func TestConfigMapSource(t *testing.T) {
+	a, b := "sha256:"+strings.Repeat("a", 64), "sha256:"+strings.Repeat("b", 64)
+	pub, key, _ := ed25519.GenerateKey(nil)
+	cm := t.TempDir()
+	imageBaselineFile(t, cm, "web-1.pfb", a, 1, key)
+	imageBaselineFile(t, cm, "web-2.pfb", b, 1, key)
+	// A mounted ConfigMap's own entries are not baselines.
+	if err := os.Symlink("..2026_12_03", filepath.Join(cm, "..data")); err != nil {
+		t.Fatal(err)
+	}
+	s, _, _ := newImageSidecar(t, Config{BaselineSource: metrics.BaselineConfigMap, BaselineFile: cm, VerifyKey: pub, ImageDigest: "example.com/web@" + b})
+	c := &target.Container{PID: 42}
+	got, err := s.loadImageBaseline(context.Background(), c)
+	if err != nil || got.Image.Manifest != b {
+		t.Fatalf("picked %v, %v; want the baseline of %s", got, err, b)
+	}
+	s.cfg.ImageDigest = "example.com/web@sha256:" + strings.Repeat("d", 64)
+	_, err = s.loadImageBaseline(context.Background(), c)
+	if refusalReason(err) != metrics.RefusedImage || !strings.Contains(err.Error(), "none of the 2 baselines") {
+		t.Errorf("another image: %v", err)
+	}
+}
+
+func TestImageSourceValidate(t *testing.T) {
+	pub, _, _ := ed25519.GenerateKey(nil)
+	for _, tc := range []struct {
+		cfg  Config
+		want string
+	}{
+		{Config{BaselineSource: metrics.BaselineRegistry, StateDir: "/s"}, "needs --verify-key"},
+		{Config{BaselineSource: metrics.BaselineConfigMap, VerifyKey: pub}, "needs --baseline"},
+		{Config{BaselineSource: metrics.BaselineRegistry, VerifyKey: pub, StateDir: "/s", BaselineFile: "/b"}, "takes no --baseline"},
+		{Config{BaselineSource: "s3", StateDir: "/s"}, "unknown --baseline-source"},
+		{Config{BaselineSource: metrics.BaselineRegistry, VerifyKey: pub, StateDir: "/s", ImageDigest: "web:v1"}, "invalid --image-digest"},
+	} {
+		tc.cfg.Policy, tc.cfg.Inotify, tc.cfg.Selector = policy.Default(), true, target.Selector{Exe: "/app"}
+		if err := tc.cfg.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: %v, want %q", tc.cfg.BaselineSource, err, tc.want)
+		}
+	}
+}
