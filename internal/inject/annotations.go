@@ -64,6 +64,9 @@ const (
 	SourceFirstSight = "first-sight"
 	SourceConfigMap  = "configmap"
 	SourceFile       = "file"
+	// SourceRegistry: the running image's signed baseline referrer, pulled
+	// from the image's registry (docs/image-baselines.md).
+	SourceRegistry = "registry"
 )
 
 // Ref names a file the sidecar reads: a key of a ConfigMap mounted into the
@@ -99,7 +102,8 @@ type Settings struct {
 	KillLimit int // 0: not set
 	KillWin   time.Duration
 	Webhook   string
-	Baseline  *Ref // nil: first sight
+	Baseline  *Ref // nil: first sight, or Registry
+	Registry  bool // podfim.io/baseline: registry
 	VerifyKey *Ref
 	Quick     *time.Duration // nil: not set; 0 disables quick checks
 	Full      *time.Duration
@@ -238,6 +242,10 @@ func crossCheck(s *Settings, ann map[string]string, defaultRespond []string) []*
 	if s.Webhook != "" && !slices.Contains(plan.Actions, respond.ActionWebhook) && !slices.Contains(plan.Escalate, respond.ActionWebhook) {
 		bad(AnnWebhook, "set, but neither %s nor %s has the webhook action", AnnRespond, AnnEscalate)
 	}
+	if s.Registry && s.VerifyKey == nil {
+		// Fail closed: anyone can attach an unsigned baseline to an image.
+		bad(AnnBaseline, "%q needs %s: only a baseline signed by a key you trust can vouch for an image", SourceRegistry, AnnVerifyKey)
+	}
 	// A baseline annotation that failed to parse has its own error.
 	if b := strings.TrimSpace(ann[AnnBaseline]); s.VerifyKey != nil && s.Baseline == nil && (b == "" || b == SourceFirstSight) {
 		bad(AnnVerifyKey, "only a baseline file can be verified: set %s too", AnnBaseline)
@@ -281,12 +289,16 @@ func parseKillWindow(s *Settings, v string) error {
 }
 
 func parseBaseline(s *Settings, v string) error {
-	if v == SourceFirstSight {
+	switch v {
+	case SourceFirstSight:
+		return nil
+	case SourceRegistry:
+		s.Registry = true
 		return nil
 	}
 	r, err := parseRef(v)
 	if err != nil {
-		return fmt.Errorf("%w (or %q)", err, SourceFirstSight)
+		return fmt.Errorf("%w (or %q, or %q)", err, SourceFirstSight, SourceRegistry)
 	}
 	s.Baseline = &r
 	return nil

@@ -35,7 +35,9 @@ const (
 	VolumeBaseline  = "podfim-baseline"
 	VolumeVerifyKey = "podfim-verify-key"
 	VolumeToken     = "podfim-token"
+	VolumePull      = "podfim-pull-secret"
 	StateDir        = "/var/lib/podfim"
+	pullSecretDir   = "/etc/podfim/pull-secret"
 	baselineDir     = "/etc/podfim/baseline"
 	verifyKeyDir    = "/etc/podfim/verify-key"
 	// tokenDir is where client-go's in-cluster configuration looks.
@@ -201,7 +203,11 @@ func (c *Config) sidecar(pod *corev1.Pod, s Settings) (corev1.Container, []corev
 	args := sidecarArgs(s, plan, listen, target)
 	refArgs, volumes, mounts := stateAndRefs(s)
 	args = append(args, refArgs...)
-	if target != "" || plan.NeedsAPI() {
+	if s.Registry {
+		regArgs, regVolumes, regMounts := registrySource(pod, target)
+		args, volumes, mounts = append(args, regArgs...), append(volumes, regVolumes...), append(mounts, regMounts...)
+	}
+	if target != "" || plan.NeedsAPI() || s.Registry {
 		// The API responses and --target-name need the service account's
 		// token. The service-account admission plugin ran before this
 		// webhook and mounted its token into the app's containers only (if
@@ -268,7 +274,7 @@ func checkSpec(spec *corev1.PodSpec) []error {
 // sidecar's names.
 func checkVolumes(spec *corev1.PodSpec) []error {
 	var errs []error
-	ours := []string{VolumeState, VolumeBaseline, VolumeVerifyKey, VolumeToken}
+	ours := []string{VolumeState, VolumeBaseline, VolumeVerifyKey, VolumeToken, VolumePull}
 	for _, v := range spec.Volumes {
 		if slices.Contains(ours, v.Name) {
 			errs = append(errs, fmt.Errorf("the pod already has a volume named %q, which the podfim sidecar uses: rename it", v.Name))
@@ -353,6 +359,52 @@ func stateAndRefs(s Settings) (args []string, volumes []corev1.Volume, mounts []
 	addRef(s.Baseline, "baseline", VolumeBaseline, baselineDir)
 	addRef(s.VerifyKey, "verify-key", VolumeVerifyKey, verifyKeyDir)
 	return args, volumes, mounts
+}
+
+// registrySource wires podfim.io/baseline: registry. The sidecar reads
+// the app container's imageID from the pod status (it gets the token for
+// that); when the pod names the image by digest, --image-digest says it
+// too, for a sidecar without RBAC on its pod. The pod's first image pull
+// secret, if any, is mounted into the sidecar only, as its registry
+// credentials.
+func registrySource(pod *corev1.Pod, target string) (args []string, volumes []corev1.Volume, mounts []corev1.VolumeMount) {
+	args = []string{"--baseline-source=" + SourceRegistry}
+	if ref, ok := digestRef(appImage(pod, target)); ok {
+		args = append(args, "--image-digest="+ref)
+	}
+	if len(pod.Spec.ImagePullSecrets) > 0 && pod.Spec.ImagePullSecrets[0].Name != "" {
+		volumes = append(volumes, corev1.Volume{Name: VolumePull, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
+			SecretName: pod.Spec.ImagePullSecrets[0].Name,
+			Items:      []corev1.KeyToPath{{Key: corev1.DockerConfigJsonKey, Path: "config.json"}},
+		}}})
+		mounts = append(mounts, corev1.VolumeMount{Name: VolumePull, MountPath: pullSecretDir, ReadOnly: true})
+		args = append(args, "--registry-authfile="+pullSecretDir+"/config.json")
+	}
+	return args, volumes, mounts
+}
+
+// appImage is the image of the sidecar's target: the named container, or
+// the only one.
+func appImage(pod *corev1.Pod, target string) string {
+	for _, c := range slices.Concat(pod.Spec.Containers, pod.Spec.InitContainers) {
+		if c.Name == target || target == "" {
+			return c.Image
+		}
+	}
+	return ""
+}
+
+// digestRef returns REPO@sha256:... of an image named by digest (a tag
+// beside the digest is dropped: the digest is what runs).
+func digestRef(image string) (string, bool) {
+	repo, digest, ok := strings.Cut(image, "@")
+	if !ok || !strings.HasPrefix(digest, "sha256:") || len(digest) != len("sha256:")+64 {
+		return "", false
+	}
+	if i := strings.LastIndexByte(repo, ':'); i > strings.LastIndexByte(repo, '/') {
+		repo = repo[:i]
+	}
+	return repo + "@" + digest, true
 }
 
 // env is the sidecar's environment: its own pod from the downward API, the

@@ -174,7 +174,14 @@ func checkSidecar(t *testing.T, before, pod *corev1.Pod) {
 	if pod.Spec.HostNetwork != (sc.ReadinessProbe.HTTPGet.Host == "127.0.0.1") || pod.Spec.HostNetwork != strings.Contains(args, "--listen=127.0.0.1:") {
 		t.Errorf("hostNetwork %v: probe host %q, args %s", pod.Spec.HostNetwork, sc.ReadinessProbe.HTTPGet.Host, args)
 	}
-	api := strings.Contains(args, "--target-name=") || strings.Contains(args, "event") || strings.Contains(args, "quarantine") || strings.Contains(args, "delete")
+	api := strings.Contains(args, "--target-name=") || strings.Contains(args, "event") || strings.Contains(args, "quarantine") || strings.Contains(args, "delete") ||
+		strings.Contains(args, "--baseline-source=registry") // reads the app container's imageID
+	// Only the sidecar mounts the pull secret.
+	for _, c := range pod.Spec.Containers {
+		if c.Name != ContainerName && slices.ContainsFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool { return m.Name == VolumePull }) {
+			t.Errorf("container %s mounts the pull secret", c.Name)
+		}
+	}
 	hasToken := slices.ContainsFunc(sc.VolumeMounts, func(m corev1.VolumeMount) bool {
 		return m.Name == VolumeToken && m.MountPath == "/var/run/secrets/kubernetes.io/serviceaccount" && m.ReadOnly
 	})
@@ -284,6 +291,7 @@ func TestParseAnnotationsErrors(t *testing.T) {
 		{map[string]string{AnnBaseline: "file:/proc/2/root/b.pfb"}, AnnBaseline, "under /proc"},
 		{map[string]string{AnnBaseline: "file:/b.pfb", AnnVerifyKey: "file:/proc/self/root/k.pub"}, AnnVerifyKey, "under /proc"},
 		{map[string]string{AnnVerifyKey: "file:/k.pub"}, AnnVerifyKey, "only a baseline file can be verified"},
+		{map[string]string{AnnBaseline: "registry"}, AnnBaseline, "needs " + AnnVerifyKey},
 		{map[string]string{AnnQuick: "soon"}, AnnQuick, "not a duration"},
 		{map[string]string{AnnFull: "-1h"}, AnnFull, "negative"},
 		{map[string]string{AnnQuick: "10ms"}, AnnQuick, "below 1s"},
