@@ -32,7 +32,8 @@
 // YAML document, unknown presets or attributes, relative or unclean paths,
 // duplicate rule paths, bad globs and zero limits are errors that name the
 // field, such as `rules[2].preset: unknown preset "Readonly" (want ReadOnly,
-// Growing or Ignore)`.
+// Growing or Ignore)`. So are policies over the bounds of maxRules and its
+// siblings, which keep parsing and validation linear in the file's size.
 //
 // # Presets
 //
@@ -97,6 +98,31 @@ const DefaultHash = "sha256"
 // maxPolicyBytes bounds what Parse and Load accept: every input has a limit,
 // and a policy larger than this is a mistake, not a policy.
 const maxPolicyBytes = 1 << 20
+
+// Bounds on what a policy holds, so that parsing, validating and matching
+// take time in proportion to the file, not to a power of it (docs/policy.md,
+// "Limits of a policy"). Each is far above what a real policy needs; going
+// over one is an error that names it.
+const (
+	// maxRules and maxExcludes bound the two lists.
+	maxRules    = 4096
+	maxExcludes = 1024
+	// maxPathBytes bounds a rule path or an exclude pattern: PATH_MAX, the
+	// longest path the kernel resolves in one call.
+	maxPathBytes = 4096
+	// maxNameBytes bounds one component of either: NAME_MAX, the longest
+	// name a Linux file system stores.
+	maxNameBytes = 255
+	// maxPatternComponents bounds the components of an exclude pattern, so
+	// matching a path of n components costs at most n × 64 steps.
+	maxPatternComponents = 64
+	// maxCrossCheck bounds the check that no recording rule lies under an
+	// exclude: every such rule path is matched against every pattern, and
+	// one match costs at most (bytes of the path) × (bytes of the pattern),
+	// so the product of their totals is what the check costs. 2^26 takes
+	// well under a second and admits, say, 1,000 rules against 100 patterns.
+	maxCrossCheck = 1 << 26
+)
 
 // Policy is a parsed policy. Parse and Load return validated policies with
 // defaults filled in; a Policy built in code must pass Validate (Compile

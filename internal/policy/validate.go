@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/bits"
 	"path"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -67,8 +68,17 @@ func (p *Policy) build() (*Matcher, []error) {
 	}
 
 	m := &Matcher{root: newNode(""), limits: p.Limits}
-	if len(p.Rules) == 0 {
+	switch {
+	case len(p.Rules) == 0:
 		errs.add("rules", "no rules (want at least one; a rule for \"/\" covers everything)")
+	case len(p.Rules) > maxRules:
+		errs.add("rules", "%d rules, more than the limit of %d", len(p.Rules), maxRules)
+	}
+	if len(p.Exclude) > maxExcludes {
+		errs.add("exclude", "%d patterns, more than the limit of %d", len(p.Exclude), maxExcludes)
+	}
+	if len(errs) > 0 && (len(p.Rules) > maxRules || len(p.Exclude) > maxExcludes) {
+		return nil, errs // not one error per entry of an oversized list
 	}
 	seen := make(map[string]int, len(p.Rules))
 	for i, r := range p.Rules {
@@ -107,6 +117,10 @@ func (p *Policy) build() (*Matcher, []error) {
 
 	// A recording rule under an exclude can never take effect: the author
 	// meant something else. (An Ignore rule there is merely redundant.)
+	if err := checkCrossCost(m); err != nil {
+		errs.add("exclude", "%v", err)
+		return nil, errs
+	}
 	for _, r := range m.rules {
 		if r.ignore {
 			continue
@@ -236,11 +250,14 @@ func checkSet(set attr.Set, where, hashHint string, errs *problems) {
 	}
 }
 
-// checkRulePath checks that p is a usable rule path: absolute, clean text.
+// checkRulePath checks that p is a usable rule path: absolute, clean text
+// that a Linux file system can hold.
 func checkRulePath(p string) error {
 	switch {
 	case p == "":
 		return errors.New("missing")
+	case len(p) > maxPathBytes:
+		return fmt.Errorf("%d bytes, more than the limit of %d (PATH_MAX)", len(p), maxPathBytes)
 	case !utf8.ValidString(p):
 		return fmt.Errorf("%q is not valid UTF-8", p)
 	case strings.IndexByte(p, 0) >= 0:
@@ -250,5 +267,44 @@ func checkRulePath(p string) error {
 	case path.Clean(p) != p:
 		return fmt.Errorf("%q is not clean (want %q)", p, path.Clean(p))
 	}
+	return checkNames(p)
+}
+
+// checkNames checks that no component of a rule path or pattern is longer
+// than a file name can be.
+func checkNames(p string) error {
+	for c := range strings.SplitSeq(p, "/") {
+		if len(c) > maxNameBytes {
+			return fmt.Errorf("a component of %d bytes (%s), more than the limit of %d (NAME_MAX)", len(c), brief(c), maxNameBytes)
+		}
+	}
 	return nil
+}
+
+// checkCrossCost refuses a policy whose rules and patterns are too large to
+// check against each other (maxCrossCheck).
+func checkCrossCost(m *Matcher) error {
+	var rules, patterns int64
+	for _, r := range m.rules {
+		if !r.ignore {
+			rules += int64(len(r.path))
+		}
+	}
+	for _, pt := range m.exclude {
+		patterns += int64(len(pt.src))
+	}
+	if rules*patterns > maxCrossCheck {
+		return fmt.Errorf("%d bytes of recording rule paths and %d bytes of patterns: too many to check against each other "+
+			"(their product is more than the limit of %d; use fewer or shorter rules or patterns)", rules, patterns, maxCrossCheck)
+	}
+	return nil
+}
+
+// brief quotes s, cut to its first 64 bytes when longer: an error about an
+// oversized value need not repeat all of it.
+func brief(s string) string {
+	if len(s) <= 64 {
+		return strconv.Quote(s)
+	}
+	return strconv.Quote(s[:64]) + "..."
 }
