@@ -212,18 +212,30 @@ func TestTamperedBlobs(t *testing.T) {
 			// Swap the blob for a valid one of the same kind: another
 			// image's, so only the digest check can tell.
 			other := testImage(t, "linux/arm64")
-			om, _ := other.Manifest()
-			src := om.Config.Digest
+			var b []byte
 			if name == "layer" {
-				src = om.Layers[0].Digest
 				// A gzip layer with other content under the old name.
-				l, _ := other.LayerByDigest(src)
-				rc, _ := l.Compressed()
-				b, _ := io.ReadAll(rc)
-				os.WriteFile(filepath.Join(dir, "blobs", blob.Algorithm, blob.Hex), b, 0o644)
-			} else {
-				b, _ := other.RawConfigFile()
-				os.WriteFile(filepath.Join(dir, "blobs", blob.Algorithm, blob.Hex), b, 0o644)
+				om, err := other.Manifest()
+				if err != nil {
+					t.Fatal(err)
+				}
+				l, err := other.LayerByDigest(om.Layers[0].Digest)
+				if err != nil {
+					t.Fatal(err)
+				}
+				rc, err := l.Compressed()
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, err = io.ReadAll(rc)
+				if err != nil {
+					t.Fatal(err)
+				}
+			} else if b, err = other.RawConfigFile(); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, "blobs", blob.Algorithm, blob.Hex), b, 0o644); err != nil {
+				t.Fatal(err)
 			}
 			im, err := Open(context.Background(), "oci:"+dir, SourceOptions{})
 			if err == nil {

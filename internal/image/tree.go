@@ -349,7 +349,7 @@ func (t *Tree) object(hdr *tar.Header, parts []string, content io.Reader) (*node
 	}
 	n.xattrs = xattrs
 	switch hdr.Typeflag {
-	case tar.TypeReg, tar.TypeRegA:
+	case tar.TypeReg: // tar.Reader turns the old TypeRegA into TypeReg or TypeDir
 		n.typ, n.size = attr.TypeRegular, hdr.Size
 		if err := t.hash(n, joinPath(parts), content); err != nil {
 			return nil, err

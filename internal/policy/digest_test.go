@@ -37,7 +37,7 @@ func TestDigestFormat(t *testing.T) {
 	if !regexp.MustCompile(`^[0-9a-f]{64}$`).MatchString(d) {
 		t.Errorf("Digest = %q, want 64 hex digits", d)
 	}
-	if d != digestOf(t, digestBase) || Default().Digest() != Default().Digest() {
+	if a, b := Default(), Default(); d != digestOf(t, digestBase) || a.Digest() != b.Digest() {
 		t.Error("Digest is not deterministic")
 	}
 }

@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -27,7 +26,6 @@ type receiver struct {
 	mu      sync.Mutex
 	reqs    []recorded
 	script  []int
-	n       atomic.Int32
 	block   bool          // hold each request until release is closed or the client gives up
 	entered chan struct{} // receives once per request, when block is set
 	release chan struct{}

@@ -56,7 +56,6 @@ type worker struct {
 	ppath  []byte // "/proc/self/fd/N/name" scratch
 	xlist  []byte // listxattr scratch
 	xval   []byte // getxattr scratch
-	xname  []byte // fgetxattr name scratch
 	sum    [64]byte
 	psum   [64]byte // the digest of a Growing file's prefix (hashFd)
 	pn     int      // its length; 0: none taken

@@ -89,13 +89,6 @@ func (in *inotify) add(dirfd int, path string) error {
 	return nil
 }
 
-// count is the number of live watches.
-func (in *inotify) count() int {
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	return len(in.paths)
-}
-
 func (in *inotify) close() error { return in.f.Close() }
 
 // read blocks until events arrive and decodes them into evs (reused).

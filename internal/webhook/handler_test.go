@@ -177,7 +177,7 @@ func TestHandler(t *testing.T) {
 // and is answered once it frees up; one that finds none within the wait is
 // refused with 429, without reading its body.
 func TestHandlerBusy(t *testing.T) {
-	h, reg := newHandler(t, Limits{MaxInFlight: 1, QueueWait: time.Hour})
+	h, _ := newHandler(t, Limits{MaxInFlight: 1, QueueWait: time.Hour})
 	pod := reviewBody(admissionv1.Create, "Pod", `{"spec":{"containers":[{"name":"app"}]}}`)
 	h.slots <- struct{}{} // the one slot is taken
 	done := make(chan int, 1)
@@ -192,7 +192,7 @@ func TestHandlerBusy(t *testing.T) {
 		t.Errorf("a review that waited for its slot: %d", code)
 	}
 
-	h, reg = newHandler(t, Limits{MaxInFlight: 1, QueueWait: time.Millisecond})
+	h, reg := newHandler(t, Limits{MaxInFlight: 1, QueueWait: time.Millisecond})
 	h.slots <- struct{}{}
 	resp, _ := post(t, h, pod, "application/json")
 	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {

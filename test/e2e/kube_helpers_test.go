@@ -171,13 +171,6 @@ func (k *kube) apply(t testing.TB, ns, manifests string) string {
 	return r.Stdout
 }
 
-// dryRun applies manifests with --dry-run=server: the apiserver parses,
-// defaults, validates and admits them without storing anything.
-func (k *kube) dryRun(t testing.TB, ns, manifests string) cmdResult {
-	t.Helper()
-	return k.stdin(t, manifests, "apply", "-n", ns, "--dry-run=server", "--validate=strict")
-}
-
 // namespace creates a namespace named prefix plus a unique suffix and
 // deletes it when the test ends, waiting for its pods to be gone. On
 // failure it first shows what ran in it. PODFIM_E2E_NAMESPACE_PREFIX, when

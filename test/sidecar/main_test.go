@@ -97,9 +97,10 @@ func setup() ([]string, func(), error) {
 // buildApp builds testdata/app as a static binary: the app container's
 // root has no libc.
 func buildApp(out string) error {
+	// go test puts the go command that runs it first on PATH.
 	gobin, err := exec.LookPath("go")
 	if err != nil {
-		gobin = filepath.Join(runtime.GOROOT(), "bin", "go")
+		return err
 	}
 	cmd := exec.Command(gobin, "build", "-trimpath", "-ldflags=-s -w", "-o", out, "./testdata/app")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=")

@@ -102,7 +102,7 @@ func (s *Store) Ensure(ctx context.Context) (Bundle, error) {
 		}
 		return b, nil
 	}
-	return Bundle{}, fmt.Errorf("Secret %s/%s: still changing after %d attempts", s.Namespace, s.Name, maxAttempts)
+	return Bundle{}, fmt.Errorf("secret %s/%s: still changing after %d attempts", s.Namespace, s.Name, maxAttempts)
 }
 
 // secret is the Secret holding b; old, when set, is the version it replaces.
