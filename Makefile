@@ -16,16 +16,18 @@ all: build
 build:
 	$(GO) build $(GOFLAGS) -o $(PODFIM) ./cmd/podfim
 
-## lint: formatting, vet and staticcheck (the e2e tests too: ./... leaves out their build tag)
+## lint: formatting, vet and staticcheck (the e2e tests too: ./... leaves out their build tag),
+## no function over 100 lines outside tests (scripts/funclen, with its shrinking allowlist)
 ## and tidy go.mod files. staticcheck is pinned in tools/go.mod (a module of its own, so its
 ## requirements never reach podfim's) and built from the Go module proxy like everything else.
 STATICCHECK := $(BIN)/staticcheck
 lint:
-	@out=$$(gofmt -l cmd internal test 2>/dev/null); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	@out=$$(gofmt -l cmd internal scripts test 2>/dev/null); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) vet -tags e2e ./test/e2e/
 	cd tools && $(GO) build -trimpath -buildvcs=false -o $(CURDIR)/$(STATICCHECK) honnef.co/go/tools/cmd/staticcheck
 	$(STATICCHECK) -tags e2e ./...
+	$(GO) run ./scripts/funclen
 	$(GO) mod tidy -diff
 	cd tools && $(GO) mod tidy -diff
 
