@@ -133,7 +133,19 @@ func (p *Policy) build() (*Matcher, []error) {
 		}
 	}
 
-	l, d := p.Limits, DefaultLimits()
+	checkLimits(p.Limits, &errs)
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	for i := range m.rules {
+		m.root.insert(m.rules[i].path, int32(i), !m.rules[i].ignore)
+	}
+	return m, nil
+}
+
+// checkLimits checks that every limit is positive.
+func checkLimits(l Limits, errs *problems) {
+	d := DefaultLimits()
 	positive := func(name string, v, def int64) {
 		if v <= 0 {
 			errs.add("limits."+name, "must be positive, got %d (the default is %d)", v, def)
@@ -143,14 +155,6 @@ func (p *Policy) build() (*Matcher, []error) {
 	positive("maxDepth", int64(l.MaxDepth), int64(d.MaxDepth))
 	positive("maxFileBytes", l.MaxFileBytes, d.MaxFileBytes)
 	positive("maxFindings", int64(l.MaxFindings), int64(d.MaxFindings))
-
-	if len(errs) > 0 {
-		return nil, errs
-	}
-	for i := range m.rules {
-		m.root.insert(m.rules[i].path, int32(i), !m.rules[i].ignore)
-	}
-	return m, nil
 }
 
 // resolve returns the attributes rule r records, or ignore, reporting
