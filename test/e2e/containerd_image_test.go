@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/podfim/podfim/internal/testwait"
 )
 
 // TestPodmanImageBaselineContainerd checks an image baseline against
@@ -130,7 +132,7 @@ func startContainerd(t *testing.T) string {
 		}
 		log.Close()
 	})
-	waitFor(t, "containerd to answer", 60*time.Second, 200*time.Millisecond, func() (bool, string) {
+	testwait.Eventually(t, 60*time.Second, 200*time.Millisecond, "containerd to answer", func() (bool, string) {
 		r := runCmd(t, 10*time.Second, nil, "", "ctr", "-a", sock, "version")
 		return r.Err == nil, strings.TrimSpace(r.Out())
 	})

@@ -19,6 +19,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/podfim/podfim/internal/testwait"
 )
 
 // repoRoot is the repository's top directory (this file is test/e2e/...).
@@ -213,29 +215,10 @@ func httpGet(t testing.TB, raw string) (int, string, error) {
 	return resp.StatusCode, string(b), err
 }
 
-// waitFor polls check every interval until it returns true, and fails the
-// test after timeout with what the last check said. It returns how long it
-// took.
-func waitFor(t testing.TB, what string, timeout, interval time.Duration, check func() (bool, string)) time.Duration {
-	t.Helper()
-	start := time.Now()
-	deadline := start.Add(timeout)
-	for {
-		ok, last := check()
-		if ok {
-			return time.Since(start)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s; last: %s", timeout, what, last)
-		}
-		time.Sleep(interval)
-	}
-}
-
 // waitBody waits until GET url answers 200 with body.
 func waitBody(t testing.TB, rawURL, body string, timeout time.Duration) time.Duration {
 	t.Helper()
-	return waitFor(t, fmt.Sprintf("GET %s = %q", rawURL, body), timeout, 100*time.Millisecond, func() (bool, string) {
+	return testwait.Eventually(t, timeout, 100*time.Millisecond, fmt.Sprintf("GET %s = %q", rawURL, body), func() (bool, string) {
 		code, got, err := httpGet(t, rawURL)
 		if err != nil {
 			return false, err.Error()
@@ -248,7 +231,7 @@ func waitBody(t testing.TB, rawURL, body string, timeout time.Duration) time.Dur
 func waitStatus(t testing.TB, rawURL string, code int, timeout time.Duration) (string, time.Duration) {
 	t.Helper()
 	var body string
-	took := waitFor(t, fmt.Sprintf("GET %s -> %d", rawURL, code), timeout, 100*time.Millisecond, func() (bool, string) {
+	took := testwait.Eventually(t, timeout, 100*time.Millisecond, fmt.Sprintf("GET %s -> %d", rawURL, code), func() (bool, string) {
 		c, b, err := httpGet(t, rawURL)
 		if err != nil {
 			return false, err.Error()
@@ -317,7 +300,7 @@ func matching(lines []logLine, msg, path string) []logLine {
 func waitLog(t testing.TB, logs func() string, msg, path string, timeout time.Duration) logLine {
 	t.Helper()
 	var found logLine
-	waitFor(t, fmt.Sprintf("log line %q path %q", msg, path), timeout, 100*time.Millisecond, func() (bool, string) {
+	testwait.Eventually(t, timeout, 100*time.Millisecond, fmt.Sprintf("log line %q path %q", msg, path), func() (bool, string) {
 		text := logs()
 		m := matching(parseLog(text), msg, path)
 		if len(m) == 0 {

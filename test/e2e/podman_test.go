@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/podfim/podfim/internal/testwait"
 )
 
 // The demo Pod on podman (`podman kube play`, deploy/podman/): the seed's
@@ -260,7 +262,7 @@ func testPodmanKill(t *testing.T, p *podmanEnv) {
 		t.Fatalf("kill: %s", l)
 	}
 	logGap(t, "finding -> app container killed", v, l)
-	took := waitFor(t, "podman restarts the app", 30*time.Second, 100*time.Millisecond, func() (bool, string) {
+	took := testwait.Eventually(t, 30*time.Second, 100*time.Millisecond, "podman restarts the app", func() (bool, string) {
 		n := p.restarts(d.app)
 		return n >= 1, fmt.Sprintf("restart count %d", n)
 	})
@@ -283,7 +285,7 @@ func testPodmanKill(t *testing.T, p *podmanEnv) {
 	}
 
 	// podman restarted the same container each time, and stops there.
-	waitFor(t, "the app running again", 30*time.Second, 100*time.Millisecond, func() (bool, string) {
+	testwait.Eventually(t, 30*time.Second, 100*time.Millisecond, "the app running again", func() (bool, string) {
 		s := p.inspect(d.app, "{{.State.Running}}")
 		return s == "true", "running=" + s
 	})

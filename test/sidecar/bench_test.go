@@ -33,6 +33,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/podfim/podfim/internal/testwait"
 )
 
 // benchConfig is read from the environment (SIDECARBENCH_*; not PODFIM_*,
@@ -578,7 +580,7 @@ func restoreLatency(t *testing.T, cfg benchConfig, rep *benchReport, name string
 		}
 		lat = append(lat, at.Sub(wrote))
 		// Settled: the restored file verified and the violation resolved.
-		eventually(t, waitTimeout, fmt.Sprintf("tamper %d: /readyz 200 after the restore", i), func() (bool, string) {
+		testwait.Eventually(t, waitTimeout, poll, fmt.Sprintf("tamper %d: /readyz 200 after the restore", i), func() (bool, string) {
 			c, body, err := s.fetch("/readyz")
 			return err == nil && c == http.StatusOK, fmt.Sprintf("%d %q %v", c, body, err)
 		})
@@ -658,7 +660,7 @@ func killLatency(t *testing.T, cfg benchConfig, rep *benchReport) {
 			progress("kill: %d/%d", i+1, cfg.kills)
 		}
 	}
-	eventually(t, waitTimeout, fmt.Sprintf("%d kills counted", cfg.kills), func() (bool, string) {
+	testwait.Eventually(t, waitTimeout, poll, fmt.Sprintf("%d kills counted", cfg.kills), func() (bool, string) {
 		v, _ := s.metric(t, "podfim_actions_total", "action=kill", "result=ok")
 		return v == float64(cfg.kills), fmt.Sprint(v)
 	})
@@ -743,7 +745,7 @@ func treeRun(t *testing.T, cfg benchConfig, rep *benchReport, n int) {
 	want := dirs + 3 // the generated directories, /, /www and /data
 	var t0 time.Time
 	last, lastChange := -1, time.Now()
-	eventually(t, long, fmt.Sprintf("%d inotify watches", want), func() (bool, string) {
+	testwait.Eventually(t, long, poll, fmt.Sprintf("%d inotify watches", want), func() (bool, string) {
 		w := inotifyWatches(pid)
 		if w != last {
 			last, lastChange = w, time.Now()
@@ -781,7 +783,7 @@ func treeRun(t *testing.T, cfg benchConfig, rep *benchReport, n int) {
 		samp := sampleRSS(pid, 10*time.Millisecond)
 		sleepUntil(t0.Add(at + 300*time.Millisecond))
 		var c1 usage
-		eventually(t, long, fmt.Sprintf("the scheduled %s check", typ), func() (bool, string) {
+		testwait.Eventually(t, long, poll, fmt.Sprintf("the scheduled %s check", typ), func() (bool, string) {
 			u := readUsage(t, pid)
 			v := s.scrape(t, "podfim_scans_total", "type="+typ, "result=ok")
 			if v > count0 {

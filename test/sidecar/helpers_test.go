@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/podfim/podfim/internal/testwait"
 )
 
 // The app's page, and the tampered page: of the same length, written in
@@ -46,23 +48,6 @@ const (
 	waitTimeout  = 10 * time.Second // anything else the sidecar is expected to do
 	poll         = 5 * time.Millisecond
 )
-
-// eventually polls cond until it holds, and fails the test after timeout
-// with cond's last description of the state.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s; last: %s", what, timeout, state)
-		}
-		time.Sleep(poll)
-	}
-}
 
 // makeImage returns a directory that app containers are started from: /app
 // (the static app) and /www/index.html holding index.
@@ -524,7 +509,7 @@ func (s *sidecar) logs(msg string, match func(logLine) bool) []logLine {
 func (s *sidecar) waitLog(t *testing.T, timeout time.Duration, msg string, match func(logLine) bool) logLine {
 	t.Helper()
 	var got []logLine
-	eventually(t, timeout, fmt.Sprintf("log %q", msg), func() (bool, string) {
+	testwait.Eventually(t, timeout, poll, fmt.Sprintf("log %q", msg), func() (bool, string) {
 		if !s.running() {
 			t.Fatalf("the sidecar exited (%v) while waiting for log %q", s.cmd.ProcessState, msg)
 		}
@@ -562,7 +547,7 @@ func (s *sidecar) get(t *testing.T, path string) (int, string) {
 // waitReadyz waits until /readyz answers code with a body containing want.
 func (s *sidecar) waitReadyz(t *testing.T, timeout time.Duration, code int, want string) {
 	t.Helper()
-	eventually(t, timeout, fmt.Sprintf("/readyz %d %q", code, want), func() (bool, string) {
+	testwait.Eventually(t, timeout, poll, fmt.Sprintf("/readyz %d %q", code, want), func() (bool, string) {
 		c, body, err := s.fetch("/readyz")
 		return err == nil && c == code && strings.Contains(body, want), fmt.Sprintf("%d %q %v", c, body, err)
 	})
@@ -619,7 +604,7 @@ func containsAll(have, want []string) bool {
 // waitMetric waits until a series has the value want.
 func (s *sidecar) waitMetric(t *testing.T, timeout time.Duration, want float64, name string, labels ...string) {
 	t.Helper()
-	eventually(t, timeout, fmt.Sprintf("%s%v = %v", name, labels, want), func() (bool, string) {
+	testwait.Eventually(t, timeout, poll, fmt.Sprintf("%s%v = %v", name, labels, want), func() (bool, string) {
 		_, body, err := s.fetch("/metrics")
 		if err != nil {
 			return false, err.Error()

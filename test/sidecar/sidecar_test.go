@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/podfim/podfim/internal/testwait"
 )
 
 // waitStarted waits until the sidecar has baselined (or loaded the
@@ -95,7 +97,7 @@ func TestTamperKillRestart(t *testing.T) {
 	if !a.killedBySIGKILL() {
 		t.Errorf("the app exited with %v, want killed by SIGKILL", a.status)
 	}
-	eventually(t, waitTimeout, "the worker killed too", func() (bool, string) { return a.workerGone(), "alive" })
+	testwait.Eventually(t, waitTimeout, poll, "the worker killed too", func() (bool, string) { return a.workerGone(), "alive" })
 
 	v := s.violations(pagePath)
 	if len(v) != 1 {
@@ -190,7 +192,7 @@ func TestKillLatency(t *testing.T) {
 	if len(lat) <= 20 {
 		t.Logf("all: %v", lat)
 	}
-	eventually(t, waitTimeout, fmt.Sprintf("%d kills logged", rounds), func() (bool, string) {
+	testwait.Eventually(t, waitTimeout, poll, fmt.Sprintf("%d kills logged", rounds), func() (bool, string) {
 		n := len(s.logs("app container killed", nil))
 		return n == rounds, fmt.Sprint(n)
 	})
@@ -266,7 +268,7 @@ func TestKillLimit(t *testing.T) {
 		a = startApp(t, bad)
 		restarts++
 		// Either the new container is killed, or the limit is reached.
-		eventually(t, waitTimeout, "a kill or the escalation", func() (bool, string) {
+		testwait.Eventually(t, waitTimeout, poll, "a kill or the escalation", func() (bool, string) {
 			return !a.alive() || escalated(), "neither"
 		})
 		if escalated() {
@@ -283,7 +285,7 @@ func TestKillLimit(t *testing.T) {
 
 	// The sidecar keeps checking (two more quick checks) without killing.
 	quick, _ := s.metric(t, "podfim_scans_total", "type=quick", "result=ok")
-	eventually(t, waitTimeout, "two more quick checks", func() (bool, string) {
+	testwait.Eventually(t, waitTimeout, poll, "two more quick checks", func() (bool, string) {
 		_, body, err := s.fetch("/metrics")
 		v, _ := parseMetric(t, body, "podfim_scans_total", "type=quick", "result=ok")
 		return err == nil && v >= quick+2, fmt.Sprint(v, err)
@@ -336,7 +338,7 @@ func TestTamperRestore(t *testing.T) {
 
 	tamper(t, a)
 	s.waitLog(t, waitTimeout, "file restored", func(l logLine) bool { return l.str("path") == pagePath })
-	eventually(t, waitTimeout, "the page restored", func() (bool, string) {
+	testwait.Eventually(t, waitTimeout, poll, "the page restored", func() (bool, string) {
 		b, err := os.ReadFile(pageFile)
 		return err == nil && string(b) == page, fmt.Sprintf("%q %v", b, err)
 	})
@@ -356,7 +358,7 @@ func TestTamperRestore(t *testing.T) {
 	if err := os.Symlink(victim, pageFile); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, waitTimeout, "the symlink replaced by the page", func() (bool, string) {
+	testwait.Eventually(t, waitTimeout, poll, "the symlink replaced by the page", func() (bool, string) {
 		st, err := os.Lstat(pageFile)
 		if err != nil || !st.Mode().IsRegular() {
 			return false, fmt.Sprintf("%v %v", st, err)
