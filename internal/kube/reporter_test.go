@@ -24,6 +24,7 @@ import (
 	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/podfim/podfim/internal/metrics"
+	"github.com/podfim/podfim/internal/testwait"
 )
 
 // request is one request the fake API server received.
@@ -225,21 +226,10 @@ type collectorFunc func(chan<- prometheus.Metric)
 func (f collectorFunc) Describe(chan<- *prometheus.Desc)    {}
 func (f collectorFunc) Collect(ch chan<- prometheus.Metric) { f(ch) }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func TestReporterEvent(t *testing.T) {
 	e := newReporterEnv(t, ownedPod(time.Now()), ReporterConfig{Events: true})
 	e.r.Event(corev1.EventTypeWarning, ReasonFileChanged, "integrity violation: /srv/www/index.html changed (sha256)\n\x1b[31m")
-	waitFor(t, "the event", func() bool { return e.events(metrics.KubeEventSent) == 1 })
+	testwait.Eventually(t, 10*time.Second, 5*time.Millisecond, "the event", testwait.True(func() bool { return e.events(metrics.KubeEventSent) == 1 }))
 	posts := e.srv.requests(http.MethodPost, "/api/v1/namespaces/"+ns+"/events")
 	if len(posts) != 1 {
 		t.Fatalf("%d POSTs of events, want 1", len(posts))
@@ -275,9 +265,9 @@ func TestReporterStorm(t *testing.T) {
 	// not make the caller wait.
 	t.Logf("1000 Events handed over in %v", time.Since(start))
 	e.r.Event(corev1.EventTypeWarning, ReasonPodQuarantined, "labelled")
-	waitFor(t, "the storm to settle", func() bool {
+	testwait.Eventually(t, 10*time.Second, 5*time.Millisecond, "the storm to settle", testwait.True(func() bool {
 		return e.events(metrics.KubeEventSent)+e.events(metrics.KubeEventFiltered)+e.events(metrics.KubeEventDropped) == 1001
-	})
+	}))
 	writes := len(e.srv.requests(http.MethodPost, "/api/v1/namespaces/"+ns+"/events")) +
 		len(e.srv.requests(http.MethodPatch, "/api/v1/namespaces/"+ns+"/events"))
 	// client-go's spam filter: a burst of 25 per source, object, type and
@@ -310,18 +300,18 @@ func TestReporterStorm(t *testing.T) {
 func TestReporterQueueBound(t *testing.T) {
 	e := newReporterEnv(t, ownedPod(time.Now()), ReporterConfig{Events: true, QueueSize: 4, Attempts: 1})
 	podPath := "/api/v1/namespaces/" + ns + "/pods/" + name
-	waitFor(t, "the pod read", func() bool { return len(e.srv.requests(http.MethodGet, podPath)) == 1 })
+	testwait.Eventually(t, 10*time.Second, 5*time.Millisecond, "the pod read", testwait.True(func() bool { return len(e.srv.requests(http.MethodGet, podPath)) == 1 }))
 	hang := make(chan struct{})
 	e.srv.mu.Lock()
 	e.srv.hang = hang
 	e.srv.mu.Unlock()
 	// The first Event is taken by the worker, which then hangs on it.
 	e.r.Event(corev1.EventTypeNormal, "Reason0", "m")
-	waitFor(t, "the first write to hang", func() bool {
+	testwait.Eventually(t, 10*time.Second, 5*time.Millisecond, "the first write to hang", testwait.True(func() bool {
 		e.r.mu.Lock()
 		defer e.r.mu.Unlock()
 		return len(e.r.queue) == 0
-	})
+	}))
 	start := time.Now()
 	for i := 1; i < 10; i++ {
 		// Different reasons: the spam filter lets each through.
@@ -335,7 +325,7 @@ func TestReporterQueueBound(t *testing.T) {
 		t.Errorf("%v dropped, want 5", d)
 	}
 	close(hang)
-	waitFor(t, "the queue to drain", func() bool { return e.events(metrics.KubeEventSent) == 5 })
+	testwait.Eventually(t, 10*time.Second, 5*time.Millisecond, "the queue to drain", testwait.True(func() bool { return e.events(metrics.KubeEventSent) == 5 }))
 	var reasons []string
 	for _, r := range e.srv.requests(http.MethodPost, "/api/v1/namespaces/"+ns+"/events") {
 		var ev corev1.Event
@@ -355,7 +345,7 @@ func TestReporterAPIDown(t *testing.T) {
 	for i := range 3 {
 		e.r.Event(corev1.EventTypeNormal, fmt.Sprintf("Reason%d", i), "m")
 	}
-	waitFor(t, "three failures", func() bool { return e.events(metrics.KubeEventFailed) == 3 })
+	testwait.Eventually(t, 10*time.Second, 5*time.Millisecond, "three failures", testwait.True(func() bool { return e.events(metrics.KubeEventFailed) == 3 }))
 	if n := len(e.srv.requests(http.MethodPost, "/api/v1/namespaces/"+ns+"/events")); n != 6 {
 		t.Errorf("%d POSTs for 3 Events with 2 attempts each, want 6", n)
 	}
@@ -368,9 +358,9 @@ func TestReporterRetry(t *testing.T) {
 	e := newReporterEnv(t, ownedPod(time.Now()), ReporterConfig{Events: true, Attempts: 5, Backoff: 10 * time.Millisecond})
 	e.srv.setFail(status(http.StatusInternalServerError, metav1.StatusReasonInternalError, "etcd is down"))
 	e.r.Event(corev1.EventTypeNormal, ReasonBaselineCreated, "m")
-	waitFor(t, "two attempts", func() bool { return len(e.srv.requests(http.MethodPost, "/api/v1/namespaces/"+ns+"/events")) >= 2 })
+	testwait.Eventually(t, 10*time.Second, 5*time.Millisecond, "two attempts", testwait.True(func() bool { return len(e.srv.requests(http.MethodPost, "/api/v1/namespaces/"+ns+"/events")) >= 2 }))
 	e.srv.setFail(nil)
-	waitFor(t, "the retried Event", func() bool { return e.events(metrics.KubeEventSent) == 1 })
+	testwait.Eventually(t, 10*time.Second, 5*time.Millisecond, "the retried Event", testwait.True(func() bool { return e.events(metrics.KubeEventSent) == 1 }))
 	if f := e.events(metrics.KubeEventFailed); f != 0 {
 		t.Errorf("%v failed: a retry succeeded", f)
 	}
@@ -387,7 +377,7 @@ func TestReporterForbidden(t *testing.T) {
 	for i := range 3 {
 		e.r.Event(corev1.EventTypeNormal, fmt.Sprintf("R%d", i), "m")
 	}
-	waitFor(t, "three failures", func() bool { return e.events(metrics.KubeEventFailed) == 3 })
+	testwait.Eventually(t, 10*time.Second, 5*time.Millisecond, "three failures", testwait.True(func() bool { return e.events(metrics.KubeEventFailed) == 3 }))
 	if n := len(e.srv.requests(http.MethodPost, "/api/v1/namespaces/"+ns+"/events")); n != 3 {
 		t.Errorf("%d POSTs for 3 Events refused by RBAC, want 3 (no retries)", n)
 	}
@@ -403,7 +393,7 @@ func TestReporterQuarantine(t *testing.T) {
 	e := newReporterEnv(t, ownedPod(time.Now()), ReporterConfig{})
 	podPath := "/api/v1/namespaces/" + ns + "/pods/" + name
 	e.r.SetQuarantine(true, QuarantineReason(time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC), []string{"/srv/www/index.html"}))
-	waitFor(t, "the quarantine patch", func() bool { return len(e.srv.requests(http.MethodPatch, podPath)) == 1 })
+	testwait.Eventually(t, 10*time.Second, 5*time.Millisecond, "the quarantine patch", testwait.True(func() bool { return len(e.srv.requests(http.MethodPatch, podPath)) == 1 }))
 	p := e.srv.requests(http.MethodPatch, podPath)[0]
 	if p.contentType != "application/merge-patch+json" {
 		t.Errorf("content type %q", p.contentType)
@@ -425,7 +415,7 @@ func TestReporterQuarantine(t *testing.T) {
 		t.Errorf("annotation in %s", p.body)
 	}
 	e.r.SetQuarantine(false, "")
-	waitFor(t, "the release patch", func() bool { return len(e.srv.requests(http.MethodPatch, podPath)) == 2 })
+	testwait.Eventually(t, 10*time.Second, 5*time.Millisecond, "the release patch", testwait.True(func() bool { return len(e.srv.requests(http.MethodPatch, podPath)) == 2 }))
 	p = e.srv.requests(http.MethodPatch, podPath)[1]
 	if !strings.Contains(string(p.body), `"labels":{"podfim.io/quarantined":null}`) || !strings.Contains(string(p.body), `"annotations":{"podfim.io/quarantine":null}`) {
 		t.Errorf("release patch %s", p.body)
@@ -445,7 +435,7 @@ func TestReporterQuarantineStorm(t *testing.T) {
 	e := newReporterEnv(t, ownedPod(time.Now()), ReporterConfig{})
 	podPath := "/api/v1/namespaces/" + ns + "/pods/" + name
 	e.r.SetQuarantine(true, "0")
-	waitFor(t, "the label", func() bool { return len(e.srv.requests(http.MethodPatch, podPath)) == 1 })
+	testwait.Eventually(t, 10*time.Second, 5*time.Millisecond, "the label", testwait.True(func() bool { return len(e.srv.requests(http.MethodPatch, podPath)) == 1 }))
 	for i := 1; i <= 1000; i++ {
 		e.r.SetQuarantine(true, strconv.Itoa(i))
 	}
@@ -456,12 +446,12 @@ func TestReporterQuarantineStorm(t *testing.T) {
 	// After annotationEvery the latest annotation is written, once.
 	e.clock.Step(annotationEvery)
 	e.r.poke()
-	waitFor(t, "the latest annotation", func() bool { return len(e.srv.requests(http.MethodPatch, podPath)) == 2 })
+	testwait.Eventually(t, 10*time.Second, 5*time.Millisecond, "the latest annotation", testwait.True(func() bool { return len(e.srv.requests(http.MethodPatch, podPath)) == 2 }))
 	if b := e.srv.requests(http.MethodPatch, podPath)[1].body; !strings.Contains(string(b), `"podfim.io/quarantine":"1000"`) {
 		t.Errorf("patch %s, want the latest annotation", b)
 	}
 	e.r.SetQuarantine(false, "")
-	waitFor(t, "the release", func() bool { return len(e.srv.requests(http.MethodPatch, podPath)) == 3 })
+	testwait.Eventually(t, 10*time.Second, 5*time.Millisecond, "the release", testwait.True(func() bool { return len(e.srv.requests(http.MethodPatch, podPath)) == 3 }))
 }
 
 // TestReporterQuarantineConverges: a quarantine that failed (API down) is
@@ -469,15 +459,15 @@ func TestReporterQuarantineStorm(t *testing.T) {
 func TestReporterQuarantineConverges(t *testing.T) {
 	e := newReporterEnv(t, ownedPod(time.Now()), ReporterConfig{Attempts: 2, Backoff: time.Millisecond})
 	podPath := "/api/v1/namespaces/" + ns + "/pods/" + name
-	waitFor(t, "the pod read", func() bool { return len(e.srv.requests(http.MethodGet, podPath)) == 1 })
+	testwait.Eventually(t, 10*time.Second, 5*time.Millisecond, "the pod read", testwait.True(func() bool { return len(e.srv.requests(http.MethodGet, podPath)) == 1 }))
 	e.srv.setFail(status(http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable, "down"))
 	e.r.SetQuarantine(true, "x")
-	waitFor(t, "failed patches", func() bool { return len(e.srv.requests(http.MethodPatch, podPath)) >= 2 })
+	testwait.Eventually(t, 10*time.Second, 5*time.Millisecond, "failed patches", testwait.True(func() bool { return len(e.srv.requests(http.MethodPatch, podPath)) >= 2 }))
 	e.srv.setFail(nil)
 	e.r.poke() // the 30 s resync, sooner
-	waitFor(t, "the patch to go through", func() bool {
+	testwait.Eventually(t, 10*time.Second, 5*time.Millisecond, "the patch to go through", testwait.True(func() bool {
 		return e.requests(metrics.KubePatchPod, metrics.ResultOK) == 1
-	})
+	}))
 }
 
 func TestReporterDeleteGuard(t *testing.T) {
@@ -487,10 +477,10 @@ func TestReporterDeleteGuard(t *testing.T) {
 	// it. A day's minimum age refuses any pod here, so asking is harmless.
 	known := func(r *Reporter) error {
 		var err error
-		waitFor(t, "the pod read", func() bool {
+		testwait.Eventually(t, 10*time.Second, 5*time.Millisecond, "the pod read", testwait.True(func() bool {
 			err = r.Delete(24 * time.Hour)
 			return !errors.Is(err, ErrDeleteUnknown)
-		})
+		}))
 		return err
 	}
 
@@ -517,7 +507,7 @@ func TestReporterDeleteGuard(t *testing.T) {
 	if err := e.r.Delete(time.Minute); err != nil {
 		t.Fatalf("delete: %v", err)
 	}
-	waitFor(t, "the delete", func() bool { return len(e.srv.requests(http.MethodDelete, podPath)) == 1 })
+	testwait.Eventually(t, 10*time.Second, 5*time.Millisecond, "the delete", testwait.True(func() bool { return len(e.srv.requests(http.MethodDelete, podPath)) == 1 }))
 	var opts metav1.DeleteOptions
 	if err := json.Unmarshal(e.srv.requests(http.MethodDelete, podPath)[0].body, &opts); err != nil {
 		t.Fatal(err)
@@ -542,7 +532,7 @@ func TestReporterDeleteFailed(t *testing.T) {
 	e.r.OnDeleteFailed(func(err error) { failed <- err })
 	// A day's minimum age refuses this pod without a request, once the
 	// guard has the pod.
-	waitFor(t, "the pod read", func() bool { return !errors.Is(e.r.Delete(24*time.Hour), ErrDeleteUnknown) })
+	testwait.Eventually(t, 10*time.Second, 5*time.Millisecond, "the pod read", testwait.True(func() bool { return !errors.Is(e.r.Delete(24*time.Hour), ErrDeleteUnknown) }))
 
 	e.srv.setFail(status(http.StatusForbidden, metav1.StatusReasonForbidden, `pods "web" is forbidden: cannot delete resource "pods"`))
 	if err := e.r.Delete(time.Minute); err != nil {
@@ -587,10 +577,10 @@ func TestReporterDeleteFailed(t *testing.T) {
 	}
 	<-failed
 	e.r.poke()
-	waitFor(t, "a retry", func() bool { return len(e.srv.requests(http.MethodDelete, podPath)) >= 6 })
+	testwait.Eventually(t, 10*time.Second, 5*time.Millisecond, "a retry", testwait.True(func() bool { return len(e.srv.requests(http.MethodDelete, podPath)) >= 6 }))
 	e.srv.setFail(nil)
 	e.r.poke()
-	waitFor(t, "the delete", func() bool { return e.requests(metrics.KubeDeletePod, metrics.ResultOK) == 1 })
+	testwait.Eventually(t, 10*time.Second, 5*time.Millisecond, "the delete", testwait.True(func() bool { return e.requests(metrics.KubeDeletePod, metrics.ResultOK) == 1 }))
 	if len(failed) != 0 {
 		t.Errorf("OnDeleteFailed called %d more times for one request", len(failed))
 	}

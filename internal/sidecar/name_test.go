@@ -17,6 +17,7 @@ import (
 	"github.com/podfim/podfim/internal/policy"
 	"github.com/podfim/podfim/internal/respond"
 	"github.com/podfim/podfim/internal/target"
+	"github.com/podfim/podfim/internal/testwait"
 )
 
 // result is one answer of the fake API.
@@ -117,19 +118,9 @@ func await(t *testing.T, f *fakeLookup, what string) {
 // after storing the IDs a test waits for), then compares.
 func checkLog(t *testing.T, rec *logRecorder, want []string) {
 	t.Helper()
-	waitFor(t, "the log", func() bool { return len(rec.messages()) >= len(want) })
+	testwait.Eventually(t, 5*time.Second, time.Millisecond, "the log", testwait.True(func() bool { return len(rec.messages()) >= len(want) }))
 	if got := rec.messages(); !slices.Equal(got, want) {
 		t.Errorf("log:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
-	}
-}
-
-// waitFor polls cond.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
 	}
 }
 
@@ -164,7 +155,7 @@ func TestNameResolverLooksUpOnMisses(t *testing.T) {
 	r, rec := startResolver(t, f, 20*time.Millisecond, time.Second)
 
 	await(t, f, "start")
-	waitFor(t, "the IDs", func() bool { return slices.Equal(r.ContainerIDs(), []string{idA}) })
+	testwait.Eventually(t, 5*time.Second, time.Millisecond, "the IDs", testwait.True(func() bool { return slices.Equal(r.ContainerIDs(), []string{idA}) }))
 	// No miss, no request: a followed container needs none.
 	select {
 	case <-f.called:
@@ -180,7 +171,7 @@ func TestNameResolverLooksUpOnMisses(t *testing.T) {
 	if d := time.Since(start); d < 15*time.Millisecond {
 		t.Errorf("two lookups %v apart, want the interval (20ms) at least", d)
 	}
-	waitFor(t, "the restarted container's IDs", func() bool { return slices.Equal(r.ContainerIDs(), []string{idB, idA}) })
+	testwait.Eventually(t, 5*time.Second, time.Millisecond, "the restarted container's IDs", testwait.True(func() bool { return slices.Equal(r.ContainerIDs(), []string{idB, idA}) }))
 	checkLog(t, rec, []string{
 		"target container name looked up ids=[0e768f8db752]",
 		"target container name looked up ids=[abddff03dfd7 0e768f8db752]",
@@ -214,7 +205,7 @@ func TestNameResolverErrors(t *testing.T) {
 			}
 		}
 	}
-	waitFor(t, "the last IDs", func() bool { return slices.Equal(r.ContainerIDs(), []string{idB}) })
+	testwait.Eventually(t, 5*time.Second, time.Millisecond, "the last IDs", testwait.True(func() bool { return slices.Equal(r.ContainerIDs(), []string{idB}) }))
 	// Each distinct error once; a recovery is logged.
 	want := []string{
 		"target container name looked up ids=[0e768f8db752]",
