@@ -81,42 +81,25 @@ func TestSize100k(t *testing.T) {
 	}
 }
 
-// TestDecodeSpeed100k checks the decode budget loosely (the benchmark gives
-// the real number): well under 100 ms for 100,000 entries, and memory in
-// proportion to them.
-func TestDecodeSpeed100k(t *testing.T) {
+// TestDecodeAllocs100k bounds what decoding 100,000 entries allocates per
+// entry, which is deterministic: an accidental quadratic or a copy per
+// entry shows here on any machine. Its speed is BenchmarkRead100k's to
+// print (a timed test failed under CI's load).
+func TestDecodeAllocs100k(t *testing.T) {
 	files := sweepFiles()
 	entries := files + files/100 + 1
 	data := encodeFile(t, syntheticBaseline(files, false), nil)
-	best := time.Duration(math.MaxInt64)
 	var ms0, ms1 runtimeMem
-	runs := 5
-	if raceEnabled {
-		runs = 1 // slow and meaningless for timing; the bounds still apply
-	}
-	for range runs {
-		ms0.read()
-		start := time.Now()
-		b, err := Read(bytes.NewReader(data), ReadOptions{})
-		best = min(best, time.Since(start))
-		ms1.read()
-		if err != nil || len(b.Entries) != entries {
-			t.Fatalf("Read: %v", err)
-		}
+	ms0.read()
+	b, err := Read(bytes.NewReader(data), ReadOptions{})
+	ms1.read()
+	if err != nil || len(b.Entries) != entries {
+		t.Fatalf("Read: %v", err)
 	}
 	alloc := ms1.totalAlloc - ms0.totalAlloc
-	t.Logf("best of %d: %v for %d entries, %d bytes allocated (%d per entry)", runs, best, entries, alloc, alloc/uint64(entries))
-	// Generous against a slow or busy CI machine (and -race): the point is
-	// to catch an accidental quadratic, not to benchmark.
-	limit := 500 * time.Millisecond
-	if raceEnabled {
-		limit = 5 * time.Second
-	}
-	if best > limit {
-		t.Errorf("decoding %d entries took %v", entries, best)
-	}
+	t.Logf("%d entries, %d bytes allocated (%d per entry)", entries, alloc, alloc/uint64(entries))
 	if alloc/uint64(entries) > 400 {
-		t.Errorf("decoding allocated %d bytes per entry", alloc/uint64(entries))
+		t.Errorf("decoding allocated %d bytes per entry, want at most 400", alloc/uint64(entries))
 	}
 }
 
