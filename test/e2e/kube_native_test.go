@@ -32,6 +32,10 @@ type nativeOpts struct {
 	rbac                 bool   // a ServiceAccount with the sidecar's Role; false: the namespace's default, no Role
 	rbacFor              string // the responses the Role is derived from; empty: respond and escalate
 	bare                 bool   // a Pod instead of a Deployment (its image can be changed in place)
+	appImage             string // the app's image, pulled (a registry's); empty: the imported hello
+	appCommand           string // a shell command line run before the app (busybox sh -c ...; exec)
+	keyConfigMap         string // a ConfigMap mounted into the sidecar at /etc/podfim/key
+	baselinesConfigMap   string // a ConfigMap mounted into the sidecar at /etc/podfim/baselines
 }
 
 // nativeManifest is a Deployment of hello + the podfim sidecar, a Service
@@ -62,6 +66,21 @@ func nativeManifest(t *testing.T, ns string, img kubeImageRefs, o nativeOpts) st
 		// which the default policy reports.
 		`--policy-yaml={"version":1,"rules":[{"path":"/","preset":"Ignore"},{"path":"/www","preset":"ReadOnly"}]}`}
 	args = append(args, o.extraArgs...)
+	appImage, pull := img.Hello, "Never"
+	if o.appImage != "" {
+		appImage, pull = o.appImage, "IfNotPresent"
+	}
+	appStart := fmt.Sprintf("args: [--dir=/www, --addr=127.0.0.1:%d]", o.appPort)
+	if o.appCommand != "" {
+		appStart = fmt.Sprintf("command: [/bin/busybox, sh, -c, %q]", fmt.Sprintf("%s; exec /hello --dir=/www --addr=127.0.0.1:%d", o.appCommand, o.appPort))
+	}
+	var extraMounts, extraVolumes strings.Builder
+	for _, cm := range []struct{ name, dir string }{{o.keyConfigMap, "/etc/podfim/key"}, {o.baselinesConfigMap, "/etc/podfim/baselines"}} {
+		if cm.name != "" {
+			fmt.Fprintf(&extraMounts, "  - {name: %s, mountPath: %s, readOnly: true}\n", cm.name, cm.dir)
+			fmt.Fprintf(&extraVolumes, "- name: %s\n  configMap: {name: %s}\n", cm.name, cm.name)
+		}
+	}
 	var argLines strings.Builder
 	for _, a := range args {
 		fmt.Fprintf(&argLines, "  - %q\n", a)
@@ -75,8 +94,8 @@ terminationGracePeriodSeconds: 5
 containers:
 - name: app
   image: %[2]s
-  imagePullPolicy: Never
-  args: [--dir=/www, --addr=127.0.0.1:%[3]d]
+  imagePullPolicy: %[9]s
+  %[7]s
   readinessProbe:
     httpGet: {host: 127.0.0.1, port: %[3]d, path: /healthz}
     periodSeconds: 1
@@ -112,10 +131,10 @@ containers:
       add: [SYS_PTRACE, KILL, DAC_READ_SEARCH, CHOWN, FOWNER, DAC_OVERRIDE]
   volumeMounts:
   - {name: state, mountPath: /var/lib/podfim}
-volumes:
+%[8]svolumes:
 - name: state
   emptyDir: {}
-`, sa, img.Hello, o.appPort, img.Podfim, argLines.String(), o.sidecarPort)
+%[10]s`, sa, appImage, o.appPort, img.Podfim, argLines.String(), o.sidecarPort, appStart, extraMounts.String(), pull, extraVolumes.String())
 	workload := "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: hello}\nspec:\n  replicas: 1\n" +
 		"  selector:\n    matchLabels: {app: hello-d}\n  template:\n    metadata:\n      labels: {app: hello-d}\n    spec:\n" + indent(spec, 6)
 	if o.bare {
