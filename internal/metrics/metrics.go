@@ -35,6 +35,7 @@ type Sidecar struct {
 	scanMetrics
 	responseMetrics
 	kubeMetrics
+	limitMetrics
 	baselineInfo     *prometheus.GaugeVec
 	baselineRefusals *prometheus.CounterVec
 	buildInfo        *prometheus.GaugeVec
@@ -49,6 +50,7 @@ func NewSidecar(reg prometheus.Registerer, version string) (*Sidecar, error) {
 		scanMetrics:     newScanMetrics(),
 		responseMetrics: newResponseMetrics(),
 		kubeMetrics:     newKubeMetrics(),
+		limitMetrics:    newLimitMetrics(),
 		baselineInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "podfim_baseline_info",
 			Help: "The baseline in use: its digest, where it came from and whether it is signed (always 1).",
@@ -56,7 +58,7 @@ func NewSidecar(reg prometheus.Registerer, version string) (*Sidecar, error) {
 		baselineRefusals: newBaselineRefusals(),
 		buildInfo:        newBuildInfo(version),
 	}
-	cs := slices.Concat(m.scanMetrics.collectors(), m.responseMetrics.collectors(), m.kubeMetrics.collectors(),
+	cs := slices.Concat(m.scanMetrics.collectors(), m.responseMetrics.collectors(), m.kubeMetrics.collectors(), m.limitMetrics.collectors(),
 		[]prometheus.Collector{m.baselineInfo, m.baselineRefusals, m.buildInfo}, runtimeCollectors())
 	if err := register(reg, cs...); err != nil {
 		return nil, err

@@ -56,8 +56,8 @@ func TestPromlint(t *testing.T) {
 			podfim++
 		}
 	}
-	if podfim != 17 {
-		t.Errorf("%d podfim_ metric families, want 17", podfim)
+	if podfim != 18 {
+		t.Errorf("%d podfim_ metric families, want 18", podfim)
 	}
 }
 
@@ -222,13 +222,14 @@ func TestDocsComplete(t *testing.T) {
 		}
 	}
 	values := map[string][]string{
-		"podfim_scans_total":         strs(ScanTypes()),
-		"podfim_rescans_total":       strs(RescanReasons()),
-		"podfim_findings_total":      strs(attr.Changes()),
-		"podfim_actions_total":       append(strs(Actions()), string(ResultOK), string(ResultError), string(ResultSkipped)),
-		"podfim_kube_requests_total": strs(KubeOperations()),
-		"podfim_kube_events_total":   strs(KubeEventResults()),
-		"podfim_baseline_info":       {string(BaselineFile), string(BaselineFirstSight)},
+		"podfim_scans_total":           strs(ScanTypes()),
+		"podfim_rescans_total":         strs(RescanReasons()),
+		"podfim_findings_total":        strs(attr.Changes()),
+		"podfim_actions_total":         append(strs(Actions()), string(ResultOK), string(ResultError), string(ResultSkipped)),
+		"podfim_kube_requests_total":   strs(KubeOperations()),
+		"podfim_kube_events_total":     strs(KubeEventResults()),
+		"podfim_baseline_info":         {string(BaselineFile), string(BaselineFirstSight)},
+		"podfim_limit_overflows_total": strs(Limits()),
 
 		"podfim_webhook_admissions_total":       strs(Admissions()),
 		"podfim_webhook_requests_refused_total": strs(Refusals()),

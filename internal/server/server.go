@@ -26,9 +26,12 @@ const (
 	readTimeout       = 10 * time.Second
 	writeTimeout      = 30 * time.Second // above metricsTimeout, so a slow gather still gets its 503
 	idleTimeout       = 60 * time.Second
-	maxHeaderBytes    = 16 << 10
-	metricsTimeout    = 20 * time.Second
-	metricsInFlight   = 4
+	// maxHeaderBytes bounds a request's header (net/http allows 4 KiB
+	// more): probes and scrapes send a few hundred bytes, and every byte
+	// allowed is memory a flood of slow connections can hold.
+	maxHeaderBytes  = 8 << 10
+	metricsTimeout  = 20 * time.Second
+	metricsInFlight = 4
 	// ShutdownTimeout bounds the graceful shutdown once Run's context ends.
 	ShutdownTimeout = 5 * time.Second
 )
@@ -38,6 +41,9 @@ type Server struct {
 	addr      string
 	srv       *http.Server
 	listening chan struct{}
+
+	maxConns int
+	evicted  func()
 
 	mu      sync.Mutex
 	ln      net.Listener
@@ -54,7 +60,8 @@ func New(addr string, reg *prometheus.Registry, ready Readiness, health func() e
 	}
 	s := &Server{addr: addr, listening: make(chan struct{})}
 	s.srv = &http.Server{
-		Handler:           Handler(reg, ready, health),
+		Handler:           busy(Handler(reg, ready, health)),
+		ConnContext:       connContext,
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readTimeout,
 		WriteTimeout:      writeTimeout,
@@ -62,6 +69,13 @@ func New(addr string, reg *prometheus.Registry, ready Readiness, health func() e
 		MaxHeaderBytes:    maxHeaderBytes,
 	}
 	return s
+}
+
+// LimitConns sets the most connections the server holds (0: DefaultMaxConns)
+// and a function called for each connection closed to make room for a
+// newer one or refused at the cap (see connLimiter). Call it before Run.
+func (s *Server) LimitConns(max int, evicted func()) {
+	s.maxConns, s.evicted = max, evicted
 }
 
 // Handler returns the read-only handler that Server serves: any method but
@@ -135,6 +149,7 @@ func (s *Server) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("failed to listen on %q: %w", s.addr, err)
 	}
+	ln = newConnLimiter(ln, s.maxConns, s.evicted)
 	s.mu.Lock()
 	s.ln = ln
 	s.mu.Unlock()

@@ -52,6 +52,10 @@ const (
 	keyIDs       = "ids"
 	keyImage     = "image"
 	keyRetry     = "retry_in"
+	keyWaited    = "waited"
+	keyTook      = "took"
+	keyCount     = "count"
+	keyLimit     = "limit"
 )
 
 // Config is the validated configuration of a sidecar.
@@ -244,11 +248,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	defer cancel()
 	sel, stopNames := s.selector(ctx)
 	defer stopNames()
-	srvErr, err := s.serve(ctx, reg)
-	if err != nil {
-		return err
-	}
-	return s.follow(ctx, sel, srvErr)
+	return s.follow(ctx, sel, s.serve(ctx, reg))
 }
 
 // newSidecar checks cfg and builds the sidecar's state, with the metrics
@@ -275,7 +275,8 @@ func newSidecar(cfg Config, log *slog.Logger) (*sidecar, *prometheus.Registry, e
 	if finder == nil {
 		finder = &target.Finder{}
 	}
-	return &sidecar{cfg: cfg, log: log, matcher: matcher, metrics: m, finder: finder, accepted: watch.NewAccepted()}, reg, nil
+	return &sidecar{cfg: cfg, log: log, matcher: matcher, metrics: m, finder: finder, accepted: watch.NewAccepted(),
+		verified: make(chan struct{})}, reg, nil
 }
 
 // startResponder starts the Kubernetes API worker (when cfg.Kube is set)
@@ -344,23 +345,65 @@ func (s *sidecar) selector(ctx context.Context) (target.Selector, func()) {
 	}
 }
 
-// serve starts serving metrics and probes on cfg.Listen (nothing when it
-// is empty) until ctx ends. It returns once the server listens, or with
-// the error that kept it from listening; the channel tells when the server
-// fails later.
-func (s *sidecar) serve(ctx context.Context, reg *prometheus.Registry) (<-chan error, error) {
+// serveGrace is how long serve waits for the first full check before it
+// serves anyway: less than the 30 s of failed liveness probes after which
+// the kubelet restarts the sidecar (the chart's periodSeconds 10 times
+// failureThreshold 3), so a slow first check of a large tree does not get
+// the sidecar restarted in a loop.
+const serveGrace = 20 * time.Second
+
+// serve serves metrics and probes on cfg.Listen (nothing when it is empty)
+// until ctx ends, once the first full check of the app container has
+// completed and its findings were answered, or serveGrace has passed. The
+// app shares the pod's network namespace: whatever it does to the port, a
+// sidecar (re)started under a flood has detected and responded before it
+// serves anything the app can flood. The channel tells when the server
+// fails (the port is taken, say).
+func (s *sidecar) serve(ctx context.Context, reg *prometheus.Registry) <-chan error {
 	srvErr := make(chan error, 1)
 	if s.cfg.Listen == "" {
-		return srvErr, nil
+		return srvErr
 	}
-	srv := server.New(s.cfg.Listen, reg, s.resp, s.health)
-	go func() { srvErr <- srv.Run(ctx) }()
-	select {
-	case <-srv.Listening():
-		s.log.Info("serving metrics and probes", keyAddr, srv.Addr())
-		return srvErr, nil
-	case err := <-srvErr:
-		return nil, err
+	go func() {
+		t := time.NewTimer(serveGrace)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.verified:
+		case <-t.C:
+			s.log.Warn("serving before the first full check of the app container completed", keyWaited, serveGrace.String())
+		}
+		srv := server.New(s.cfg.Listen, reg, s.resp, s.health)
+		srv.LimitConns(0, s.connOverflow())
+		go func() {
+			select {
+			case <-srv.Listening():
+				s.log.Info("serving metrics and probes", keyAddr, srv.Addr())
+			case <-ctx.Done():
+			}
+		}()
+		srvErr <- srv.Run(ctx)
+	}()
+	return srvErr
+}
+
+// connOverflow returns the server's callback for a connection refused or
+// evicted at the cap: counted each time, logged at most once a minute with
+// the count since, so that a flood cannot turn into a flood of log lines.
+func (s *sidecar) connOverflow() func() {
+	var mu sync.Mutex
+	var last time.Time
+	n := 0
+	return func() {
+		s.metrics.Overflow(metrics.LimitConnections, 1)
+		mu.Lock()
+		defer mu.Unlock()
+		n++
+		if now := time.Now(); now.Sub(last) >= time.Minute {
+			s.log.Warn("connections to the metrics and probe port refused or evicted at the cap", keyCount, n, keyLimit, server.DefaultMaxConns)
+			last, n = now, 0
+		}
 	}
 }
 
@@ -469,6 +512,10 @@ type sidecar struct {
 	accepted  *watch.Accepted
 	objects   *objects // original bytes of restorable files (nil: restore off)
 	healthErr error
+	// verified is closed when the first full check of an app container
+	// completed (see serve).
+	verified     chan struct{}
+	verifiedOnce sync.Once
 	// imageID is the image ID of the container being monitored, when the
 	// API told it ("" otherwise).
 	imageID string
@@ -710,6 +757,10 @@ func (k *sink) Scanned(kind metrics.ScanType, err error, took time.Duration, ent
 		// The monitor resolved, before this, every open violation this
 		// check did not find again (those of an earlier container too).
 		k.s.resp.Verified()
+		k.s.verifiedOnce.Do(func() {
+			k.s.log.Info("first full check completed", keyEntries, entries, keyTook, took.String())
+			close(k.s.verified)
+		})
 	}
 }
 

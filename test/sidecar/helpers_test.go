@@ -326,6 +326,9 @@ type sidecarOpts struct {
 	state   string   // --state-dir
 	respond string   // --respond
 	extra   []string // more flags
+	// cgroup, when set, is a cgroup v1 directory the sidecar runs in from
+	// its first instruction (it joins before exec).
+	cgroup string
 }
 
 // sidecar is a running `podfim sidecar`.
@@ -369,6 +372,12 @@ func startSidecar(t *testing.T, o sidecarOpts) *sidecar {
 	args = append(args, o.extra...)
 	cmd := selfCmd("podfim", args...)
 	cmd.Env = sidecarEnv()
+	if o.cgroup != "" {
+		// The shell's pid as the pod's pid namespace numbers it, which is
+		// how the kernel reads a pid written by a process of that namespace.
+		cmd.Args = append([]string{"sh", "-c", `echo $$ > "$0/cgroup.procs" && exec "$@"`, o.cgroup, cmd.Path}, cmd.Args[1:]...)
+		cmd.Path = "/bin/sh"
+	}
 	return launchSidecar(t, cmd, logFile, logPath, 0)
 }
 

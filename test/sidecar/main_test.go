@@ -67,7 +67,7 @@ func testPod() testpod.Pod {
 		Name:    "sidecar",
 		RoleEnv: roleEnv,
 		Runner:  "runner",
-		Roles:   map[string]func() int{"podfim": podfim},
+		Roles:   map[string]func() int{"podfim": podfim, "flood": floodRole, "probe": probeRole},
 		Setup:   setup,
 	}
 }

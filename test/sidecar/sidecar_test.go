@@ -43,6 +43,21 @@ func TestStart(t *testing.T) {
 	s := startSidecar(t, sidecarOpts{state: state, respond: "log,metric,unready,kill"})
 	waitStarted(t, s, a)
 
+	// It detects and responds before it serves anything the app can flood
+	// (the app shares the pod's network namespace): the port opens after
+	// the first full check.
+	order := map[string]int{}
+	for i, l := range s.logs("", nil) {
+		if _, ok := order[l.str("msg")]; !ok {
+			order[l.str("msg")] = i
+		}
+	}
+	checked, ok1 := order["first full check completed"]
+	serving, ok2 := order["serving metrics and probes"]
+	if !ok1 || !ok2 || serving < checked {
+		t.Errorf("log lines: first full check completed at %d (%v), serving at %d (%v): want serving after the check", checked, ok1, serving, ok2)
+	}
+
 	found := s.logs("target found", nil)[0]
 	if found.str("exe") != "/app" || found.num("pid") != a.pid {
 		t.Errorf("target found: %v; want exe /app pid %d", found, a.pid)
