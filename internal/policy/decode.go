@@ -182,6 +182,10 @@ func checkShape(v any, t reflect.Type, where string, errs *[]error) {
 		if _, ok := v.(string); !ok {
 			bad("want a string, got %s", describe(v))
 		}
+	case reflect.Bool:
+		if _, ok := v.(bool); !ok {
+			bad("want true or false, got %s", describe(v))
+		}
 	case reflect.Int, reflect.Int64:
 		n, ok := v.(json.Number)
 		if !ok {

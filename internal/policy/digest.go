@@ -22,6 +22,9 @@ type canonicalRule struct {
 	Path       string   `json:"path"`
 	Ignore     bool     `json:"ignore,omitempty"`
 	Attributes []string `json:"attributes,omitempty"` // resolved, in attr order
+	// QuietTransient is `transient: false`; omitted when false, so the
+	// digests of policies that do not use the knob did not change with it.
+	QuietTransient bool `json:"quietTransient,omitempty"`
 }
 
 // Digest returns the hex SHA-256 of a canonical JSON encoding of p, or ""
@@ -34,7 +37,8 @@ type canonicalRule struct {
 // is "/**/x", "/a/**" is "/a"), sorted. Rule and exclude order never matter
 // to matching, so the digest does not depend on them, nor on YAML
 // formatting, comments, key order or flow versus block style. Any change to
-// a rule's path or attributes, an exclude or a limit changes it.
+// a rule's path, attributes or `transient: false`, an exclude or a limit
+// changes it.
 func (p *Policy) Digest() string {
 	m, errs := p.build()
 	if len(errs) > 0 {
@@ -42,7 +46,7 @@ func (p *Policy) Digest() string {
 	}
 	c := canonicalPolicy{Version: p.Version, Limits: m.limits, Rules: []canonicalRule{}, Exclude: []string{}}
 	for _, r := range m.rules {
-		cr := canonicalRule{Path: r.path, Ignore: r.ignore}
+		cr := canonicalRule{Path: r.path, Ignore: r.ignore, QuietTransient: r.quietTransient}
 		if !r.ignore {
 			cr.Attributes = r.attrs.Names()
 		}

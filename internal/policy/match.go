@@ -25,6 +25,8 @@ type compiledRule struct {
 	attrs  attr.Set
 	ignore bool
 	index  int // position in Policy.Rules
+	// quietTransient: the rule says transient: false.
+	quietTransient bool
 }
 
 // node is one component of a rule path. Looking up a path walks the tree
@@ -102,6 +104,14 @@ func (m *Matcher) Match(path string) (attrs attr.Set, skip bool) {
 		return 0, true
 	}
 	return m.rules[r].attrs, false
+}
+
+// Transient reports whether a write that left path's content as it was is
+// a finding (Rule.Transient; true unless the rule that matches path says
+// false). Like Match, it does not allocate.
+func (m *Matcher) Transient(path string) bool {
+	r, _, _ := m.lookup(path)
+	return r < 0 || !m.rules[r].quietTransient
 }
 
 // Descend reports whether a walker has to read the entries of directory

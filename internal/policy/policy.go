@@ -144,6 +144,12 @@ type Rule struct {
 	Attributes []string `json:"attributes,omitempty" yaml:"attributes,omitempty"`
 	Add        []string `json:"add,omitempty" yaml:"add,omitempty"`
 	Remove     []string `json:"remove,omitempty" yaml:"remove,omitempty"`
+	// Transient says whether the sidecar reports a write to a protected
+	// file (one whose content is compared and may not grow) that left the
+	// content as it was by the time it was checked (a tamper reverted
+	// within milliseconds: attribute "transient"). nil means true; false
+	// suits files an app legitimately rewrites with the same bytes.
+	Transient *bool `json:"transient,omitempty" yaml:"transient,omitempty"`
 }
 
 // Limits bound a scan and its report. Every one is positive; Parse fills in

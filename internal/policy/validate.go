@@ -95,7 +95,8 @@ func (p *Policy) build() (*Matcher, []error) {
 			continue
 		}
 		seen[r.Path] = i
-		m.rules = append(m.rules, compiledRule{path: r.Path, attrs: set, ignore: ignore, index: i})
+		m.rules = append(m.rules, compiledRule{path: r.Path, attrs: set, ignore: ignore, index: i,
+			quietTransient: r.Transient != nil && !*r.Transient})
 	}
 
 	seenPat := make(map[string]int, len(p.Exclude))

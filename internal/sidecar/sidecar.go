@@ -54,6 +54,7 @@ const (
 	keyRetry     = "retry_in"
 	keyWaited    = "waited"
 	keyTook      = "took"
+	keyPath      = "path"
 	keyCount     = "count"
 	keyLimit     = "limit"
 )
@@ -601,6 +602,7 @@ func (s *sidecar) monitor(ctx context.Context, c *target.Container) error {
 		Full:     s.cfg.Full,
 		Accepted: s.accepted,
 		Tolerate: tolerate,
+		Mappings: s.mappings(c),
 	}, k)
 	k.mon = mon
 	s.setHealth(nil)
@@ -624,6 +626,45 @@ func (s *sidecar) baselineFor(ctx context.Context, c *target.Container, root *sc
 		return s.firstSight(ctx, root)
 	}
 	return b, nil
+}
+
+// maxMappings bounds the writable shared mappings read per look at the
+// app's processes; the rest are counted (podfim_limit_overflows_total) and
+// logged. A few files mapped by an app are normal; thousands are the app
+// trying to hide one among them, which the count shows.
+const maxMappings = 256
+
+// mappings returns the monitor's view of the writable shared mappings of
+// c's processes (watch.Config.Mappings). It logs each process newly seen
+// holding one of a protected file, with its pid and executable, once per
+// process and path; the monitor reports the file as a finding (attribute
+// mmap).
+func (s *sidecar) mappings(c *target.Container) func() []watch.Mapping {
+	logged := map[target.Mapping]bool{}
+	return func() []watch.Mapping {
+		ms, over, err := s.finder.WritableSharedMappings(c, maxMappings)
+		if err != nil {
+			s.log.Warn("cannot read the app's memory mappings; full checks still hash every file", keyError, err.Error())
+		}
+		if over > 0 {
+			s.metrics.Overflow(metrics.LimitMappings, over)
+			s.log.Warn("more writable shared mappings than are read per check", keyCount, over, keyLimit, maxMappings)
+		}
+		now := make(map[target.Mapping]bool, len(ms))
+		out := make([]watch.Mapping, 0, len(ms))
+		for _, m := range ms {
+			out = append(out, watch.Mapping{PID: m.PID, Exe: m.Exe, Path: m.Path})
+			if !watch.Protected(s.matcher, m.Path) {
+				continue
+			}
+			now[m] = true
+			if !logged[m] {
+				s.log.Warn("a process of the app maps a protected file shared and writable", keyPath, m.Path, keyPID, m.PID, keyExe, m.Exe)
+			}
+		}
+		logged = now
+		return out
+	}
 }
 
 // mountTolerance lets the directories above the container's mount points

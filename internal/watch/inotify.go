@@ -38,6 +38,17 @@ type Event struct {
 	// Lost is set when a watch went away unexpectedly (the directory was
 	// removed or moved, or its file system unmounted).
 	Lost bool
+	// Write is set when the entry's content was modified (IN_MODIFY): a
+	// file written and put back within the coalescing window matches again
+	// when it is checked (see AttrTransient).
+	Write bool
+	// CloseWrite is set when a descriptor opened for writing was closed
+	// (IN_CLOSE_WRITE): after a write (whose IN_MODIFY came earlier, maybe
+	// in a batch already checked), or after no write at all, as when a file
+	// is opened only to be mapped shared and writable (see AttrMapped).
+	// It is not a write: the tail of a tamper already reported and
+	// restored must not be reported again as transient.
+	CloseWrite bool
 }
 
 // inotify wraps one inotify instance. The file descriptor is read through
@@ -131,7 +142,8 @@ func (in *inotify) read(buf []byte, evs []Event) ([]Event, error) {
 		case mask&(unix.IN_DELETE_SELF|unix.IN_MOVE_SELF) != 0:
 			evs = append(evs, Event{Path: dir, Dir: true})
 		case len(name) > 0:
-			evs = append(evs, Event{Path: join(dir, string(name)), Dir: mask&unix.IN_ISDIR != 0})
+			evs = append(evs, Event{Path: join(dir, string(name)), Dir: mask&unix.IN_ISDIR != 0,
+				Write: mask&unix.IN_MODIFY != 0, CloseWrite: mask&unix.IN_CLOSE_WRITE != 0})
 		default:
 			evs = append(evs, Event{Path: dir, Dir: true})
 		}

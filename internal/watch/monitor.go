@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -25,6 +26,35 @@ import (
 // Matcher is the compiled policy (policy.Matcher satisfies it).
 type Matcher interface {
 	scan.Matcher
+	// Transient reports whether a write to path that left its content as
+	// it was is a finding (the rule's `transient`, default true).
+	Transient(path string) bool
+}
+
+// Attributes of findings the monitor adds to those compare reports. Both
+// concern protected files: those whose rule compares a content hash and
+// does not let them grow (ReadOnly-like, not Growing).
+const (
+	// AttrMapped: a process of the app holds a writable shared mapping of
+	// the file (Config.Mappings). Writes through it change the content
+	// without write(2): no inotify event until munmap, no new mtime or
+	// ctime until writeback (on tmpfs, never), so a quick check reuses the
+	// old hash. The holder is the finding whatever the content is now;
+	// full checks, which hash every file, remain the backstop.
+	AttrMapped = "mmap"
+	// AttrTransient: the file was written (an inotify write event) and
+	// matches the baseline again when it is checked: a tamper reverted
+	// within the coalescing window (a few ms) that a policy without ctime
+	// would otherwise never report.
+	AttrTransient = "transient"
+)
+
+// Mapping is a writable shared mapping of a file by a process of the
+// target (target.Mapping, which the sidecar passes on).
+type Mapping struct {
+	PID  int
+	Exe  string
+	Path string
 }
 
 // Sink receives what the monitor finds; the respond stage implements it
@@ -70,6 +100,11 @@ type Config struct {
 	// points, which the runtime recreates in every new container (see
 	// Tolerated). Other attributes of those paths are still compared.
 	Tolerate map[string]attr.Set
+	// Mappings, when set, lists the writable shared mappings of files by
+	// the target's processes (bounded by the caller). The monitor asks at
+	// every whole-tree check and at every event batch that names a
+	// protected file, and reports each protected file mapped (AttrMapped).
+	Mappings func() []Mapping
 
 	// readGate, when set (by this package's tests), holds the event reader
 	// back until it is closed, so a test can fill the kernel's queue.
@@ -122,6 +157,12 @@ type Monitor struct {
 	// record of open violations (the sink's): a new monitor starts
 	// without it and reports again what it finds.
 	reported map[string]string
+	// mapped are the protected paths the last look at Config.Mappings
+	// found mapped shared and writable; wasMapped those found so since
+	// their content was last hashed clean: writes through a mapping leave
+	// mtime and ctime as they were (on tmpfs for good), so a quick check,
+	// which reuses the hash of an unchanged-looking file, cannot clear them.
+	mapped, wasMapped map[string]bool
 
 	in *inotify
 }
@@ -250,6 +291,8 @@ func (m *Monitor) coalesce(batch []Event, more <-chan []Event) []Event {
 func (m *Monitor) handle(ctx context.Context, batch []Event) error {
 	detected := time.Now()
 	paths := map[string]bool{}
+	written := map[string]bool{} // modified: IN_MODIFY
+	opened := map[string]bool{}  // modified or closed after opening for writing
 	var reason metrics.RescanReason
 	for _, ev := range batch {
 		switch {
@@ -270,6 +313,12 @@ func (m *Monitor) handle(ctx context.Context, batch []Event) error {
 		default:
 			paths[ev.Path] = true
 			paths[parent(ev.Path)] = true
+			if ev.Write {
+				written[ev.Path] = true
+			}
+			if ev.Write || ev.CloseWrite {
+				opened[ev.Path] = true
+			}
 		}
 	}
 	if reason == "" && len(paths) > m.cfg.MaxEvents {
@@ -280,8 +329,16 @@ func (m *Monitor) handle(ctx context.Context, batch []Event) error {
 		return m.rescan(ctx, metrics.ScanQuick, detected)
 	}
 	start := time.Now()
+	for p := range opened {
+		if m.protected(p) {
+			// Opening a file to map it writable and closing it is an
+			// event: look at the mappings now, not at the next check.
+			m.refreshMappings()
+			break
+		}
+	}
 	for p := range paths {
-		if err := m.checkPath(ctx, p, detected); err != nil {
+		if err := m.checkPath(ctx, p, written[p], detected); err != nil {
 			m.sink.Scanned(metrics.ScanEvent, err, time.Since(start), len(paths))
 			return err
 		}
@@ -297,8 +354,9 @@ func parent(p string) string {
 	return path.Dir(p)
 }
 
-// checkPath compares one path with the baseline.
-func (m *Monitor) checkPath(ctx context.Context, p string, detected time.Time) error {
+// checkPath compares one path with the baseline; written says an event
+// reported a write to it.
+func (m *Monitor) checkPath(ctx context.Context, p string, written bool, detected time.Time) error {
 	attrs, skip := m.cfg.Matcher.Match(p)
 	if skip {
 		return nil
@@ -326,10 +384,8 @@ func (m *Monitor) checkPath(ctx context.Context, p string, detected time.Time) e
 	case !exists:
 		f = &compare.Finding{Path: p, Kind: compare.Removed, Old: old}
 	default:
-		if names := m.untolerated(p, compare.Diff(old, &cur)); len(names) > 0 {
-			if acc, ok := m.cfg.Accepted.get(p); !ok || len(compare.Diff(&acc, &cur)) > 0 {
-				f = &compare.Finding{Path: p, Kind: compare.Changed, Attributes: names, Old: old, New: &cur}
-			}
+		if names := m.changed(p, compare.Diff(old, &cur), &cur, written); len(names) > 0 {
+			f = &compare.Finding{Path: p, Kind: compare.Changed, Attributes: names, Old: old, New: &cur}
 		}
 	}
 	if f == nil {
@@ -365,19 +421,25 @@ func (m *Monitor) check(ctx context.Context, kind metrics.ScanType, detected tim
 		m.sink.Scanned(kind, err, time.Since(start), 0)
 		return nil, fmt.Errorf("%s check failed: %w", kind, err)
 	}
+	m.refreshMappings()
 	r := compare.Entries(m.cfg.Baseline.Entries, res.Entries, 0)
 	seen := make(map[string]bool, len(r.Findings))
 	for _, f := range r.Findings {
 		if f.Kind == compare.Changed {
-			if f.Attributes = m.untolerated(f.Path, f.Attributes); len(f.Attributes) == 0 {
-				continue
-			}
-			if acc, ok := m.cfg.Accepted.get(f.Path); ok && len(compare.Diff(&acc, f.New)) == 0 {
+			if f.Attributes = m.changed(f.Path, f.Attributes, f.New, false); len(f.Attributes) == 0 {
 				continue
 			}
 		}
 		seen[f.Path] = true
 		m.report(ctx, f, detected)
+	}
+	for _, p := range m.mappedPaths() {
+		if !seen[p] && m.reportMapped(ctx, p, detected) {
+			seen[p] = true
+		}
+	}
+	if err := m.rehashUnmapped(ctx, seen, detected); err != nil {
+		return nil, err
 	}
 	for _, p := range m.sink.Open() {
 		if !seen[p] {
@@ -386,6 +448,126 @@ func (m *Monitor) check(ctx context.Context, kind metrics.ScanType, detected tim
 	}
 	m.sink.Scanned(kind, nil, time.Since(start), len(res.Entries))
 	return res, nil
+}
+
+// changed returns the attributes of p that make a finding: those of diff
+// (cur against the baseline) that are not tolerated at p, unless cur is
+// the state accepted after a restore; plus AttrMapped when a process holds
+// a writable shared mapping of p, and AttrTransient when nothing else
+// differs but a write to p was seen (written) and its rule reports that.
+func (m *Monitor) changed(p string, diff []string, cur *attr.Entry, written bool) []string {
+	names := m.untolerated(p, diff)
+	if len(names) > 0 {
+		if acc, ok := m.cfg.Accepted.get(p); ok && len(compare.Diff(&acc, cur)) == 0 {
+			names = nil
+		}
+	}
+	if len(names) == 0 && written && m.protected(p) && m.cfg.Matcher.Transient(p) {
+		names = []string{AttrTransient}
+	}
+	if m.isMapped(p) {
+		names = append(slices.Clip(names), AttrMapped)
+	}
+	return names
+}
+
+// protected reports whether p's rule compares its content and does not
+// let it grow: a write to it is never expected.
+func (m *Monitor) protected(p string) bool { return Protected(m.cfg.Matcher, p) }
+
+// Protected reports whether the rule of p in m compares p's content and
+// does not let it grow (ReadOnly-like, not Growing, not ignored): the files
+// AttrMapped and AttrTransient are about.
+func Protected(m Matcher, p string) bool {
+	attrs, skip := m.Match(p)
+	return !skip && attrs.Any(attr.Hashes) && !attrs.Has(attr.Growing)
+}
+
+// refreshMappings asks Config.Mappings which protected files are mapped
+// shared and writable now.
+func (m *Monitor) refreshMappings() {
+	if m.cfg.Mappings == nil {
+		return
+	}
+	set := map[string]bool{}
+	for _, mp := range m.cfg.Mappings() {
+		if m.protected(mp.Path) {
+			set[mp.Path] = true
+		}
+	}
+	m.mu.Lock()
+	m.mapped = set
+	if m.wasMapped == nil {
+		m.wasMapped = map[string]bool{}
+	}
+	for p := range set {
+		m.wasMapped[p] = true
+	}
+	m.mu.Unlock()
+}
+
+// rehashUnmapped checks, hashing them, the files that were mapped and are
+// no longer and that the whole-tree check did not find (seen): a quick
+// check reused their old hash. Those found changed are reported (and
+// marked seen, so they are not resolved); those clean are forgotten.
+func (m *Monitor) rehashUnmapped(ctx context.Context, seen map[string]bool, detected time.Time) error {
+	m.mu.Lock()
+	var paths []string
+	for p := range m.wasMapped {
+		if !m.mapped[p] && !seen[p] {
+			paths = append(paths, p)
+		}
+	}
+	m.mu.Unlock()
+	slices.Sort(paths)
+	for _, p := range paths {
+		if err := m.checkPath(ctx, p, false, detected); err != nil {
+			return err
+		}
+		m.mu.Lock()
+		_, open := m.reported[p]
+		if !open {
+			delete(m.wasMapped, p)
+		}
+		m.mu.Unlock()
+		seen[p] = open
+	}
+	return nil
+}
+
+func (m *Monitor) isMapped(p string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.mapped[p]
+}
+
+func (m *Monitor) mappedPaths() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]string, 0, len(m.mapped))
+	for p := range m.mapped {
+		out = append(out, p)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// reportMapped reports a mapped protected file that matches the baseline
+// otherwise, and reports whether it did (false when p is not in the
+// baseline or is gone: the comparison reports those).
+func (m *Monitor) reportMapped(ctx context.Context, p string, detected time.Time) bool {
+	old, ok := m.cfg.Baseline.Lookup(p)
+	if !ok {
+		return false
+	}
+	attrs, _ := m.cfg.Matcher.Match(p)
+	cur, err := m.root.Entry(p, attrs)
+	var w scan.Warning
+	if err != nil && !errors.As(err, &w) {
+		return false
+	}
+	m.report(ctx, compare.Finding{Path: p, Kind: compare.Changed, Attributes: []string{AttrMapped}, Old: old, New: &cur}, detected)
+	return true
 }
 
 // Restored re-verifies a path the responder restored. When the file now
@@ -414,7 +596,7 @@ func (m *Monitor) Restored(ctx context.Context, p string, tolerated attr.Set) (b
 	}
 	for _, n := range compare.Diff(base, &cur) {
 		if !tol[n] {
-			if err := m.checkPath(ctx, p, time.Now()); err != nil {
+			if err := m.checkPath(ctx, p, false, time.Now()); err != nil {
 				return false, err
 			}
 			return false, nil
@@ -450,6 +632,11 @@ func (m *Monitor) untolerated(p string, names []string) []string {
 // report passes a finding on unless the same state was reported already.
 func (m *Monitor) report(ctx context.Context, f compare.Finding, detected time.Time) {
 	st := state(f)
+	if slices.Contains(f.Attributes, AttrTransient) {
+		// Each reverted write is its own tamper, though it leaves no
+		// trace in the state of the file.
+		st += "|" + strconv.FormatInt(detected.UnixNano(), 10)
+	}
 	m.mu.Lock()
 	if m.reported[f.Path] == st {
 		m.mu.Unlock()

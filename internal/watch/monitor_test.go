@@ -23,6 +23,8 @@ type allMatcher struct{}
 
 func (allMatcher) Match(string) (attr.Set, bool) { return attr.All, false }
 
+func (allMatcher) Transient(string) bool { return true }
+
 type sinkEvent struct {
 	kind     string // finding kind, "resolved", "rescan:<reason>"
 	path     string
@@ -127,7 +129,8 @@ func (r *recorder) count(ok func(sinkEvent) bool) int {
 	return n
 }
 
-// start baselines dir and runs a monitor on it.
+// start baselines dir and runs a monitor on it, with cfg.Matcher (nil:
+// every attribute of every path).
 func start(t *testing.T, dir string, cfg Config) (*recorder, context.CancelFunc, chan error) {
 	t.Helper()
 	root, err := scan.OpenRoot(dir)
@@ -135,11 +138,13 @@ func start(t *testing.T, dir string, cfg Config) (*recorder, context.CancelFunc,
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { root.Close() })
-	res, err := root.Tree(context.Background(), scan.Options{Matcher: allMatcher{}})
+	if cfg.Matcher == nil {
+		cfg.Matcher = allMatcher{}
+	}
+	res, err := root.Tree(context.Background(), scan.Options{Matcher: cfg.Matcher})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.Matcher = allMatcher{}
 	cfg.Baseline = &baseline.Baseline{Entries: res.Entries}
 	rec := newRecorder()
 	m := New(root, cfg, rec)

@@ -326,6 +326,8 @@ type sidecarOpts struct {
 	state   string   // --state-dir
 	respond string   // --respond
 	extra   []string // more flags
+	// policy, when set, replaces the tests' policy (the const).
+	policy string
 	// cgroup, when set, is a cgroup v1 directory the sidecar runs in from
 	// its first instruction (it joins before exec).
 	cgroup string
@@ -351,7 +353,11 @@ func startSidecar(t *testing.T, o sidecarOpts) *sidecar {
 	t.Helper()
 	dir := t.TempDir()
 	pol := filepath.Join(dir, "policy.yaml")
-	writeFile(t, pol, []byte(policy), 0o644)
+	text := policy
+	if o.policy != "" {
+		text = o.policy
+	}
+	writeFile(t, pol, []byte(text), 0o644)
 	sidecars++
 	logPath := filepath.Join(dir, fmt.Sprintf("sidecar-%d.log", sidecars))
 	logFile, err := os.Create(logPath)

@@ -2,18 +2,30 @@
 // binary that runs as /app in a root of its own. It starts a worker process
 // (so that a container has more than one process to kill), prints
 // "ready <worker pid>" and sleeps until killed.
+//
+// `app mmap PATH SIZE` is a process of the app that writes a file through a
+// shared mapping: it maps SIZE bytes of PATH shared and writable, closes the
+// descriptor, prints "mapped", and copies each line of its standard input
+// (with its newline) into the mapping (never with write(2)), printing
+// "written", holding the mapping until killed.
 package main
 
 import (
+	"bufio"
 	"fmt"
 	"os"
 	"os/exec"
+	"strconv"
+	"syscall"
 	"time"
 )
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "worker" {
 		sleep()
+	}
+	if len(os.Args) == 4 && os.Args[1] == "mmap" {
+		mmapWriter(os.Args[2], os.Args[3])
 	}
 	// The root holds no /dev/null: the worker gets the app's own streams.
 	w := exec.Command("/app", "worker")
@@ -23,6 +35,32 @@ func main() {
 		os.Exit(1)
 	}
 	fmt.Printf("ready %d\n", w.Process.Pid)
+	sleep()
+}
+
+func mmapWriter(path, size string) {
+	n, err := strconv.Atoi(size)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "app mmap: %v\n", err)
+		os.Exit(1)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "app mmap: %v\n", err)
+		os.Exit(1)
+	}
+	b, err := syscall.Mmap(int(f.Fd()), 0, n, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "app mmap: %v\n", err)
+		os.Exit(1)
+	}
+	f.Close() // the mapping stays
+	fmt.Println("mapped")
+	in := bufio.NewScanner(os.Stdin)
+	for in.Scan() {
+		copy(b, in.Text()+"\n")
+		fmt.Println("written")
+	}
 	sleep()
 }
 
