@@ -408,6 +408,9 @@ data: {appListen: "127.0.0.1:18080", appPort: "18080", sidecarListen: "127.0.0.1
 				demoWant{kinds: []string{"Pod"}, workload: "Pod", caps: capsRestore}},
 			{"api responses", []string{"sidecar.respond={log,metric,event,quarantine,kill}"},
 				demoWant{kinds: []string{"Pod"}, workload: "Pod", caps: capsKill, apiToken: true}},
+			{"registry baseline", []string{"sidecar.baseline.source=registry", "sidecar.baseline.verifyKey.configMap=podfim-keys",
+				"sidecar.baseline.registrySecret=regcred"},
+				demoWant{kinds: []string{"Pod"}, workload: "Pod", caps: capsKill, apiToken: true}},
 			{"builtin policy", []string{"demo.policy.builtin=true"},
 				demoWant{kinds: []string{"Pod"}, workload: "Pod", caps: capsKill, builtinPolicy: true}},
 			{"report only", []string{"sidecar.respond={log,metric,unready}", "demo.service.type=ClusterIP"},
@@ -434,6 +437,14 @@ data: {appListen: "127.0.0.1:18080", appPort: "18080", sidecarListen: "127.0.0.1
 		})
 	})
 
+	// An image-bound baseline source without a key fails closed at render time.
+	t.Run("HelmBaselineNeedsKey", func(t *testing.T) {
+		r := helmRun(t, "template", "t", helmChart(t), "--set", "sidecar.baseline.source=registry")
+		if r.Err == nil || !strings.Contains(r.Stderr, "needs sidecar.baseline.verifyKey.configMap") {
+			t.Errorf("source registry without a key: %v %q", r.Err, r.Stderr)
+		}
+	})
+
 	// Values that break the schema are refused by helm, with the reason.
 	t.Run("HelmSchemaRejects", func(t *testing.T) {
 		cases := []struct{ set, reason string }{
@@ -446,6 +457,7 @@ data: {appListen: "127.0.0.1:18080", appPort: "18080", sidecarListen: "127.0.0.1
 			{"demo.service.type=ExternalName", "/demo/service/type"},
 			{"demo.colour=blue", "additional properties 'colour' not allowed"},
 			{"sidecar.logLevel=verbose", "/sidecar/logLevel"},
+			{"sidecar.baseline.source=s3", "/sidecar/baseline/source"},
 		}
 		for _, c := range cases {
 			r := helmRun(t, "template", "t", helmChart(t), "--set", c.set)

@@ -120,6 +120,9 @@ policyConfigMap, the name of a ConfigMap whose policy.yaml is the policy, or
   {{- with $s.targetExe }}
   - --target-exe={{ . }}
   {{- end }}
+  {{- with include "podfim.sidecar.baselineArgs" . }}
+  {{- . | nindent 2 }}
+  {{- end }}
   {{- range $s.extraArgs }}
   - {{ . | quote }}
   {{- end }}
@@ -165,6 +168,9 @@ policyConfigMap, the name of a ConfigMap whose policy.yaml is the policy, or
     mountPath: /etc/podfim
     readOnly: true
   {{- end }}
+  {{- with include "podfim.sidecar.baselineMounts" . }}
+  {{- . | nindent 2 }}
+  {{- end }}
   {{- if include "podfim.sidecar.usesAPI" . }}
   # The sidecar's own token (where client-go's in-cluster config looks),
   # mounted only here: the app needs none (automountServiceAccountToken).
@@ -178,7 +184,77 @@ policyConfigMap, the name of a ConfigMap whose policy.yaml is the policy, or
 {{/* "true" when a response of the sidecar uses the Kubernetes API (event, quarantine, delete). */}}
 {{- define "podfim.sidecar.usesAPI" -}}
 {{- $r := .Values.sidecar.respond -}}
-{{- if or (has "event" $r) (has "quarantine" $r) (has "delete" $r) -}}true{{- end -}}
+{{- if or (has "event" $r) (has "quarantine" $r) (has "delete" $r) (eq .Values.sidecar.baseline.source "registry") -}}true{{- end -}}
+{{- end -}}
+
+{{/*
+The sidecar's baseline source (sidecar.baseline): its flags, and the
+ConfigMaps and Secret it reads, mounted into the sidecar only. registry and
+configmap fail closed and need the verify key.
+*/}}
+{{- define "podfim.sidecar.baselineArgs" -}}
+{{- $b := .Values.sidecar.baseline -}}
+{{- if ne $b.source "first-sight" -}}
+{{- if not $b.verifyKey.configMap -}}
+{{- fail (printf "sidecar.baseline.source %s needs sidecar.baseline.verifyKey.configMap: only a signed baseline can vouch for an image" $b.source) -}}
+{{- end -}}
+- --baseline-source={{ $b.source }}
+- --verify-key=/etc/podfim-verify-key/{{ $b.verifyKey.key }}
+{{- if eq $b.source "configmap" }}
+{{- if not $b.configMap }}
+{{- fail "sidecar.baseline.source configmap needs sidecar.baseline.configMap" }}
+{{- end }}
+- --baseline=/etc/podfim-baselines
+{{- end }}
+{{- if and (eq $b.source "registry") $b.registrySecret }}
+- --registry-authfile=/etc/podfim-pull-secret/config.json
+{{- end }}
+{{- if and (eq $b.source "registry") $b.registryInsecure }}
+- --registry-insecure
+{{- end }}
+{{- end -}}
+{{- end -}}
+
+{{- define "podfim.sidecar.baselineMounts" -}}
+{{- $b := .Values.sidecar.baseline -}}
+{{- if ne $b.source "first-sight" -}}
+- name: podfim-verify-key
+  mountPath: /etc/podfim-verify-key
+  readOnly: true
+{{- if eq $b.source "configmap" }}
+- name: podfim-baselines
+  mountPath: /etc/podfim-baselines
+  readOnly: true
+{{- end }}
+{{- if and (eq $b.source "registry") $b.registrySecret }}
+- name: podfim-pull-secret
+  mountPath: /etc/podfim-pull-secret
+  readOnly: true
+{{- end }}
+{{- end -}}
+{{- end -}}
+
+{{- define "podfim.sidecar.baselineVolumes" -}}
+{{- $b := .Values.sidecar.baseline -}}
+{{- if ne $b.source "first-sight" -}}
+- name: podfim-verify-key
+  configMap:
+    name: {{ $b.verifyKey.configMap }}
+    items:
+    - {key: {{ $b.verifyKey.key | quote }}, path: {{ $b.verifyKey.key | quote }}}
+{{- if eq $b.source "configmap" }}
+- name: podfim-baselines
+  configMap:
+    name: {{ $b.configMap }}
+{{- end }}
+{{- if and (eq $b.source "registry") $b.registrySecret }}
+- name: podfim-pull-secret
+  secret:
+    secretName: {{ $b.registrySecret }}
+    items:
+    - {key: .dockerconfigjson, path: config.json}
+{{- end }}
+{{- end -}}
 {{- end -}}
 
 {{/* The sidecar's volumes (pass the same dict as to podfim.sidecar.container). */}}
@@ -190,6 +266,9 @@ policyConfigMap, the name of a ConfigMap whose policy.yaml is the policy, or
 - name: podfim-policy
   configMap:
     name: {{ . }}
+{{- end }}
+{{- with include "podfim.sidecar.baselineVolumes" .ctx }}
+{{ . }}
 {{- end }}
 {{- if include "podfim.sidecar.usesAPI" .ctx }}
 # A service-account token, the cluster CA and the namespace: the files of
