@@ -13,13 +13,17 @@ const (
 	// LimitConnections: connections to the metrics and probe port refused or
 	// evicted at the cap (server.DefaultMaxConns).
 	LimitConnections Limit = "connections"
+	// LimitFindings: findings the sidecar's monitor left out because it
+	// holds its bound of open violations (watch.DefaultMaxFindings), per
+	// check.
+	LimitFindings Limit = "findings"
 	// LimitMappings: writable shared mappings of protected files beyond
 	// those reported per check.
 	LimitMappings Limit = "mappings"
 )
 
 // Limits lists every Limit.
-func Limits() []Limit { return []Limit{LimitConnections, LimitMappings} }
+func Limits() []Limit { return []Limit{LimitConnections, LimitFindings, LimitMappings} }
 
 // limitMetrics count what went over a bound.
 type limitMetrics struct {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/podfim/podfim/internal/compare"
 	"github.com/podfim/podfim/internal/kube"
+	"github.com/podfim/podfim/internal/metrics"
 )
 
 // ledger is the one record of the target's open violations. The responder
@@ -23,15 +24,21 @@ import (
 // check resolves every open path it no longer finds, see watch), applied to
 // what Open returns.
 //
-// Bound: one entry per open path. A tree the app fills with new files
-// opens one violation each; the bound on open violations and its counted
-// overflow (issue 11) belong in ledger.open, the only place that adds.
+// Bound: one entry per open path, and the monitor passes on at most
+// watch.Config.MaxFindings violations (a tree the app fills with 300,000
+// files opens that many, not 300,000); the findings it leaves out are
+// counted in omitted (Omitted), which holds the pod out of service like an
+// open violation until a whole-tree check leaves none out (issue 11).
 //
 // The fields are guarded by the Responder's mu.
 type ledger struct {
 	open map[string]*violation
 	// verified: the first full check of the current container completed.
 	verified bool
+	// omitted: findings the monitor left out at its bound (Omitted).
+	omitted int
+	// omittedLogged: when that was last logged (at most once a minute).
+	omittedLogged time.Time
 }
 
 // violation is one open violation.
@@ -136,11 +143,42 @@ func (r *Responder) Readiness(max int) (verified bool, unready []string, total i
 			unready = append(unready, p)
 		}
 	}
+	omitted := 0
+	if r.plan.Uses(ActionUnready) {
+		// Left out, not resolved: they hold the pod down as the ones held do.
+		omitted = r.ledger.omitted
+	}
 	r.mu.Unlock()
 	// Sorted outside the lock: a probe every few seconds must not hold up
 	// the responder for the length of a sort.
 	slices.Sort(unready)
-	return verified, unready[:min(len(unready), max)], len(unready)
+	return verified, unready[:min(len(unready), max)], len(unready) + omitted
+}
+
+// Omitted records findings the monitor did not pass on because it holds its
+// bound of violations (watch.Config.MaxFindings): after a whole-tree check
+// (check true) n replaces the count, after an event check it is added.
+// They are counted in podfim_limit_overflows_total{limit="findings"},
+// logged at most once a minute, and, with the unready action, hold the pod
+// out of service until a whole-tree check leaves none out.
+func (r *Responder) Omitted(n int, check bool) {
+	r.mu.Lock()
+	if check {
+		r.ledger.omitted = n
+	} else {
+		r.ledger.omitted += n
+	}
+	total := r.ledger.omitted
+	now := r.clock()
+	logIt := n > 0 && now.Sub(r.ledger.omittedLogged) >= time.Minute
+	if logIt {
+		r.ledger.omittedLogged = now
+	}
+	r.mu.Unlock()
+	r.m.Overflow(metrics.LimitFindings, n)
+	if logIt {
+		r.log.Warn(msgOmitted, keyCount, total)
+	}
 }
 
 // openViolation opens the violation of f and returns the number open.

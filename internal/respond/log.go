@@ -37,11 +37,13 @@ const (
 	keyEscalate   = "escalate"
 	keyAttempts   = "attempts"
 	keyStatus     = "status"
+	keyCount      = "count"
 )
 
 // Log messages.
 const (
 	msgViolation     = "integrity violation"
+	msgOmitted       = "findings left out: the bound on open violations is reached"
 	msgActionFailed  = "response failed"
 	msgActionSkipped = "response skipped"
 	msgRestored      = "file restored"

@@ -236,9 +236,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	defer s.startResponder()()
 	if cfg.Source() == metrics.BaselineFile {
-		// No more entries than a scan under the policy records: the
-		// baseline is held whole.
-		b, err := baseline.ReadFile(cfg.BaselineFile, baseline.ReadOptions{VerifyKey: cfg.VerifyKey, MaxEntries: min(cfg.Policy.Limits.MaxFiles, baseline.MaxEntries),
+		b, err := baseline.ReadFile(cfg.BaselineFile, baseline.ReadOptions{VerifyKey: cfg.VerifyKey, MaxEntries: s.maxEntries(),
 			Binding: baseline.Binding{Subject: cfg.Subject}})
 		if err != nil {
 			return err
@@ -689,12 +687,20 @@ func (s *sidecar) mountTolerance(c *target.Container) map[string]attr.Set {
 	return tol
 }
 
+// maxEntries bounds the baselines the sidecar reads by the policy's
+// maxFiles: a scan under the policy never records more, and a baseline is
+// held whole in memory (a 150 KB file of 3M identical entries cost 2.26
+// GB), so more is refused before it is decoded (issue 11 item 4).
+func (s *sidecar) maxEntries() int {
+	return min(s.matcher.Limits().MaxFiles, baseline.MaxEntries)
+}
+
 // firstSight returns the stored first-sight baseline, or takes it now. A
 // stored baseline always wins: a restarted sidecar must never re-baseline a
 // container that may have been tampered with since.
 func (s *sidecar) firstSight(ctx context.Context, root *scan.Root) (*baseline.Baseline, error) {
 	path := filepath.Join(s.cfg.StateDir, baselineName)
-	b, err := baseline.ReadFile(path, baseline.ReadOptions{})
+	b, err := baseline.ReadFile(path, baseline.ReadOptions{MaxEntries: s.maxEntries()})
 	switch {
 	case err == nil:
 		s.setBaseline(b, metrics.BaselineFirstSight)
@@ -806,6 +812,8 @@ func (k *sink) Scanned(kind metrics.ScanType, err error, took time.Duration, ent
 }
 
 func (k *sink) Rescan(reason metrics.RescanReason) { k.s.metrics.Rescan(reason) }
+
+func (k *sink) Omitted(n int, check bool) { k.s.resp.Omitted(n, check) }
 
 // original returns the kept original bytes of the file a finding is about
 // (nil when restore is off, the file was added, or it was not kept).

@@ -4,6 +4,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -114,4 +116,76 @@ func TestMappedProtectedFileReported(t *testing.T) {
 	rec.wait(t, 5*time.Second, "resolved /www/index.html", func(e sinkEvent) bool {
 		return e.kind == "resolved" && e.path == "/www/index.html"
 	})
+}
+
+// Issue 11 item 4: an app that creates files without end opens at most
+// MaxFindings violations; the findings beyond are counted (Omitted) by
+// every whole-tree check, and the count falls back to 0 once the files are
+// gone.
+func TestFindingsBounded(t *testing.T) {
+	dir := tree(t)
+	rec, _, _ := start(t, dir, Config{Quick: 20 * time.Millisecond, MaxFindings: 3})
+	for i := range 10 {
+		if err := os.WriteFile(filepath.Join(dir, "www", "new"+strconv.Itoa(i)), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitOmitted := func(what string, ok func(int) bool) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			rec.mu.Lock()
+			n := rec.omitted
+			rec.mu.Unlock()
+			if ok(n) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("omitted = %d, want %s", n, what)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	waitOmitted(">= 8 (10 files and their directory, 3 passed on)", func(n int) bool { return n >= 8 })
+	if n := rec.count(func(e sinkEvent) bool { return e.kind != "resolved" && !strings.HasPrefix(e.kind, "rescan") }); n != 3 {
+		t.Errorf("%d findings passed on, want 3", n)
+	}
+	for i := range 10 {
+		os.Remove(filepath.Join(dir, "www", "new"+strconv.Itoa(i)))
+	}
+	waitOmitted("0 once the files are gone", func(n int) bool { return n == 0 })
+}
+
+// Issue 11 item 3: the check of a small protected file never waits for the
+// hashing of a large one. A 2 GiB file (sparse: hashing it still reads 2
+// GiB, 1.4 s at 1.5 GB/s, 20 s on a loaded machine) appears, and while its
+// event is being handled the page is rewritten: the page's finding comes
+// within 500 ms, before the large file could have been hashed. Before the
+// fix the loop hashed the large file first, and the page waited for it.
+func TestLargeFileDoesNotDelaySmall(t *testing.T) {
+	dir := tree(t)
+	rec, _, _ := start(t, dir, Config{Inotify: true})
+	big, err := os.Create(filepath.Join(dir, "big.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := big.Truncate(2 << 30); err != nil {
+		t.Fatal(err)
+	}
+	big.Close()
+	// Let the big file's event reach the loop first (the ordering the
+	// test is about, not an outcome waited for).
+	time.Sleep(200 * time.Millisecond)
+	wrote := time.Now()
+	if err := os.WriteFile(filepath.Join(dir, "www", "index.html"), []byte("Hacked world!\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ev := rec.wait(t, 10*time.Second, "changed /www/index.html", func(e sinkEvent) bool {
+		return e.kind == "changed" && e.path == "/www/index.html"
+	})
+	if took := ev.at.Sub(wrote); took > 500*time.Millisecond {
+		t.Errorf("the page's finding came %v after the write, want well under the time to hash 2 GiB", took)
+	}
+	// The large file is still checked, in the background.
+	rec.wait(t, 120*time.Second, "added /big.log", func(e sinkEvent) bool { return e.kind == "added" && e.path == "/big.log" })
 }

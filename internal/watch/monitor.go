@@ -78,6 +78,13 @@ type Sink interface {
 	Scanned(kind metrics.ScanType, err error, took time.Duration, entries int)
 	// Rescan reports a fall back to a whole-tree check and why.
 	Rescan(reason metrics.RescanReason)
+	// Omitted reports findings not passed on because the monitor holds
+	// Config.MaxFindings violations already: at the end of every
+	// whole-tree check, those it left out (check true, 0 included: the
+	// count replaces the last), and after an event check, those it left
+	// out (check false: added). The pod must stay out of service while any
+	// are left out.
+	Omitted(n int, check bool)
 }
 
 // Config says how the monitor checks.
@@ -90,6 +97,17 @@ type Config struct {
 	Full      time.Duration // interval of full checks; 0 disables them
 	Coalesce  time.Duration // how long to gather a burst of events; default 2 ms
 	MaxEvents int           // events handled one by one per batch before falling back to a quick rescan; default 1024
+	// EventHashBytes bounds the bytes one event batch hashes before the
+	// loop goes on: its paths are checked cheapest first, and those whose
+	// hashing would exceed the rest of the budget are checked in the
+	// background, one at a time (see slowLane). Default
+	// DefaultEventHashBytes.
+	EventHashBytes int64
+	// MaxFindings bounds the violations the monitor passes on and
+	// remembers (and so the responder's ledger, the log and the Events): an
+	// app that creates 300,000 files must not grow the sidecar by them. The
+	// rest are counted (Sink.Omitted). Default DefaultMaxFindings.
+	MaxFindings int
 	// Accepted holds the states accepted after restores. Share one between
 	// the monitors of successive containers of a pod: a runtime that
 	// restarts the same container keeps the restored files. nil: a new one.
@@ -110,6 +128,10 @@ type Config struct {
 	// back until it is closed, so a test can fill the kernel's queue.
 	readGate chan struct{}
 }
+
+// DefaultMaxFindings is Config.MaxFindings's default: far more violations
+// than anyone reads one by one, far fewer than would matter in memory.
+const DefaultMaxFindings = 1024
 
 // Tolerated is what Config.Tolerate allows of a directory above a mount
 // point: the runtime creates missing mount points in each container's new
@@ -164,7 +186,8 @@ type Monitor struct {
 	// which reuses the hash of an unchanged-looking file, cannot clear them.
 	mapped, wasMapped map[string]bool
 
-	in *inotify
+	in   *inotify
+	slow *slowLane
 }
 
 // New returns a monitor of root.
@@ -175,6 +198,12 @@ func New(root *scan.Root, cfg Config, sink Sink) *Monitor {
 	if cfg.MaxEvents <= 0 {
 		cfg.MaxEvents = 1024
 	}
+	if cfg.MaxFindings <= 0 {
+		cfg.MaxFindings = DefaultMaxFindings
+	}
+	if cfg.EventHashBytes <= 0 {
+		cfg.EventHashBytes = DefaultEventHashBytes
+	}
 	cfg.Scan.Matcher = cfg.Matcher
 	if cfg.Baseline != nil {
 		// Growing files may only be appended to: hash what the baseline
@@ -184,7 +213,7 @@ func New(root *scan.Root, cfg Config, sink Sink) *Monitor {
 	if cfg.Accepted == nil {
 		cfg.Accepted = NewAccepted()
 	}
-	return &Monitor{cfg: cfg, root: root, sink: sink, reported: map[string]string{}}
+	return &Monitor{cfg: cfg, root: root, sink: sink, slow: newSlowLane(), reported: map[string]string{}}
 }
 
 // Run verifies the whole root, then watches it until ctx ends. It returns
@@ -209,10 +238,15 @@ func (m *Monitor) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	slowErr := make(chan error, 1)
 	if m.in != nil {
 		m.syncWatches(res)
 		events = make(chan []Event, 64)
 		go m.readEvents(events)
+		slowCtx, stopSlow := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); m.runSlowLane(slowCtx, slowErr) }()
+		defer func() { stopSlow(); <-done }()
 	}
 	quick, full := ticker(m.cfg.Quick), ticker(m.cfg.Full)
 	defer quick.Stop()
@@ -221,6 +255,8 @@ func (m *Monitor) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case err := <-slowErr:
+			return err
 		case <-quick.C:
 			if err := m.rescan(ctx, metrics.ScanQuick, time.Now()); err != nil {
 				return err
@@ -337,7 +373,14 @@ func (m *Monitor) handle(ctx context.Context, batch []Event) error {
 			break
 		}
 	}
-	for p := range paths {
+	now, full := m.schedule(paths, written, detected)
+	if full {
+		// More large files wait than the lane holds: the next quick check
+		// sees them all.
+		m.sink.Rescan(metrics.RescanOverflow)
+		return m.rescan(ctx, metrics.ScanQuick, detected)
+	}
+	for _, p := range now {
 		if err := m.checkPath(ctx, p, written[p], detected); err != nil {
 			m.sink.Scanned(metrics.ScanEvent, err, time.Since(start), len(paths))
 			return err
@@ -392,7 +435,9 @@ func (m *Monitor) checkPath(ctx context.Context, p string, written bool, detecte
 		m.resolve(p)
 		return nil
 	}
-	m.report(ctx, *f, detected)
+	if !m.report(ctx, *f, detected) {
+		m.sink.Omitted(1, false)
+	}
 	return nil
 }
 
@@ -422,7 +467,8 @@ func (m *Monitor) check(ctx context.Context, kind metrics.ScanType, detected tim
 		return nil, fmt.Errorf("%s check failed: %w", kind, err)
 	}
 	m.refreshMappings()
-	r := compare.Entries(m.cfg.Baseline.Entries, res.Entries, 0)
+	r := compare.Entries(m.cfg.Baseline.Entries, res.Entries, m.cfg.MaxFindings)
+	omitted := r.Omitted
 	seen := make(map[string]bool, len(r.Findings))
 	for _, f := range r.Findings {
 		if f.Kind == compare.Changed {
@@ -430,19 +476,31 @@ func (m *Monitor) check(ctx context.Context, kind metrics.ScanType, detected tim
 				continue
 			}
 		}
+		if !m.report(ctx, f, detected) {
+			omitted++
+			continue
+		}
 		seen[f.Path] = true
-		m.report(ctx, f, detected)
 	}
 	for _, p := range m.mappedPaths() {
 		if !seen[p] && m.reportMapped(ctx, p, detected) {
 			seen[p] = true
 		}
 	}
+	m.sink.Omitted(omitted, true)
 	if err := m.rehashUnmapped(ctx, seen, detected); err != nil {
 		return nil, err
 	}
 	for _, p := range m.sink.Open() {
-		if !seen[p] {
+		switch {
+		case seen[p]:
+		case r.Omitted > 0:
+			// The list stopped at MaxFindings: p may be among the findings
+			// left out, so look at it alone (which resolves it if clean).
+			if err := m.checkPath(ctx, p, false, detected); err != nil {
+				return nil, err
+			}
+		default:
 			m.resolve(p)
 		}
 	}
@@ -566,8 +624,7 @@ func (m *Monitor) reportMapped(ctx context.Context, p string, detected time.Time
 	if err != nil && !errors.As(err, &w) {
 		return false
 	}
-	m.report(ctx, compare.Finding{Path: p, Kind: compare.Changed, Attributes: []string{AttrMapped}, Old: old, New: &cur}, detected)
-	return true
+	return m.report(ctx, compare.Finding{Path: p, Kind: compare.Changed, Attributes: []string{AttrMapped}, Old: old, New: &cur}, detected)
 }
 
 // Restored re-verifies a path the responder restored. When the file now
@@ -629,8 +686,10 @@ func (m *Monitor) untolerated(p string, names []string) []string {
 	return out
 }
 
-// report passes a finding on unless the same state was reported already.
-func (m *Monitor) report(ctx context.Context, f compare.Finding, detected time.Time) {
+// report passes a finding on unless the same state was reported already,
+// and reports whether it is passed on (or was): false when the path is new
+// and Config.MaxFindings violations are held already.
+func (m *Monitor) report(ctx context.Context, f compare.Finding, detected time.Time) bool {
 	st := state(f)
 	if slices.Contains(f.Attributes, AttrTransient) {
 		// Each reverted write is its own tamper, though it leaves no
@@ -638,13 +697,19 @@ func (m *Monitor) report(ctx context.Context, f compare.Finding, detected time.T
 		st += "|" + strconv.FormatInt(detected.UnixNano(), 10)
 	}
 	m.mu.Lock()
-	if m.reported[f.Path] == st {
+	old, known := m.reported[f.Path]
+	switch {
+	case known && old == st:
 		m.mu.Unlock()
-		return
+		return true
+	case !known && len(m.reported) >= m.cfg.MaxFindings:
+		m.mu.Unlock()
+		return false
 	}
 	m.reported[f.Path] = st
 	m.mu.Unlock()
 	m.sink.Finding(ctx, f, detected)
+	return true
 }
 
 // resolve tells the sink that p is clean. It is called for every clean

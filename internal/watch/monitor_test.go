@@ -42,6 +42,8 @@ type recorder struct {
 	events []sinkEvent
 	scans  map[metrics.ScanType]int
 	notify chan struct{}
+	// omitted is what Omitted says is left out now.
+	omitted int
 }
 
 func newRecorder() *recorder {
@@ -83,6 +85,16 @@ func (r *recorder) Open() []string {
 	}
 	return ps
 }
+func (r *recorder) Omitted(n int, check bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if check {
+		r.omitted = n
+	} else {
+		r.omitted += n
+	}
+}
+
 func (r *recorder) Rescan(reason metrics.RescanReason) {
 	r.add(sinkEvent{kind: "rescan:" + string(reason), at: time.Now()})
 }
