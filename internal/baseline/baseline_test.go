@@ -148,6 +148,7 @@ func TestWriteRejectsInvalid(t *testing.T) {
 		"layer no image":    func(b *Baseline) { b.Entries[3].Layer = 1 },
 		"layer over":        func(b *Baseline) { b.Image = testImage(2); b.Entries[3].Layer = 3 },
 		"policy too long":   func(b *Baseline) { b.PolicyDigest = strings.Repeat("a", maxPolicyDigestLen+1) },
+		"policy escape":     func(b *Baseline) { b.PolicyDigest = "p\n\x1b[2J" },
 		"unsorted":          func(b *Baseline) { b.Entries[1], b.Entries[2] = b.Entries[2], b.Entries[1] },
 		"duplicate":         func(b *Baseline) { b.Entries[2].Path = b.Entries[1].Path },
 		"relative":          func(b *Baseline) { b.Entries[1].Path = "bin" },
@@ -215,6 +216,7 @@ func TestBodyFieldLimits(t *testing.T) {
 	bodyErrors := map[string]string{
 		"empty":               "truncated",
 		"policy too long":     "policy digest length 257",
+		"policy escape":       "policy digest \"\\x1b[2J\" is not printable",
 		"count over limit":    "entry count 1152921504606846976 is more than",
 		"varint overflow":     "overflows",
 		"noncanonical count":  "entry count: non-canonical",
@@ -247,7 +249,8 @@ func TestBodyFieldLimits(t *testing.T) {
 	}
 	for name, body := range map[string][]byte{
 		"empty":               {},
-		"policy too long":     {0x81, 0x02},                                                 // 257
+		"policy too long":     {0x81, 0x02}, // 257
+		"policy escape":       {0x04, 0x1b, '[', '2', 'J', 0x00},
 		"count over limit":    {0x00, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x10}, // 2^60
 		"varint overflow":     {0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02},
 		"noncanonical count":  {0x00, 0x81, 0x00},

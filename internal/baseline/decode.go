@@ -201,6 +201,9 @@ func newBodyStream(r io.Reader, f bodyFormat, maxBody int64, maxEntries uint64) 
 		if policy, err = d.string(maxPolicyDigestLen, "policy digest"); err != nil {
 			return nil, "", err
 		}
+		if !printable(policy) {
+			return nil, "", formatErrorf("policy digest %q is not printable UTF-8", policy)
+		}
 	}
 	count, err := d.bounded(maxEntries, "entry count")
 	if err != nil {

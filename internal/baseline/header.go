@@ -115,6 +115,10 @@ func (h *Header) Validate() error {
 		return fmt.Errorf("creation time %s is outside 1970..2262", h.Created)
 	case len(h.PolicyDigest) > maxPolicyDigestLen:
 		return fmt.Errorf("policy digest is %d bytes, more than %d", len(h.PolicyDigest), maxPolicyDigestLen)
+	case !printable(h.PolicyDigest):
+		// check and show print it: a hostile file must not write an
+		// escape sequence or a line of its own there.
+		return fmt.Errorf("policy digest %q is not printable UTF-8", h.PolicyDigest)
 	case len(h.Policy) > MaxPolicyBytes:
 		return fmt.Errorf("policy is %d bytes, more than %d", len(h.Policy), MaxPolicyBytes)
 	case !h.Compared.Valid():
