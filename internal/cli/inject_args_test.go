@@ -13,6 +13,7 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/yaml"
 
+	"github.com/podfim/podfim/internal/baseline"
 	"github.com/podfim/podfim/internal/inject"
 	"github.com/podfim/podfim/internal/kube"
 	"github.com/podfim/podfim/internal/respond"
@@ -111,12 +112,18 @@ func checkParsedBySidecar(t *testing.T, sc corev1.Container, s inject.Settings, 
 	f.inCluster = func(p kube.Pod) (*kube.Client, error) {
 		return kube.NewForConfig(&rest.Config{Host: "http://127.0.0.1:1"}, p) // no request is sent
 	}
-	// The key file is in a ConfigMap volume that exists only in the pod.
+	// The key file is in a ConfigMap volume that exists only in the pod:
+	// a key of the test's stands in for it (the registry and configmap
+	// sources refuse to start without one).
 	if s.VerifyKey != nil {
 		if !strings.HasSuffix(f.verifyKey, refName(s.VerifyKey)) {
 			t.Errorf("--verify-key=%s for %s", f.verifyKey, s.VerifyKey)
 		}
-		f.verifyKey = ""
+		dir := t.TempDir()
+		f.verifyKey = filepath.Join(dir, "ci.pub")
+		if _, err := baseline.GenerateKey(filepath.Join(dir, "ci.key"), f.verifyKey); err != nil {
+			t.Fatal(err)
+		}
 	}
 	cfg, _, err := f.build(func(k string) string { return env[k] })
 	if err != nil {
