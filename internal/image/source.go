@@ -2,7 +2,7 @@ package image
 
 import (
 	"context"
-	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -151,12 +151,20 @@ func (s *selected) image(platformGiven bool, want *v1.Platform) (*Image, error) 
 	if err != nil {
 		return nil, err
 	}
+	// The manifest's size is checked before the configuration is read:
+	// a registry serves, and go-containerregistry reads, that many bytes.
+	if m.Config.Size > maxManifestBytes {
+		return nil, fmt.Errorf("the configuration is %d bytes, more than %d", m.Config.Size, maxManifestBytes)
+	}
 	rawConfig, err := s.img.RawConfigFile()
 	if err != nil {
 		return nil, err
 	}
-	if got := fmt.Sprintf("sha256:%x", sha256.Sum256(rawConfig)); m.Config.Digest.Algorithm == "sha256" && got != m.Config.Digest.String() {
-		return nil, fmt.Errorf("%w: configuration %s has the digest %s", ErrDigest, m.Config.Digest, got)
+	if len(rawConfig) > maxManifestBytes {
+		return nil, fmt.Errorf("the configuration is %d bytes, more than %d", len(rawConfig), maxManifestBytes)
+	}
+	if err := checkBlob(m.Config.Digest, rawConfig); err != nil {
+		return nil, fmt.Errorf("configuration: %w", err)
 	}
 	cf, err := v1.ParseConfigFile(strings.NewReader(string(rawConfig)))
 	if err != nil {
@@ -182,6 +190,22 @@ func (s *selected) image(platformGiven bool, want *v1.Platform) (*Image, error) 
 		im.Layers = append(im.Layers, l.Digest.String())
 	}
 	return im, nil
+}
+
+// checkBlob checks that b has the digest want, of any algorithm go-
+// containerregistry accepts in a manifest (sha256, sha512): a digest
+// that is not checked would let a source serve any configuration, and so
+// any diff IDs, under the manifest digest that is recorded.
+func checkBlob(want v1.Hash, b []byte) error {
+	h, err := v1.Hasher(want.Algorithm)
+	if err != nil {
+		return fmt.Errorf("%w: %s: %w", ErrDigest, want, err)
+	}
+	h.Write(b)
+	if got := hex.EncodeToString(h.Sum(nil)); got != want.Hex {
+		return fmt.Errorf("%w: %s has the digest %s:%s", ErrDigest, want, want.Algorithm, got)
+	}
+	return nil
 }
 
 func platformString(p *v1.Platform) string {

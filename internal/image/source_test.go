@@ -4,7 +4,9 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"crypto/sha512"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -243,6 +245,68 @@ func TestTamperedBlobs(t *testing.T) {
 			}
 			if !errors.Is(err, ErrDigest) {
 				t.Fatalf("err = %v, want ErrDigest", err)
+			}
+		})
+	}
+}
+
+// configSwap is an image whose manifest names its configuration by cfg
+// and whose source serves raw as that configuration.
+type configSwap struct {
+	v1.Image
+	cfg v1.Descriptor
+	raw []byte
+}
+
+func (c *configSwap) Manifest() (*v1.Manifest, error) {
+	m, err := c.Image.Manifest()
+	if err != nil {
+		return nil, err
+	}
+	m = m.DeepCopy()
+	m.Config = c.cfg
+	return m, nil
+}
+
+func (c *configSwap) RawConfigFile() ([]byte, error) { return c.raw, nil }
+
+// TestConfigDigest: the configuration is checked against the digest the
+// manifest names, whatever its algorithm, and its size is bounded before
+// it is read.
+func TestConfigDigest(t *testing.T) {
+	img := testImage(t, "linux/amd64")
+	m, err := img.Manifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := testImage(t, "linux/arm64").RawConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sha512Of := func(b []byte) v1.Hash {
+		sum := sha512.Sum512(b)
+		return v1.Hash{Algorithm: "sha512", Hex: hex.EncodeToString(sum[:])}
+	}
+	own, err := img.RawConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, tc := range map[string]struct {
+		cfg  v1.Descriptor
+		raw  []byte
+		want string // what the error says; "" for none
+	}{
+		"sha512 matches":  {cfg: v1.Descriptor{Digest: sha512Of(own), Size: int64(len(own))}, raw: own},
+		"sha512 swapped":  {cfg: v1.Descriptor{Digest: sha512Of(own), Size: int64(len(own))}, raw: other, want: ErrDigest.Error()},
+		"sha256 swapped":  {cfg: m.Config, raw: other, want: ErrDigest.Error()},
+		"size over bound": {cfg: v1.Descriptor{Digest: m.Config.Digest, Size: maxManifestBytes + 1}, raw: own, want: "more than"},
+		"served too many": {cfg: m.Config, raw: make([]byte, maxManifestBytes+1), want: "more than"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			s := &selected{img: &configSwap{Image: img, cfg: tc.cfg, raw: tc.raw}}
+			_, err := s.image(false, nil)
+			if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+				t.Fatalf("err = %v, want one saying %q", err, tc.want)
 			}
 		})
 	}
