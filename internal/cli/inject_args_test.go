@@ -16,6 +16,7 @@ import (
 	"github.com/podfim/podfim/internal/baseline"
 	"github.com/podfim/podfim/internal/inject"
 	"github.com/podfim/podfim/internal/kube"
+	"github.com/podfim/podfim/internal/metrics"
 	"github.com/podfim/podfim/internal/respond"
 )
 
@@ -128,6 +129,9 @@ func checkParsedBySidecar(t *testing.T, sc corev1.Container, s inject.Settings, 
 	cfg, _, err := f.build(func(k string) string { return env[k] })
 	if err != nil {
 		t.Fatalf("the sidecar refuses its injected configuration %q: %v", sc.Args, err)
+	}
+	if s.Registry != (cfg.Source() == metrics.BaselineRegistry) {
+		t.Errorf("baseline source %s, podfim.io/baseline registry %v", cfg.Source(), s.Registry)
 	}
 	want := s.Respond
 	if want == nil {
