@@ -74,6 +74,9 @@ type node struct {
 	hashAlg attr.Set // the algorithm of hash, or 0: not hashed
 	// layer is the last layer (from 1) that wrote the object.
 	layer uint16
+	// opaque is the last layer that emptied this directory of the
+	// layers below (see dropLower).
+	opaque uint16
 	// unsure holds the attributes that runtimes do not agree on for this
 	// object (see touch): they are not recorded.
 	unsure attr.Set
@@ -271,8 +274,15 @@ func (t *Tree) whiteout(name string, dir *node, base string) error {
 
 // dropLower removes from dir everything the current layer did not write,
 // at any depth: an opaque directory hides the content of the layers below
-// it, whatever order the layer lists its entries in.
+// it, whatever order the layer lists its entries in. Once done for a
+// directory, nothing of a lower layer can come back into it during the
+// layer, so it is done once per layer: a layer repeating the marker
+// (entries cost 512 bytes each) must not walk a large directory for each.
 func (t *Tree) dropLower(dir *node) {
+	if dir.opaque == t.layer {
+		return
+	}
+	dir.opaque = t.layer
 	for name, c := range dir.children {
 		switch {
 		case c.layer != t.layer:

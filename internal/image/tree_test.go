@@ -57,6 +57,38 @@ func TestOpaqueDirectory(t *testing.T) {
 	wantPaths(t, es, "/", "/d", "/d/sub", "/d/sub/y", "/d/x", "/d2")
 }
 
+// TestOpaqueRepeated: a marker repeated in one layer, or in a directory
+// beneath one already emptied, changes nothing more; in the next layer it
+// applies again.
+func TestOpaqueRepeated(t *testing.T) {
+	l1 := layer(t, dir("d/"), file("d/x", "x"), dir("d/sub/"), file("d/sub/y", "y"))
+	l2 := layer(t, wh("d/.wh..wh..opq"), file("d/new", "n"), dir("d/sub/"), wh("d/sub/.wh..wh..opq"),
+		file("d/sub/z", "z"), wh("d/.wh..wh..opq"), wh("d/sub/.wh..wh..opq"))
+	wantPaths(t, mustApply(t, l1, l2), "/", "/d", "/d/new", "/d/sub", "/d/sub/z")
+	l3 := layer(t, dir("d/"), file("d/last", "l"), wh("d/.wh..wh..opq"))
+	wantPaths(t, mustApply(t, l1, l2, l3), "/", "/d", "/d/last")
+}
+
+// BenchmarkOpaqueRepeated: a layer of 20,000 files in one directory and
+// as many opaque markers for it. Each marker walked the directory again
+// before dropLower remembered the layer it ran for: 14.8 s, against 0.8 s
+// since (quadratic: 200,000 of each, a 200 MB layer, took ~25 minutes).
+func BenchmarkOpaqueRepeated(b *testing.B) {
+	const n = 20000
+	items := []item{dir("d/")}
+	for i := range n {
+		items = append(items, file(fmt.Sprintf("d/f%d", i), ""))
+	}
+	for range n {
+		items = append(items, wh("d/.wh..wh..opq"))
+	}
+	l := layer(b, items...)
+	b.ResetTimer()
+	for range b.N {
+		mustApply(b, l)
+	}
+}
+
 func TestHardLinks(t *testing.T) {
 	t.Run("target deleted by a later layer", func(t *testing.T) {
 		es := mustApply(t,
