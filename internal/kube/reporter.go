@@ -146,6 +146,11 @@ type Reporter struct {
 	pod            *corev1.Pod // last read, for the delete guard
 	lastErr        map[string]string
 	closing        bool
+
+	// qGen counts SetQuarantine calls; qSynced is the qGen the worker
+	// last finished deciding on (patched, failed or had nothing to do).
+	// Tests wait on them instead of sleeping to see that nothing happens.
+	qGen, qSynced uint64
 }
 
 // NewReporter returns a reporter for cfg.Pod through api. Run starts it.
@@ -246,6 +251,7 @@ func (r *Reporter) Event(eventType, reason, message string) {
 func (r *Reporter) SetQuarantine(on bool, reason string) {
 	r.mu.Lock()
 	r.qAsked, r.quarantine, r.qReason = true, on, reason
+	r.qGen++
 	r.mu.Unlock()
 	r.m.SetQuarantined(on)
 	r.poke()
@@ -422,7 +428,12 @@ func (r *Reporter) syncDelete(ctx context.Context) {
 
 func (r *Reporter) syncQuarantine(ctx context.Context) {
 	r.mu.Lock()
-	want, reason := r.quarantine, r.qReason
+	want, reason, gen := r.quarantine, r.qReason, r.qGen
+	defer func() {
+		r.mu.Lock()
+		r.qSynced = max(r.qSynced, gen)
+		r.mu.Unlock()
+	}()
 	in := !r.qAsked || (r.qApplied != nil && *r.qApplied == want && r.qAppliedReason == reason)
 	if !in && want && r.qApplied != nil && *r.qApplied && r.cfg.Clock.Since(r.qLastPatch) < annotationEvery {
 		// Labelled already: only the annotation would change. Later (the

@@ -173,6 +173,21 @@ func newReporterEnv(t *testing.T, pod *corev1.Pod, cfg ReporterConfig) *reporter
 	return e
 }
 
+// quarantineSynced waits until the worker has decided on every
+// SetQuarantine made so far: what it did not patch by then it will not
+// patch without a new call, a poke or the resync.
+func (e *reporterEnv) quarantineSynced(t *testing.T) {
+	t.Helper()
+	e.r.mu.Lock()
+	gen := e.r.qGen
+	e.r.mu.Unlock()
+	testwait.Eventually(t, 10*time.Second, 5*time.Millisecond, "the worker to decide on the last SetQuarantine", testwait.True(func() bool {
+		e.r.mu.Lock()
+		defer e.r.mu.Unlock()
+		return e.r.qSynced >= gen
+	}))
+}
+
 // requests is podfim_kube_requests_total{operation=op,result=res}.
 func (e *reporterEnv) requests(op metrics.KubeOperation, res metrics.Result) float64 {
 	mfs, _ := e.reg.Gather()
@@ -422,7 +437,7 @@ func TestReporterQuarantine(t *testing.T) {
 	}
 	// Converged: no further patch without a change.
 	e.r.SetQuarantine(false, "")
-	time.Sleep(50 * time.Millisecond)
+	e.quarantineSynced(t)
 	if n := len(e.srv.requests(http.MethodPatch, podPath)); n != 2 {
 		t.Errorf("%d patches, want 2", n)
 	}
@@ -439,7 +454,7 @@ func TestReporterQuarantineStorm(t *testing.T) {
 	for i := 1; i <= 1000; i++ {
 		e.r.SetQuarantine(true, strconv.Itoa(i))
 	}
-	time.Sleep(100 * time.Millisecond)
+	e.quarantineSynced(t)
 	if n := len(e.srv.requests(http.MethodPatch, podPath)); n != 1 {
 		t.Errorf("%d patches for 1000 annotation updates within %s, want 1", n, annotationEvery)
 	}
