@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 
+	"k8s.io/utils/clock"
+
 	"github.com/podfim/podfim/internal/target"
 )
 
@@ -43,6 +45,10 @@ type nameResolver struct {
 	backoff  time.Duration // most time between failed lookups
 	log      *slog.Logger
 	miss     chan struct{} // a pending miss; capacity 1
+	clock    clock.Clock   // paces the lookups; a fake one in tests
+	// idle, if set, is called each time run waits for a miss: tests wait
+	// for it to know that no lookup is coming without one.
+	idle func()
 
 	mu  sync.Mutex
 	ids []string
@@ -52,7 +58,7 @@ func newNameResolver(name string, lookup ContainerLookup, interval time.Duration
 	return &nameResolver{
 		name: name, lookup: lookup, log: log,
 		interval: interval, backoff: max(interval, maxLookupBackoff),
-		miss: make(chan struct{}, 1),
+		miss: make(chan struct{}, 1), clock: clock.RealClock{},
 	}
 }
 
@@ -107,7 +113,7 @@ func (r *nameResolver) run(ctx context.Context) {
 			}
 			known, image, lastErr = true, img, ""
 		}
-		if !sleep(ctx, wait) {
+		if !sleep(ctx, r.clock, wait) {
 			return
 		}
 		// Misses from before the wait are stale: only one after it, with
@@ -115,6 +121,9 @@ func (r *nameResolver) run(ctx context.Context) {
 		select {
 		case <-r.miss:
 		default:
+		}
+		if r.idle != nil {
+			r.idle()
 		}
 		select {
 		case <-ctx.Done():
@@ -124,14 +133,14 @@ func (r *nameResolver) run(ctx context.Context) {
 	}
 }
 
-// sleep waits for d or ctx, and reports whether ctx is still live.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
+// sleep waits for d on c or ctx, and reports whether ctx is still live.
+func sleep(ctx context.Context, c clock.Clock, d time.Duration) bool {
+	t := c.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
 		return false
-	case <-t.C:
+	case <-t.C():
 		return true
 	}
 }

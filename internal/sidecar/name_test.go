@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	clocktesting "k8s.io/utils/clock/testing"
+
 	"github.com/podfim/podfim/internal/policy"
 	"github.com/podfim/podfim/internal/respond"
 	"github.com/podfim/podfim/internal/target"
@@ -86,11 +88,15 @@ func (l *logRecorder) messages() []string {
 	return slices.Clone(l.msgs)
 }
 
-func startResolver(t *testing.T, f *fakeLookup, interval, backoff time.Duration) (*nameResolver, *logRecorder) {
+// startResolver runs a resolver; set, if given, adjusts it before it starts.
+func startResolver(t *testing.T, f *fakeLookup, interval, backoff time.Duration, set ...func(*nameResolver)) (*nameResolver, *logRecorder) {
 	t.Helper()
 	rec := &logRecorder{}
 	r := newNameResolver("app", f, interval, slog.New(rec))
 	r.backoff = backoff
+	for _, s := range set {
+		s(r)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -152,15 +158,26 @@ const (
 
 func TestNameResolverLooksUpOnMisses(t *testing.T) {
 	f := &fakeLookup{script: []result{{ids: []string{idA}}, {ids: []string{idA}}, {ids: []string{idB, idA}}}, called: make(chan struct{})}
-	r, rec := startResolver(t, f, 20*time.Millisecond, time.Second)
+	idle := make(chan struct{}, 1)
+	r, rec := startResolver(t, f, 20*time.Millisecond, time.Second, func(r *nameResolver) {
+		r.idle = func() {
+			select {
+			case idle <- struct{}{}:
+			default:
+			}
+		}
+	})
 
 	await(t, f, "start")
 	testwait.Eventually(t, 5*time.Second, time.Millisecond, "the IDs", testwait.True(func() bool { return slices.Equal(r.ContainerIDs(), []string{idA}) }))
-	// No miss, no request: a followed container needs none.
+	// No miss, no request: a followed container needs none. The resolver
+	// waits for a miss (idle) before any further lookup.
 	select {
 	case <-f.called:
 		t.Fatal("looked up without a miss")
-	case <-time.After(100 * time.Millisecond):
+	case <-idle:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the resolver neither looked up nor waited for a miss")
 	}
 	// Misses come on every poll while the new ID is unknown: one lookup
 	// per interval, not per miss.
@@ -221,15 +238,26 @@ func TestNameResolverErrors(t *testing.T) {
 func TestNameResolverBackoff(t *testing.T) {
 	// An API that always fails, and misses on every poll: the lookups
 	// slow down 10, 20, 40, 80 ms (capped there) instead of one per 10 ms.
-	f := &fakeLookup{script: []result{{err: errors.New("connection refused")}}}
-	r, rec := startResolver(t, f, 10*time.Millisecond, 80*time.Millisecond)
+	// The fake clock measures each wait exactly: the worker's timer has
+	// not fired 1 ms before the expected wait, and fires at it.
+	fc := clocktesting.NewFakeClock(time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC))
+	f := &fakeLookup{script: []result{{err: errors.New("connection refused")}}, called: make(chan struct{})}
+	r, rec := startResolver(t, f, 10*time.Millisecond, 80*time.Millisecond, func(r *nameResolver) { r.clock = fc })
 	missing(t, r)
-	time.Sleep(500 * time.Millisecond)
-	// 0, 10, 30, 70, 150, 230, 310, 390, 470 ms: 9 lookups; allow for a
-	// slow machine, not for the 50 an unthrottled loop would make.
-	if n := f.count(); n < 4 || n > 12 {
-		t.Errorf("%d lookups in 500 ms, want about 9", n)
+	for i, want := range []time.Duration{10, 20, 40, 80, 80, 80} {
+		want *= time.Millisecond
+		await(t, f, fmt.Sprint("lookup ", i))
+		testwait.Eventually(t, 5*time.Second, time.Millisecond, "the wait after a failed lookup", testwait.True(fc.HasWaiters))
+		fc.Step(want - time.Millisecond)
+		if !fc.HasWaiters() {
+			t.Fatalf("lookup %d: waited less than %s", i, want)
+		}
+		fc.Step(time.Millisecond)
+		if fc.HasWaiters() {
+			t.Fatalf("lookup %d: waited more than %s", i, want)
+		}
 	}
+	await(t, f, "the lookup after the last wait")
 	if n := len(rec.messages()); n != 1 {
 		t.Errorf("%d log lines for one error repeated, want 1", n)
 	}
