@@ -2,6 +2,7 @@ package watch
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -17,6 +18,7 @@ import (
 	"github.com/podfim/podfim/internal/compare"
 	"github.com/podfim/podfim/internal/metrics"
 	"github.com/podfim/podfim/internal/scan"
+	"github.com/podfim/podfim/internal/testwait"
 )
 
 type allMatcher struct{}
@@ -127,6 +129,20 @@ func (r *recorder) wait(t *testing.T, timeout time.Duration, what string, ok fun
 			t.Fatalf("timed out after %v waiting for %s; got %+v", timeout, what, r.events)
 		}
 	}
+}
+
+// moreScans waits until n more checks of kind than now have finished
+// without error: what those checks would report is recorded by then.
+func (r *recorder) moreScans(t *testing.T, kind metrics.ScanType, n int) {
+	t.Helper()
+	r.mu.Lock()
+	want := r.scans[kind] + n
+	r.mu.Unlock()
+	testwait.Eventually(t, 5*time.Second, time.Millisecond, fmt.Sprintf("%d more %s checks", n, kind), func() (bool, string) {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return r.scans[kind] >= want, fmt.Sprintf("%d of %d", r.scans[kind], want)
+	})
 }
 
 func (r *recorder) count(ok func(sinkEvent) bool) int {
@@ -259,7 +275,7 @@ func TestSameStateReportedOnce(t *testing.T) {
 	}
 	rec.wait(t, 2*time.Second, "mode change", func(e sinkEvent) bool { return e.kind == "changed" && e.path == "/app.conf" })
 	// Several quick checks later, still one finding for this state.
-	time.Sleep(150 * time.Millisecond)
+	rec.moreScans(t, metrics.ScanQuick, 3)
 	if n := rec.count(func(e sinkEvent) bool { return e.path == "/app.conf" && e.kind == "changed" }); n != 1 {
 		t.Errorf("same state reported %d times, want once", n)
 	}
@@ -323,17 +339,19 @@ func TestQueueOverflowFallsBackToRescan(t *testing.T) {
 
 func TestTargetGoneEndsRun(t *testing.T) {
 	dir := tree(t)
-	_, _, done := start(t, dir, Config{Inotify: false, Quick: 10 * time.Millisecond})
+	rec, _, done := start(t, dir, Config{Inotify: false, Quick: 10 * time.Millisecond})
 	// Removing the whole tree makes the root's directory unreachable: the
 	// quick check sees everything removed; a deleted root is still an open
 	// directory, so the run continues until cancelled.
 	if err := os.RemoveAll(dir); err != nil {
 		t.Fatal(err)
 	}
+	rec.wait(t, 2*time.Second, "removed /app.conf", func(e sinkEvent) bool { return e.kind == "removed" && e.path == "/app.conf" })
+	rec.moreScans(t, metrics.ScanQuick, 3)
 	select {
 	case err := <-done:
 		t.Fatalf("run ended early: %v", err)
-	case <-time.After(50 * time.Millisecond):
+	default:
 	}
 }
 
@@ -440,7 +458,7 @@ func TestToleratedDirectoryAttributes(t *testing.T) {
 				t.Fatal(err)
 			}
 			rec.wait(t, 2*time.Second, "changed /www/sub", func(e sinkEvent) bool { return e.kind == "changed" && e.path == "/www/sub" })
-			time.Sleep(100 * time.Millisecond) // several quick checks
+			rec.moreScans(t, metrics.ScanQuick, 3)
 			if n := rec.count(func(e sinkEvent) bool {
 				return e.kind == "changed" && (e.path == "/" || e.path == "/www")
 			}); n != 0 {
