@@ -33,6 +33,7 @@ type sinkEvent struct {
 	attrs    []string
 	detected time.Time
 	at       time.Time
+	checks   int // checks finished when it was recorded
 }
 
 // recorder is a Sink that records what it is told and keeps the open
@@ -43,6 +44,7 @@ type recorder struct {
 	open   map[string]bool
 	events []sinkEvent
 	scans  map[metrics.ScanType]int
+	checks int // of any kind, finished without error
 	notify chan struct{}
 	// omitted is what Omitted says is left out now.
 	omitted int
@@ -54,6 +56,7 @@ func newRecorder() *recorder {
 
 func (r *recorder) add(e sinkEvent) {
 	r.mu.Lock()
+	e.checks = r.checks
 	r.events = append(r.events, e)
 	r.mu.Unlock()
 	select {
@@ -105,6 +108,7 @@ func (r *recorder) Scanned(kind metrics.ScanType, err error, _ time.Duration, _ 
 	defer r.mu.Unlock()
 	if err == nil {
 		r.scans[kind]++
+		r.checks++
 	}
 }
 
