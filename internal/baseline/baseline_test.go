@@ -559,6 +559,21 @@ func TestFiles(t *testing.T) {
 		t.Errorf("replaced baseline mode %v, want 0640", st.Mode().Perm())
 	}
 	assertNoTemp(t, dir, "b.pfb")
+	// A symlink at the path is replaced, and lends the new file neither
+	// its target's content nor its target's mode.
+	public, link := filepath.Join(dir, "public"), filepath.Join(dir, "link.pfb")
+	if err := errors.Join(os.WriteFile(public, []byte("public"), 0o644), os.Chmod(public, 0o644), os.Symlink(public, link)); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteFile(link, b, nil); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := os.Lstat(link); err != nil || !st.Mode().IsRegular() || st.Mode().Perm() != 0o600 {
+		t.Errorf("baseline written over a symlink to a 0644 file: %v, %v; want a regular file, 0600", st.Mode(), err)
+	}
+	if data, _ := os.ReadFile(public); string(data) != "public" {
+		t.Errorf("the symlink's target was written through: %q", data)
+	}
 
 	if _, err := ReadFile(filepath.Join(dir, "missing"), ReadOptions{}); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("missing file: %v", err)

@@ -140,9 +140,14 @@ func CreateFile(path string, key ed25519.PrivateKey) (*Writer, error) {
 	if err := checkKey(key); err != nil {
 		return nil, fmt.Errorf("failed to write baseline %q: %w", path, err)
 	}
+	// Lstat: the symlink at path is replaced (see Writer), so it is not
+	// where the mode comes from; a symlink to a world-readable file would
+	// otherwise make the baseline world-readable.
 	perm := fs.FileMode(0o600)
-	if st, err := os.Stat(path); err == nil {
-		perm = st.Mode().Perm()
+	if st, err := os.Lstat(path); err == nil {
+		if st.Mode().IsRegular() {
+			perm = st.Mode().Perm()
+		}
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("failed to write baseline %q: %w", path, err)
 	}
