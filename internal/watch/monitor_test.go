@@ -33,7 +33,7 @@ type sinkEvent struct {
 	attrs    []string
 	detected time.Time
 	at       time.Time
-	checks   int // checks finished when it was recorded
+	evChecks int // event checks finished when it was recorded
 }
 
 // recorder is a Sink that records what it is told and keeps the open
@@ -44,8 +44,8 @@ type recorder struct {
 	open   map[string]bool
 	events []sinkEvent
 	scans  map[metrics.ScanType]int
-	checks int // of any kind, finished without error
 	notify chan struct{}
+	root   string // the directory checked, for barrier
 	// omitted is what Omitted says is left out now.
 	omitted int
 }
@@ -56,7 +56,7 @@ func newRecorder() *recorder {
 
 func (r *recorder) add(e sinkEvent) {
 	r.mu.Lock()
-	e.checks = r.checks
+	e.evChecks = r.scans[metrics.ScanEvent]
 	r.events = append(r.events, e)
 	r.mu.Unlock()
 	select {
@@ -108,7 +108,6 @@ func (r *recorder) Scanned(kind metrics.ScanType, err error, _ time.Duration, _ 
 	defer r.mu.Unlock()
 	if err == nil {
 		r.scans[kind]++
-		r.checks++
 	}
 }
 
@@ -133,6 +132,31 @@ func (r *recorder) wait(t *testing.T, timeout time.Duration, what string, ok fun
 			t.Fatalf("timed out after %v waiting for %s; got %+v", timeout, what, r.events)
 		}
 	}
+}
+
+// barrier creates the empty file name in dir, a watched directory of the
+// tree the monitor checks, and waits until the event check of its inotify
+// event has finished. The monitor handles events in order, one batch (and
+// the rescan it may cause, watches re-synced included) at a time, and
+// inotify queues them in order: what an earlier event makes the monitor
+// do is done by then. The file is reported added, by that check or by a
+// rescan before it.
+func (r *recorder) barrier(t *testing.T, dir, name string) {
+	t.Helper()
+	rel, err := filepath.Rel(r.root, filepath.Join(dir, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := "/" + filepath.ToSlash(rel)
+	if err := os.WriteFile(filepath.Join(dir, name), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e := r.wait(t, 2*time.Second, "added "+p, func(e sinkEvent) bool { return e.kind == "added" && e.path == p })
+	testwait.Eventually(t, 5*time.Second, time.Millisecond, "the event check of "+p, testwait.True(func() bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return r.scans[metrics.ScanEvent] > e.evChecks
+	}))
 }
 
 // moreScans waits until n more checks of kind than now have finished
@@ -179,6 +203,7 @@ func start(t *testing.T, dir string, cfg Config) (*recorder, context.CancelFunc,
 	}
 	cfg.Baseline = &baseline.Baseline{Entries: res.Entries}
 	rec := newRecorder()
+	rec.root = dir
 	m := New(root, cfg, rec)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -264,7 +289,8 @@ func TestInotifyAddedRemovedAndNewDirectory(t *testing.T) {
 	}
 	rec.wait(t, 2*time.Second, "added /www/new", func(e sinkEvent) bool { return e.kind == "added" && e.path == "/www/new" })
 	rec.wait(t, 2*time.Second, "dir_change rescan", func(e sinkEvent) bool { return e.kind == "rescan:"+string(metrics.RescanDirChange) })
-	time.Sleep(20 * time.Millisecond)
+	// The rescan re-syncs the watches before the next event is handled.
+	rec.barrier(t, filepath.Join(dir, "www"), "marker")
 	if err := os.WriteFile(filepath.Join(dir, "www", "new", "x"), []byte("x"), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -7,8 +7,6 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/podfim/podfim/internal/testwait"
 )
 
 // Container runtimes give a container an overlayfs root. inotify on the
@@ -46,32 +44,15 @@ func TestInotifyOnOverlayfs(t *testing.T) {
 	})
 	// A write can be seen in two states (truncated, then written): let it
 	// settle before counting.
-	barrier(t, rec, merged, "settled")
+	rec.barrier(t, filepath.Join(merged, "www"), "settled")
 	before := rec.count(func(e sinkEvent) bool { return e.path == "/www/index.html" })
 	// Bypassing the overlay (writing the upper layer from the node): no
 	// event; documented, and covered by the scheduled checks.
 	if err := os.WriteFile(filepath.Join(upper, "www", "index.html"), []byte("Hacked again, from below\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	barrier(t, rec, merged, "after")
+	rec.barrier(t, filepath.Join(merged, "www"), "after")
 	if n := rec.count(func(e sinkEvent) bool { return e.path == "/www/index.html" }) - before; n != 0 {
 		t.Errorf("a write to the upper layer gave %d findings by inotify; docs/sidecar.md says it gives none until a scheduled check: update one of them", n)
 	}
-}
-
-// barrier creates /www/<name> through the overlay and waits until the
-// check that reports it has finished. inotify queues events in order, so
-// what an event queued before it (none, for a write below the overlay)
-// makes the monitor report is recorded by then.
-func barrier(t *testing.T, rec *recorder, merged, name string) {
-	t.Helper()
-	if err := os.WriteFile(filepath.Join(merged, "www", name), nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	e := rec.wait(t, 2*time.Second, "added /www/"+name, func(e sinkEvent) bool { return e.kind == "added" && e.path == "/www/"+name })
-	testwait.Eventually(t, 5*time.Second, time.Millisecond, "the check that reported /www/"+name, testwait.True(func() bool {
-		rec.mu.Lock()
-		defer rec.mu.Unlock()
-		return rec.checks > e.checks
-	}))
 }
