@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -178,7 +179,7 @@ func (s *selected) image(platformGiven bool, want *v1.Platform) (*Image, error) 
 	}
 	have := v1.Platform{OS: cf.OS, Architecture: cf.Architecture, Variant: cf.Variant}
 	if platformGiven && !have.Satisfies(*want) {
-		return nil, fmt.Errorf("%w: the image is for %s, not %s", ErrReference, platformString(&have), platformString(want))
+		return nil, fmt.Errorf("%w: the image is for %s, not %s", ErrReference, quotePlatform(&have), quotePlatform(want))
 	}
 	im := &Image{img: s.img, diffIDs: cf.RootFS.DiffIDs, stored: s.stored, close: s.close}
 	im.Manifest, im.Config, im.Index = digest.String(), m.Config.Digest.String(), s.index
@@ -212,6 +213,18 @@ func platformString(p *v1.Platform) string {
 	s := p.OS + "/" + p.Architecture
 	if p.Variant != "" {
 		s += "/" + p.Variant
+	}
+	return s
+}
+
+// quotePlatform shows a platform in a message: as it is when it holds only
+// what platforms are made of, Go-quoted otherwise, since an image's
+// configuration and an index choose theirs (DESIGN.md: no terminal escape
+// from an image).
+func quotePlatform(p *v1.Platform) string {
+	s := platformString(p)
+	if strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-/") != "" {
+		return strconv.Quote(s)
 	}
 	return s
 }
@@ -356,13 +369,13 @@ func fromIndex(idx v1.ImageIndex, digest string, want *v1.Platform) (*selected, 
 		if d.Platform == nil || !d.MediaType.IsImage() {
 			continue
 		}
-		have = append(have, platformString(d.Platform))
+		have = append(have, quotePlatform(d.Platform))
 		if d.Platform.Satisfies(*want) {
 			img, err := idx.Image(d.Digest)
 			return &selected{img: img, want: d.Digest, index: digest}, err
 		}
 	}
-	return nil, fmt.Errorf("%w: the index %s has no image for %s (it has: %s)", ErrReference, digest, platformString(want), strings.Join(have, ", "))
+	return nil, fmt.Errorf("%w: the index %s has no image for %s (it has: %s)", ErrReference, digest, quotePlatform(want), strings.Join(have, ", "))
 }
 
 // Keychain returns the registry credentials of authfile, a docker

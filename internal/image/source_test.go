@@ -187,6 +187,31 @@ func TestMultiPlatform(t *testing.T) {
 	}
 }
 
+// TestHostilePlatform: the platforms an image's configuration and an
+// index name reach error messages escaped.
+func TestHostilePlatform(t *testing.T) {
+	const evil = "linux\x1b]2;owned\x07"
+	img := testImage(t, "linux/amd64")
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf = cf.DeepCopy()
+	cf.OS = evil
+	if img, err = mutate.ConfigFile(img, cf); err != nil {
+		t.Fatal(err)
+	}
+	idx := mutate.AppendManifests(mutate.IndexMediaType(empty.Index, types.OCIImageIndex),
+		mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: evil, Architecture: "amd64"}}})
+	_, ierr := fromIndex(idx, digestOf(t, idx), &v1.Platform{OS: "linux", Architecture: "s390x"})
+	_, serr := (&selected{img: img}).image(true, &v1.Platform{OS: "linux", Architecture: "amd64"})
+	for what, err := range map[string]error{"index": ierr, "configuration": serr} {
+		if !errors.Is(err, ErrReference) || strings.ContainsRune(err.Error(), 0x1b) || !strings.Contains(err.Error(), `\x1b]2;owned\a`) {
+			t.Errorf("%s: err = %q, want ErrReference with the platform quoted", what, err)
+		}
+	}
+}
+
 func TestReferenceErrors(t *testing.T) {
 	for _, ref := range []string{"", "nginx", "ftp://x/y", "oci:", "docker://UPPER/Case:tag"} {
 		if _, err := Open(context.Background(), ref, SourceOptions{}); !errors.Is(err, ErrReference) {
