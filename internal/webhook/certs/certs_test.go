@@ -14,6 +14,7 @@ import (
 	admregv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/podfim/podfim/internal/testwait"
 	"github.com/podfim/podfim/internal/webhook/certs"
 	"github.com/podfim/podfim/internal/webhook/certs/certstest"
 )
@@ -202,14 +203,19 @@ func TestKeepFresh(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Each check reads the Secret first: once three checks have started,
+	// the first two have decided.
+	var gets atomic.Int64
+	api.BeforeGet = func() { gets.Add(1) }
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	got := make(chan certs.Bundle, 10)
 	go s.KeepFresh(ctx, first, 10*time.Millisecond, slog.New(slog.NewTextHandler(io.Discard, nil)), func(b certs.Bundle) { got <- b })
+	testwait.Eventually(t, 5*time.Second, time.Millisecond, "three checks", testwait.True(func() bool { return gets.Load() >= 3 }))
 	select {
 	case <-got:
 		t.Fatal("changed without a renewal")
-	case <-time.After(100 * time.Millisecond):
+	default:
 	}
 	mu.Lock()
 	now = now.Add(certs.ServingLifetime - certs.RenewBefore + time.Hour)
