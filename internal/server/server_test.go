@@ -7,10 +7,13 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/podfim/podfim/internal/testwait"
 )
 
 // start runs a server on a free loopback port and returns its base URL.
@@ -191,14 +194,21 @@ func TestRunTwice(t *testing.T) {
 func TestShutdownWaitsForRequests(t *testing.T) {
 	release := make(chan struct{})
 	entered := make(chan struct{})
+	var handled atomic.Bool
 	s := New("127.0.0.1:0", nil, nil, func() error {
 		close(entered)
 		<-release
+		handled.Store(true)
 		return nil
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
-	go func() { errc <- s.Run(ctx) }()
+	var handledFirst bool // the request was handled when Run returned
+	go func() {
+		err := s.Run(ctx)
+		handledFirst = handled.Load()
+		errc <- err
+	}()
 	<-s.Listening()
 	got := make(chan int, 1)
 	go func() {
@@ -212,10 +222,19 @@ func TestShutdownWaitsForRequests(t *testing.T) {
 	}()
 	<-entered
 	cancel()
+	// The listener closes when the shutdown starts: Run is then waiting
+	// for the request, not done.
+	testwait.Eventually(t, 5*time.Second, time.Millisecond, "the listener to close", testwait.True(func() bool {
+		c, err := net.Dial("tcp", s.Addr())
+		if err == nil {
+			c.Close()
+		}
+		return err != nil
+	}))
 	select {
 	case err := <-errc:
 		t.Fatalf("Run returned with a request in flight: %v", err)
-	case <-time.After(100 * time.Millisecond):
+	default:
 	}
 	close(release)
 	if code := <-got; code != 200 {
@@ -223,5 +242,8 @@ func TestShutdownWaitsForRequests(t *testing.T) {
 	}
 	if err := <-errc; err != nil {
 		t.Errorf("Run: %v", err)
+	}
+	if !handledFirst {
+		t.Error("Run returned before the request in flight was handled")
 	}
 }
