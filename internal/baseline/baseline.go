@@ -116,6 +116,12 @@ type Binding struct {
 	// ImageDigest, when set, must name the header's image (Image.Matches:
 	// its manifest, index or config digest).
 	ImageDigest string
+	// Platform, when set with ImageDigest ("os/arch", the node's), is
+	// what a baseline that ImageDigest names only by its index must be
+	// for: an index names the image of every platform, and a baseline
+	// made for another one is not the image the node runs. A baseline
+	// that records no platform is accepted.
+	Platform string
 	// MaxAge, when positive, is how old the baseline may be: Created must
 	// be recorded, no earlier than Now - MaxAge and no later than Now plus
 	// MaxClockSkew.
@@ -142,6 +148,8 @@ func (b Binding) Check(h *Header) error {
 		return errorf(ErrBinding, "baseline records no image; image %s is required", b.ImageDigest)
 	case b.ImageDigest != "" && !h.Image.Matches(b.ImageDigest):
 		return errorf(ErrBinding, "baseline is for image %s (config %s), not %s", h.Image.Manifest, h.Image.Config, b.ImageDigest)
+	case b.ImageDigest != "" && b.Platform != "" && !h.Image.forPlatform(b.ImageDigest, b.Platform):
+		return errorf(ErrBinding, "baseline is for platform %s of index %s, not %s", h.Image.Platform, h.Image.Index, b.Platform)
 	case b.MinSerial != 0 && h.Serial < b.MinSerial:
 		return errorf(ErrBinding, "baseline serial %d is older than the required %d (rolled back?)", h.Serial, b.MinSerial)
 	}

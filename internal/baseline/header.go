@@ -85,6 +85,25 @@ func (im *Image) Matches(digest string) bool {
 	return digest == im.Manifest || digest == im.Index || digest == im.Config
 }
 
+// forPlatform reports whether im, which digest names (Matches), is for
+// platform ("os/arch", or "os/arch/variant"): always when digest names its
+// manifest or config, which are of one platform; when it names only the
+// index, im.Platform must agree on os and architecture (a variant of
+// either side is not compared), or be unknown.
+func (im *Image) forPlatform(digest, platform string) bool {
+	if i := strings.LastIndexByte(digest, '@'); i >= 0 {
+		digest = digest[i+1:]
+	}
+	if digest == im.Manifest || digest == im.Config || im.Platform == "" {
+		return true
+	}
+	osArch := func(p string) string {
+		parts := strings.SplitN(p, "/", 3)
+		return strings.Join(parts[:min(2, len(parts))], "/")
+	}
+	return osArch(im.Platform) == osArch(platform)
+}
+
 // Limits of the header; doc.go describes the encoding.
 const (
 	// MaxSubjectBytes bounds Header.Subject.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -146,7 +147,9 @@ func (s *sidecar) loadImageBaseline(ctx context.Context, c *target.Container) (*
 	opts := baseline.ReadOptions{
 		VerifyKey:  s.cfg.VerifyKey,
 		MaxEntries: min(s.cfg.Policy.Limits.MaxFiles, baseline.MaxEntries),
-		Binding:    baseline.Binding{ImageDigest: im.digest, Subject: s.cfg.Subject},
+		// The app runs on this node: an index digest names the image of
+		// every platform, and only this one's baseline fits.
+		Binding: baseline.Binding{ImageDigest: im.digest, Subject: s.cfg.Subject, Platform: runtime.GOOS + "/" + runtime.GOARCH},
 	}
 	src := s.cfg.Source()
 	switch src {

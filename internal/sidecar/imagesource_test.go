@@ -4,12 +4,14 @@ import (
 	"context"
 	"crypto/ed25519"
 	"errors"
+	"fmt"
 	"io"
 	"log"
 	"log/slog"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -204,6 +206,29 @@ func TestConfigMapSource(t *testing.T) {
 	_, err = s.loadImageBaseline(context.Background(), c)
 	if refusalReason(err) != metrics.RefusedImage || !strings.Contains(err.Error(), "none of the 2 baselines") {
 		t.Errorf("another image: %v", err)
+	}
+	// The kubelet may name a multi-platform image by its index: only the
+	// baseline of this node's platform fits it.
+	idx := "sha256:" + strings.Repeat("e", 64)
+	other := map[string]string{"amd64": "arm64"}[runtime.GOARCH]
+	if other == "" {
+		other = "amd64"
+	}
+	for i, arch := range []string{other, runtime.GOARCH} {
+		bl := &baseline.Baseline{
+			Header: baseline.Header{Subject: idx, Serial: uint64(9 - i), Compared: attr.ImageStable,
+				Image: &baseline.Image{Manifest: "sha256:" + strings.Repeat(fmt.Sprint(i), 64), Config: "sha256:" + strings.Repeat("c", 64),
+					Index: idx, Platform: runtime.GOOS + "/" + arch}},
+			Entries: []attr.Entry{{Path: "/www", Attrs: attr.Type | attr.Mode, Type: attr.TypeDir, Mode: 0o755}},
+		}
+		if err := baseline.WriteFile(filepath.Join(cm, "index-"+arch+".pfb"), bl, key); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.cfg.ImageDigest = "example.com/web@" + idx
+	got, err = s.loadImageBaseline(context.Background(), c)
+	if err != nil || got.Image.Platform != runtime.GOOS+"/"+runtime.GOARCH {
+		t.Errorf("by index: picked %v, %v; want the baseline for %s/%s, not the newer one for %s", got, err, runtime.GOOS, runtime.GOARCH, other)
 	}
 }
 
