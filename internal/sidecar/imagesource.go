@@ -266,6 +266,11 @@ func (s *sidecar) refuse(err error, retry time.Duration) {
 		msg = msg[:maxRefusalEvent] + "..."
 	}
 	s.event(eventWarning, kube.ReasonBaselineRefused, msg)
+	s.refusedOnce.Do(func() {
+		if s.refused != nil { // nil in tests that build a bare sidecar
+			close(s.refused)
+		}
+	})
 }
 
 // refusalReason classifies a refusal for the metric. The order matters:

@@ -91,7 +91,7 @@ func newImageSidecar(t *testing.T, cfg Config) (*sidecar, *fakeReporter, *promet
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	return &sidecar{cfg: cfg, log: slog.New(slog.DiscardHandler), metrics: m}, rep, reg
+	return &sidecar{cfg: cfg, log: slog.New(slog.DiscardHandler), metrics: m, refused: make(chan struct{})}, rep, reg
 }
 
 // refusals reads podfim_baseline_refusals_total{source, reason}.
@@ -171,6 +171,13 @@ func TestRegistrySource(t *testing.T) {
 		if n := refusals(t, m, metrics.BaselineRegistry, tc.want); n != 1 {
 			t.Errorf("image %s: podfim_baseline_refusals_total{reason=%q} = %v", tc.image, tc.want, n)
 		}
+	}
+	// A refusal opens the port at once (serve waits for s.refused or a
+	// first full check): /readyz must say unready, not refuse connections.
+	select {
+	case <-s.refused:
+	default:
+		t.Error("a refusal did not signal serve")
 	}
 	if got := rep.reasons(); len(got) != 3 || slices.IndexFunc(got, func(r string) bool { return r != kube.ReasonBaselineRefused }) >= 0 {
 		t.Errorf("events %v, want 3 BaselineRefused", got)

@@ -275,7 +275,7 @@ func newSidecar(cfg Config, log *slog.Logger) (*sidecar, *prometheus.Registry, e
 		finder = &target.Finder{}
 	}
 	return &sidecar{cfg: cfg, log: log, matcher: matcher, metrics: m, finder: finder, accepted: watch.NewAccepted(),
-		verified: make(chan struct{})}, reg, nil
+		verified: make(chan struct{}), refused: make(chan struct{})}, reg, nil
 }
 
 // startResponder starts the Kubernetes API worker (when cfg.Kube is set)
@@ -353,7 +353,9 @@ const serveGrace = 20 * time.Second
 
 // serve serves metrics and probes on cfg.Listen (nothing when it is empty)
 // until ctx ends, once the first full check of the app container has
-// completed and its findings were answered, or serveGrace has passed. The
+// completed and its findings were answered, every baseline for its image
+// was refused (nothing can be verified, the pod must show unready), or
+// serveGrace has passed. The
 // app shares the pod's network namespace: whatever it does to the port, a
 // sidecar (re)started under a flood has detected and responded before it
 // serves anything the app can flood. The channel tells when the server
@@ -370,6 +372,7 @@ func (s *sidecar) serve(ctx context.Context, reg *prometheus.Registry) <-chan er
 		case <-ctx.Done():
 			return
 		case <-s.verified:
+		case <-s.refused: // fail closed: nothing is verified, and /readyz says so
 		case <-t.C:
 			s.log.Warn("serving before the first full check of the app container completed", keyWaited, serveGrace.String())
 		}
@@ -515,6 +518,13 @@ type sidecar struct {
 	// completed (see serve).
 	verified     chan struct{}
 	verifiedOnce sync.Once
+	// refused is closed at the first refusal of every baseline for the
+	// running image (see imageBaseline): there is nothing to verify until
+	// a usable one appears, so serve need not wait for a first full check
+	// that cannot come, and /readyz and the refusal metric are served at
+	// once instead of after serveGrace.
+	refused     chan struct{}
+	refusedOnce sync.Once
 	// imageID is the image ID of the container being monitored, when the
 	// API told it ("" otherwise).
 	imageID string
