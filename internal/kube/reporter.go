@@ -39,6 +39,7 @@ const (
 	ReasonBaselineCreated   = "BaselineCreated"   // a first-sight baseline was taken
 	ReasonImageChanged      = "ImageChanged"      // the app container runs another image than the baseline's
 	ReasonBaselineRefused   = "BaselineRefused"   // no baseline could be used for the running image: unready until one is
+	ReasonCheckIncomplete   = "CheckIncomplete"   // a whole-tree check could not compare some paths (unreadable, not hashed)
 )
 
 // Quarantine marks on the pod. The label lets a NetworkPolicy isolate the

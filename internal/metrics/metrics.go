@@ -19,10 +19,22 @@ const (
 	ResultOK      Result = "ok"
 	ResultError   Result = "error"
 	ResultSkipped Result = "skipped" // the action did not apply (nothing kept to restore, kill limit reached...)
+	// ResultIncomplete: a whole-tree check that ran to its end but could not
+	// compare some paths (unreadable, not hashed, not descended).
+	ResultIncomplete Result = "incomplete"
 )
+
+// ErrIncomplete, passed to ScanDone, marks a check that ran to its end but
+// did not compare every path: it counts as result "incomplete" and, being
+// no evidence that everything was compared, does not advance
+// podfim_last_full_check_timestamp_seconds.
+var ErrIncomplete = errors.New("check incomplete")
 
 // resultOf is ResultOK for a nil error and ResultError otherwise.
 func resultOf(err error) Result {
+	if errors.Is(err, ErrIncomplete) {
+		return ResultIncomplete
+	}
 	if err != nil {
 		return ResultError
 	}

@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"regexp"
 	"strings"
@@ -56,8 +57,8 @@ func TestPromlint(t *testing.T) {
 			podfim++
 		}
 	}
-	if podfim != 18 {
-		t.Errorf("%d podfim_ metric families, want 18", podfim)
+	if podfim != 19 {
+		t.Errorf("%d podfim_ metric families, want 19", podfim)
 	}
 }
 
@@ -66,16 +67,17 @@ func TestPromlint(t *testing.T) {
 func TestPrecreated(t *testing.T) {
 	_, reg := newMetrics(t)
 	for name, want := range map[string]int{
-		"podfim_scans_total":           3 * 2,
-		"podfim_scan_duration_seconds": 3,
-		"podfim_findings_total":        3,
-		"podfim_actions_total":         9 * 3,
-		"podfim_kube_requests_total":   4 * 2,
-		"podfim_kube_events_total":     4,
-		"podfim_pod_quarantined":       1,
-		"podfim_rescans_total":         6,
-		"podfim_build_info":            1,
-		"podfim_baseline_info":         0,
+		"podfim_scans_total":            3*2 + 2, // incomplete: quick and full
+		"podfim_check_incomplete_paths": 2,
+		"podfim_scan_duration_seconds":  3,
+		"podfim_findings_total":         3,
+		"podfim_actions_total":          9 * 3,
+		"podfim_kube_requests_total":    4 * 2,
+		"podfim_kube_events_total":      4,
+		"podfim_pod_quarantined":        1,
+		"podfim_rescans_total":          6,
+		"podfim_build_info":             1,
+		"podfim_baseline_info":          0,
 	} {
 		n, err := testutil.GatherAndCount(reg, name)
 		if err != nil {
@@ -93,8 +95,16 @@ func TestScanDone(t *testing.T) {
 	m.ScanDone(ScanQuick, end, time.Millisecond, nil)
 	m.ScanDone(ScanFull, end.Add(-time.Hour), time.Second, nil)
 	m.ScanDone(ScanFull, end, time.Second, errors.New("target lost"))
+	m.ScanDone(ScanFull, end, time.Second, fmt.Errorf("1 path: %w", ErrIncomplete))
+	m.SetIncomplete(ScanFull, 1)
+	if got := testutil.ToFloat64(m.scans.WithLabelValues("full", "incomplete")); got != 1 {
+		t.Errorf("full incomplete %v", got)
+	}
+	if got := testutil.ToFloat64(m.incompletePaths.WithLabelValues("full")); got != 1 {
+		t.Errorf("podfim_check_incomplete_paths{type=full} %v", got)
+	}
 	if got := testutil.ToFloat64(m.lastFullCheck); got != 1699996400.5 {
-		t.Errorf("last full check %v: only a successful full check counts", got)
+		t.Errorf("last full check %v: only a successful, complete full check counts", got)
 	}
 	if got := testutil.ToFloat64(m.scans.WithLabelValues("full", "error")); got != 1 {
 		t.Errorf("full errors %v", got)
@@ -132,6 +142,7 @@ func TestNilMetrics(t *testing.T) {
 	var m *Sidecar
 	m.SetFilesMonitored(1)
 	m.ScanDone(ScanFull, time.Now(), time.Second, nil)
+	m.SetIncomplete(ScanFull, 1)
 	m.Finding(attr.Added)
 	m.Action(ActionLog, ResultOK)
 	m.SetViolationsOpen(1)

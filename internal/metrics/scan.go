@@ -49,6 +49,7 @@ type scanMetrics struct {
 	targetRestarts   prometheus.Counter
 	inotifyOverflows prometheus.Counter
 	rescans          *prometheus.CounterVec
+	incompletePaths  *prometheus.GaugeVec
 }
 
 func newScanMetrics() scanMetrics {
@@ -59,7 +60,7 @@ func newScanMetrics() scanMetrics {
 		}),
 		scans: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "podfim_scans_total",
-			Help: "Scans of the target by type (quick, full, event) and result (ok, error).",
+			Help: "Scans of the target by type (quick, full, event) and result (ok, error, incomplete).",
 		}, []string{"type", "result"}),
 		scanDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "podfim_scan_duration_seconds",
@@ -82,12 +83,22 @@ func newScanMetrics() scanMetrics {
 			Name: "podfim_rescans_total",
 			Help: "Whole-tree rescans by reason (overflow, watch_lost, watch_limit, schedule, target_restart, dir_change).",
 		}, []string{"reason"}),
+		incompletePaths: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "podfim_check_incomplete_paths",
+			Help: "Paths the last whole-tree check of each type (quick, full) could not compare (unreadable, not hashed, not descended); 0 when it compared everything.",
+		}, []string{"type"}),
 	}
 	for _, t := range ScanTypes() {
-		for _, r := range []Result{ResultOK, ResultError} {
+		for _, r := range []Result{ResultOK, ResultError, ResultIncomplete} {
+			if r == ResultIncomplete && t == ScanEvent {
+				continue
+			}
 			m.scans.WithLabelValues(string(t), string(r)).Add(0)
 		}
 		m.scanDuration.WithLabelValues(string(t))
+		if t != ScanEvent {
+			m.incompletePaths.WithLabelValues(string(t))
+		}
 	}
 	for _, r := range RescanReasons() {
 		m.rescans.WithLabelValues(string(r)).Add(0)
@@ -97,7 +108,7 @@ func newScanMetrics() scanMetrics {
 
 func (m *scanMetrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.filesMonitored, m.scans, m.scanDuration, m.lastFullCheck,
-		m.targetRestarts, m.inotifyOverflows, m.rescans}
+		m.targetRestarts, m.inotifyOverflows, m.rescans, m.incompletePaths}
 }
 
 // SetFilesMonitored records how many objects the last completed scan recorded.
@@ -108,9 +119,11 @@ func (m *Sidecar) SetFilesMonitored(n int) {
 	m.filesMonitored.Set(float64(n))
 }
 
-// ScanDone records a scan of type t that took d and ended at end with err.
-// A successful full scan also sets podfim_last_full_check_timestamp_seconds
-// to end: the evidence that the comparison runs (PCI DSS 11.5.2).
+// ScanDone records a scan of type t that took d and ended at end with err
+// (ErrIncomplete: it ran to its end but did not compare every path). A
+// successful full scan also sets podfim_last_full_check_timestamp_seconds
+// to end: the evidence that the comparison runs (PCI DSS 11.5.2); an
+// incomplete one does not.
 func (m *Sidecar) ScanDone(t ScanType, end time.Time, d time.Duration, err error) {
 	if m == nil {
 		return
@@ -120,6 +133,15 @@ func (m *Sidecar) ScanDone(t ScanType, end time.Time, d time.Duration, err error
 	if t == ScanFull && err == nil {
 		m.lastFullCheck.Set(float64(end.UnixNano()) / 1e9)
 	}
+}
+
+// SetIncomplete records how many paths the last whole-tree check of type t
+// could not compare (0: it compared everything).
+func (m *Sidecar) SetIncomplete(t ScanType, n int) {
+	if m == nil {
+		return
+	}
+	m.incompletePaths.WithLabelValues(string(t)).Set(float64(n))
 }
 
 // TargetRestarted counts a restart of the app container, and the rescan it

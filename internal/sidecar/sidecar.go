@@ -763,8 +763,9 @@ func (s *sidecar) Root() respond.RootWriter {
 // responder, which keeps the ledger of open violations, and its scans to
 // the metrics.
 type sink struct {
-	s   *sidecar
-	mon *watch.Monitor
+	s          *sidecar
+	mon        *watch.Monitor
+	incomplete incompleteChecks
 }
 
 func (k *sink) Finding(ctx context.Context, f compare.Finding, detected time.Time) {
@@ -803,7 +804,13 @@ func (k *sink) Resolved(path string) { k.s.resp.Resolved(path) }
 func (k *sink) Open() []string { return k.s.resp.Open() }
 
 func (k *sink) Scanned(kind metrics.ScanType, err error, took time.Duration, entries int) {
-	k.s.metrics.ScanDone(kind, time.Now(), took, err)
+	if n := k.incomplete.get(kind); err == nil && kind != metrics.ScanEvent && n > 0 {
+		// Counted as incomplete, and not as the evidence of a full check;
+		// it still verified what it compared (below).
+		k.s.metrics.ScanDone(kind, time.Now(), took, fmt.Errorf("%d paths not compared: %w", n, metrics.ErrIncomplete))
+	} else {
+		k.s.metrics.ScanDone(kind, time.Now(), took, err)
+	}
 	if err == nil && kind != metrics.ScanEvent {
 		k.s.metrics.SetFilesMonitored(entries)
 		// A whole-tree scan leaves garbage the size of the tree, and an

@@ -12,6 +12,7 @@ import (
 
 	"github.com/podfim/podfim/internal/attr"
 	"github.com/podfim/podfim/internal/metrics"
+	"github.com/podfim/podfim/internal/scan"
 )
 
 // contentMatcher compares what survives a copy of a file's content (no
@@ -188,4 +189,38 @@ func TestLargeFileDoesNotDelaySmall(t *testing.T) {
 	}
 	// The large file is still checked, in the background.
 	rec.wait(t, 120*time.Second, "added /big.log", func(e sinkEvent) bool { return e.kind == "added" && e.path == "/big.log" })
+}
+
+// A whole-tree check that could not compare a file (here: larger than the
+// per-file byte limit, so not hashed; in a pod: unreadable), and that the
+// baseline lacks the hash of too (so no comparison can fail), says so
+// (Sink.Incomplete, with the path), and the open violation of that file
+// stays open, while a clean file's is resolved. Before, the sidecar
+// ignored the scan's warnings: an incomplete check looked complete and
+// resolved what it had not compared.
+func TestIncompleteCheck(t *testing.T) {
+	dir := tree(t)
+	if err := os.WriteFile(filepath.Join(dir, "big"), []byte("thirty bytes of content here.\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rec, _, _ := start(t, dir, Config{Quick: 20 * time.Millisecond, Scan: scan.Options{MaxFileBytes: 20}})
+	rec.mu.Lock()
+	n, sample := rec.incomplete[metrics.ScanFull], rec.sample
+	// Open violations, as an earlier container may have left them.
+	rec.open["/big"], rec.open["/app.conf"] = true, true
+	rec.mu.Unlock()
+	if n != 1 || len(sample) != 1 || sample[0].Path != "/big" || !sample[0].Incomplete() {
+		t.Fatalf("first full check: Incomplete(%d, %v), want 1 path, /big", n, sample)
+	}
+	rec.wait(t, 5*time.Second, "resolved /app.conf", func(e sinkEvent) bool { return e.kind == "resolved" && e.path == "/app.conf" })
+	rec.moreScans(t, metrics.ScanQuick, 2)
+	rec.mu.Lock()
+	open, quick := rec.open["/big"], rec.incomplete[metrics.ScanQuick]
+	rec.mu.Unlock()
+	if !open {
+		t.Error("the violation of /big, which no check could compare, was resolved")
+	}
+	if quick != 1 {
+		t.Errorf("quick checks: Incomplete(%d), want 1", quick)
+	}
 }

@@ -78,6 +78,12 @@ type Sink interface {
 	Scanned(kind metrics.ScanType, err error, took time.Duration, entries int)
 	// Rescan reports a fall back to a whole-tree check and why.
 	Rescan(reason metrics.RescanReason)
+	// Incomplete is called at the end of every whole-tree check, before
+	// Scanned: n is the number of paths it could not compare in full (not
+	// readable, not hashed, not descended: scan.Warning.Incomplete), 0 when
+	// it compared everything; sample holds the first MaxWarningSample of
+	// them. Open violations of those paths stay open.
+	Incomplete(kind metrics.ScanType, n int, sample []scan.Warning)
 	// Omitted reports findings not passed on because the monitor holds
 	// Config.MaxFindings violations already: at the end of every
 	// whole-tree check, those it left out (check true, 0 included: the
@@ -128,6 +134,11 @@ type Config struct {
 	// back until it is closed, so a test can fill the kernel's queue.
 	readGate chan struct{}
 }
+
+// MaxWarningSample bounds the warnings of one check passed to
+// Sink.Incomplete: the count says how many there were, a few name the
+// paths, and an app that makes 100,000 files unreadable grows nothing.
+const MaxWarningSample = 8
 
 // DefaultMaxFindings is Config.MaxFindings's default: far more violations
 // than anyone reads one by one, far fewer than would matter in memory.
@@ -406,7 +417,7 @@ func (m *Monitor) checkPath(ctx context.Context, p string, written bool, detecte
 	}
 	old, inBase := m.cfg.Baseline.Lookup(p)
 	cur, err := m.root.EntryWith(p, attrs, m.cfg.Scan)
-	exists := true
+	exists, partial := true, false
 	if err != nil {
 		var w scan.Warning
 		switch {
@@ -415,6 +426,7 @@ func (m *Monitor) checkPath(ctx context.Context, p string, written bool, detecte
 		case errors.As(err, &w):
 			// Collected with a warning (e.g. changed while hashed): compare
 			// what was collected; the next event or scan sees the rest.
+			partial = w.Incomplete()
 		default:
 			return fmt.Errorf("failed to check %q: %w", p, err)
 		}
@@ -432,7 +444,11 @@ func (m *Monitor) checkPath(ctx context.Context, p string, written bool, detecte
 		}
 	}
 	if f == nil {
-		m.resolve(p)
+		if !partial {
+			// Clean as far as it was compared: an open violation of a file
+			// that could not be read in full stays open.
+			m.resolve(p)
+		}
 		return nil
 	}
 	if !m.report(ctx, *f, detected) {
@@ -491,9 +507,13 @@ func (m *Monitor) check(ctx context.Context, kind metrics.ScanType, detected tim
 	if err := m.rehashUnmapped(ctx, seen, detected); err != nil {
 		return nil, err
 	}
+	warned := m.incomplete(kind, res.Warnings)
 	for _, p := range m.sink.Open() {
 		switch {
 		case seen[p]:
+		case warned[p]:
+			// Not compared in full: its violation stays open until a check
+			// can tell (the rule of docs/sidecar.md).
 		case r.Omitted > 0:
 			// The list stopped at MaxFindings: p may be among the findings
 			// left out, so look at it alone (which resolves it if clean).
@@ -506,6 +526,24 @@ func (m *Monitor) check(ctx context.Context, kind metrics.ScanType, detected tim
 	}
 	m.sink.Scanned(kind, nil, time.Since(start), len(res.Entries))
 	return res, nil
+}
+
+// incomplete passes on the warnings of a whole-tree check that mean it did
+// not compare everything, and returns their paths.
+func (m *Monitor) incomplete(kind metrics.ScanType, ws []scan.Warning) map[string]bool {
+	var sample []scan.Warning
+	warned := map[string]bool{}
+	for _, w := range ws {
+		if !w.Incomplete() {
+			continue
+		}
+		warned[w.Path] = true
+		if len(sample) < MaxWarningSample {
+			sample = append(sample, w)
+		}
+	}
+	m.sink.Incomplete(kind, len(warned), sample)
+	return warned
 }
 
 // changed returns the attributes of p that make a finding: those of diff

@@ -48,10 +48,14 @@ type recorder struct {
 	root   string // the directory checked, for barrier
 	// omitted is what Omitted says is left out now.
 	omitted int
+	// incomplete is what Incomplete said last, per kind of check.
+	incomplete map[metrics.ScanType]int
+	sample     []scan.Warning
 }
 
 func newRecorder() *recorder {
-	return &recorder{open: map[string]bool{}, scans: map[metrics.ScanType]int{}, notify: make(chan struct{}, 1000)}
+	return &recorder{open: map[string]bool{}, scans: map[metrics.ScanType]int{}, incomplete: map[metrics.ScanType]int{},
+		notify: make(chan struct{}, 1000)}
 }
 
 func (r *recorder) add(e sinkEvent) {
@@ -98,6 +102,12 @@ func (r *recorder) Omitted(n int, check bool) {
 	} else {
 		r.omitted += n
 	}
+}
+
+func (r *recorder) Incomplete(kind metrics.ScanType, n int, sample []scan.Warning) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.incomplete[kind], r.sample = n, sample
 }
 
 func (r *recorder) Rescan(reason metrics.RescanReason) {
@@ -197,7 +207,11 @@ func start(t *testing.T, dir string, cfg Config) (*recorder, context.CancelFunc,
 	if cfg.Matcher == nil {
 		cfg.Matcher = allMatcher{}
 	}
-	res, err := root.Tree(context.Background(), scan.Options{Matcher: cfg.Matcher})
+	// The baseline is made under the monitor's limits, as a sidecar's
+	// first-sight baseline is.
+	opts := cfg.Scan
+	opts.Matcher = cfg.Matcher
+	res, err := root.Tree(context.Background(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}

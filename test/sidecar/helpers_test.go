@@ -331,6 +331,10 @@ type sidecarOpts struct {
 	// cgroup, when set, is a cgroup v1 directory the sidecar runs in from
 	// its first instruction (it joins before exec).
 	cgroup string
+	// noDAC runs the sidecar without CAP_DAC_OVERRIDE and
+	// CAP_DAC_READ_SEARCH (setpriv drops them from its bounding set): files
+	// of mode 000 are unreadable to it, as to a sidecar in a restricted pod.
+	noDAC bool
 }
 
 // sidecar is a running `podfim sidecar`.
@@ -383,6 +387,14 @@ func startSidecar(t *testing.T, o sidecarOpts) *sidecar {
 		// how the kernel reads a pid written by a process of that namespace.
 		cmd.Args = append([]string{"sh", "-c", `echo $$ > "$0/cgroup.procs" && exec "$@"`, o.cgroup, cmd.Path}, cmd.Args[1:]...)
 		cmd.Path = "/bin/sh"
+	}
+	if o.noDAC {
+		setpriv, err := exec.LookPath("setpriv")
+		if err != nil {
+			t.Fatalf("setpriv (util-linux) drops the sidecar's DAC capabilities: %v", err)
+		}
+		cmd.Args = append([]string{setpriv, "--bounding-set=-dac_override,-dac_read_search", "--", cmd.Path}, cmd.Args[1:]...)
+		cmd.Path = setpriv
 	}
 	return launchSidecar(t, cmd, logFile, logPath, 0)
 }
