@@ -133,6 +133,10 @@ type Config struct {
 	// readGate, when set (by this package's tests), holds the event reader
 	// back until it is closed, so a test can fill the kernel's queue.
 	readGate chan struct{}
+	// checkHook, when set (by this package's tests), is called by every
+	// whole-tree check after its scan, before it compares: a test can hold
+	// a check there.
+	checkHook func(kind metrics.ScanType)
 }
 
 // MaxWarningSample bounds the warnings of one check passed to
@@ -196,9 +200,15 @@ type Monitor struct {
 	// mtime and ctime as they were (on tmpfs for good), so a quick check,
 	// which reuses the hash of an unchanged-looking file, cannot clear them.
 	mapped, wasMapped map[string]bool
+	// touched are the paths checked alone since the running whole-tree
+	// check began (nil: none runs); touchedOver says more than maxTouched
+	// were (see touch).
+	touched     map[string]bool
+	touchedOver bool
 
-	in   *inotify
-	slow *slowLane
+	in     *inotify
+	slow   *slowLane
+	checks *checkQueue
 }
 
 // New returns a monitor of root.
@@ -224,12 +234,14 @@ func New(root *scan.Root, cfg Config, sink Sink) *Monitor {
 	if cfg.Accepted == nil {
 		cfg.Accepted = NewAccepted()
 	}
-	return &Monitor{cfg: cfg, root: root, sink: sink, slow: newSlowLane(), reported: map[string]string{}}
+	return &Monitor{cfg: cfg, root: root, sink: sink, slow: newSlowLane(), checks: newCheckQueue(), reported: map[string]string{}}
 }
 
 // Run verifies the whole root, then watches it until ctx ends. It returns
 // ctx's error, or an error when the root can no longer be scanned (the
-// target died).
+// target died). Whole-tree checks (the first, the scheduled ones and the
+// rescans) run in a goroutine of their own, one at a time: events are
+// handled while they run.
 func (m *Monitor) Run(ctx context.Context) error {
 	// Watch the baseline's directories before the first check: a change
 	// after a directory is watched queues an event, one before it is seen
@@ -245,19 +257,16 @@ func (m *Monitor) Run(ctx context.Context) error {
 		defer in.close()
 		m.watchDirs(m.cfg.Baseline.Entries)
 	}
-	res, err := m.check(ctx, metrics.ScanFull, time.Now())
-	if err != nil {
-		return err
-	}
-	slowErr := make(chan error, 1)
+	errc := make(chan error, 2)
+	bg, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() { stop(); wg.Wait() }()
+	m.checks.want(metrics.ScanFull, time.Now())
+	wg.Go(func() { m.runChecks(bg, errc) })
 	if m.in != nil {
-		m.syncWatches(res)
 		events = make(chan []Event, 64)
 		go m.readEvents(events)
-		slowCtx, stopSlow := context.WithCancel(ctx)
-		done := make(chan struct{})
-		go func() { defer close(done); m.runSlowLane(slowCtx, slowErr) }()
-		defer func() { stopSlow(); <-done }()
+		wg.Go(func() { m.runSlowLane(bg, errc) })
 	}
 	quick, full := ticker(m.cfg.Quick), ticker(m.cfg.Full)
 	defer quick.Stop()
@@ -266,17 +275,13 @@ func (m *Monitor) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case err := <-slowErr:
+		case err := <-errc:
 			return err
 		case <-quick.C:
-			if err := m.rescan(ctx, metrics.ScanQuick, time.Now()); err != nil {
-				return err
-			}
+			m.checks.want(metrics.ScanQuick, time.Now())
 		case <-full.C:
 			m.sink.Rescan(metrics.RescanSchedule)
-			if err := m.rescan(ctx, metrics.ScanFull, time.Now()); err != nil {
-				return err
-			}
+			m.checks.want(metrics.ScanFull, time.Now())
 		case batch, ok := <-events:
 			if !ok {
 				return fmt.Errorf("inotify reader stopped")
@@ -373,7 +378,8 @@ func (m *Monitor) handle(ctx context.Context, batch []Event) error {
 	}
 	if reason != "" {
 		m.sink.Rescan(reason)
-		return m.rescan(ctx, metrics.ScanQuick, detected)
+		m.checks.want(metrics.ScanQuick, detected)
+		return nil
 	}
 	start := time.Now()
 	for p := range opened {
@@ -389,7 +395,8 @@ func (m *Monitor) handle(ctx context.Context, batch []Event) error {
 		// More large files wait than the lane holds: the next quick check
 		// sees them all.
 		m.sink.Rescan(metrics.RescanOverflow)
-		return m.rescan(ctx, metrics.ScanQuick, detected)
+		m.checks.want(metrics.ScanQuick, detected)
+		return nil
 	}
 	for _, p := range now {
 		if err := m.checkPath(ctx, p, written[p], detected); err != nil {
@@ -415,6 +422,7 @@ func (m *Monitor) checkPath(ctx context.Context, p string, written bool, detecte
 	if skip {
 		return nil
 	}
+	m.touch(p)
 	old, inBase := m.cfg.Baseline.Lookup(p)
 	cur, err := m.root.EntryWith(p, attrs, m.cfg.Scan)
 	exists, partial := true, false
@@ -477,16 +485,27 @@ func (m *Monitor) check(ctx context.Context, kind metrics.ScanType, detected tim
 		opts.Quick = m.cfg.Baseline
 	}
 	start := time.Now()
+	m.beginCheck()
+	defer m.endCheck()
 	res, err := m.root.Tree(ctx, opts)
 	if err != nil {
 		m.sink.Scanned(kind, err, time.Since(start), 0)
 		return nil, fmt.Errorf("%s check failed: %w", kind, err)
+	}
+	if m.cfg.checkHook != nil {
+		m.cfg.checkHook(kind)
 	}
 	m.refreshMappings()
 	r := compare.Entries(m.cfg.Baseline.Entries, res.Entries, m.cfg.MaxFindings)
 	omitted := r.Omitted
 	seen := make(map[string]bool, len(r.Findings))
 	for _, f := range r.Findings {
+		if m.newer(f.Path) {
+			// Checked alone since this check's scan saw it: that view is
+			// newer, and reported or resolved already.
+			seen[f.Path] = true
+			continue
+		}
 		if f.Kind == compare.Changed {
 			if f.Attributes = m.changed(f.Path, f.Attributes, f.New, false); len(f.Attributes) == 0 {
 				continue
@@ -510,7 +529,9 @@ func (m *Monitor) check(ctx context.Context, kind metrics.ScanType, detected tim
 	warned := m.incomplete(kind, res.Warnings)
 	for _, p := range m.sink.Open() {
 		switch {
-		case seen[p]:
+		case seen[p] || !m.resolvable(p):
+			// Found again, or checked alone since the scan saw it (or
+			// too many were to tell): not this check's to resolve.
 		case warned[p]:
 			// Not compared in full: its violation stays open until a check
 			// can tell (the rule of docs/sidecar.md).
