@@ -8,13 +8,32 @@ PODFIM  := $(BIN)/podfim
 GOFLAGS := -trimpath
 export CGO_ENABLED := 0
 
+## The one version (scripts/version.sh, docs/install.md "Versions"): git describe
+## --tags --dirty, or v0.0.0-<commit time>-<commit> without a tag. Set VERSION,
+## COMMIT and SOURCE_DATE_EPOCH to build outside git. Each is computed once per make.
+ifeq ($(origin VERSION),undefined)
+VERSION := $(shell scripts/version.sh)
+endif
+ifeq ($(origin COMMIT),undefined)
+COMMIT := $(shell scripts/version.sh commit)
+endif
+ifeq ($(origin SOURCE_DATE_EPOCH),undefined)
+SOURCE_DATE_EPOCH := $(shell scripts/version.sh epoch)
+endif
+BUILD_DATE := $(shell TZ=UTC date -d @$(SOURCE_DATE_EPOCH) +%Y-%m-%dT%H:%M:%SZ)
+# Passed to the recipes that need them, never exported to all: SOURCE_DATE_EPOCH
+# in the environment of the tests would change every baseline's creation time.
+VERSION_ENV := VERSION=$(VERSION) COMMIT=$(COMMIT) SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH)
+VERSION_PKG := github.com/podfim/podfim/internal/version
+LDFLAGS     := -X $(VERSION_PKG).version=$(VERSION) -X $(VERSION_PKG).commit=$(COMMIT) -X $(VERSION_PKG).date=$(BUILD_DATE)
+
 .PHONY: all build test lint fuzz bench images demo demo-down e2e-podman e2e-kube clean
 .PHONY: cluster-harness cluster-build cluster-up cluster-down cluster-smoke helm
 
 all: build
 
 build:
-	$(GO) build $(GOFLAGS) -o $(PODFIM) ./cmd/podfim
+	$(GO) build $(GOFLAGS) -ldflags '$(LDFLAGS)' -o $(PODFIM) ./cmd/podfim
 
 ## lint: formatting, vet and staticcheck (the e2e tests too: ./... leaves out their build tag),
 ## no function over 100 lines outside tests (scripts/funclen, with its shrinking allowlist)
@@ -57,9 +76,10 @@ bench: build
 	./scripts/bench-sidecar.sh
 	BENCH_RUNS=$(BENCH_RUNS) GO=$(GO) ./scripts/bench-image.sh
 
-## images: podfim:dev and hello:dev, FROM scratch with static binaries (podman, or docker)
+## images: podfim:dev and hello:dev, FROM scratch with static binaries (podman, or docker),
+## stamped and labelled with VERSION (org.opencontainers.image.version, revision, created, source)
 images:
-	GO=$(GO) ./scripts/images.sh
+	GO=$(GO) $(VERSION_ENV) ./scripts/images.sh
 
 ## demo: the seed's walkthrough with podfim on podman (see docs/demo.md); RESPOND=restore|kill.
 ## KUBE=1: on Kubernetes instead (Minikube, or the test cluster when it runs; scripts/demo-kube.sh)

@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -98,6 +99,14 @@ func TestVersion(t *testing.T) {
 	code, out, _ := run(t, "version")
 	if code != 0 || !strings.HasPrefix(out, "podfim ") || !strings.Contains(out, "go1.") {
 		t.Errorf("version = %d %q", code, out)
+	}
+	code, out, _ = run(t, "version", "--format", "json")
+	var v struct{ Version, Commit, Date, GoVersion, Platform string }
+	if err := json.Unmarshal([]byte(out), &v); code != 0 || err != nil || v.Version == "" || !strings.HasPrefix(v.GoVersion, "go1.") || v.Platform == "" {
+		t.Errorf("version --format json = %d %q (%v)", code, out, err)
+	}
+	if code, _, e := run(t, "version", "--format", "yaml"); code != ExitUsage || !strings.Contains(e, `unknown --format "yaml"`) {
+		t.Errorf("version --format yaml = %d %q, want %d", code, e, ExitUsage)
 	}
 }
 

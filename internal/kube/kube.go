@@ -28,7 +28,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime/debug"
 	"slices"
 	"strings"
 	"time"
@@ -42,6 +41,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/podfim/podfim/internal/metrics"
+	"github.com/podfim/podfim/internal/version"
 )
 
 // Environment variables the downward API sets (see the package doc).
@@ -155,15 +155,8 @@ func NewForConfig(cfg *rest.Config, pod Pod) (*Client, error) {
 // Pod returns the pod the client reads.
 func (c *Client) Pod() Pod { return c.pod }
 
-// UserAgent is "podfim/<version>", the version of the main module as the
-// Go toolchain recorded it ("devel" for a build from a work tree).
-func UserAgent() string {
-	v := "devel"
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		v = bi.Main.Version
-	}
-	return "podfim/" + v
-}
+// UserAgent is "podfim/<version>", the version internal/version reports.
+func UserAgent() string { return version.Get().UserAgent() }
 
 // ContainerIDs returns the IDs of the pod's container called name, current
 // first, then the one it replaced (lastState), without the runtime's

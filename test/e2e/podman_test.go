@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -197,8 +198,45 @@ func (d *demoPod) requireViolation(t *testing.T) logLine {
 func TestPodman(t *testing.T) {
 	p := newPodman(t)
 	buildImages(t, p.env)
+	t.Run("Version", func(t *testing.T) { testPodmanImageVersion(t, p) })
 	t.Run("Restore", func(t *testing.T) { testPodmanRestore(t, p) })
 	t.Run("Kill", func(t *testing.T) { testPodmanKill(t, p) })
+}
+
+// Version: `make images` stamps scripts/version.sh's version into the
+// podfim binary and the OCI labels of both images (docs/install.md).
+func testPodmanImageVersion(t *testing.T, p *podmanEnv) {
+	root := repoRoot(t)
+	want := map[string]string{}
+	for key, arg := range map[string]string{"version": "version", "revision": "commit", "created": "date"} {
+		r := runCmd(t, time.Minute, nil, root, "scripts/version.sh", arg)
+		if r.Err != nil {
+			t.Fatalf("scripts/version.sh %s: %v\n%s", arg, r.Err, r.Out())
+		}
+		want["org.opencontainers.image."+key] = strings.TrimSpace(r.Stdout)
+	}
+	want["org.opencontainers.image.source"] = "https://github.com/podfim/podfim"
+	for _, img := range []string{"localhost/podfim:dev", "localhost/hello:dev"} {
+		var labels map[string]string
+		if err := json.Unmarshal([]byte(p.must(30*time.Second, "image", "inspect", "--format", "{{json .Labels}}", img)), &labels); err != nil {
+			t.Fatalf("%s labels: %v", img, err)
+		}
+		for k, v := range want {
+			if labels[k] != v {
+				t.Errorf("%s: label %s = %q, want %q", img, k, labels[k], v)
+			}
+		}
+	}
+	var v struct{ Version, Commit, Date string }
+	out := p.must(time.Minute, "run", "--rm", "localhost/podfim:dev", "version", "--format", "json")
+	if err := json.Unmarshal([]byte(out), &v); err != nil {
+		t.Fatalf("podfim version --format json in the image: %v\n%s", err, out)
+	}
+	if v.Version != want["org.opencontainers.image.version"] || v.Commit != want["org.opencontainers.image.revision"] ||
+		v.Date != want["org.opencontainers.image.created"] {
+		t.Errorf("podfim version in the image = %+v, want the labels %v", v, want)
+	}
+	t.Logf("localhost/podfim:dev: %s (commit %s, %s)", v.Version, v.Commit, v.Date)
 }
 
 // Restore (deploy/podman/pod.yaml): the page is written back at once; the
