@@ -8,7 +8,9 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -458,6 +460,9 @@ data: {appListen: "127.0.0.1:18080", appPort: "18080", sidecarListen: "127.0.0.1
 			{"demo.colour=blue", "additional properties 'colour' not allowed"},
 			{"sidecar.logLevel=verbose", "/sidecar/logLevel"},
 			{"sidecar.baseline.source=s3", "/sidecar/baseline/source"},
+			{"sidecar.image.digest=sha256:1234", "/sidecar/image/digest"},
+			{"demo.app.image.tag=v1 latest", "/demo/app/image/tag"},
+			{"sidecar.image.registry=ghcr.io:port", "/sidecar/image/registry"},
 		}
 		for _, c := range cases {
 			r := helmRun(t, "template", "t", helmChart(t), "--set", c.set)
@@ -470,6 +475,58 @@ data: {appListen: "127.0.0.1:18080", appPort: "18080", sidecarListen: "127.0.0.1
 			}
 		}
 	})
+}
+
+// TestKubeHelmImageValues: the chart's image references from its values:
+// by default the project's published images at the chart's appVersion
+// (docs/install.md); registry, repository, tag and digest each change
+// them, and a digest wins over a tag. No cluster needed.
+func TestKubeHelmImageValues(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(helmChart(t), "Chart.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var chart struct {
+		AppVersion string `json:"appVersion"`
+	}
+	if err := yaml.Unmarshal(b, &chart); err != nil || chart.AppVersion == "" {
+		t.Fatalf("Chart.yaml appVersion %q: %v", chart.AppVersion, err)
+	}
+	const dig = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	cases := []struct {
+		name        string
+		sets        []string
+		podfim, app string
+	}{
+		{"defaults", nil, "ghcr.io/podfim/podfim:" + chart.AppVersion, "ghcr.io/podfim/hello:" + chart.AppVersion},
+		{"tag", []string{"sidecar.image.tag=v1.2.3", "demo.app.image.tag=v1.2.4"}, "ghcr.io/podfim/podfim:v1.2.3", "ghcr.io/podfim/hello:v1.2.4"},
+		{"digest wins", []string{"sidecar.image.tag=v1.2.3", "sidecar.image.digest=" + dig, "demo.app.image.digest=" + dig},
+			"ghcr.io/podfim/podfim@" + dig, "ghcr.io/podfim/hello@" + dig},
+		{"registry", []string{"sidecar.image.registry=127.0.0.1:5000/mirror/", "demo.app.image.registry=127.0.0.1:5000"},
+			"127.0.0.1:5000/mirror/podfim/podfim:" + chart.AppVersion, "127.0.0.1:5000/podfim/hello:" + chart.AppVersion},
+		{"local images", []string{"sidecar.image.registry=", "sidecar.image.repository=localhost/podfim", "sidecar.image.tag=dev",
+			"demo.app.image.registry=", "demo.app.image.repository=localhost/hello", "demo.app.image.tag=dev"},
+			"localhost/podfim:dev", "localhost/hello:dev"},
+	}
+	for _, c := range cases {
+		t.Run(strings.ReplaceAll(c.name, " ", "_"), func(t *testing.T) {
+			args := []string{"--set", "webhook.enabled=true"}
+			for _, s := range c.sets {
+				args = append(args, "--set", s)
+			}
+			out := helmTemplate(t, "t", "default", args...)
+			for what, want := range map[string]string{
+				"the demo's sidecar":  `- name: podfim\n\s+image: ` + regexp.QuoteMeta(strconv.Quote(c.podfim)) + `\n`,
+				"the demo's app":      `- name: app\n\s+image: ` + regexp.QuoteMeta(strconv.Quote(c.app)) + `\n`,
+				"the webhook":         `- name: webhook\n\s+image: ` + regexp.QuoteMeta(strconv.Quote(c.podfim)) + `\n`,
+				"the injected images": `- --sidecar-image=` + regexp.QuoteMeta(c.podfim) + `\n`,
+			} {
+				if !regexp.MustCompile(want).MatchString(out) {
+					t.Errorf("helm template %v: %s: no match for %s in\n%s", c.sets, what, want, out)
+				}
+			}
+		})
+	}
 }
 
 // readYAML decodes a YAML file of the repository into v, strictly.

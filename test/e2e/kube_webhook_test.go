@@ -62,6 +62,7 @@ func installWebhook(t *testing.T, k *kube, ns string, img kubeImageRefs) {
 		"hostNetwork.bindAddress=127.0.0.1",
 		"hostNetwork.apiServerHost=127.0.0.1",
 		"hostNetwork.apiServerPort=6443",
+		"sidecar.image.registry=",
 		"sidecar.image.repository=" + strings.Split(img.Podfim, ":")[0],
 		"sidecar.image.tag=" + img.Tag,
 		"sidecar.image.pullPolicy=Never",

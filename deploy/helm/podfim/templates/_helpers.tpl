@@ -47,9 +47,23 @@ app.kubernetes.io/component: {{ .component }}
 {{- printf "%s-demo" (include "podfim.fullname" .) | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
-{{/* An image reference from an image value (repository, tag). */}}
+{{/*
+An image reference from an image value (pass a dict: image, the value, and
+ctx, the root context): [registry/]repository, then @digest when a digest is
+set (the digest wins: it names exactly one image), else :tag, by default the
+chart's appVersion (the podfim release this chart was packaged with).
+*/}}
 {{- define "podfim.image" -}}
-{{- printf "%s:%s" .repository .tag -}}
+{{- $i := .image -}}
+{{- $repo := $i.repository -}}
+{{- if $i.registry -}}
+{{- $repo = printf "%s/%s" (trimSuffix "/" $i.registry) $i.repository -}}
+{{- end -}}
+{{- if $i.digest -}}
+{{- printf "%s@%s" $repo $i.digest -}}
+{{- else -}}
+{{- printf "%s:%s" $repo (default .ctx.Chart.AppVersion $i.tag) -}}
+{{- end -}}
 {{- end -}}
 
 {{/*
@@ -102,7 +116,7 @@ policyConfigMap, the name of a ConfigMap whose policy.yaml is the policy, or
 {{- with .ctx -}}
 {{- $s := .Values.sidecar -}}
 - name: podfim
-  image: {{ include "podfim.image" $s.image | quote }}
+  image: {{ include "podfim.image" (dict "image" $s.image "ctx" .) | quote }}
   imagePullPolicy: {{ $s.image.pullPolicy }}
   args:
   - sidecar
