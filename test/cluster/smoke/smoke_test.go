@@ -202,3 +202,63 @@ spec:
 		t.Errorf("imageID %q, want the registry digest %q", id, image)
 	}
 }
+
+// TestPodNetwork: a pod without hostNetwork (what Pod Security baseline and
+// restricted require) starts: the cluster's CNI plugin gives it a pod IP
+// from 203.0.113.0/24 on an eth0 that has no route, so its namespace
+// reaches only itself (a connect to the node's address fails at once,
+// nothing is sent).
+func TestPodNetwork(t *testing.T) {
+	kubectl := os.Getenv("KUBECTL")
+	image := os.Getenv("PODFIM_CLUSTER_BUSYBOX_IMAGE")
+	if kubectl == "" || image == "" || os.Getenv("KUBECONFIG") == "" {
+		if os.Getenv("CI") != "" {
+			t.Fatal("no cluster in CI: KUBECTL, KUBECONFIG and PODFIM_CLUSTER_BUSYBOX_IMAGE must come from `cluster smoke`")
+		}
+		t.Skip("no cluster: run `cluster up` and eval \"$(cluster env)\"")
+	}
+	const name = "smoke-podnet"
+	spec := fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata:
+  name: %s
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: %s
+    imagePullPolicy: Never
+    command: ["/bin/sleep", "3600"]
+`, name, image)
+	if out, err := run(kubectl, spec, "apply", "-f", "-"); err != nil {
+		t.Fatalf("apply: %v\n%s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := run(kubectl, "", "delete", "pod", name, "--ignore-not-found", "--wait=true", "--timeout=60s"); err != nil {
+			t.Errorf("delete: %v\n%s", err, out)
+		}
+	})
+	if out, err := run(kubectl, "", "wait", "--for=condition=Ready", "pod/"+name, "--timeout=90s"); err != nil {
+		desc, _ := run(kubectl, "", "describe", "pod", name)
+		t.Fatalf("pod not Ready: %v\n%s\n%s", err, out, desc)
+	}
+	ip, err := run(kubectl, "", "get", "pod", name, "-o", `jsonpath={.status.podIP}`)
+	if err != nil || !strings.HasPrefix(ip, "203.0.113.") {
+		t.Fatalf("podIP %q (%v), want one of 203.0.113.0/24", ip, err)
+	}
+	addrs, err := run(kubectl, "", "exec", name, "--", "ip", "-4", "addr")
+	if err != nil || !strings.Contains(addrs, "inet "+ip+"/32") {
+		t.Fatalf("addresses in the pod: %v\n%s", err, addrs)
+	}
+	if routes, err := run(kubectl, "", "exec", name, "--", "ip", "-4", "route"); err != nil || strings.TrimSpace(routes) != "" {
+		t.Fatalf("routes in the pod: %v %q, want none", err, routes)
+	}
+	node, err := run(kubectl, "", "get", "node", "-o", `jsonpath={.items[0].status.addresses[?(@.type=="InternalIP")].address}`)
+	if err != nil || node == "" {
+		t.Fatalf("node address: %v %q", err, node)
+	}
+	out, err := run(kubectl, "", "exec", name, "--", "nc", "-w", "2", node, "6443")
+	if err == nil || !strings.Contains(out, "unreachable") {
+		t.Fatalf("connect from the pod to %s:6443: %v %q, want network unreachable", node, err, out)
+	}
+}

@@ -18,6 +18,9 @@ var debs = []struct{ pkg, file string }{
 	{"containerd", "/usr/bin/containerd"},
 	{"runc", "/usr/sbin/runc"},
 	{"containernetworking-plugins", "/usr/lib/cni/loopback"},
+	// ip for the cluster's CNI plugin (cmd/podfim-cni); nsenter is in
+	// util-linux, which every Debian has.
+	{"iproute2", "/bin/ip"},
 	// A static busybox for the test image built FROM scratch.
 	{"busybox-static", "/bin/busybox"},
 }
@@ -65,6 +68,7 @@ var builds = []string{
 	"k8s.io/kubernetes/cmd/kubectl",
 	"./cmd/etcd",
 	"./cmd/pause",
+	"./cmd/podfim-cni",
 }
 
 // Build installs what is missing, then builds the binaries and images into

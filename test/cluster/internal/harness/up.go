@@ -244,7 +244,7 @@ func (c *Config) Up(ctx context.Context, build bool) (err error) {
 	if err := os.WriteFile(c.path("containerd", "config.toml"), []byte(c.containerdConfig(runc)), 0o644); err != nil {
 		return err
 	}
-	if err := os.WriteFile(c.path("cni", "10-loopback.conflist"), []byte(loopbackConflist), 0o644); err != nil {
+	if err := c.writeCNI(); err != nil {
 		return err
 	}
 	if err := c.writeRegistryHosts(); err != nil {
@@ -474,13 +474,6 @@ func (c *Config) dumpLogs() {
 	}
 }
 
-const loopbackConflist = `{
-  "cniVersion": "0.4.0",
-  "name": "podfim-loopback",
-  "plugins": [{"type": "loopback"}]
-}
-`
-
 func (c *Config) containerdConfig(runc string) string {
 	return fmt.Sprintf(`version = 2
 root = %[1]q
@@ -523,7 +516,7 @@ disabled_plugins = [
         Root = %[7]q
         SystemdCgroup = false
   [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "/usr/lib/cni"
+    bin_dir = %[10]q
     conf_dir = %[8]q
     max_conf_num = 1
   # One directory per registry host, each with a hosts.toml: the cluster's
@@ -531,7 +524,7 @@ disabled_plugins = [
   [plugins."io.containerd.grpc.v1.cri".registry]
     config_path = %[9]q
 `, c.path("containerd", "root"), c.path("containerd", "state"), c.containerdSock(), c.containerdSock()+".ttrpc",
-		PauseImage, runc, c.path("containerd", "runc"), c.path("cni"), c.path("containerd", "certs.d"))
+		PauseImage, runc, c.path("containerd", "runc"), c.path("cni"), c.path("containerd", "certs.d"), c.path("cni", "bin"))
 }
 
 func (c *Config) kubeletConfig() string {
