@@ -55,6 +55,8 @@ test: lint
 	CGO_ENABLED=1 $(GO) test -race -count=1 ./...
 	# The baseline format's full truncation and attribute sweeps (sampled under -race).
 	$(GO) test -count=1 ./internal/baseline/
+	# The sidecar's memory bound: 300,000 files in a 128 MiB cgroup (under -race, the behaviour only).
+	$(GO) test -count=1 -run '^TestLargeTree$$' ./test/sidecar/
 
 ## fuzz: run each fuzz target for FUZZTIME (default 20s)
 FUZZTIME ?= 20s

@@ -11,7 +11,7 @@
 #   SIDECAR_BENCH_KILLS=50             tampers answered by kill (each restarts the app)
 #   SIDECAR_BENCH_POLL=10ms            --quick-interval of the polling-only run
 #   SIDECAR_BENCH_IDLE=30s             idle window of the small app
-#   SIDECAR_BENCH_TREES="10000 100000" files (1-8 KiB) in the app's root for the CPU/RSS runs; "" skips
+#   SIDECAR_BENCH_TREES="10000 100000 300000" files (1-8 KiB) in the app's root for the CPU/RSS runs; "" skips
 #   SIDECAR_BENCH_TREE_IDLE=15s        idle window of each tree run
 #   SIDECAR_BENCH_PHASES=latency,growing,kill,idle,trees   which parts run
 #   SIDECAR_BENCH_IDLE_FLAGS=          more sidecar flags for the idle runs (experiments)
@@ -64,7 +64,7 @@ export SIDECARBENCH_TAMPERS=${SIDECAR_BENCH_TAMPERS:-1000}
 export SIDECARBENCH_KILLS=${SIDECAR_BENCH_KILLS:-50}
 export SIDECARBENCH_POLL=${SIDECAR_BENCH_POLL:-10ms}
 export SIDECARBENCH_IDLE=${SIDECAR_BENCH_IDLE:-30s}
-export SIDECARBENCH_TREES=${SIDECAR_BENCH_TREES-10000 100000}
+export SIDECARBENCH_TREES=${SIDECAR_BENCH_TREES-10000 100000 300000}
 export SIDECARBENCH_TREE_IDLE=${SIDECAR_BENCH_TREE_IDLE:-15s}
 export SIDECARBENCH_PHASES=${SIDECAR_BENCH_PHASES:-latency,growing,kill,idle,trees}
 export SIDECARBENCH_IDLE_FLAGS=${SIDECAR_BENCH_IDLE_FLAGS:-}

@@ -94,7 +94,7 @@ func (s *sidecar) checkImage(ctx context.Context, c *target.Container) {
 		return
 	}
 	s.mu.Lock()
-	s.base = nil
+	s.base, s.index = nil, nil
 	s.mu.Unlock()
 }
 

@@ -163,7 +163,9 @@ func (s *sidecar) loadImageBaseline(ctx context.Context, c *target.Container) (*
 	if err != nil {
 		return nil, err
 	}
-	s.setBaseline(b, src)
+	if err := s.setBaseline(b, nil, src); err != nil {
+		return nil, err
+	}
 	s.log.Info("baseline verified for the running image", keySource, src, keyImageRef, imageID,
 		keyImage, b.Image.Manifest, "key_id", b.KeyID, "serial", b.Serial)
 	return b, nil

@@ -19,6 +19,7 @@ import (
 
 	"github.com/podfim/podfim/internal/attr"
 	"github.com/podfim/podfim/internal/scan"
+	"github.com/podfim/podfim/internal/watch"
 )
 
 // rootWriter restores files of the target through a handle on its root
@@ -195,35 +196,43 @@ func matches(e *attr.Entry, b []byte) bool {
 // keep stores the content of every restorable regular file of the baseline
 // that the container still holds unchanged. Bytes are read confined to the
 // root and stored only when they hash to the baseline's value.
-func (o *objects) keep(root *scan.Root, entries []attr.Entry) (kept int, err error) {
+func (o *objects) keep(root *scan.Root, idx *watch.Index) (kept int, err error) {
 	if err := os.MkdirAll(o.dir, 0o700); err != nil {
 		return 0, fmt.Errorf("failed to create %q: %w", o.dir, err)
 	}
-	for i := range entries {
-		e := &entries[i]
-		if e.Type != attr.TypeRegular || len(e.Hash) == 0 || e.Size == 0 || e.Size > o.maxBytes {
-			continue
-		}
-		name := o.name(e)
-		if _, err := os.Stat(name); err == nil {
+	idx.Each(func(e *attr.Entry) bool {
+		var ok bool
+		if ok, err = o.keepOne(root, e); ok {
 			kept++
-			continue
 		}
-		b, err := readConfined(root, e.Path, o.maxBytes)
-		if err != nil || !matches(e, b) {
-			continue // changed or gone already: nothing trustworthy to keep
-		}
-		tmp := name + ".tmp"
-		if err := os.WriteFile(tmp, b, 0o600); err != nil {
-			return kept, fmt.Errorf("failed to keep %q: %w", e.Path, err)
-		}
-		if err := os.Rename(tmp, name); err != nil {
-			os.Remove(tmp)
-			return kept, fmt.Errorf("failed to keep %q: %w", e.Path, err)
-		}
-		kept++
+		return err == nil
+	})
+	return kept, err
+}
+
+// keepOne keeps the content of e if it is restorable and the container
+// still holds it unchanged, and reports whether it is kept.
+func (o *objects) keepOne(root *scan.Root, e *attr.Entry) (bool, error) {
+	if e.Type != attr.TypeRegular || len(e.Hash) == 0 || e.Size == 0 || e.Size > o.maxBytes {
+		return false, nil
 	}
-	return kept, nil
+	name := o.name(e)
+	if _, err := os.Stat(name); err == nil {
+		return true, nil
+	}
+	b, err := readConfined(root, e.Path, o.maxBytes)
+	if err != nil || !matches(e, b) {
+		return false, nil // changed or gone already: nothing trustworthy to keep
+	}
+	tmp := name + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return false, fmt.Errorf("failed to keep %q: %w", e.Path, err)
+	}
+	if err := os.Rename(tmp, name); err != nil {
+		os.Remove(tmp)
+		return false, fmt.Errorf("failed to keep %q: %w", e.Path, err)
+	}
+	return true, nil
 }
 
 // readConfined reads a regular file of the root without following any

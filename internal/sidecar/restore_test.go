@@ -12,6 +12,7 @@ import (
 	"github.com/podfim/podfim/internal/attr"
 	"github.com/podfim/podfim/internal/compare"
 	"github.com/podfim/podfim/internal/scan"
+	"github.com/podfim/podfim/internal/watch"
 )
 
 func want(path string, content []byte) *attr.Entry {
@@ -106,7 +107,11 @@ func TestObjectsKeepOnlyVerifiedContent(t *testing.T) {
 		}
 	}
 	o := &objects{dir: filepath.Join(t.TempDir(), "objects"), maxBytes: 64}
-	kept, err := o.keep(root, res.Entries)
+	idx, err := watch.IndexOf(res.Entries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept, err := o.keep(root, idx)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -38,25 +38,26 @@ import (
 
 // Log keys.
 const (
-	keyContainer = "container"
-	keyPID       = "pid"
-	keyExe       = "exe"
-	keyEvent     = "event"
-	keyBaseline  = "baseline"
-	keyEntries   = "entries"
-	keyDigest    = "digest"
-	keySource    = "source"
-	keyError     = "error"
-	keyAddr      = "addr"
-	keyName      = "name"
-	keyIDs       = "ids"
-	keyImage     = "image"
-	keyRetry     = "retry_in"
-	keyWaited    = "waited"
-	keyTook      = "took"
-	keyPath      = "path"
-	keyCount     = "count"
-	keyLimit     = "limit"
+	keyContainer  = "container"
+	keyPID        = "pid"
+	keyExe        = "exe"
+	keyEvent      = "event"
+	keyBaseline   = "baseline"
+	keyEntries    = "entries"
+	keyDigest     = "digest"
+	keySource     = "source"
+	keyError      = "error"
+	keyAddr       = "addr"
+	keyName       = "name"
+	keyIDs        = "ids"
+	keyImage      = "image"
+	keyRetry      = "retry_in"
+	keyWaited     = "waited"
+	keyTook       = "took"
+	keyPath       = "path"
+	keyCount      = "count"
+	keyLimit      = "limit"
+	keyIndexBytes = "index_bytes"
 )
 
 // Config is the validated configuration of a sidecar.
@@ -234,14 +235,17 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	setMemoryLimit(log)
 	defer s.startResponder()()
 	if cfg.Source() == metrics.BaselineFile {
-		b, err := baseline.ReadFile(cfg.BaselineFile, baseline.ReadOptions{VerifyKey: cfg.VerifyKey, MaxEntries: s.maxEntries(),
+		b, idx, err := loadIndexFile(cfg.BaselineFile, baseline.ReadOptions{VerifyKey: cfg.VerifyKey, MaxEntries: s.maxEntries(),
 			Binding: baseline.Binding{Subject: cfg.Subject}})
 		if err != nil {
 			return err
 		}
-		s.setBaseline(b, metrics.BaselineFile)
+		if err := s.setBaseline(b, idx, metrics.BaselineFile); err != nil {
+			return err
+		}
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -508,7 +512,8 @@ type sidecar struct {
 	resp    *respond.Responder
 
 	mu        sync.Mutex
-	base      *baseline.Baseline
+	base      *baseline.Baseline // its header: the entries are in index
+	index     *watch.Index
 	target    *target.Container
 	writer    *rootWriter // restores into the current target's root
 	accepted  *watch.Accepted
@@ -548,13 +553,23 @@ func (s *sidecar) setTarget(c *target.Container) {
 	s.mu.Unlock()
 }
 
-func (s *sidecar) setBaseline(b *baseline.Baseline, source metrics.BaselineSource) {
+// setBaseline installs the baseline b (its header) and its index; idx nil:
+// b holds its entries, which are turned into the index and let go.
+func (s *sidecar) setBaseline(b *baseline.Baseline, idx *watch.Index, source metrics.BaselineSource) error {
+	if idx == nil {
+		var err error
+		if idx, err = indexOf(b); err != nil {
+			return err
+		}
+	}
 	s.mu.Lock()
-	s.base = b
+	s.base, s.index = b, idx
 	s.mu.Unlock()
 	s.metrics.SetBaseline(fmt.Sprintf("%x", b.Digest), source, b.Signed)
-	s.metrics.SetFilesMonitored(len(b.Entries))
-	s.log.Info("baseline loaded", keySource, source, keyEntries, len(b.Entries), keyDigest, fmt.Sprintf("%x", b.Digest))
+	s.metrics.SetFilesMonitored(idx.Len())
+	s.log.Info("baseline loaded", keySource, source, keyEntries, idx.Len(), keyDigest, fmt.Sprintf("%x", b.Digest),
+		keyIndexBytes, idx.Bytes())
+	return nil
 }
 
 // monitor verifies and watches one container until ctx ends or the
@@ -571,7 +586,7 @@ func (s *sidecar) monitor(ctx context.Context, c *target.Container) error {
 	}
 	defer root.Close()
 
-	b, err := s.baselineFor(ctx, c, root)
+	idx, err := s.baselineFor(ctx, c, root)
 	if err != nil {
 		return err
 	}
@@ -583,14 +598,14 @@ func (s *sidecar) monitor(ctx context.Context, c *target.Container) error {
 			maxBytes = respond.DefaultRestoreMaxBytes
 		}
 		o := &objects{dir: filepath.Join(s.cfg.StateDir, "objects"), maxBytes: maxBytes}
-		kept, err := o.keep(root, b.Entries)
+		kept, err := o.keep(root, idx)
 		if err != nil {
 			return err
 		}
 		s.log.Info("kept original content for restore", keyEntries, kept)
 		s.mu.Lock()
 		s.objects = o
-		s.writer = &rootWriter{root: root, lookup: b.Lookup}
+		s.writer = &rootWriter{root: root, lookup: idx.Lookup}
 		s.mu.Unlock()
 		defer func() {
 			s.mu.Lock()
@@ -603,7 +618,7 @@ func (s *sidecar) monitor(ctx context.Context, c *target.Container) error {
 	tolerate := s.mountTolerance(c)
 	mon := watch.New(root, watch.Config{
 		Matcher:  s.matcher,
-		Baseline: b,
+		Baseline: idx,
 		Scan:     scan.Options{MaxFiles: l.MaxFiles, MaxDepth: l.MaxDepth, MaxFileBytes: l.MaxFileBytes},
 		Inotify:  s.cfg.Inotify,
 		Quick:    s.cfg.Quick,
@@ -617,23 +632,25 @@ func (s *sidecar) monitor(ctx context.Context, c *target.Container) error {
 	return mon.Run(ctx)
 }
 
-// baselineFor returns the baseline to verify c against: the file's, the
-// one bound to the image c runs, or the first-sight one (taken now if
-// there is none).
-func (s *sidecar) baselineFor(ctx context.Context, c *target.Container, root *scan.Root) (*baseline.Baseline, error) {
+// baselineFor returns the index of the baseline to verify c against: the
+// file's, the one bound to the image c runs, or the first-sight one (taken
+// now if there is none).
+func (s *sidecar) baselineFor(ctx context.Context, c *target.Container, root *scan.Root) (*watch.Index, error) {
 	switch s.cfg.Source() {
 	case metrics.BaselineRegistry, metrics.BaselineConfigMap:
-		return s.imageBaseline(ctx, c)
+		if _, err := s.imageBaseline(ctx, c); err != nil {
+			return nil, err
+		}
 	case metrics.BaselineFirstSight:
 		s.checkImage(ctx, c)
 	}
 	s.mu.Lock()
-	b := s.base
+	b, idx := s.base, s.index
 	s.mu.Unlock()
-	if b == nil {
+	if b == nil || idx == nil {
 		return s.firstSight(ctx, root)
 	}
-	return b, nil
+	return idx, nil
 }
 
 // maxMappings bounds the writable shared mappings read per look at the
@@ -708,34 +725,31 @@ func (s *sidecar) maxEntries() int {
 // firstSight returns the stored first-sight baseline, or takes it now. A
 // stored baseline always wins: a restarted sidecar must never re-baseline a
 // container that may have been tampered with since.
-func (s *sidecar) firstSight(ctx context.Context, root *scan.Root) (*baseline.Baseline, error) {
+func (s *sidecar) firstSight(ctx context.Context, root *scan.Root) (*watch.Index, error) {
 	path := filepath.Join(s.cfg.StateDir, baselineName)
-	b, err := baseline.ReadFile(path, baseline.ReadOptions{MaxEntries: s.maxEntries()})
+	b, idx, err := loadIndexFile(path, baseline.ReadOptions{MaxEntries: s.maxEntries()})
 	switch {
 	case err == nil:
-		s.setBaseline(b, metrics.BaselineFirstSight)
-		return b, nil
+		return idx, s.setBaseline(b, idx, metrics.BaselineFirstSight)
 	case !errors.Is(err, os.ErrNotExist):
 		// Corrupt or unreadable: refuse to guess; an operator must look.
 		return nil, fmt.Errorf("stored baseline unusable (remove it to re-baseline on purpose): %w", err)
 	}
-	l := s.matcher.Limits()
-	res, err := root.Tree(ctx, scan.Options{Matcher: s.matcher, MaxFiles: l.MaxFiles, MaxDepth: l.MaxDepth, MaxFileBytes: l.MaxFileBytes})
-	if err != nil {
-		return nil, fmt.Errorf("failed to baseline the container at first sight: %w", err)
-	}
-	b = &baseline.Baseline{Header: baseline.Header{PolicyDigest: s.cfg.Policy.Digest()}, Entries: res.Entries}
 	if err := os.MkdirAll(s.cfg.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("failed to create state directory: %w", err)
 	}
-	// WriteFile records the digest in b: no need to read the file back.
-	if err := baseline.WriteFile(path, b, nil); err != nil {
+	l := s.matcher.Limits()
+	opts := scan.Options{Matcher: s.matcher, MaxFiles: l.MaxFiles, MaxDepth: l.MaxDepth, MaxFileBytes: l.MaxFileBytes}
+	b, idx, err = takeBaseline(ctx, root, opts, baseline.Header{PolicyDigest: s.cfg.Policy.Digest()}, path)
+	if err != nil {
 		return nil, err
 	}
-	s.setBaseline(b, metrics.BaselineFirstSight)
+	if err := s.setBaseline(b, idx, metrics.BaselineFirstSight); err != nil {
+		return nil, err
+	}
 	s.recordImage()
-	s.event(eventNormal, kube.ReasonBaselineCreated, fmt.Sprintf("first-sight baseline of the app container taken: %d entries, digest %x", len(b.Entries), b.Digest[:8]))
-	return b, nil
+	s.event(eventNormal, kube.ReasonBaselineCreated, fmt.Sprintf("first-sight baseline of the app container taken: %d entries, digest %x", idx.Len(), b.Digest[:8]))
+	return idx, nil
 }
 
 // Kill sends SIGKILL to every process of the current target (respond.Target).

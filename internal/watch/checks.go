@@ -60,8 +60,9 @@ func (q *checkQueue) take() (metrics.ScanType, time.Time, bool) {
 }
 
 // runChecks runs the whole-tree checks asked for until ctx ends; a check
-// that fails (the root is gone) is sent on errc.
-func (m *Monitor) runChecks(ctx context.Context, errc chan<- error) {
+// that fails (the root is gone) is sent on errc. first is closed once the
+// first check has completed.
+func (m *Monitor) runChecks(ctx context.Context, errc chan<- error, first chan<- struct{}) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -80,6 +81,10 @@ func (m *Monitor) runChecks(ctx context.Context, errc chan<- error) {
 				}
 			}
 			return
+		}
+		if first != nil {
+			close(first)
+			first = nil
 		}
 	}
 }

@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/podfim/podfim/internal/attr"
-	"github.com/podfim/podfim/internal/baseline"
 	"github.com/podfim/podfim/internal/compare"
 	"github.com/podfim/podfim/internal/metrics"
 	"github.com/podfim/podfim/internal/scan"
@@ -96,8 +95,8 @@ type Sink interface {
 // Config says how the monitor checks.
 type Config struct {
 	Matcher   Matcher
-	Baseline  *baseline.Baseline // the trusted state: its sorted entries for whole-tree checks, Lookup for single paths
-	Scan      scan.Options       // Matcher and Quick are set by the monitor
+	Baseline  *Index       // the trusted state: streamed by whole-tree checks, looked up for single paths
+	Scan      scan.Options // Matcher and Quick are set by the monitor
 	Inotify   bool
 	Quick     time.Duration // interval of quick checks; 0 disables them
 	Full      time.Duration // interval of full checks; 0 disables them
@@ -255,19 +254,24 @@ func (m *Monitor) Run(ctx context.Context) error {
 		}
 		m.in = in
 		defer in.close()
-		m.watchDirs(m.cfg.Baseline.Entries)
+		m.cfg.Baseline.Each(func(e *attr.Entry) bool {
+			return e.Type != attr.TypeDir || m.watchDir(e.Path)
+		})
 	}
 	errc := make(chan error, 2)
 	bg, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer func() { stop(); wg.Wait() }()
 	m.checks.want(metrics.ScanFull, time.Now())
-	wg.Go(func() { m.runChecks(bg, errc) })
+	first := make(chan struct{}) // closed when the first check has completed
+	wg.Go(func() { m.runChecks(bg, errc, first) })
 	if m.in != nil {
 		events = make(chan []Event, 64)
 		go m.readEvents(events)
 		wg.Go(func() { m.runSlowLane(bg, errc) })
 	}
+	// The schedule starts once the first full check is done, however long
+	// it takes.
 	quick, full := ticker(m.cfg.Quick), ticker(m.cfg.Full)
 	defer quick.Stop()
 	defer full.Stop()
@@ -277,6 +281,14 @@ func (m *Monitor) Run(ctx context.Context) error {
 			return ctx.Err()
 		case err := <-errc:
 			return err
+		case <-first:
+			first = nil
+			if m.cfg.Quick > 0 {
+				quick.Reset(m.cfg.Quick)
+			}
+			if m.cfg.Full > 0 {
+				full.Reset(m.cfg.Full)
+			}
 		case <-quick.C:
 			m.checks.want(metrics.ScanQuick, time.Now())
 		case <-full.C:
@@ -293,14 +305,15 @@ func (m *Monitor) Run(ctx context.Context) error {
 	}
 }
 
-// ticker returns a ticker that never fires for d == 0.
+// ticker returns a stopped ticker of d (an hour for d <= 0, which is
+// never started).
 func ticker(d time.Duration) *time.Ticker {
 	if d <= 0 {
-		t := time.NewTicker(time.Hour)
-		t.Stop()
-		return t
+		d = time.Hour
 	}
-	return time.NewTicker(d)
+	t := time.NewTicker(d)
+	t.Stop()
+	return t
 }
 
 func (m *Monitor) readEvents(out chan<- []Event) {
@@ -465,38 +478,57 @@ func (m *Monitor) checkPath(ctx context.Context, p string, written bool, detecte
 	return nil
 }
 
-// rescan checks the whole tree and re-syncs the watches.
+// rescan checks the whole tree, watching the directories it finds.
 func (m *Monitor) rescan(ctx context.Context, kind metrics.ScanType, detected time.Time) error {
-	res, err := m.check(ctx, kind, detected)
-	if err != nil {
-		return err
-	}
-	if m.in != nil {
-		m.syncWatches(res)
-	}
-	return nil
+	return m.check(ctx, kind, detected)
 }
 
 // check scans the whole root and reports every finding; open violations
-// that are gone are resolved.
-func (m *Monitor) check(ctx context.Context, kind metrics.ScanType, detected time.Time) (*scan.Result, error) {
+// that are gone are resolved. It streams: the scan emits its entries in
+// path order into a compare.Merger that pulls the baseline's from the
+// index, so neither the tree nor the baseline is ever held decoded (only
+// the scan's own compact records while it walks, and the findings up to
+// Config.MaxFindings).
+func (m *Monitor) check(ctx context.Context, kind metrics.ScanType, detected time.Time) error {
 	opts := m.cfg.Scan
 	if kind == metrics.ScanQuick {
-		opts.Quick = m.cfg.Baseline
+		opts.QuickHashes = m.cfg.Baseline
 	}
 	start := time.Now()
 	m.beginCheck()
 	defer m.endCheck()
+	merger := compare.NewMerger(m.cfg.Baseline.Cursor(), m.cfg.MaxFindings)
+	entries, watching := 0, m.in != nil
+	opts.Emit = func(e *attr.Entry) {
+		entries++
+		merger.Add(e)
+		if watching && e.Type == attr.TypeDir {
+			// Watch what the baseline lacks, once the scan found it.
+			watching = m.watchDir(e.Path)
+		}
+	}
 	res, err := m.root.Tree(ctx, opts)
+	if err == nil {
+		var r compare.Result
+		if r, err = merger.Finish(); err == nil {
+			err = m.compared(ctx, kind, detected, res, r)
+		}
+	}
 	if err != nil {
 		m.sink.Scanned(kind, err, time.Since(start), 0)
-		return nil, fmt.Errorf("%s check failed: %w", kind, err)
+		return fmt.Errorf("%s check failed: %w", kind, err)
 	}
+	m.sink.Scanned(kind, nil, time.Since(start), entries)
+	return nil
+}
+
+// compared reports what a whole-tree check found (r) and resolves the
+// open violations it did not find again.
+func (m *Monitor) compared(ctx context.Context, kind metrics.ScanType, detected time.Time, res *scan.Result, r compare.Result) error {
 	if m.cfg.checkHook != nil {
 		m.cfg.checkHook(kind)
 	}
 	m.refreshMappings()
-	r := compare.Entries(m.cfg.Baseline.Entries, res.Entries, m.cfg.MaxFindings)
 	omitted := r.Omitted
 	seen := make(map[string]bool, len(r.Findings))
 	for _, f := range r.Findings {
@@ -524,7 +556,7 @@ func (m *Monitor) check(ctx context.Context, kind metrics.ScanType, detected tim
 	}
 	m.sink.Omitted(omitted, true)
 	if err := m.rehashUnmapped(ctx, seen, detected); err != nil {
-		return nil, err
+		return err
 	}
 	warned := m.incomplete(kind, res.Warnings)
 	for _, p := range m.sink.Open() {
@@ -539,14 +571,13 @@ func (m *Monitor) check(ctx context.Context, kind metrics.ScanType, detected tim
 			// The list stopped at MaxFindings: p may be among the findings
 			// left out, so look at it alone (which resolves it if clean).
 			if err := m.checkPath(ctx, p, false, detected); err != nil {
-				return nil, err
+				return err
 			}
 		default:
 			m.resolve(p)
 		}
 	}
-	m.sink.Scanned(kind, nil, time.Since(start), len(res.Entries))
-	return res, nil
+	return nil
 }
 
 // incomplete passes on the warnings of a whole-tree check that mean it did
@@ -795,32 +826,25 @@ func state(f compare.Finding) string {
 	return s
 }
 
-// syncWatches places a watch on every directory of the scan that has none.
-func (m *Monitor) syncWatches(res *scan.Result) { m.watchDirs(res.Entries) }
-
-// watchDirs places a watch on each directory of entries not watched yet.
-func (m *Monitor) watchDirs(entries []attr.Entry) {
-	for i := range entries {
-		e := &entries[i]
-		if e.Type != attr.TypeDir {
-			continue
-		}
-		m.in.mu.Lock()
-		_, ok := m.in.wds[e.Path]
-		m.in.mu.Unlock()
-		if ok {
-			continue
-		}
-		f, err := m.root.OpenDir(e.Path)
-		if err != nil {
-			continue // gone since the scan: the next event or check sees it
-		}
-		err = m.in.add(int(f.Fd()), e.Path)
-		f.Close()
-		if errors.Is(err, ErrWatchLimit) {
-			// No more watches: the scheduled checks cover the rest.
-			m.sink.Rescan(metrics.RescanWatchLimit)
-			return
-		}
+// watchDir places a watch on directory p unless it has one, and reports
+// false once no more watches can be added (the scheduled checks cover the
+// rest).
+func (m *Monitor) watchDir(p string) bool {
+	m.in.mu.Lock()
+	_, ok := m.in.wds[p]
+	m.in.mu.Unlock()
+	if ok {
+		return true
 	}
+	f, err := m.root.OpenDir(p)
+	if err != nil {
+		return true // gone since the scan: the next event or check sees it
+	}
+	err = m.in.add(int(f.Fd()), p)
+	f.Close()
+	if errors.Is(err, ErrWatchLimit) {
+		m.sink.Rescan(metrics.RescanWatchLimit)
+		return false
+	}
+	return true
 }

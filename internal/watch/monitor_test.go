@@ -14,7 +14,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/podfim/podfim/internal/attr"
-	"github.com/podfim/podfim/internal/baseline"
 	"github.com/podfim/podfim/internal/compare"
 	"github.com/podfim/podfim/internal/metrics"
 	"github.com/podfim/podfim/internal/scan"
@@ -215,7 +214,9 @@ func start(t *testing.T, dir string, cfg Config) (*recorder, context.CancelFunc,
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.Baseline = &baseline.Baseline{Entries: res.Entries}
+	if cfg.Baseline, err = IndexOf(res.Entries); err != nil {
+		t.Fatal(err)
+	}
 	rec := newRecorder()
 	rec.root = dir
 	m := New(root, cfg, rec)
@@ -411,7 +412,7 @@ func TestRestoredAcceptsNewInodeAndCtimeOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec := newRecorder()
-	m := New(root, Config{Matcher: allMatcher{}, Baseline: &baseline.Baseline{Entries: res.Entries}}, rec)
+	m := New(root, Config{Matcher: allMatcher{}, Baseline: mustIndex(t, res.Entries)}, rec)
 	ctx := context.Background()
 	www := filepath.Join(dir, "www")
 	index := filepath.Join(www, "index.html")
@@ -425,7 +426,7 @@ func TestRestoredAcceptsNewInodeAndCtimeOnly(t *testing.T) {
 	if err := os.WriteFile(index, []byte("Hacked!\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := m.check(ctx, metrics.ScanFull, time.Now()); err != nil {
+	if err := m.check(ctx, metrics.ScanFull, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	rec.wait(t, time.Second, "changed index", func(e sinkEvent) bool { return e.kind == "changed" && e.path == "/www/index.html" })
@@ -458,7 +459,7 @@ func TestRestoredAcceptsNewInodeAndCtimeOnly(t *testing.T) {
 	}
 	rec.wait(t, time.Second, "resolved index", func(e sinkEvent) bool { return e.kind == "resolved" && e.path == "/www/index.html" })
 	before := rec.count(func(e sinkEvent) bool { return e.kind == "changed" })
-	if _, err := m.check(ctx, metrics.ScanFull, time.Now()); err != nil {
+	if err := m.check(ctx, metrics.ScanFull, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	if after := rec.count(func(e sinkEvent) bool { return e.kind == "changed" }); after != before {
@@ -468,7 +469,7 @@ func TestRestoredAcceptsNewInodeAndCtimeOnly(t *testing.T) {
 	if err := os.Chmod(index, 0o666); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := m.check(ctx, metrics.ScanFull, time.Now()); err != nil {
+	if err := m.check(ctx, metrics.ScanFull, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	rec.wait(t, time.Second, "mode change after restore", func(e sinkEvent) bool {
@@ -541,8 +542,8 @@ func TestFirstCheckResolvesWhatItDoesNotFindAgain(t *testing.T) {
 	rec := newRecorder()
 	rec.open["/app.conf"] = true       // still tampered in this container
 	rec.open["/www/index.html"] = true // clean in this container
-	m := New(root, Config{Matcher: allMatcher{}, Baseline: &baseline.Baseline{Entries: res.Entries}}, rec)
-	if _, err := m.check(context.Background(), metrics.ScanFull, time.Now()); err != nil {
+	m := New(root, Config{Matcher: allMatcher{}, Baseline: mustIndex(t, res.Entries)}, rec)
+	if err := m.check(context.Background(), metrics.ScanFull, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	rec.mu.Lock()
@@ -557,4 +558,13 @@ func TestFirstCheckResolvesWhatItDoesNotFindAgain(t *testing.T) {
 	if !rec.open["/app.conf"] || len(rec.open) != 1 {
 		t.Errorf("open after the first check: %v", rec.open)
 	}
+}
+
+func mustIndex(t *testing.T, entries []attr.Entry) *Index {
+	t.Helper()
+	x, err := IndexOf(entries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return x
 }

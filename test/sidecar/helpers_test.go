@@ -442,7 +442,9 @@ func launchSidecar(t *testing.T, cmd *exec.Cmd, logFile *os.File, logPath string
 		}
 	})
 
-	l := s.waitLog(t, startTimeout, "serving metrics and probes", nil)
+	// The port opens after the first full check, or after 20 s when that
+	// takes longer (a large tree).
+	l := s.waitLog(t, 20*time.Second+startTimeout, "serving metrics and probes", nil)
 	s.addr, _ = l["addr"].(string)
 	if !strings.HasPrefix(s.addr, "127.0.0.1:") {
 		t.Fatalf("the sidecar serves on %q", s.addr)
