@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# scripts/bench.sh: podfim against AIDE on the same trees with the same
-# attributes (type, mode, uid, gid, size, inode, nlink, mtime, ctime, sha256).
+# scripts/bench.sh: podfim against AIDE and against the floor (scripts/floor:
+# the least work any tool must do for a full check) on the same trees with
+# the same attributes (type, mode, uid, gid, size, inode, nlink, mtime,
+# ctime, sha256).
 # `make bench` builds bin/podfim and runs this; docs/benchmarks.md explains
 # what is measured and how to read the output.
 #
@@ -11,7 +13,7 @@
 #   BENCH_AIDE_WORKERS=$(nproc)   also time AIDE with this many workers (-W); <= 1 skips those rows
 #   GOTREE=/usr/local/go          the read-only tree measured as is
 #   PODFIM=bin/podfim             the binary under test
-#   GO=go                         the Go toolchain (only to build scripts/gentree)
+#   GO=go                         the Go toolchain (to build scripts/gentree and scripts/floor)
 #
 # It installs AIDE and GNU time if missing (Debian, root). It fails on real
 # errors only: a command that fails, or a check that reports differences on
@@ -35,6 +37,7 @@ T_CHECK=10    # aide --check / podfim check   >= this
 T_INIT=5      # aide --init / podfim baseline >= this
 T_QUICK=1.5   # podfim check --quick / find   <= this
 T_RSS=48      # podfim peak RSS on the generated tree, MiB <= this
+T_FLOOR=1.3   # podfim check and baseline / floor, wall and CPU time <= this
 
 die() { echo "bench: $*" >&2; exit 1; }
 log() { echo "bench: $*" >&2; }
@@ -64,6 +67,13 @@ find_go() {
     if command -v go >/dev/null; then command -v go; return; fi
     if [[ -x /usr/local/go/bin/go ]]; then echo /usr/local/go/bin/go; return; fi
     die "no Go toolchain to build scripts/gentree (set GO=...)"
+}
+
+# The floor program, built from this checkout for every run.
+build_floor() {
+    local go
+    go=$(find_go)
+    (cd "$REPO" && CGO_ENABLED=0 "$go" build -trimpath -o "$WORK/floor.bin" ./scripts/floor)
 }
 
 mkdir -p "$WORK"
@@ -184,6 +194,7 @@ EOF
     measure "$name" - 0 log "$PODFIM" baseline --root "$root" --out "$base" --policy "$policy"
     measure "$name" - 0 log "$PODFIM" check --root "$root" --baseline "$base" --policy "$policy"
     measure "$name" - 0 /dev/null "${walk[@]}"
+    measure "$name" - 0 /dev/null "$WORK/floor.bin" "$root"
 
     # Timed runs, interleaved so that load from elsewhere on the machine
     # spreads over every operation rather than hitting one.
@@ -200,6 +211,7 @@ EOF
             measure "$name" "aide --check -W $AIDE_WORKERS" 0 log "$AIDE" --config "$conf" --check "${aide_mt[@]}"
         fi
         measure "$name" "find walk" 0 /dev/null "${walk[@]}"
+        measure "$name" "floor" 0 /dev/null "$WORK/floor.bin" "$root"
     done
 
     # Sanity: both tools agree the unchanged tree has no differences (every
@@ -232,11 +244,32 @@ verdict() { # verdict VALUE ge|le TARGET
         ok = (op == "ge") ? (v + 0 >= t + 0) : (v + 0 <= t + 0); print ok ? "PASS" : "MISS" }'
 }
 
+# floor_rows TREE: every podfim operation as a ratio to the floor, wall and
+# CPU time; full check and baseline have a target, the quick check is info.
+floor_rows() {
+    local t=$1 op v kind get target
+    for op in "podfim check" "podfim baseline" "podfim check --quick" "aide --check"; do
+        for kind in wall CPU; do
+            get=secs; [[ $kind == CPU ]] && get=cpu
+            v=$(ratio "$($get "$t" "$op")" "$($get "$t" floor)")
+            case $op in
+            "podfim check" | "podfim baseline") target="<= $T_FLOOR" ;;
+            *) target= ;;
+            esac
+            if [[ -n $target ]]; then
+                printf '%-6s  %-44s  %18s  %7s  %s\n' "$t" "$kind: $op / floor" "$v" "$target" "$(verdict "$v" le $T_FLOOR)"
+            else
+                printf '%-6s  %-44s  %18s  %7s  %s\n' "$t" "$kind: $op / floor" "$v" "" "info"
+            fi
+        done
+    done
+}
+
 report() {
     local trees=("$@") t op f
     local ops=("aide --init" "podfim baseline" "aide --check" "podfim check" "podfim check --quick")
     ((AIDE_WORKERS > 1)) && ops+=("aide --init -W $AIDE_WORKERS" "aide --check -W $AIDE_WORKERS")
-    ops+=("find walk")
+    ops+=("find walk" "floor")
 
     echo
     echo "podfim benchmark: $(date -u '+%Y-%m-%d %H:%M UTC'), $RUNS timed run(s) per operation after one warm-up, warm page cache"
@@ -264,6 +297,7 @@ report() {
         printf '%-6s  %-44s  %18s  %7s  %s\n' "$t" "aide --init / podfim baseline" "$v" ">= $T_INIT" "$(verdict "$v" ge $T_INIT)"
         v=$(ratio "$(secs "$t" "podfim check --quick")" "$(secs "$t" "find walk")")
         printf '%-6s  %-44s  %18s  %7s  %s\n' "$t" "podfim check --quick / find walk" "$v" "<= $T_QUICK" "$(verdict "$v" le $T_QUICK)"
+        floor_rows "$t"
         v=$(ratio "$(cpu "$t" "aide --check")" "$(cpu "$t" "podfim check")")
         printf '%-6s  %-44s  %18s  %7s  %s\n' "$t" "CPU time: aide --check / podfim check" "$v" "" "info"
         v=$(ratio "$(cpu "$t" "aide --init")" "$(cpu "$t" "podfim baseline")")
@@ -305,6 +339,7 @@ if [[ $TREES == gen || $TREES == all ]]; then
     ensure_gentree
     trees+=(gen)
 fi
+build_floor
 for t in "${trees[@]}"; do
     case $t in
     go) bench_tree go "$GOTREE" ;;
