@@ -19,6 +19,7 @@ func newBaselineCmd(s *streams) *cobra.Command {
 		subject string
 		serial  uint64
 	)
+	sf.streams = s
 	c := &cobra.Command{
 		Use:   "baseline (--root DIR | --image REF) --out FILE",
 		Short: "Record the trusted state of a tree or a container image in a baseline file",

@@ -251,6 +251,7 @@ func (f *checkFlags) write(s *streams, rep *report.Report) error {
 
 func newCheckCmd(s *streams) *cobra.Command {
 	var f checkFlags
+	f.streams = s
 	c := &cobra.Command{
 		Use:   "check --root DIR --baseline FILE",
 		Short: "Compare a tree with its baseline and report every difference",

@@ -23,6 +23,7 @@ type scanFlags struct {
 	root    string
 	policy  string
 	workers int
+	streams *streams // where a scan shows its progress (nil: nowhere)
 }
 
 func (f *scanFlags) register(c *cobra.Command) {
@@ -86,8 +87,14 @@ func (f *scanFlags) scanTree(ctx context.Context, m *policy.Matcher, h scanHooks
 		GrowingFull:  true, // the report shows the new hash; update stores it
 		Emit:         h.emit,
 		Count:        h.count,
+		Progress:     new(scan.Progress),
+	}
+	var shown *progress
+	if f.streams != nil {
+		shown = startProgress(f.streams.errOut, opts.Progress, f.streams.progressAfter)
 	}
 	res, err := scan.Tree(ctx, f.root, opts)
+	shown.Stop()
 	if err != nil {
 		return nil, 0, scanError(fmt.Errorf("failed to scan %q: %w", f.root, err))
 	}

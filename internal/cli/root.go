@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/spf13/cobra"
 )
@@ -16,11 +17,18 @@ import (
 // and progress.
 type streams struct {
 	out, errOut io.Writer
+	// progressAfter is how long a scan runs before it shows its progress
+	// on errOut (when that is a terminal; see progress.go).
+	progressAfter time.Duration
 }
 
 // New returns the root command.
 func New(out, errOut io.Writer) *cobra.Command {
-	s := &streams{out: out, errOut: errOut}
+	return newRoot(&streams{out: out, errOut: errOut, progressAfter: progressAfter})
+}
+
+// newRoot returns the root command writing to s.
+func newRoot(s *streams) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "podfim",
 		Short: "File integrity monitoring for directory trees, container images and Kubernetes pods",
@@ -34,8 +42,8 @@ too old, or rolled back), 130 interrupted.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.SetOut(out)
-	root.SetErr(errOut)
+	root.SetOut(s.out)
+	root.SetErr(s.errOut)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return fail(ExitUsage, fmt.Errorf("%w (see '%s --help')", err, c.CommandPath()))
 	})
@@ -55,7 +63,13 @@ too old, or rolled back), 130 interrupted.`,
 // Run runs podfim with args and returns the process exit status. Errors are
 // printed on errOut; check's differences are not errors.
 func Run(ctx context.Context, args []string, out, errOut io.Writer) int {
-	root := New(out, errOut)
+	return runStreams(ctx, args, &streams{out: out, errOut: errOut, progressAfter: progressAfter})
+}
+
+// runStreams is Run with the streams given whole (tests set progressAfter).
+func runStreams(ctx context.Context, args []string, s *streams) int {
+	errOut := s.errOut
+	root := newRoot(s)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
 	var st checkStatus

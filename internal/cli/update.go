@@ -14,6 +14,7 @@ func newUpdateCmd(s *streams) *cobra.Command {
 		signKey  string
 		unsigned bool
 	)
+	f.streams = s
 	c := &cobra.Command{
 		Use:   "update --root DIR --baseline FILE",
 		Short: "Show what changed, then accept the current state as the new baseline",

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/podfim/podfim/internal/attr"
@@ -136,6 +137,9 @@ type Options struct {
 	// Now returns the time the scan starts, for the Racy flag; nil means
 	// time.Now.
 	Now func() time.Time
+	// Progress, when set, is kept up to date during the walk, for a
+	// progress display to read from another goroutine.
+	Progress *Progress
 
 	// Test hooks, set only by this package's tests: beforeOpen runs after a
 	// path was listed and lstat'ed and before it is opened; afterRead after
@@ -179,6 +183,15 @@ type Stats struct {
 	// sysfs...) neither recorded nor entered, and the files of one
 	// (bind-mounted alone) not hashed, because no rule names them.
 	Pseudo int64
+}
+
+// Progress counts a running scan's work: entries recorded and bytes read
+// for hashing so far. Each worker adds its counts after every batch of
+// files and every directory it lists, not per file, so that the counters
+// cost nothing measurable: a reader sees figures that are a batch behind.
+type Progress struct {
+	Entries atomic.Int64
+	Bytes   atomic.Int64
 }
 
 // Result is the outcome of a scan.

@@ -76,6 +76,7 @@ func (r *Root) Tree(ctx context.Context, opts Options) (*Result, error) {
 		procFd:       r.procFd,
 		growing:      opts.Growing,
 		growingFull:  opts.GrowingFull,
+		progress:     opts.Progress,
 	}
 	stop := context.AfterFunc(ctx, wk.q.abort)
 	defer stop()
@@ -267,6 +268,7 @@ func (w *worker) swapped(parent *dirHandle, p *pending) {
 
 // listDir lists an open directory and handles each child.
 func (w *worker) listDir(h *dirHandle) {
+	defer w.publish() // after the flush: it may hash the last batch here
 	defer w.flush()
 	// The fast path needs the lstat of no regular file it hashes: see hashListed.
 	fast := w.cfg.quick == nil && w.cfg.quickHashes == nil && !w.wk.noFast.Load()
@@ -496,6 +498,7 @@ func (w *worker) hashFiles(parent *dirHandle, files []pending) {
 	}
 	w.wk.q.putBatch(files)
 	parent.release()
+	w.publish()
 }
 
 func (w *worker) hashOne(parent *dirHandle, p *pending) {

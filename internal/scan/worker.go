@@ -29,6 +29,7 @@ type config struct {
 	procFd       int             // /proc/self/fd, to reopen an O_PATH descriptor for reading
 	growing      Prior           // Options.Growing
 	growingFull  bool
+	progress     *Progress // nil: no one is watching
 }
 
 const (
@@ -75,6 +76,8 @@ type worker struct {
 	batch       []pending
 	batchParent *dirHandle
 	batchBytes  int64
+
+	shownEntries, shownBytes int64 // what publish last added to cfg.progress
 }
 
 func newWorker(cfg *config, wk *walk, bufSize int) *worker {
@@ -116,6 +119,24 @@ func (w *worker) record(e *attr.Entry) {
 	w.cur = append(w.cur, makeRec(e))
 	if e.Type == attr.TypeDir {
 		w.stats.Dirs++
+	}
+}
+
+// publish adds what the worker recorded and read since its last call to
+// the scan's Progress, if any.
+func (w *worker) publish() {
+	p := w.cfg.progress
+	if p == nil {
+		return
+	}
+	n := int64(len(w.chunks)*chunkEntries + len(w.cur)) // every chunk is full
+	if d := n - w.shownEntries; d != 0 {
+		p.Entries.Add(d)
+		w.shownEntries = n
+	}
+	if d := w.stats.HashedBytes - w.shownBytes; d != 0 {
+		p.Bytes.Add(d)
+		w.shownBytes = w.stats.HashedBytes
 	}
 }
 
