@@ -36,6 +36,7 @@ type webhookFlags struct {
 	pullPolicy     string
 	sidecarEnv     []string
 	respond        []string
+	privileges     string
 	shutdownPeriod time.Duration
 	maxConns       int
 	maxInFlight    int
@@ -58,6 +59,7 @@ func (f *webhookFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.pullPolicy, "sidecar-pull-policy", string(corev1.PullIfNotPresent), "imagePullPolicy of injected sidecars: Always, IfNotPresent or Never")
 	fs.StringArrayVar(&f.sidecarEnv, "sidecar-env", nil, "NAME=VALUE added to every injected sidecar's environment (repeatable)")
 	fs.StringSliceVar(&f.respond, "default-respond", []string{"log", "metric", "unready"}, "response of pods that do not annotate podfim.io/respond")
+	fs.StringVar(&f.privileges, "sidecar-privileges", inject.PrivilegesDefault, "privileges of sidecars whose pod does not annotate podfim.io/privileges: default (uid 0, SYS_PTRACE, DAC_READ_SEARCH and the actions' capabilities) or restricted (the app's uid and gid, no capability: Pod Security restricted; docs/security.md)")
 	fs.DurationVar(&f.shutdownPeriod, "shutdown-timeout", 10*time.Second, "how long in-flight admissions may finish after SIGTERM")
 	d := webhook.DefaultLimits()
 	fs.IntVar(&f.maxConns, "max-connections", d.MaxConnections, "most client connections open at once; more wait in the kernel's accept queue")
@@ -85,6 +87,7 @@ func (f *webhookFlags) build(getenv func(string) string) (webhook.Config, *slog.
 			Image:      f.image,
 			PullPolicy: corev1.PullPolicy(f.pullPolicy),
 			Respond:    f.respond,
+			Privileges: f.privileges,
 		},
 	}
 	if _, _, err := net.SplitHostPort(f.listen); err != nil {
@@ -99,7 +102,7 @@ func (f *webhookFlags) build(getenv func(string) string) (webhook.Config, *slog.
 		cfg.Inject.Env = append(cfg.Inject.Env, corev1.EnvVar{Name: name, Value: value})
 	}
 	if err := cfg.Inject.Validate(); err != nil {
-		errs = append(errs, fmt.Errorf("--sidecar-image, --sidecar-pull-policy, --sidecar-env, --default-respond: %w", err))
+		errs = append(errs, fmt.Errorf("--sidecar-image, --sidecar-pull-policy, --sidecar-env, --default-respond, --sidecar-privileges: %w", err))
 	}
 	if f.shutdownPeriod <= 0 {
 		errs = append(errs, errors.New("--shutdown-timeout must be positive"))

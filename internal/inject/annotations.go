@@ -43,6 +43,22 @@ const (
 	AnnFull      = Prefix + "full-interval"
 	AnnPort      = Prefix + "port"
 	AnnLogLevel  = Prefix + "log-level"
+	// AnnPrivileges picks the sidecar's privileges: PrivilegesDefault or
+	// PrivilegesRestricted (docs/security.md, "Restricted mode").
+	AnnPrivileges = Prefix + "privileges"
+)
+
+// Privilege modes of the sidecar (AnnPrivileges, the webhook's
+// --sidecar-privileges).
+const (
+	// PrivilegesDefault: uid 0 with SYS_PTRACE and DAC_READ_SEARCH, and
+	// the capabilities of the response's actions: it sees and repairs
+	// every file of the app, whatever its owner.
+	PrivilegesDefault = "default"
+	// PrivilegesRestricted: the app's uid and gid, no capability at all,
+	// what Pod Security "restricted" admits: it sees what the app's user
+	// can read, restores that user's files and kills its processes.
+	PrivilegesRestricted = "restricted"
 )
 
 // managed are the podfim.io/ annotations podfim itself sets on a pod: a
@@ -109,6 +125,9 @@ type Settings struct {
 	Full      *time.Duration
 	Port      int // 0: DefaultPort
 	LogLevel  string
+	// Privileges is PrivilegesDefault or PrivilegesRestricted; "": the
+	// webhook's --sidecar-privileges.
+	Privileges string
 }
 
 // AnnotationError is an invalid annotation: the admission response names the
@@ -148,6 +167,7 @@ var annotations = []annotation{
 	{AnnFull, func(s *Settings, v string) (err error) { s.Full, err = parseInterval(v); return err }},
 	{AnnPort, parsePort},
 	{AnnLogLevel, parseLogLevel},
+	{AnnPrivileges, parsePrivileges},
 }
 
 // knownKeys lists the annotations of the table, in its order.
@@ -344,6 +364,22 @@ func parseLogLevel(s *Settings, v string) error {
 	return nil
 }
 
+func parsePrivileges(s *Settings, v string) error {
+	if err := checkPrivileges(v); err != nil {
+		return err
+	}
+	s.Privileges = v
+	return nil
+}
+
+// checkPrivileges accepts a privilege mode.
+func checkPrivileges(v string) error {
+	if v != PrivilegesDefault && v != PrivilegesRestricted {
+		return fmt.Errorf("%q is not %s or %s", v, PrivilegesDefault, PrivilegesRestricted)
+	}
+	return nil
+}
+
 // parsePaths reads "PATH[:PRESET],...". A path without a preset is
 // ReadOnly. The policy built from the rules checks the paths themselves.
 func parsePaths(v string) ([]PathRule, error) {
@@ -485,6 +521,7 @@ func (s Settings) Annotations() map[string]string {
 		set(AnnPort, strconv.Itoa(s.Port))
 	}
 	set(AnnLogLevel, s.LogLevel)
+	set(AnnPrivileges, s.Privileges)
 	return m
 }
 

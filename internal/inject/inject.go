@@ -84,6 +84,9 @@ type Config struct {
 	Respond []string
 	// Resources of the sidecar; zero: DefaultResources.
 	Resources corev1.ResourceRequirements
+	// Privileges of pods that do not annotate podfim.io/privileges:
+	// PrivilegesDefault (also when empty) or PrivilegesRestricted.
+	Privileges string
 }
 
 // DefaultResources are modest: an idle sidecar uses well under a millicore
@@ -115,6 +118,11 @@ func (c *Config) Validate() error {
 	for _, e := range c.Env {
 		if e.Name == "" || strings.ContainsAny(e.Name, "= \x00") {
 			errs = append(errs, fmt.Errorf("invalid sidecar environment variable name %q", e.Name))
+		}
+	}
+	if c.Privileges != "" {
+		if err := checkPrivileges(c.Privileges); err != nil {
+			errs = append(errs, fmt.Errorf("default privileges: %w", err))
 		}
 	}
 	for _, e := range (respond.Plan{Actions: respond.ParseActions(c.Respond...)}).Validate() {
@@ -193,13 +201,17 @@ func (c *Config) sidecar(pod *corev1.Pod, s Settings) (corev1.Container, []corev
 	if err := errors.Join(slices.Concat(checkSpec(spec), checkVolumes(spec), checkPort(spec, port), []error{err})...); err != nil {
 		return corev1.Container{}, nil, err
 	}
+	plan := s.plan(c.Respond)
+	priv, err := c.privileges(pod, s, plan, target)
+	if err != nil {
+		return corev1.Container{}, nil, err
+	}
 	// The sidecar's endpoints: on a hostNetwork pod they would listen on
 	// the node's addresses, so they listen (and are probed) on loopback.
 	listen, probeHost := ":"+strconv.Itoa(port), ""
 	if spec.HostNetwork {
 		listen, probeHost = "127.0.0.1:"+strconv.Itoa(port), "127.0.0.1"
 	}
-	plan := s.plan(c.Respond)
 	args := sidecarArgs(s, plan, listen, target)
 	refArgs, volumes, mounts := stateAndRefs(s)
 	args = append(args, refArgs...)
@@ -240,12 +252,12 @@ func (c *Config) sidecar(pod *corev1.Pod, s Settings) (corev1.Container, []corev
 		VolumeMounts:    mounts,
 		// Readiness is the quarantine (the unready action): /readyz fails
 		// while a violation is open, so the pod leaves its Services.
-		ReadinessProbe: probe("/readyz", port, probeHost, 2, 1),
+		ReadinessProbe: priv.probe("/readyz", port, probeHost, 2, 1),
 		// /healthz fails while monitoring the current target fails; a
 		// restart of the sidecar is the remedy only after a minute of it.
-		LivenessProbe:            probe("/healthz", port, probeHost, 10, 6),
+		LivenessProbe:            priv.probe("/healthz", port, probeHost, 10, 6),
 		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
-		SecurityContext:          securityContext(plan),
+		SecurityContext:          priv.securityContext,
 	}
 	if spec.HostNetwork {
 		// A hostNetwork pod's container ports are host ports; the sidecar

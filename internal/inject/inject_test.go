@@ -131,6 +131,17 @@ func checkSidecar(t *testing.T, before, pod *corev1.Pod) {
 		t.Fatalf("insecure sidecar security context: %+v", sec)
 	}
 	args := strings.Join(sc.Args, " ")
+	psa := podSecurity(pod)
+	if before.Annotations[AnnPrivileges] == PrivilegesRestricted {
+		checkRestricted(t, before, sc)
+		if len(psa) > 0 {
+			t.Errorf("the injected pod fails Pod Security restricted: %s", strings.Join(psa, "; "))
+		}
+		return
+	}
+	if !slices.ContainsFunc(psa, func(r string) bool { return strings.Contains(r, `container "podfim"`) }) {
+		t.Errorf("a default-mode sidecar passes Pod Security restricted (%q): restricted mode would not be needed", psa)
+	}
 	add := sec.Capabilities.Add
 	for _, c := range []corev1.Capability{"SYS_PTRACE", "DAC_READ_SEARCH"} {
 		if !slices.Contains(add, c) {

@@ -317,7 +317,7 @@ func (e *AccessError) Error() string {
 	if e.Ptrace {
 		return fmt.Sprintf("cannot inspect %s through %s: %v, although the sidecar has CAP_SYS_PTRACE: a security module (AppArmor, SELinux) or a user namespace boundary denies ptrace read access", who, e.Path, e.Err)
 	}
-	return fmt.Sprintf("cannot inspect %s through %s: %v: the sidecar needs the SYS_PTRACE capability (securityContext.capabilities.add: [SYS_PTRACE], effective for its user) to read another container's processes", who, e.Path, e.Err)
+	return fmt.Sprintf("cannot inspect %s through %s: %v: the sidecar needs the SYS_PTRACE capability (securityContext.capabilities.add: [SYS_PTRACE], effective for its user) to read another container's processes, or, in restricted mode (podfim.io/privileges: restricted), the same uid and gid as the app and an app process that is dumpable (no setuid or file capabilities)", who, e.Path, e.Err)
 }
 
 func (e *AccessError) Unwrap() error { return e.Err }
