@@ -50,14 +50,23 @@ const (
 // cluster-scoped RBAC; the namespace goes with k.namespace.
 func installWebhook(t *testing.T, k *kube, ns string, img kubeImageRefs) {
 	t.Helper()
+	installWebhookAs(t, k, ns, img, whRelease, whTag, whPort)
+}
+
+// installWebhookAs installs the webhook as release (also the name of its
+// MutatingWebhookConfiguration), listening on 127.0.0.1:port and
+// intercepting only namespaces labelled podfim.io/e2e-owner=owner, so that
+// tests of their own can run beside TestKubeWebhook.
+func installWebhookAs(t *testing.T, k *kube, ns string, img kubeImageRefs, release, owner string, port int) {
+	t.Helper()
 	set := []string{
-		"fullnameOverride=" + whRelease,
+		"fullnameOverride=" + release,
 		"demo.enabled=false",
 		"webhook.enabled=true",
 		"webhook.replicas=1", // one hostNetwork node: replicas would share the port
-		"webhook.port=" + strconv.Itoa(whPort),
+		"webhook.port=" + strconv.Itoa(port),
 		"webhook.logLevel=debug",
-		"webhook.namespaceLabels.podfim\\.io/e2e-owner=" + whTag,
+		"webhook.namespaceLabels.podfim\\.io/e2e-owner=" + owner,
 		"hostNetwork.enabled=true",
 		"hostNetwork.bindAddress=127.0.0.1",
 		"hostNetwork.apiServerHost=127.0.0.1",
@@ -71,10 +80,10 @@ func installWebhook(t *testing.T, k *kube, ns string, img kubeImageRefs) {
 	for _, s := range set {
 		args = append(args, "--set", s)
 	}
-	manifest := helmTemplate(t, whRelease, ns, args...)
+	manifest := helmTemplate(t, release, ns, args...)
 	t.Cleanup(func() {
-		k.run(t, time.Minute, "delete", "mutatingwebhookconfiguration", whRelease, "--ignore-not-found")
-		k.run(t, time.Minute, "delete", "clusterrole,clusterrolebinding", whRelease+"-webhook", "--ignore-not-found")
+		k.run(t, time.Minute, "delete", "mutatingwebhookconfiguration", release, "--ignore-not-found")
+		k.run(t, time.Minute, "delete", "clusterrole,clusterrolebinding", release+"-webhook", "--ignore-not-found")
 	})
 	k.apply(t, ns, manifest)
 }
