@@ -13,6 +13,7 @@ import (
 	"path"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -796,6 +797,10 @@ func (m *Monitor) report(ctx context.Context, f compare.Finding, detected time.T
 		m.mu.Unlock()
 		return false
 	}
+	if !known {
+		// A copy, as in watchDir: the finding's path may pin a check's.
+		f.Path = strings.Clone(f.Path)
+	}
 	m.reported[f.Path] = st
 	m.mu.Unlock()
 	m.sink.Finding(ctx, f, detected)
@@ -840,7 +845,11 @@ func (m *Monitor) watchDir(p string) bool {
 	if err != nil {
 		return true // gone since the scan: the next event or check sees it
 	}
-	err = m.in.add(int(f.Fd()), p)
+	// A copy: p comes from the scan or the index's cursor, allocated among
+	// the paths of a whole tree that die with the check; kept, it would pin
+	// their memory (one directory's path held a span of its files' paths:
+	// megabytes at 100,000 files).
+	err = m.in.add(int(f.Fd()), strings.Clone(p))
 	f.Close()
 	if errors.Is(err, ErrWatchLimit) {
 		m.sink.Rescan(metrics.RescanWatchLimit)
