@@ -80,6 +80,13 @@ func TestKubeRestricted(t *testing.T) {
 			t.Errorf("incomplete check without the locked path: %v", l)
 		}
 		t.Logf("%v", l)
+		// /www/locked is also an added file: with unready, the exec probe
+		// of /readyz fails and the kubelet marks the sidecar not ready.
+		k.waitUntil(t, app, "the exec readiness probe to fail on the open violation", time.Minute, 250*time.Millisecond, func() (bool, string) {
+			r := k.run(t, 30*time.Second, "-n", app, "get", "pod", "unreadable", "-o",
+				`jsonpath={range .status.containerStatuses[*]}{.name}={.ready}/{.restartCount} {end}`)
+			return strings.TrimSpace(r.Stdout) == "app=true/0 podfim=false/0", r.Out()
+		})
 	})
 	t.Run("kill", func(t *testing.T) {
 		logs := func() string { return k.logs(t, app, "kill", "podfim") }
