@@ -23,6 +23,7 @@ type checkFlags struct {
 	baseline  string
 	verifyKey string
 	format    string
+	mountinfo string
 	quick     bool
 	bind      baseline.Binding
 	// allowPolicy accepts a --policy other than the baseline's.
@@ -34,6 +35,7 @@ func (f *checkFlags) register(c *cobra.Command) {
 	c.Flags().StringVar(&f.baseline, "baseline", "", "baseline file made by 'podfim baseline' (required)")
 	c.Flags().StringVar(&f.verifyKey, "verify-key", "", "public key file: refuse the baseline unless it is signed by this key")
 	c.Flags().StringVar(&f.format, "format", "text", "report format: text (for people) or json (for machines)")
+	registerMountinfo(c, &f.mountinfo)
 	c.Flags().BoolVar(&f.quick, "quick", false, "hash only files whose size, mtime, ctime or inode changed (see docs/design.md for why this is sound)")
 	c.Flags().BoolVar(&f.allowPolicy, "allow-policy-change", false, "compare with --policy although the baseline was made with another policy (paths one of them skips show as added or removed); update then records the new policy")
 	c.Flags().StringVar(&f.bind.Subject, "subject", "", "refuse the baseline (exit 22) unless it was made for this subject (baseline --subject)")
@@ -171,6 +173,10 @@ func orNone(d string) string {
 // what quick mode asks (inode, size, times, hash) and which the scan lets
 // go of before it emits, then reads it again for the comparison.
 func (f *checkFlags) compare(ctx context.Context, o *opened, out *baseline.Writer) (*checked, error) {
+	mounts, err := f.mounts()
+	if err != nil {
+		return nil, err
+	}
 	var hooks scanHooks
 	if out != nil {
 		hooks = storeHooks(out, o.next)
@@ -196,6 +202,8 @@ func (f *checkFlags) compare(ctx context.Context, o *opened, out *baseline.Write
 	// A baseline made from an image says which attributes a container
 	// unpacked from it can match at all (inode, nlink and ctime cannot).
 	merger.Only(o.stream.Compared)
+	// Where each finding comes from, and what is the runtime's own.
+	merger.Origins(classifier(o.stream, mounts))
 	if store := hooks.emit; store != nil {
 		hooks.emit = func(e *attr.Entry) {
 			merger.Add(e)

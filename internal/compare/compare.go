@@ -13,6 +13,7 @@ import (
 	"slices"
 
 	"github.com/podfim/podfim/internal/attr"
+	"github.com/podfim/podfim/internal/origin"
 )
 
 // Kind is the kind of a finding. Its vocabulary is attr.Change's, which
@@ -35,6 +36,22 @@ type Finding struct {
 	// "xattrs" (attr.XattrLabel). Empty for added and removed files.
 	Attributes []string
 	Old, New   *attr.Entry // nil for added (Old) and removed (New)
+	// Origin says where the path comes from (image and layer, container,
+	// volume, baseline); zero when no classifier was given (Classify).
+	Origin origin.Origin
+}
+
+// Classify sets f's origin with c and takes out of it what is the
+// container runtime's own addition (origin.Classifier.Classify). It
+// reports false when nothing of f is left: then f is not a finding. A nil
+// c keeps f as it is.
+func Classify(c *origin.Classifier, f *Finding) bool {
+	if c == nil {
+		return true
+	}
+	o, attrs, ok := c.Classify(f.Path, f.Kind, f.Old, f.Attributes)
+	f.Origin, f.Attributes = o, attrs
+	return ok
 }
 
 // Counts counts findings by kind.

@@ -4,6 +4,7 @@ import (
 	"io"
 
 	"github.com/podfim/podfim/internal/attr"
+	"github.com/podfim/podfim/internal/origin"
 )
 
 // Merger compares a baseline pulled one entry at a time with current
@@ -20,7 +21,8 @@ type Merger struct {
 	// findings, for sources that reuse them.
 	cloneOld, cloneNew bool
 	only               attr.Set // see Only
-	held               int      // bytes the listed findings hold (findingBytes)
+	origins            *origin.Classifier
+	held               int // bytes the listed findings hold (findingBytes)
 }
 
 // MaxFindingBytes bounds the memory of the findings a Merger lists,
@@ -66,6 +68,11 @@ func newMerger(next func() (*attr.Entry, error), maxFindings int, cloneOld, clon
 // the first Add.
 func (m *Merger) Only(s attr.Set) { m.only = s }
 
+// Origins classifies every finding with c (Classify) before it is counted:
+// what c says is the runtime's is neither counted nor listed. Call it
+// before the first Add.
+func (m *Merger) Origins(c *origin.Classifier) { m.origins = c }
+
 func (m *Merger) pull() {
 	o, err := m.next()
 	switch {
@@ -79,6 +86,9 @@ func (m *Merger) pull() {
 }
 
 func (m *Merger) add(f Finding) {
+	if !Classify(m.origins, &f) {
+		return
+	}
 	switch f.Kind {
 	case Added:
 		m.r.Counts.Added++

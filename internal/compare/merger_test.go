@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/podfim/podfim/internal/attr"
+	"github.com/podfim/podfim/internal/origin"
 )
 
 // feed returns a next func over es that reuses one buffer, as a streaming
@@ -111,5 +112,46 @@ func TestMergerByteBound(t *testing.T) {
 	}
 	if held := len(r.Findings) * per; held > MaxFindingBytes || held < MaxFindingBytes-2*per {
 		t.Errorf("listed %d findings of ~%d bytes: %d bytes, want just under %d", len(r.Findings), per, held, MaxFindingBytes)
+	}
+}
+
+// TestMergerOrigins: the merger classifies every finding before counting
+// it, and neither counts nor lists what is the runtime's.
+func TestMergerOrigins(t *testing.T) {
+	mounts := origin.NewMounts([]string{"/etc/hosts", "/scratch"})
+	img := func(p string, layer uint16) attr.Entry {
+		return file(p, func(e *attr.Entry) { e.Layer = layer })
+	}
+	old := []attr.Entry{img("/etc", 1), img("/etc/passwd", 1), img("/www", 2), img("/www/index.html", 2)}
+	cur := []attr.Entry{
+		file("/etc", func(e *attr.Entry) { e.Mtime++ }), // copied up for /etc/hosts
+		file("/etc/hosts", nil),                         // bind-mounted by the runtime
+		img("/etc/passwd", 1),
+		file("/scratch", nil), file("/scratch/x", nil),
+		img("/www", 2),
+		file("/www/index.html", func(e *attr.Entry) { e.Mode = 0o777 }),
+		file("/www/new.html", nil),
+	}
+	m := NewMerger(feed(old), 0)
+	m.Origins(origin.New(true, []string{"sha256:a", "sha256:b"}, mounts))
+	for i := range cur {
+		m.Add(&cur[i])
+	}
+	got, err := m.Finish()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]origin.Origin{
+		"/scratch/x":      {Kind: origin.Volume, Mount: "/scratch"},
+		"/www/index.html": {Kind: origin.Image, Layer: 2, LayerDigest: "sha256:b"},
+		"/www/new.html":   {Kind: origin.Container},
+	}
+	if got.Counts != (Counts{Added: 2, Changed: 1}) || len(got.Findings) != len(want) {
+		t.Fatalf("counts %+v, findings %q; want 2 added, 1 changed: %v", got.Counts, got.Paths(), want)
+	}
+	for _, f := range got.Findings {
+		if f.Origin != want[f.Path] {
+			t.Errorf("%s: origin %+v, want %+v", f.Path, f.Origin, want[f.Path])
+		}
 	}
 }

@@ -87,12 +87,13 @@ type jsonReport struct {
 }
 
 type jsonFinding struct {
-	Path       string         `json:"path"`
-	PathB64    string         `json:"path_b64,omitempty"`
-	Kind       compare.Kind   `json:"kind"`
-	Attributes []string       `json:"attributes"`
-	Old        map[string]any `json:"old,omitempty"`
-	New        map[string]any `json:"new,omitempty"`
+	Path       string       `json:"path"`
+	PathB64    string       `json:"path_b64,omitempty"`
+	Kind       compare.Kind `json:"kind"`
+	Attributes []string     `json:"attributes"`
+	Origin
+	Old map[string]any `json:"old,omitempty"`
+	New map[string]any `json:"new,omitempty"`
 }
 
 // JSON writes the report as one JSON document.
@@ -102,7 +103,7 @@ func JSON(w io.Writer, r *Report) error {
 		out.Warnings = []Warning{}
 	}
 	for _, f := range r.Findings {
-		jf := jsonFinding{Path: f.Path, Kind: f.Kind, Attributes: f.Attributes}
+		jf := jsonFinding{Path: f.Path, Kind: f.Kind, Attributes: f.Attributes, Origin: NewOrigin(f.Origin)}
 		if jf.Attributes == nil {
 			jf.Attributes = []string{}
 		}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/podfim/podfim/internal/attr"
 	"github.com/podfim/podfim/internal/compare"
+	"github.com/podfim/podfim/internal/origin"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
@@ -51,6 +52,16 @@ func sample() *Report {
 		entry("/usr/bin/sh", func(e *attr.Entry) { e.Type = attr.TypeSymlink; e.Target = "/proc/self/root/bin/busybox"; e.Hash = nil }),
 	}
 	res := compare.Entries(old, cur, 0)
+	origins := map[string]origin.Origin{
+		"/etc/cron.d/\xffevil": {Kind: origin.Container},
+		"/etc/passwd":          {Kind: origin.Image, Layer: 1, LayerDigest: "sha256:" + strings.Repeat("0123456789", 6) + "abcd"},
+		"/usr/bin/ping":        {Kind: origin.Baseline},
+		"/usr/bin/sh":          {Kind: origin.Image, Layer: 3},
+		"/var/www/index.html":  {Kind: origin.Volume, Mount: "/var/www\n\xff"}, // a hostile mount point
+	}
+	for i := range res.Findings {
+		res.Findings[i].Origin = origins[res.Findings[i].Path]
+	}
 	s := NewSummary(res)
 	s.Root = "/srv/app"
 	s.BaselineEntries, s.ScannedEntries = len(old), len(cur)
@@ -103,6 +114,9 @@ func TestJSONGolden(t *testing.T) {
 			PathB64    string         `json:"path_b64"`
 			Kind       string         `json:"kind"`
 			Attributes []string       `json:"attributes"`
+			Origin     string         `json:"origin"`
+			Layer      int            `json:"layer"`
+			MountB64   string         `json:"mount_b64"`
 			Old        map[string]any `json:"old"`
 			New        map[string]any `json:"new"`
 		} `json:"findings"`
@@ -116,6 +130,15 @@ func TestJSONGolden(t *testing.T) {
 	}
 	if f := doc.Findings[0]; f.Kind != "added" || f.PathB64 != "L2V0Yy9jcm9uLmQv/2V2aWw=" {
 		t.Errorf("first finding %+v: want an added non-UTF-8 path with path_b64", f)
+	}
+	if f := doc.Findings[0]; f.Origin != "container" {
+		t.Errorf("first finding's origin %q, want container", f.Origin)
+	}
+	if f := doc.Findings[4]; f.Origin != "volume" || f.MountB64 != "L3Zhci93d3cK/w==" {
+		t.Errorf("removed finding %+v: want origin volume with mount_b64", f)
+	}
+	if f := doc.Findings[1]; f.Origin != "image" || f.Layer != 1 {
+		t.Errorf("/etc/passwd %+v: want origin image, layer 1", f)
 	}
 	if doc.Summary["exit_code"].(float64) != 7 {
 		t.Errorf("exit_code = %v, want 7", doc.Summary["exit_code"])
@@ -188,6 +211,16 @@ func hostileReport() *Report {
 		entry("/etc/z\x1b]0;title\x07", func(e *attr.Entry) { e.Type = attr.TypeSymlink; e.Target = "\x1b[8m"; e.Hash = nil }),
 	}
 	res := compare.Entries(old, cur, 0)
+	origins := map[string]origin.Origin{
+		"/etc/cron.d/\xffevil": {Kind: origin.Container},
+		"/etc/passwd":          {Kind: origin.Image, Layer: 1, LayerDigest: "sha256:" + strings.Repeat("0123456789", 6) + "abcd"},
+		"/usr/bin/ping":        {Kind: origin.Baseline},
+		"/usr/bin/sh":          {Kind: origin.Image, Layer: 3},
+		"/var/www/index.html":  {Kind: origin.Volume, Mount: "/var/www\n\xff"}, // a hostile mount point
+	}
+	for i := range res.Findings {
+		res.Findings[i].Origin = origins[res.Findings[i].Path]
+	}
 	s := NewSummary(res)
 	return &Report{Findings: res.Findings, Summary: s,
 		Warnings: []Warning{{Path: "/x", Op: "xattr", Error: "bad \x1b[2J\nSummary: no differences (exit 0)"}}}

@@ -55,11 +55,11 @@ func Text(w io.Writer, r *Report) error {
 		for _, f := range group {
 			switch f.Kind {
 			case compare.Added:
-				fmt.Fprintf(tw, "  %s\t%s\n", quote(f.Path), describe(f.New))
+				row(tw, quote(f.Path), describe(f.New), OriginText(f.Origin))
 			case compare.Removed:
-				fmt.Fprintf(tw, "  %s\t%s\n", quote(f.Path), describe(f.Old))
+				row(tw, quote(f.Path), describe(f.Old), OriginText(f.Origin))
 			case compare.Changed:
-				fmt.Fprintf(tw, "  %s\t%s\n", quote(f.Path), strings.Join(f.Attributes, ", "))
+				row(tw, quote(f.Path), strings.Join(f.Attributes, ", "), OriginText(f.Origin))
 			}
 		}
 		tw.Flush()
@@ -98,6 +98,16 @@ func Text(w io.Writer, r *Report) error {
 		return fmt.Errorf("failed to write report: %w", err)
 	}
 	return nil
+}
+
+// row writes one finding's line: its cells, tab-separated, the origin
+// last and left out when there is none (podfim diff).
+func row(w io.Writer, path, what, origin string) {
+	if origin == "" {
+		fmt.Fprintf(w, "  %s\t%s\n", path, what)
+		return
+	}
+	fmt.Fprintf(w, "  %s\t%s\t%s\n", path, what, origin)
 }
 
 // signature says how a baseline is signed.

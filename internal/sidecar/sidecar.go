@@ -27,6 +27,7 @@ import (
 	"github.com/podfim/podfim/internal/compare"
 	"github.com/podfim/podfim/internal/kube"
 	"github.com/podfim/podfim/internal/metrics"
+	"github.com/podfim/podfim/internal/origin"
 	"github.com/podfim/podfim/internal/policy"
 	"github.com/podfim/podfim/internal/referrer"
 	"github.com/podfim/podfim/internal/respond"
@@ -615,7 +616,13 @@ func (s *sidecar) monitor(ctx context.Context, c *target.Container) error {
 	}
 	l := s.matcher.Limits()
 	k := &sink{s: s}
-	tolerate := s.mountTolerance(c)
+	s.mu.Lock()
+	var image *baseline.Image
+	if s.base != nil {
+		image = s.base.Image
+	}
+	s.mu.Unlock()
+	tolerate, origins := s.mountTolerance(c, image)
 	mon := watch.New(root, watch.Config{
 		Matcher:  s.matcher,
 		Baseline: idx,
@@ -625,6 +632,7 @@ func (s *sidecar) monitor(ctx context.Context, c *target.Container) error {
 		Full:     s.cfg.Full,
 		Accepted: s.accepted,
 		Tolerate: tolerate,
+		Origins:  origins,
 		Mappings: s.mappings(c),
 	}, k)
 	k.mon = mon
@@ -692,26 +700,36 @@ func (s *sidecar) mappings(c *target.Container) func() []watch.Mapping {
 	}
 }
 
-// mountTolerance lets the directories above the container's mount points
+// mountTolerance reads the container's mount table once, when its
+// monitor starts (a mount the app makes later is the app's, not the
+// runtime's), and returns what it tolerates and how findings are
+// classified: the directories above the container's mount points may
 // differ from the baseline in what the runtime changes when it creates
 // those mount points in a fresh container of the same image (see
 // watch.Tolerated): without it, every restart of the app would be a
-// finding, and the kill response would kill each clean new container.
-func (s *sidecar) mountTolerance(c *target.Container) map[string]attr.Set {
-	mps, err := c.MountPoints()
-	if err != nil {
-		// Compare everything: a restart may then be reported, which is
-		// noisy but never blind.
-		s.log.Warn("cannot read the container's mount points; directories above them are compared in full", keyError, err.Error())
-		return nil
+// finding, and the kill response would kill each clean new container. The
+// classifier says where each finding comes from and drops the runtime's
+// own additions (origin.Classifier).
+func (s *sidecar) mountTolerance(c *target.Container, image *baseline.Image) (map[string]attr.Set, *origin.Classifier) {
+	var layers []string
+	if image != nil {
+		layers = image.Layers
 	}
-	dirs := target.MountAncestors(mps)
+	mounts, err := c.Mounts()
+	if err != nil {
+		// Compare everything: a restart, and what the runtime mounts over
+		// an image's files, may then be reported, which is noisy but never
+		// blind; origins then say nothing of volumes.
+		s.log.Warn("cannot read the container's mount table; what the runtime adds is compared in full", keyError, err.Error())
+		return nil, origin.New(image != nil, layers, nil)
+	}
+	dirs := mounts.Ancestors()
 	tol := make(map[string]attr.Set, len(dirs))
 	for _, d := range dirs {
 		tol[d] = watch.Tolerated
 	}
-	s.log.Debug("directories above mount points: inode, link count, size and times tolerated", "paths", dirs)
-	return tol
+	s.log.Debug("mount points of the container: the runtime's, not findings", "paths", mounts.Points())
+	return tol, origin.New(image != nil, layers, mounts)
 }
 
 // maxEntries bounds the baselines the sidecar reads by the policy's

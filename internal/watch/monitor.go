@@ -20,6 +20,7 @@ import (
 	"github.com/podfim/podfim/internal/attr"
 	"github.com/podfim/podfim/internal/compare"
 	"github.com/podfim/podfim/internal/metrics"
+	"github.com/podfim/podfim/internal/origin"
 	"github.com/podfim/podfim/internal/scan"
 )
 
@@ -124,6 +125,10 @@ type Config struct {
 	// points, which the runtime recreates in every new container (see
 	// Tolerated). Other attributes of those paths are still compared.
 	Tolerate map[string]attr.Set
+	// Origins classifies each finding before it is passed on
+	// (compare.Classify); what it says is the runtime's addition to a
+	// fresh container is not a finding. nil: findings carry no origin.
+	Origins *origin.Classifier
 	// Mappings, when set, lists the writable shared mappings of files by
 	// the target's processes (bounded by the caller). The monitor asks at
 	// every whole-tree check and at every event batch that names a
@@ -153,7 +158,7 @@ const DefaultMaxFindings = 1024
 // writable layer, which copies the directories above them up (new inode,
 // new times) and may add entries (size, link count). An entry added there
 // by anyone else is still reported as added.
-const Tolerated = attr.Inode | attr.Nlink | attr.Size | attr.Mtime | attr.Ctime
+const Tolerated = origin.Runtime
 
 // Accepted is a set of entries accepted in addition to the baseline's: a
 // restored file has the baseline's content, mode, owner and xattrs in a new
@@ -781,6 +786,9 @@ func (m *Monitor) untolerated(p string, names []string) []string {
 // and reports whether it is passed on (or was): false when the path is new
 // and Config.MaxFindings violations are held already.
 func (m *Monitor) report(ctx context.Context, f compare.Finding, detected time.Time) bool {
+	if !compare.Classify(m.cfg.Origins, &f) {
+		return true
+	}
 	st := state(f)
 	if slices.Contains(f.Attributes, AttrTransient) {
 		// Each reverted write is its own tamper, though it leaves no

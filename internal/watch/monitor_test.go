@@ -16,6 +16,7 @@ import (
 	"github.com/podfim/podfim/internal/attr"
 	"github.com/podfim/podfim/internal/compare"
 	"github.com/podfim/podfim/internal/metrics"
+	"github.com/podfim/podfim/internal/origin"
 	"github.com/podfim/podfim/internal/scan"
 	"github.com/podfim/podfim/internal/testwait"
 )
@@ -30,6 +31,7 @@ type sinkEvent struct {
 	kind     string // finding kind, "resolved", "rescan:<reason>"
 	path     string
 	attrs    []string
+	origin   origin.Origin
 	detected time.Time
 	at       time.Time
 	evChecks int // event checks finished when it was recorded
@@ -72,7 +74,7 @@ func (r *recorder) Finding(_ context.Context, f compare.Finding, detected time.T
 	r.mu.Lock()
 	r.open[f.Path] = true
 	r.mu.Unlock()
-	r.add(sinkEvent{kind: string(f.Kind), path: f.Path, attrs: f.Attributes, detected: detected, at: time.Now()})
+	r.add(sinkEvent{kind: string(f.Kind), path: f.Path, attrs: f.Attributes, origin: f.Origin, detected: detected, at: time.Now()})
 }
 func (r *recorder) Resolved(p string) {
 	r.mu.Lock()
@@ -519,6 +521,38 @@ func TestToleratedDirectoryAttributes(t *testing.T) {
 				t.Errorf("attributes %q, want [mode]", ev.attrs)
 			}
 		})
+	}
+}
+
+// TestOrigins: with Config.Origins, every finding passed on carries its
+// origin, and what the mount table says is the runtime's is not passed on.
+func TestOrigins(t *testing.T) {
+	dir := tree(t)
+	mounts := origin.NewMounts([]string{"/www/sub"}) // a volume
+	rec, _, _ := start(t, dir, Config{Inotify: true, Quick: 20 * time.Millisecond, Origins: origin.New(false, nil, mounts)})
+	// A new mount at the same place in a new container: new times.
+	future := time.Now().Add(time.Hour)
+	if err := os.Chtimes(filepath.Join(dir, "www", "sub"), future, future); err != nil {
+		t.Fatal(err)
+	}
+	for p, s := range map[string]string{"www/sub/x": "v", "dropped": "d", "app.conf": "tampered"} {
+		if err := os.WriteFile(filepath.Join(dir, p), []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for p, want := range map[string]origin.Origin{
+		"/www/sub/x": {Kind: origin.Volume, Mount: "/www/sub"},
+		"/dropped":   {Kind: origin.Container},
+		"/app.conf":  {Kind: origin.Baseline},
+	} {
+		ev := rec.wait(t, 2*time.Second, p, func(e sinkEvent) bool { return e.path == p })
+		if ev.origin != want {
+			t.Errorf("%s: origin %+v, want %+v", p, ev.origin, want)
+		}
+	}
+	rec.moreScans(t, metrics.ScanQuick, 3)
+	if n := rec.count(func(e sinkEvent) bool { return e.path == "/www/sub" }); n != 0 {
+		t.Errorf("%d findings for the mount point's new times", n)
 	}
 }
 
