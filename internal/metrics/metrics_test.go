@@ -32,7 +32,7 @@ func TestPromlint(t *testing.T) {
 	m, reg := newMetrics(t)
 	m.SetFilesMonitored(42)
 	m.ScanDone(ScanFull, time.Unix(1700000000, 0), 3*time.Second, nil)
-	m.Finding(attr.Changed)
+	m.Finding(attr.Changed, OriginImage)
 	m.Action(ActionKill, ResultOK)
 	m.SetViolationsOpen(1)
 	m.TargetRestarted()
@@ -70,7 +70,7 @@ func TestPrecreated(t *testing.T) {
 		"podfim_scans_total":            3*2 + 2, // incomplete: quick and full
 		"podfim_check_incomplete_paths": 2,
 		"podfim_scan_duration_seconds":  3,
-		"podfim_findings_total":         3,
+		"podfim_findings_total":         3 * 4,
 		"podfim_actions_total":          9 * 3,
 		"podfim_kube_requests_total":    4 * 2,
 		"podfim_kube_events_total":      4,
@@ -143,7 +143,7 @@ func TestNilMetrics(t *testing.T) {
 	m.SetFilesMonitored(1)
 	m.ScanDone(ScanFull, time.Now(), time.Second, nil)
 	m.SetIncomplete(ScanFull, 1)
-	m.Finding(attr.Added)
+	m.Finding(attr.Added, OriginContainer)
 	m.Action(ActionLog, ResultOK)
 	m.SetViolationsOpen(1)
 	m.TargetRestarted()
@@ -235,7 +235,7 @@ func TestDocsComplete(t *testing.T) {
 	values := map[string][]string{
 		"podfim_scans_total":           strs(ScanTypes()),
 		"podfim_rescans_total":         strs(RescanReasons()),
-		"podfim_findings_total":        strs(attr.Changes()),
+		"podfim_findings_total":        append(strs(attr.Changes()), strs(Origins())...),
 		"podfim_actions_total":         append(strs(Actions()), string(ResultOK), string(ResultError), string(ResultSkipped)),
 		"podfim_kube_requests_total":   strs(KubeOperations()),
 		"podfim_kube_events_total":     strs(KubeEventResults()),

@@ -45,8 +45,8 @@ func newResponseMetrics() responseMetrics {
 	m := responseMetrics{
 		findings: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "podfim_findings_total",
-			Help: "Integrity findings by kind (added, removed, changed).",
-		}, []string{"kind"}),
+			Help: "Integrity findings by kind (added, removed, changed) and origin (image, baseline, container, volume).",
+		}, []string{"kind", "origin"}),
 		actions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "podfim_actions_total",
 			Help: "Responses to findings by action and result (ok, error, skipped).",
@@ -66,7 +66,9 @@ func newResponseMetrics() responseMetrics {
 		}),
 	}
 	for _, k := range attr.Changes() {
-		m.findings.WithLabelValues(string(k)).Add(0)
+		for _, o := range Origins() {
+			m.findings.WithLabelValues(string(k), string(o)).Add(0)
+		}
 	}
 	for _, a := range Actions() {
 		for _, r := range []Result{ResultOK, ResultError, ResultSkipped} {
@@ -80,12 +82,17 @@ func (m *responseMetrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.findings, m.actions, m.violationsOpen, m.responseLatency, m.quarantined}
 }
 
-// Finding counts one finding of kind k.
-func (m *Sidecar) Finding(k attr.Change) {
+// Finding counts one finding of kind k from origin o. A finding no
+// classifier saw counts as OriginBaseline, so the label keeps its fixed
+// vocabulary.
+func (m *Sidecar) Finding(k attr.Change, o Origin) {
 	if m == nil {
 		return
 	}
-	m.findings.WithLabelValues(string(k)).Inc()
+	if o == "" {
+		o = OriginBaseline
+	}
+	m.findings.WithLabelValues(string(k), string(o)).Inc()
 }
 
 // Action counts one response and its result.

@@ -11,6 +11,7 @@ import (
 	"github.com/podfim/podfim/internal/compare"
 	"github.com/podfim/podfim/internal/kube"
 	"github.com/podfim/podfim/internal/metrics"
+	"github.com/podfim/podfim/internal/report"
 )
 
 // Event types (corev1.EventTypeNormal, EventTypeWarning), spelled here so
@@ -46,13 +47,19 @@ func findingReason(k compare.Kind) string {
 // findingMessage says what changed, for `kubectl describe pod`. The path
 // is the attacker's choice: the Reporter makes the message printable.
 func findingMessage(f compare.Finding) string {
+	var what string
 	switch f.Kind {
 	case compare.Added:
-		return fmt.Sprintf("integrity violation: %s was added", f.Path)
+		what = fmt.Sprintf("integrity violation: %s was added", f.Path)
 	case compare.Removed:
-		return fmt.Sprintf("integrity violation: %s was removed", f.Path)
+		what = fmt.Sprintf("integrity violation: %s was removed", f.Path)
+	default:
+		what = fmt.Sprintf("integrity violation: %s changed (%s)", f.Path, strings.Join(f.Attributes, ", "))
 	}
-	return fmt.Sprintf("integrity violation: %s changed (%s)", f.Path, strings.Join(f.Attributes, ", "))
+	if o := report.OriginText(f.Origin); o != "" {
+		what += "; origin: " + o
+	}
+	return what
 }
 
 // quarantine is the quarantine action: the pod is labelled while any

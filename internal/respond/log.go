@@ -20,6 +20,11 @@ const (
 	keyPathB64    = "path_b64" // the raw path when it is not valid UTF-8 (JSON would mangle it)
 	keyKind       = "kind"
 	keyAttributes = "attributes"
+	keyOrigin     = "origin"       // where the path comes from (docs/report.md)
+	keyLayer      = "layer"        // the image layer, for origin image
+	keyLayerDig   = "layer_digest" // its digest
+	keyMount      = "mount"        // the mount point, for origin volume
+	keyMountB64   = "mount_b64"    // the raw mount point when it is not valid UTF-8
 	keyAction     = "action"
 	keyResult     = "result"
 	keyReason     = "reason"
@@ -88,6 +93,7 @@ func (r *Responder) logFinding(ctx context.Context, f compare.Finding) {
 		slog.String(keyKind, string(f.Kind)),
 		slog.Any(keyAttributes, names),
 	}
+	attrs = append(attrs, originAttrs(f)...)
 	if f.Old != nil {
 		if k, v, ok := hashAttr(f.Old, true); ok {
 			attrs = append(attrs, slog.String(k, v))
@@ -105,6 +111,29 @@ func (r *Responder) logFinding(ctx context.Context, f compare.Finding) {
 		attrs = append(attrs, slog.Any(keyNew, report.EntryFields(f.New)))
 	}
 	r.logPath(ctx, slog.LevelWarn, msgViolation, f.Path, attrs...)
+}
+
+// originAttrs logs where the path of f comes from, with the keys and
+// values of the JSON report (report.Origin); nothing when f has no origin.
+func originAttrs(f compare.Finding) []slog.Attr {
+	o := report.NewOrigin(f.Origin)
+	if o.Origin == "" {
+		return nil
+	}
+	a := []slog.Attr{slog.String(keyOrigin, string(o.Origin))}
+	if o.Layer > 0 {
+		a = append(a, slog.Int(keyLayer, o.Layer))
+	}
+	if o.LayerDigest != "" {
+		a = append(a, slog.String(keyLayerDig, o.LayerDigest))
+	}
+	if o.Mount != "" {
+		a = append(a, slog.String(keyMount, o.Mount))
+	}
+	if o.MountB64 != "" {
+		a = append(a, slog.String(keyMountB64, o.MountB64))
+	}
+	return a
 }
 
 // hashAttr returns the key and hex value of an entry's content hash.

@@ -174,7 +174,7 @@ func (r *Responder) run(ctx context.Context, a Action, f compare.Finding, conten
 		if r.m == nil {
 			res, err = metrics.ResultError, errors.New("no metrics")
 		} else {
-			r.m.Finding(f.Kind)
+			r.m.Finding(f.Kind, f.Origin.Kind)
 		}
 	case ActionUnready:
 		r.holdUnready(f.Path)

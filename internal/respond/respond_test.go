@@ -12,6 +12,7 @@ import (
 	"github.com/podfim/podfim/internal/attr"
 	"github.com/podfim/podfim/internal/compare"
 	"github.com/podfim/podfim/internal/metrics"
+	"github.com/podfim/podfim/internal/origin"
 )
 
 func TestValidate(t *testing.T) {
@@ -114,10 +115,12 @@ func TestNeedsAPI(t *testing.T) {
 func TestLogLine(t *testing.T) {
 	e := newEnv(t, Plan{Actions: []Action{ActionLog}})
 	f := changed("/srv/www/index.html", []byte("Hello, world!\n"), []byte("Hacked\n"))
+	f.Origin = origin.Origin{Kind: origin.Image, Layer: 2, LayerDigest: "sha256:0a"}
 	if err := e.r.Handle(t.Context(), f, nil); err != nil {
 		t.Fatal(err)
 	}
-	added := compare.Finding{Path: "/tmp/\xff\n", Kind: compare.Added, New: regular("/tmp/\xff\n", []byte("x"))}
+	added := compare.Finding{Path: "/tmp/\xff\n", Kind: compare.Added, New: regular("/tmp/\xff\n", []byte("x")),
+		Origin: origin.Origin{Kind: origin.Volume, Mount: "/tmp/\xff"}}
 	if err := e.r.Handle(t.Context(), added, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -128,6 +131,7 @@ func TestLogLine(t *testing.T) {
 	l := lines[0]
 	for k, want := range map[string]any{
 		"msg": "integrity violation", "level": "WARN", keyPath: "/srv/www/index.html", keyKind: "changed",
+		keyOrigin: "image", keyLayer: float64(2), keyLayerDig: "sha256:0a",
 		keyOldSHA256: hexSHA256("Hello, world!\n"),
 		keyNewSHA256: hexSHA256("Hacked\n"),
 	} {
@@ -148,6 +152,9 @@ func TestLogLine(t *testing.T) {
 	if l[keyKind] != "added" || l[keyPathB64] != "L3RtcC//Cg==" || l[keyOld] != nil || l[keyOldSHA256] != nil {
 		t.Errorf("added finding: %v", l)
 	}
+	if l[keyOrigin] != "volume" || l[keyMountB64] != "L3RtcC//" || l[keyLayer] != nil {
+		t.Errorf("added finding's origin: %v, want volume with mount_b64", l)
+	}
 	if attrs := l[keyAttributes].([]any); len(attrs) != 0 {
 		t.Errorf("added attributes %v, want []", attrs)
 	}
@@ -160,18 +167,22 @@ func TestMetricAction(t *testing.T) {
 	e := newEnv(t, Plan{Actions: []Action{ActionMetric}})
 	ctx := WithEventTime(t.Context(), e.clock.Now())
 	e.clock.Add(3 * time.Millisecond)
+	a := changed("/a", []byte("a"), []byte("b"))
+	a.Origin = origin.Origin{Kind: origin.Image, Layer: 1}
 	for _, f := range []compare.Finding{
-		changed("/a", []byte("a"), []byte("b")),
-		{Path: "/b", Kind: compare.Removed, Old: regular("/b", nil)},
-		{Path: "/c", Kind: compare.Removed, Old: regular("/c", nil)},
+		a,
+		{Path: "/b", Kind: compare.Removed, Old: regular("/b", nil), Origin: origin.Origin{Kind: origin.Volume, Mount: "/b"}},
+		{Path: "/c", Kind: compare.Removed, Old: regular("/c", nil), Origin: origin.Origin{Kind: origin.Volume, Mount: "/c"}},
 	} {
 		if err := e.r.Handle(ctx, f, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
-	for kind, want := range map[string]float64{"added": 0, "removed": 2, "changed": 1} {
-		if v := e.metric(t, "podfim_findings_total", "kind", kind); v != want {
-			t.Errorf("findings %s = %v, want %v", kind, v, want)
+	for series, want := range map[[2]string]float64{
+		{"added", "container"}: 0, {"removed", "volume"}: 2, {"changed", "image"}: 1, {"removed", "image"}: 0,
+	} {
+		if v := e.metric(t, "podfim_findings_total", "kind", series[0], "origin", series[1]); v != want {
+			t.Errorf("findings %s from %s = %v, want %v", series[0], series[1], v, want)
 		}
 	}
 	if v := e.action(t, ActionMetric, metrics.ResultOK); v != 3 {
@@ -547,13 +558,16 @@ func TestEventsAndQuarantine(t *testing.T) {
 	if err := e.r.Handle(t.Context(), changed("/srv/www/index.html", orig, []byte("Hacked\n")), orig); err != nil {
 		t.Fatal(err)
 	}
-	added := compare.Finding{Path: "/srv/www/x.php", Kind: compare.Added, New: regular("/srv/www/x.php", []byte("x"))}
+	added := compare.Finding{Path: "/srv/www/x.php", Kind: compare.Added, New: regular("/srv/www/x.php", []byte("x")), Origin: origin.Origin{Kind: origin.Container}}
 	if err := e.r.Handle(t.Context(), added, nil); err != nil {
 		t.Fatal(err)
 	}
 	want := []string{"FileChanged", "PodQuarantined", "FileRestored", "FileAdded"}
 	if got := k.reasonsPosted(); !slices.Equal(got, want) {
 		t.Errorf("events %v, want %v", got, want)
+	}
+	if got := k.events[3]; got != "Warning FileAdded: integrity violation: /srv/www/x.php was added; origin: container" {
+		t.Errorf("event of the added file: %q, want its origin", got)
 	}
 	if len(k.quarantine) != 2 || !k.quarantine[0] || !k.quarantine[1] {
 		t.Fatalf("quarantine calls %v", k.quarantine)

@@ -29,18 +29,19 @@ const maxResponseBytes = 64 << 10
 // schema of a finding of the JSON report (docs/report.md), plus the time
 // podfim handled it.
 type Payload struct {
-	Time       time.Time      `json:"time"`
-	Path       string         `json:"path"`
-	PathB64    string         `json:"path_b64,omitempty"`
-	Kind       compare.Kind   `json:"kind"`
-	Attributes []string       `json:"attributes"`
-	Old        map[string]any `json:"old,omitempty"`
-	New        map[string]any `json:"new,omitempty"`
+	Time       time.Time    `json:"time"`
+	Path       string       `json:"path"`
+	PathB64    string       `json:"path_b64,omitempty"`
+	Kind       compare.Kind `json:"kind"`
+	Attributes []string     `json:"attributes"`
+	report.Origin
+	Old map[string]any `json:"old,omitempty"`
+	New map[string]any `json:"new,omitempty"`
 }
 
 // NewPayload returns the payload for f handled at t.
 func NewPayload(f compare.Finding, t time.Time) Payload {
-	p := Payload{Time: t.UTC(), Path: f.Path, Kind: f.Kind, Attributes: f.Attributes}
+	p := Payload{Time: t.UTC(), Path: f.Path, Kind: f.Kind, Attributes: f.Attributes, Origin: report.NewOrigin(f.Origin)}
 	if p.Attributes == nil {
 		p.Attributes = []string{}
 	}

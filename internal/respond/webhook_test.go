@@ -17,6 +17,7 @@ import (
 
 	"github.com/podfim/podfim/internal/compare"
 	"github.com/podfim/podfim/internal/metrics"
+	"github.com/podfim/podfim/internal/origin"
 )
 
 // receiver is a webhook receiver on 127.0.0.1 that answers with the codes
@@ -111,6 +112,7 @@ func TestWebhookSuccess(t *testing.T) {
 	}
 	e := newEnv(t, Plan{Actions: []Action{ActionWebhook}, Webhook: &WebhookConfig{URL: rc.srv.URL + "/hook", TokenFile: tok}})
 	f := changed("/srv/www/index.html", []byte("Hello, world!\n"), []byte("Hacked\n"))
+	f.Origin = origin.Origin{Kind: origin.Image, Layer: 3, LayerDigest: "sha256:0c"}
 	if err := e.r.Handle(t.Context(), f, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -130,11 +132,17 @@ func TestWebhookSuccess(t *testing.T) {
 		Path       string         `json:"path"`
 		Kind       string         `json:"kind"`
 		Attributes []string       `json:"attributes"`
+		Origin     string         `json:"origin"`
+		Layer      int            `json:"layer"`
+		LayerDig   string         `json:"layer_digest"`
 		Old        map[string]any `json:"old"`
 		New        map[string]any `json:"new"`
 	}
 	if err := json.Unmarshal(r.body, &p); err != nil {
 		t.Fatalf("payload %s: %v", r.body, err)
+	}
+	if p.Origin != "image" || p.Layer != 3 || p.LayerDig != "sha256:0c" {
+		t.Errorf("payload's origin: %s", r.body)
 	}
 	if p.Path != f.Path || p.Kind != "changed" || strings.Join(p.Attributes, ",") != "size,inode,mtime,ctime,sha256" ||
 		!p.Time.Equal(e.clock.Now()) {

@@ -689,7 +689,7 @@ func TestKubeNativeStorm(t *testing.T) {
 	k.must(t, "-n", ns, "exec", pod.name, "-c", "app", "--", "/bin/busybox", "sh", "-c",
 		"i=0; while [ $i -lt 1000 ]; do echo x > /www/storm-$i; i=$((i+1)); done")
 	k.waitUntil(t, ns, "1000 findings", time.Minute, 500*time.Millisecond, func() (bool, string) {
-		v := sidecarMetric(t, o.sidecarPort, `podfim_findings_total{kind="added"}`)
+		v := sidecarMetric(t, o.sidecarPort, `podfim_findings_total{kind="added",origin="container"}`)
 		return v >= 1000, fmt.Sprint(v)
 	})
 	waitEvents(t, k, ns, pod, "FileAdded")

@@ -128,7 +128,7 @@ func TestTamperKillRestart(t *testing.T) {
 	if code != http.StatusServiceUnavailable || !strings.Contains(body, "integrity violation: "+pagePath) {
 		t.Errorf("/readyz after the tampering: %d %q", code, body)
 	}
-	s.waitMetric(t, waitTimeout, 1, "podfim_findings_total", "kind=changed")
+	s.waitMetric(t, waitTimeout, 1, "podfim_findings_total", "kind=changed", "origin=baseline")
 	s.waitMetric(t, waitTimeout, 1, "podfim_actions_total", "action=kill", "result=ok")
 	s.waitMetric(t, waitTimeout, 1, "podfim_violations_open")
 
