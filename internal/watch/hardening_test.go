@@ -13,6 +13,7 @@ import (
 	"github.com/podfim/podfim/internal/attr"
 	"github.com/podfim/podfim/internal/metrics"
 	"github.com/podfim/podfim/internal/scan"
+	"github.com/podfim/podfim/internal/testwait"
 )
 
 // contentMatcher compares what survives a copy of a file's content (no
@@ -286,5 +287,35 @@ func TestEventsDuringFullCheck(t *testing.T) {
 	rec.mu.Unlock()
 	if !open {
 		t.Error("the violation of /www/index.html was resolved by a check that saw the page before the write")
+	}
+}
+
+// An event check that leaves a path out (MaxFindings reached) counts it
+// once until the next whole-tree check, however many events it gets.
+// Before, each event on it added one: the overflow metric counted events.
+// /www (its mtime changed; checked first, as the cheapest) takes the one
+// place; /www/extra, written 5 times, is left out.
+func TestOmittedCountedOnce(t *testing.T) {
+	dir := tree(t)
+	rec, _, _ := start(t, dir, Config{Inotify: true, MaxFindings: 1})
+	extra := filepath.Join(dir, "www", "extra")
+	for i := range 5 {
+		rec.mu.Lock()
+		n := rec.scans[metrics.ScanEvent]
+		rec.mu.Unlock()
+		if err := os.WriteFile(extra, []byte(strconv.Itoa(i)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		testwait.Eventually(t, 5*time.Second, time.Millisecond, "the write's event check", testwait.True(func() bool {
+			rec.mu.Lock()
+			defer rec.mu.Unlock()
+			return rec.scans[metrics.ScanEvent] > n && rec.omitted > 0
+		}))
+	}
+	rec.mu.Lock()
+	omitted, events := rec.omitted, rec.scans[metrics.ScanEvent]
+	rec.mu.Unlock()
+	if omitted != 1 {
+		t.Errorf("omitted = %d after %d event checks of one path left out, want 1", omitted, events)
 	}
 }

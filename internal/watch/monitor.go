@@ -210,6 +210,11 @@ type Monitor struct {
 	// were (see touch).
 	touched     map[string]bool
 	touchedOver bool
+	// omitted are the paths event checks left out (Config.MaxFindings
+	// reached) since the last whole-tree check counted them, so that more
+	// events on one path count it once; at most maxOmitted, beyond which
+	// each event counts.
+	omitted map[string]bool
 
 	in     *inotify
 	slow   *slowLane
@@ -479,7 +484,7 @@ func (m *Monitor) checkPath(ctx context.Context, p string, written bool, detecte
 		return nil
 	}
 	if !m.report(ctx, *f, detected) {
-		m.sink.Omitted(1, false)
+		m.omit(p)
 	}
 	return nil
 }
@@ -560,6 +565,9 @@ func (m *Monitor) compared(ctx context.Context, kind metrics.ScanType, detected 
 			seen[p] = true
 		}
 	}
+	m.mu.Lock()
+	m.omitted = nil // the count below replaces the events' additions
+	m.mu.Unlock()
 	m.sink.Omitted(omitted, true)
 	if err := m.rehashUnmapped(ctx, seen, detected); err != nil {
 		return err
@@ -813,6 +821,27 @@ func (m *Monitor) report(ctx context.Context, f compare.Finding, detected time.T
 	m.mu.Unlock()
 	m.sink.Finding(ctx, f, detected)
 	return true
+}
+
+// maxOmitted bounds Monitor.omitted.
+const maxOmitted = 4 * DefaultMaxFindings
+
+// omit counts p as left out by an event check, once until the next
+// whole-tree check.
+func (m *Monitor) omit(p string) {
+	m.mu.Lock()
+	if m.omitted[p] {
+		m.mu.Unlock()
+		return
+	}
+	if m.omitted == nil {
+		m.omitted = map[string]bool{}
+	}
+	if len(m.omitted) < maxOmitted {
+		m.omitted[strings.Clone(p)] = true
+	}
+	m.mu.Unlock()
+	m.sink.Omitted(1, false)
 }
 
 // resolve tells the sink that p is clean. It is called for every clean
