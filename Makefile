@@ -27,7 +27,7 @@ VERSION_ENV := VERSION=$(VERSION) COMMIT=$(COMMIT) SOURCE_DATE_EPOCH=$(SOURCE_DA
 VERSION_PKG := github.com/podfim/podfim/internal/version
 LDFLAGS     := -X $(VERSION_PKG).version=$(VERSION) -X $(VERSION_PKG).commit=$(COMMIT) -X $(VERSION_PKG).date=$(BUILD_DATE)
 
-.PHONY: all build test lint fuzz bench images demo demo-down e2e-podman e2e-kube clean
+.PHONY: all build test lint fuzz bench bench-scale images demo demo-down e2e-podman e2e-kube clean
 .PHONY: cluster-harness cluster-build cluster-up cluster-down cluster-smoke helm
 
 all: build
@@ -78,6 +78,15 @@ bench: build
 	BENCH_RUNS=$(BENCH_RUNS) ./scripts/bench.sh
 	./scripts/bench-sidecar.sh
 	BENCH_RUNS=$(BENCH_RUNS) GO=$(GO) ./scripts/bench-image.sh
+
+## bench-scale: podfim at a million files (scripts/bench-scale.sh: N and N/10 small files,
+## BENCH_SCALE_BIG files of 1 MiB, AIDE once at N); about 4.5 GiB of disk at the full size.
+## .ci/run uses a small N: the figures then measure start-up more than scale.
+BENCH_SCALE_FILES ?= 1000000
+BENCH_SCALE_BIG   ?= 10000
+BENCH_SCALE_AIDE  ?= 1
+bench-scale: build
+	BENCH_SCALE_FILES=$(BENCH_SCALE_FILES) BENCH_SCALE_BIG=$(BENCH_SCALE_BIG) BENCH_SCALE_AIDE=$(BENCH_SCALE_AIDE) GO=$(GO) ./scripts/bench-scale.sh
 
 ## images: podfim:dev and hello:dev, FROM scratch with static binaries (podman, or docker),
 ## stamped and labelled with VERSION (org.opencontainers.image.version, revision, created, source)
