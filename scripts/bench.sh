@@ -231,6 +231,34 @@ EOF
     stat -c %s "$base" >"$RES/$name/db.podfim"
 }
 
+# footprint CMD...: the resident memory of CMD at its first write to
+# standard output (for `podfim version`: all of start-up done), split into
+# file pages (the binary's code and data that start-up touched: shared by
+# every process of the same binary, and reclaimable) and anonymous memory
+# (heap, stacks: the process's own). The command writes into a pipe that is
+# already full, so it blocks there until it is killed.
+footprint() {
+    local d fifo pid i st
+    d=$(mktemp -d) fifo=$d/out
+    mkfifo "$fifo"
+    exec 3<>"$fifo"
+    head -c 65536 /dev/zero >&3 # a pipe holds 64 KiB: now full
+    "$@" >"$fifo" 2>/dev/null &
+    pid=$!
+    for ((i = 0; i < 200; i++)); do
+        st=$(awk '/^State:/ { print $2 }' "/proc/$pid/status" 2>/dev/null || true)
+        [[ $st == S ]] && grep -qs pipe_write /proc/$pid/task/*/wchan && break
+        sleep 0.05
+    done
+    awk '/^(VmRSS|RssAnon|RssFile):/ { v[$1] = $2 } END {
+        printf "VmRSS %.1f MiB = file pages (binary) %.1f MiB + anonymous (heap, stacks) %.1f MiB\n",
+            v["VmRSS:"] / 1024, v["RssFile:"] / 1024, v["RssAnon:"] / 1024 }' "/proc/$pid/status"
+    kill -9 "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    exec 3>&-
+    rm -rf "$d"
+}
+
 # --- report ----------------------------------------------------------------
 # secs TREE OP / rss TREE OP: medians (seconds; MiB)
 slug() { local s=$1; echo "${s//[^A-Za-z0-9]/_}"; }
@@ -275,6 +303,7 @@ report() {
     echo "podfim benchmark: $(date -u '+%Y-%m-%d %H:%M UTC'), $RUNS timed run(s) per operation after one warm-up, warm page cache"
     echo "machine: $NPROC CPU ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')), kernel $(uname -r), $AIDE_VERSION, $("$PODFIM" version 2>/dev/null | head -n1 || echo podfim)"
     echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "podfim version at its output: $(footprint "$PODFIM" version)"
     echo
     printf '%-6s  %-26s  %9s  %9s  %9s  %9s  %8s\n' tree operation "median s" "min s" "max s" "CPU s" "RSS MiB"
     printf '%-6s  %-26s  %9s  %9s  %9s  %9s  %8s\n' ------ -------------------------- --------- --------- --------- --------- --------

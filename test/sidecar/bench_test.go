@@ -194,6 +194,8 @@ type usage struct {
 	sched   uint64 // sum of the threads' /proc/PID/task/*/schedstat run time, ns
 	rss     uint64 // VmRSS, KiB
 	hwm     uint64 // VmHWM, KiB
+	file    uint64 // RssFile, KiB: the binary's pages (shared with every process of the binary)
+	anon    uint64 // RssAnon, KiB: heap and stacks, the process's own
 	threads int
 }
 
@@ -248,6 +250,10 @@ func tryUsage(pid int) (usage, error) {
 			u.rss, _ = strconv.ParseUint(v, 10, 64)
 		case "VmHWM":
 			u.hwm, _ = strconv.ParseUint(v, 10, 64)
+		case "RssFile":
+			u.file, _ = strconv.ParseUint(v, 10, 64)
+		case "RssAnon":
+			u.anon, _ = strconv.ParseUint(v, 10, 64)
 		case "Threads":
 			u.threads, _ = strconv.Atoi(v)
 		}
@@ -761,8 +767,8 @@ func idleOnce(t *testing.T, cfg benchConfig, rep *benchReport, window time.Durat
 	wall := u1.at.Sub(u0.at)
 	mc, smc := millicores(ticks, wall), millicores(sched, wall)
 	rep.add(&rep.resource, "idle, small app (4 entries, %d watches), %s, %v:", inotifyWatches(pid), settings, wall.Round(time.Second))
-	rep.add(&rep.resource, "  CPU %.2f millicores (%v in %d ticks) [schedstat %.3f millicores]; VmRSS %s MiB, VmHWM %s MiB; %d threads",
-		mc, ticks, u1.ticks-u0.ticks, smc, mib(u1.rss), mib(u1.hwm), u1.threads)
+	rep.add(&rep.resource, "  CPU %.2f millicores (%v in %d ticks) [schedstat %.3f millicores]; VmRSS %s MiB (binary pages %s, anonymous %s), VmHWM %s MiB; %d threads",
+		mc, ticks, u1.ticks-u0.ticks, smc, mib(u1.rss), mib(u1.file), mib(u1.anon), mib(u1.hwm), u1.threads)
 	if target {
 		rep.add(&rep.targets, "%-62s %10.2f mc  < 1 mc     %s", "idle CPU, small app, default settings (stat ticks)", mc, verdict(mc < 1))
 		rep.add(&rep.targets, "%-62s %10.3f mc  < 1 mc     %s", "idle CPU, small app, default settings (schedstat)", smc, verdict(smc < 1))
@@ -886,8 +892,8 @@ func treeRun(t *testing.T, cfg benchConfig, rep *benchReport, n int) {
 	rep.add(&rep.resource, "tree of %d files of 1-8 KiB (%.0f entries monitored, %d inotify watches), built-in policy, default settings but the check times:", n, f.entries, watches)
 	rep.add(&rep.resource, "  start-up (first-sight baseline + first full check): ready %v after start; VmHWM %s MiB, VmRSS %s MiB at ready",
 		ready.Round(time.Millisecond), mib(uReady.hwm), mib(uReady.rss))
-	rep.add(&rep.resource, "  idle %v: CPU %.2f millicores (%d ticks) [schedstat %.3f]; VmRSS %s MiB, VmHWM %s MiB (Go heap in use %s MiB); %d threads",
-		iwall.Round(time.Second), mcIdle, i1.ticks-i0.ticks, millicores(isched, iwall), mib(i1.rss), mib(i1.hwm), mib(uint64(heapIdle)/1024), i1.threads)
+	rep.add(&rep.resource, "  idle %v: CPU %.2f millicores (%d ticks) [schedstat %.3f]; VmRSS %s MiB (binary pages %s, anonymous %s), VmHWM %s MiB (Go heap in use %s MiB); %d threads",
+		iwall.Round(time.Second), mcIdle, i1.ticks-i0.ticks, millicores(isched, iwall), mib(i1.rss), mib(i1.file), mib(i1.anon), mib(i1.hwm), mib(uint64(heapIdle)/1024), i1.threads)
 	rep.add(&rep.resource, "  quick check: %s ms, %s ms CPU (%.0f millicores during it); VmRSS peak %s MiB, VmHWM %s MiB, after %s MiB",
 		ms(q.wall), ms(q.cpu), millicores(q.cpu, q.wall), mib(q.peak), mib(q.hwm), mib(q.rss))
 	rep.add(&rep.resource, "  full check:  %s ms, %s ms CPU (%.0f millicores during it); VmRSS peak %s MiB, VmHWM %s MiB, after %s MiB (Go heap in use %s MiB)",
