@@ -250,6 +250,11 @@ func (l logLine) str(key string) string {
 	return s
 }
 
+func (l logLine) num(key string) float64 {
+	f, _ := l[key].(float64)
+	return f
+}
+
 func (l logLine) strings(key string) []string {
 	var out []string
 	if a, ok := l[key].([]any); ok {

@@ -4,9 +4,12 @@ package e2e
 
 import (
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -68,9 +71,15 @@ func pushImage(t *testing.T, ref, repo, tag string) string {
 // made from the image itself and signed with key.
 func signedBaseline(t *testing.T, image, key string) string {
 	t.Helper()
+	return signedBaselineWith(t, image, key, imagePolicy)
+}
+
+// signedBaselineWith is signedBaseline under another policy.
+func signedBaselineWith(t *testing.T, image, key, policy string) string {
+	t.Helper()
 	dir := t.TempDir()
 	pol, out := filepath.Join(dir, "policy.json"), filepath.Join(dir, "image.pfb")
-	writeFileMode(t, pol, imagePolicy, 0o644)
+	writeFileMode(t, pol, policy, 0o644)
 	podfim(t, cli.ExitOK, "baseline", "--image", "docker://"+image, "--policy", pol, "--sign-key", key, "--out", out)
 	return out
 }
@@ -223,6 +232,7 @@ func TestKubeImageBaseline(t *testing.T) {
 		ns, pod := deploy(t, k, img, o, key+".pub", base[v2])
 		refused(t, k, ns, pod, o, "image")
 	})
+	t.Run("origins", func(t *testing.T) { imageOrigins(t, k, img, v1, key) })
 	t.Run("first-sight gap", func(t *testing.T) {
 		rewrite := "echo Rewritten at start-up > /www/index.html"
 		o := imageOpts(18256, v1, "--baseline-source=registry")
@@ -240,6 +250,90 @@ func TestKubeImageBaseline(t *testing.T) {
 			t.Errorf("the first-sight sidecar reported the start-up rewrite (%v): the gap this test documents is gone?", v)
 		}
 	})
+}
+
+// wholeImagePolicy watches the whole image but the kernel's and the
+// runtime's scratch file systems. It has no rule for /etc/hosts,
+// /etc/resolv.conf, /etc/hostname or an emptyDir: the mount table must
+// keep what the kubelet mounts there from being findings.
+const wholeImagePolicy = `{"version":1,"rules":[{"path":"/","preset":"ReadOnly"},{"path":"/dev","preset":"Ignore"},` +
+	`{"path":"/proc","preset":"Ignore"},{"path":"/sys","preset":"Ignore"},{"path":"/run","preset":"Ignore"},` +
+	`{"path":"/var/run","preset":"Ignore"},{"path":"/tmp","preset":"Ignore"}]}`
+
+// imageOrigins: against a baseline of the whole image, a fresh container
+// with an emptyDir has no finding (the kubelet's mounts and the
+// directories above them are the runtime's); then a tamper of the image's
+// page is reported with origin image and its layer, a dropped file with
+// origin container, a write to the emptyDir with origin volume, in the
+// log, the Events and the metric.
+func imageOrigins(t *testing.T, k *kube, img kubeImageRefs, image, key string) {
+	base := signedBaselineWith(t, image, key, wholeImagePolicy)
+	o := imageOpts(18260, image, "--baseline-source=configmap", "--baseline=/etc/podfim/baselines", "--policy-yaml="+wholeImagePolicy)
+	o.baselinesConfigMap, o.appVolume = "podfim-baselines", "/scratch"
+	ns, pod := deploy(t, k, img, o, key+".pub", base)
+	k.waitReady(t, ns, "app=hello-d", 2, 2*time.Minute)
+	verifiedFor(t, k, ns, pod.name, image)
+	// What the kubelet added is really there, as mount points, beside the
+	// image's files: the clean start above is the mount table's doing.
+	mi := k.must(t, "-n", ns, "exec", pod.name, "-c", "app", "--", "/bin/busybox", "cat", "/proc/self/mountinfo")
+	for _, mp := range []string{"/etc/hosts", "/etc/resolv.conf", "/etc/hostname", "/scratch", "/dev/termination-log"} {
+		if !strings.Contains(mi, " "+mp+" ") {
+			t.Errorf("the app container has no mount point %s:\n%s", mp, mi)
+		}
+	}
+
+	k.must(t, "-n", ns, "exec", pod.name, "-c", "app", "--", "/bin/busybox", "sh", "-c",
+		"echo tampered > /www/index.html; echo dropped > /www/new.html; echo data > /scratch/x")
+	want := map[string]func(l logLine) bool{
+		"/www/index.html": func(l logLine) bool {
+			return l.str("kind") == "changed" && l.str("origin") == "image" && l.num("layer") >= 1 && strings.HasPrefix(l.str("layer_digest"), "sha256:")
+		},
+		"/www/new.html": func(l logLine) bool { return l.str("kind") == "added" && l.str("origin") == "container" },
+		// Its directory, for the dropped file.
+		"/www": func(l logLine) bool { return l.str("kind") == "changed" && l.str("origin") == "image" },
+		"/scratch/x": func(l logLine) bool {
+			return l.str("kind") == "added" && l.str("origin") == "volume" && l.str("mount") == "/scratch"
+		},
+	}
+	var lines []logLine
+	k.waitUntil(t, ns, "three violations", time.Minute, 500*time.Millisecond, func() (bool, string) {
+		lines = matching(parseLog(k.logs(t, ns, pod.name, "podfim")), "integrity violation", "")
+		for p := range want {
+			if len(matching(lines, "integrity violation", p)) == 0 {
+				return false, fmt.Sprintf("no violation of %s yet: %v", p, lines)
+			}
+		}
+		return true, ""
+	})
+	for _, l := range lines {
+		p := l.str("path")
+		if ok := want[p]; ok == nil || !ok(l) {
+			t.Errorf("violation %v: want only %v, each with its origin", l, slices.Sorted(maps.Keys(want)))
+		}
+	}
+	waitEvents(t, k, ns, pod, "FileChanged", "FileAdded")
+	msgs := k.must(t, "-n", ns, "get", "events", "--field-selector", "involvedObject.name="+pod.name, "-o", "jsonpath={.items[*].message}")
+	for _, re := range []string{
+		`/www/index\.html changed \([a-z0-9, ]+\); origin: image layer [0-9]+ \(sha256:[0-9a-f]{12}\)`,
+		`/www/new\.html was added; origin: container`,
+		`/scratch/x was added; origin: volume /scratch`,
+	} {
+		if !regexp.MustCompile(re).MatchString(msgs) {
+			t.Errorf("no Event matches %q: %s", re, msgs)
+		}
+	}
+	for _, series := range []string{
+		`podfim_findings_total{kind="changed",origin="image"}`,
+		`podfim_findings_total{kind="added",origin="container"}`,
+		`podfim_findings_total{kind="added",origin="volume"}`,
+	} {
+		if v := sidecarMetric(t, o.sidecarPort, series); v < 1 {
+			t.Errorf("%s = %v, want at least 1", series, v)
+		}
+	}
+	if v := sidecarMetric(t, o.sidecarPort, `podfim_findings_total{kind="changed",origin="volume"}`); v != 0 {
+		t.Errorf("the emptyDir's directory was reported changed %v times: it is the runtime's", v)
+	}
 }
 
 // grepLines returns the lines of text that contain s.

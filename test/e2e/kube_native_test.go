@@ -36,6 +36,7 @@ type nativeOpts struct {
 	appCommand           string // a shell command line run before the app (busybox sh -c ...; exec)
 	keyConfigMap         string // a ConfigMap mounted into the sidecar at /etc/podfim/key
 	baselinesConfigMap   string // a ConfigMap mounted into the sidecar at /etc/podfim/baselines
+	appVolume            string // an emptyDir mounted into the app there
 }
 
 // nativeManifest is a Deployment of hello + the podfim sidecar, a Service
@@ -81,6 +82,11 @@ func nativeManifest(t *testing.T, ns string, img kubeImageRefs, o nativeOpts) st
 			fmt.Fprintf(&extraVolumes, "- name: %s\n  configMap: {name: %s}\n", cm.name, cm.name)
 		}
 	}
+	var appMounts string
+	if o.appVolume != "" {
+		appMounts = fmt.Sprintf("volumeMounts:\n  - {name: app-volume, mountPath: %s}\n", o.appVolume)
+		extraVolumes.WriteString("- name: app-volume\n  emptyDir: {}\n")
+	}
 	var argLines strings.Builder
 	for _, a := range args {
 		fmt.Fprintf(&argLines, "  - %q\n", a)
@@ -105,7 +111,7 @@ containers:
     runAsNonRoot: true
     allowPrivilegeEscalation: false
     capabilities: {drop: [ALL]}
-- name: podfim
+  %[11]s- name: podfim
   image: %[4]s
   imagePullPolicy: Never
   args:
@@ -134,7 +140,7 @@ containers:
 %[8]svolumes:
 - name: state
   emptyDir: {}
-%[10]s`, sa, appImage, o.appPort, img.Podfim, argLines.String(), o.sidecarPort, appStart, extraMounts.String(), pull, extraVolumes.String())
+%[10]s`, sa, appImage, o.appPort, img.Podfim, argLines.String(), o.sidecarPort, appStart, extraMounts.String(), pull, extraVolumes.String(), appMounts)
 	workload := "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: hello}\nspec:\n  replicas: 1\n" +
 		"  selector:\n    matchLabels: {app: hello-d}\n  template:\n    metadata:\n      labels: {app: hello-d}\n    spec:\n" + indent(spec, 6)
 	if o.bare {
