@@ -84,7 +84,7 @@ func nativeManifest(t *testing.T, ns string, img kubeImageRefs, o nativeOpts) st
 	}
 	var appMounts string
 	if o.appVolume != "" {
-		appMounts = fmt.Sprintf("volumeMounts:\n  - {name: app-volume, mountPath: %s}\n", o.appVolume)
+		appMounts = fmt.Sprintf("  volumeMounts:\n  - {name: app-volume, mountPath: %s}\n", o.appVolume)
 		extraVolumes.WriteString("- name: app-volume\n  emptyDir: {}\n")
 	}
 	var argLines strings.Builder
@@ -111,7 +111,7 @@ containers:
     runAsNonRoot: true
     allowPrivilegeEscalation: false
     capabilities: {drop: [ALL]}
-  %[11]s- name: podfim
+%[11]s- name: podfim
   image: %[4]s
   imagePullPolicy: Never
   args:
