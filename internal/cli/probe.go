@@ -31,6 +31,11 @@ endpoint on the pod's own loopback, where the kubelet's httpGet would need the
 pod IP. Only loopback URLs are accepted: it is a probe, not a client.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			// It runs in the sidecar's container, every 2 s: it must not
+			// be the app's way into the sidecar's files (undumpable).
+			if err := undumpable(); err != nil {
+				return err
+			}
 			return runProbe(cmd.Context(), s, args[0], timeout)
 		},
 	}

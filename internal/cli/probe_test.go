@@ -7,7 +7,22 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
+
+// TestUndumpable: the sidecar and probe commands make the process
+// non-dumpable, which keeps a same-uid app out of its /proc/<pid>/root
+// (TestKubeRestricted shows that on the kubelet).
+func TestUndumpable(t *testing.T) {
+	if err := undumpable(); err != nil {
+		t.Fatal(err)
+	}
+	d, err := unix.PrctlRetInt(unix.PR_GET_DUMPABLE, 0, 0, 0, 0)
+	if err != nil || d != 0 {
+		t.Fatalf("PR_GET_DUMPABLE = %d, %v; want 0", d, err)
+	}
+}
 
 func TestProbe(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -288,9 +288,14 @@ Every flag can also be set with PODFIM_<FLAG> (e.g. PODFIM_QUICK_INTERVAL=30s)
 or in the --config file; flags win over the environment, which wins over the
 file. It needs CAP_SYS_PTRACE (read another container's /proc/<pid>/root),
 CAP_KILL (kill), CAP_DAC_READ_SEARCH for files unreadable even to root, and
-for restore CAP_CHOWN, CAP_FOWNER and CAP_DAC_OVERRIDE.`,
+for restore CAP_CHOWN, CAP_FOWNER and CAP_DAC_OVERRIDE; or, in restricted mode,
+no capability but the app's uid and gid (docs/security.md). It makes itself
+non-dumpable, so that an app of its uid cannot reach its files.`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
+			if err := undumpable(); err != nil {
+				return err
+			}
 			if err := f.resolve(c.Flags(), os.Getenv); err != nil {
 				return err
 			}

@@ -152,6 +152,13 @@ func checkRestrictedSidecar(t *testing.T, k *kube, ns, name string) {
 	if !strings.Contains(status, "Uid:\t65532\t65532\t65532\t65532") || !strings.Contains(status, "CapEff:\t0000000000000000") {
 		t.Errorf("the sidecar process: %q, want uid 65532 and no effective capability", status)
 	}
+	// Same uid, yet the app cannot reach the sidecar's files (its state
+	// volume) through /proc/<pid>/root: the sidecar is not dumpable.
+	r := k.run(t, 30*time.Second, "-n", ns, "exec", name, "-c", "app", "--", "/bin/busybox", "sh", "-c",
+		`for d in /proc/[0-9]*; do if [ "$(/bin/busybox tr '\0' ' ' < $d/cmdline 2>/dev/null | /bin/busybox cut -d' ' -f1-2)" = "/podfim sidecar" ]; then /bin/busybox ls $d/root/var/lib/podfim; fi; done`)
+	if !strings.Contains(r.Out(), "Permission denied") || strings.Contains(r.Out(), ".pfb") {
+		t.Errorf("the app lists the sidecar's state through /proc/<pid>/root: %v %s", r.Err, r.Out())
+	}
 }
 
 // rsPod is the hello app as Pod Security restricted wants it (non-root
