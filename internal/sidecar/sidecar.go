@@ -673,10 +673,14 @@ const maxMappings = 256
 // c's processes (watch.Config.Mappings). It logs each process newly seen
 // holding one of a protected file, with its pid and executable, once per
 // process and path; the monitor reports the file as a finding (attribute
-// mmap).
+// mmap). The monitor calls it from its event loop and from the goroutine of
+// whole-tree checks at once, so the set of logged mappings has a lock.
 func (s *sidecar) mappings(c *target.Container) func() []watch.Mapping {
+	var mu sync.Mutex
 	logged := map[target.Mapping]bool{}
 	return func() []watch.Mapping {
+		mu.Lock()
+		defer mu.Unlock()
 		ms, over, err := s.finder.WritableSharedMappings(c, maxMappings)
 		if err != nil {
 			s.log.Warn("cannot read the app's memory mappings; full checks still hash every file", keyError, err.Error())
