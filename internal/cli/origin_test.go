@@ -121,7 +121,7 @@ func TestCheckOrigins(t *testing.T) {
 
 	// Without the mount table, the runtime's additions are findings too.
 	code, got = checkOrigins(t, "--root", root, "--baseline", base, "--mountinfo", "none")
-	for _, p := range []string{"/etc", "/scratch", "/scratch/x"} {
+	for _, p := range []string{"/etc", "/etc/hosts", "/scratch", "/scratch/x"} {
 		if _, ok := got[p]; !ok || code != 5 {
 			t.Errorf("--mountinfo none: exit %d, %s not reported: %v", code, p, got)
 		}

@@ -474,8 +474,8 @@ func TestPolicyKeepsRuntimeIgnores(t *testing.T) {
 		descend, skips []string // directories entered / paths not recorded
 		records        []string
 	}{
-		{"/", []string{"/", "/etc", "/var"}, []string{"/proc/self/pagemap", "/sys/kernel/x", "/dev/null", "/run/secrets/x", "/var/run/x", "/tmp/a", "/etc/hosts"},
-			[]string{"/etc/passwd", "/www/index.html", "/var/log/app.log"}},
+		{"/", []string{"/", "/etc", "/var"}, []string{"/proc/self/pagemap", "/sys/kernel/x", "/dev/null", "/run/secrets/x", "/var/run/x", "/tmp/a"},
+			[]string{"/etc/passwd", "/www/index.html", "/var/log/app.log", "/etc/hosts"}},
 		{"/var", []string{"/var", "/var/lib"}, []string{"/var/run/x", "/var/tmp/x", "/var/cache/x", "/proc/1/mem", "/etc/passwd"}, []string{"/var/lib/x", "/var/log/a"}},
 		{"/www,/srv", []string{"/www"}, []string{"/proc/1/mem", "/etc/passwd"}, []string{"/www/a", "/srv/b"}},
 		// Named explicitly: watched.

@@ -190,10 +190,6 @@ func DefaultLimits() Limits {
 //   - /var/cache: caches are regenerated at run time by design (the nginx
 //     image creates /var/cache/nginx/*_temp when it starts), so watching them
 //     only produces false positives;
-//   - /etc/hosts, /etc/hostname, /etc/resolv.conf: the runtime bind-mounts
-//     per-pod copies over the image's files, so they always differ from an
-//     image baseline (see docs/policy.md to watch them with a first-sight
-//     baseline);
 //
 // and /var/log, where files are Growing. Compiled Python (*.pyc) is
 // deliberately not excluded: it is code, and planting a .pyc is a known way
@@ -206,9 +202,6 @@ func Default() *Policy {
 		Rules: []Rule{
 			rule("/", PresetReadOnly),
 			rule("/dev", PresetIgnore),
-			rule("/etc/hostname", PresetIgnore),
-			rule("/etc/hosts", PresetIgnore),
-			rule("/etc/resolv.conf", PresetIgnore),
 			rule("/proc", PresetIgnore),
 			rule("/run", PresetIgnore),
 			rule("/sys", PresetIgnore),
