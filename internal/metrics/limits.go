@@ -20,10 +20,19 @@ const (
 	// LimitMappings: writable shared mappings of protected files beyond
 	// those reported per check.
 	LimitMappings Limit = "mappings"
+	// LimitProcesses: processes of the pod beyond those execution drift
+	// tracks at once (drift.DefaultMaxProcesses): they are checked when
+	// seen, and again only when room frees up.
+	LimitProcesses Limit = "processes"
+	// LimitExecMappings: executable mappings of one process beyond those
+	// execution drift checks (drift.DefaultMaxMappings).
+	LimitExecMappings Limit = "exec_mappings"
 )
 
 // Limits lists every Limit.
-func Limits() []Limit { return []Limit{LimitConnections, LimitFindings, LimitMappings} }
+func Limits() []Limit {
+	return []Limit{LimitConnections, LimitFindings, LimitMappings, LimitProcesses, LimitExecMappings}
+}
 
 // limitMetrics count what went over a bound.
 type limitMetrics struct {

@@ -48,6 +48,7 @@ type Sidecar struct {
 	responseMetrics
 	kubeMetrics
 	limitMetrics
+	driftMetrics
 	baselineInfo     *prometheus.GaugeVec
 	baselineRefusals *prometheus.CounterVec
 	buildInfo        *prometheus.GaugeVec
@@ -63,6 +64,7 @@ func NewSidecar(reg prometheus.Registerer, version string) (*Sidecar, error) {
 		responseMetrics: newResponseMetrics(),
 		kubeMetrics:     newKubeMetrics(),
 		limitMetrics:    newLimitMetrics(),
+		driftMetrics:    newDriftMetrics(),
 		baselineInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "podfim_baseline_info",
 			Help: "The baseline in use: its digest, where it came from and whether it is signed (always 1).",
@@ -70,7 +72,7 @@ func NewSidecar(reg prometheus.Registerer, version string) (*Sidecar, error) {
 		baselineRefusals: newBaselineRefusals(),
 		buildInfo:        newBuildInfo(version),
 	}
-	cs := slices.Concat(m.scanMetrics.collectors(), m.responseMetrics.collectors(), m.kubeMetrics.collectors(), m.limitMetrics.collectors(),
+	cs := slices.Concat(m.scanMetrics.collectors(), m.responseMetrics.collectors(), m.kubeMetrics.collectors(), m.limitMetrics.collectors(), m.driftMetrics.collectors(),
 		[]prometheus.Collector{m.baselineInfo, m.baselineRefusals, m.buildInfo}, runtimeCollectors())
 	if err := register(reg, cs...); err != nil {
 		return nil, err

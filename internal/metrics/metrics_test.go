@@ -57,8 +57,8 @@ func TestPromlint(t *testing.T) {
 			podfim++
 		}
 	}
-	if podfim != 19 {
-		t.Errorf("%d podfim_ metric families, want 19", podfim)
+	if podfim != 20 {
+		t.Errorf("%d podfim_ metric families, want 20", podfim)
 	}
 }
 
@@ -241,6 +241,7 @@ func TestDocsComplete(t *testing.T) {
 		"podfim_kube_events_total":     strs(KubeEventResults()),
 		"podfim_baseline_info":         {string(BaselineFile), string(BaselineFirstSight)},
 		"podfim_limit_overflows_total": strs(Limits()),
+		"podfim_exec_drift_total":      strs(DriftReasons()),
 
 		"podfim_webhook_admissions_total":       strs(Admissions()),
 		"podfim_webhook_requests_refused_total": strs(Refusals()),

@@ -1,0 +1,315 @@
+// Package drift owns execution drift: it watches the processes of the app
+// container and reports each one that runs what the trusted baseline does
+// not hold (a binary added after the baseline, wherever it lives; an entry
+// whose content changed; a file deleted while it runs; a file on a volume;
+// memory-backed code such as a memfd; a script given to an interpreter that
+// the baseline does not hold).
+//
+// The mechanism is /proc polling of the pod's pid namespace (see
+// docs/drift.md for the figures): every Interval one getdents of /proc
+// finds the new pids, and only those are read. A process may exec in place
+// (fork, then execve, keeps its pid), so the executable link of a process
+// younger than youngFor is read again at every poll, and that of older
+// ones every sweepEvery polls. What it reads of a hostile process is
+// bounded (command line, mappings, the processes tracked), goes through
+// package target (which pins every read to the process listed and never
+// follows a link of the container into the sidecar's root), and a process
+// that dies while it is read is not an error.
+package drift
+
+import (
+	"context"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/podfim/podfim/internal/attr"
+	"github.com/podfim/podfim/internal/metrics"
+	"github.com/podfim/podfim/internal/scan"
+	"github.com/podfim/podfim/internal/target"
+)
+
+// Reason is why a process is drift; it is the label value of
+// podfim_exec_drift_total as it is.
+type Reason = metrics.DriftReason
+
+// Reasons.
+const (
+	Added   = metrics.DriftAdded
+	Changed = metrics.DriftChanged
+	Deleted = metrics.DriftDeleted
+	Volume  = metrics.DriftVolume
+	Memory  = metrics.DriftMemory
+	Script  = metrics.DriftScript
+)
+
+// Bounds and defaults.
+const (
+	// DefaultInterval is how often /proc is polled: a new process is seen
+	// within it (50 ms, half of the 100 ms the sidecar promises).
+	DefaultInterval = 50 * time.Millisecond
+	// DefaultMaxProcesses bounds the processes of the pod tracked at once;
+	// beyond it new pids are counted (podfim_limit_overflows_total
+	// {limit="processes"}) and looked at once room frees up.
+	DefaultMaxProcesses = 4096
+	// DefaultMaxMappings bounds the executable mappings read per process.
+	DefaultMaxMappings = 1024
+	// MaxCmdlineBytes bounds the command line kept of a process.
+	MaxCmdlineBytes = 4096
+	// youngFor: a process is "young" for this long after it was first
+	// seen; its executable link is read at every poll, since a fork that
+	// has not yet exec'd shows its parent's executable.
+	youngFor = time.Second
+	// sweepEvery: the executable links of older processes are read every
+	// this many polls (an exec in place by a long-lived process).
+	sweepEvery = 10
+	// maxVerdicts bounds the verdicts kept per (path, inode, ctime); when
+	// full the cache starts afresh (files are hashed again, nothing is
+	// missed).
+	maxVerdicts = 4096
+)
+
+// Finding is one drifted process.
+type Finding struct {
+	Process target.Process // pid, start time, exe
+	Info    target.Info    // parent, uid, command line (empty when the process died first)
+	// Path is the file that is drift: the executable, a mapped library or
+	// the script, in the container's root.
+	Path   string
+	Reason Reason
+	// Seen is when the poll that found the process started.
+	Seen time.Time
+}
+
+// Lookup finds a baseline entry by path (*baseline.Baseline).
+type Lookup interface {
+	Lookup(path string) (*attr.Entry, bool)
+}
+
+// Sink receives findings; it is called from Run's goroutine.
+type Sink interface {
+	Drift(ctx context.Context, f Finding)
+}
+
+// Config configures a Checker.
+type Config struct {
+	Finder    *target.Finder
+	Container *target.Container // the app container followed
+	Root      *scan.Root        // its root, for the files processes run
+	Baseline  Lookup
+	// MountPoints are the container's mount points (target.MountPoints);
+	// a file under one other than "/" is on a volume.
+	MountPoints  []string
+	Interval     time.Duration // DefaultInterval if 0
+	MaxProcesses int           // DefaultMaxProcesses if 0
+	MaxFileBytes int64         // the largest file hashed (0: no limit)
+	Metrics      *metrics.Sidecar
+	Log          *slog.Logger
+	Clock        func() time.Time
+}
+
+// tracked is what is remembered of one pid.
+type tracked struct {
+	start   uint64
+	link    string // the executable link as last read
+	seen    time.Time
+	gen     uint64
+	member  bool // in the container's mount namespace: checked
+	pending bool // a runtime's exec helper: judged again once it execs
+}
+
+// fileKey names one version of a file: a write changes ctime, a
+// replacement the inode.
+type fileKey struct {
+	path  string
+	inode uint64
+	ctime int64
+}
+
+// Checker watches the processes of one container.
+type Checker struct {
+	cfg      Config
+	sink     Sink
+	procs    map[int]*tracked
+	verdicts map[fileKey]bool // true: the file is the baseline's
+	pids     []int
+	gen      uint64
+	polls    int
+	warned   map[string]bool // warnings said once
+}
+
+// New returns a Checker; Run starts it.
+func New(cfg Config, sink Sink) *Checker {
+	if cfg.Interval <= 0 {
+		cfg.Interval = DefaultInterval
+	}
+	if cfg.MaxProcesses <= 0 {
+		cfg.MaxProcesses = DefaultMaxProcesses
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
+	return &Checker{
+		cfg: cfg, sink: sink,
+		procs:    map[int]*tracked{},
+		verdicts: map[fileKey]bool{},
+		warned:   map[string]bool{},
+	}
+}
+
+// Run checks every process of the container now, then every new one, until
+// ctx ends. It returns ctx's end as nil, and an error only when /proc
+// cannot be listed.
+func (c *Checker) Run(ctx context.Context) error {
+	t := time.NewTicker(c.cfg.Interval)
+	defer t.Stop()
+	for {
+		if err := c.Poll(ctx); err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// Poll looks at /proc once: new processes, and executable links that
+// changed.
+func (c *Checker) Poll(ctx context.Context) error {
+	pids, err := c.cfg.Finder.PIDs(c.pids)
+	if err != nil {
+		return err
+	}
+	c.pids = pids
+	now := c.cfg.Clock()
+	sweep := c.polls%sweepEvery == 0
+	c.polls++
+	c.gen++
+	over := 0
+	for _, pid := range pids {
+		t := c.procs[pid]
+		if t == nil {
+			if len(c.procs) >= c.cfg.MaxProcesses {
+				over++
+				continue
+			}
+			c.look(ctx, pid, now)
+			continue
+		}
+		t.gen = c.gen
+		// Foreign processes too: nsenter and a runtime's helper are seen
+		// in another mount namespace, join the container's, then exec.
+		if !t.pending && !sweep && now.Sub(t.seen) >= youngFor {
+			continue
+		}
+		link, err := c.cfg.Finder.ExeLink(pid)
+		if err == nil && link != t.link {
+			c.look(ctx, pid, now) // exec'd since, or its file was deleted
+		}
+	}
+	for pid, t := range c.procs {
+		if t.gen != c.gen {
+			delete(c.procs, pid)
+		}
+	}
+	if over > 0 {
+		c.cfg.Metrics.Overflow(metrics.LimitProcesses, over)
+		c.warnOnce("processes", "more processes in the pod than execution drift tracks; the rest are checked when room frees up",
+			slog.Int("limit", c.cfg.MaxProcesses))
+	}
+	return nil
+}
+
+// look reads pid and judges it when it is the container's.
+func (c *Checker) look(ctx context.Context, pid int, now time.Time) {
+	p, err := c.cfg.Finder.Process(pid)
+	if err != nil {
+		if !target.Exited(err) {
+			c.warnOnce("read", "cannot read a process of the pod; its execution is not checked", slog.Int("pid", pid), slog.String("error", err.Error()))
+		}
+		return
+	}
+	link := p.Exe
+	if p.ExeDeleted {
+		link += " (deleted)"
+	}
+	t := c.procs[pid]
+	if t == nil || t.start != p.StartTime {
+		t = &tracked{start: p.StartTime, seen: now}
+		c.procs[pid] = t
+	}
+	t.gen, t.link = c.gen, link
+	cont := c.cfg.Container
+	t.member = p.MountNS == cont.MountNS
+	if !t.member {
+		if cont.ContainerID != "" && p.ContainerID == cont.ContainerID {
+			c.warnOnce("nested", "a process of the app container runs in a mount namespace of its own; its executables are not checked",
+				slog.Int("pid", pid), slog.String("exe", p.Exe))
+		}
+		return
+	}
+	info, err := c.cfg.Finder.Info(p, MaxCmdlineBytes)
+	if err != nil && !target.Exited(err) {
+		c.warnOnce("info", "cannot read a process's command line", slog.Int("pid", pid), slog.String("error", err.Error()))
+	}
+	path, reason, pending, ok := c.judge(p, info)
+	t.pending = pending
+	if ok {
+		c.sink.Drift(ctx, Finding{Process: p, Info: info, Path: path, Reason: reason, Seen: now})
+	}
+}
+
+func (c *Checker) warnOnce(key, msg string, attrs ...slog.Attr) {
+	if c.warned[key] {
+		return
+	}
+	c.warned[key] = true
+	c.cfg.Log.LogAttrs(context.Background(), slog.LevelWarn, msg, attrs...)
+}
+
+// runtimeHelper reports whether p is a container runtime's exec helper
+// caught between joining the container and exec'ing what it was asked to
+// run: runc (1.1) re-executes a copy of itself sealed in a memfd
+// ("runc_cloned:/proc/self/exe") as `runc init`, which setns()es into the
+// container, so for a few milliseconds a process of the container runs
+// from memory. Its parent is outside the pod's pid namespace (PPID 0),
+// which no process started inside the container can have: its orphans go
+// to the pod's init.
+func runtimeHelper(p target.Process, info target.Info) bool {
+	return info.PPID == 0 && p.ExeDeleted && strings.HasPrefix(p.Exe, "/memfd:runc_cloned:")
+}
+
+// CommandLine is the command line for a log line or an Event: the
+// arguments separated by spaces, each quoted as a Go string when it holds
+// a space, a quote, a backslash or anything not printable (the arguments
+// are the attacker's: no newline or terminal escape gets out), and "..."
+// when it was cut.
+func (f Finding) CommandLine() string {
+	var b strings.Builder
+	for i, a := range f.Info.Cmdline {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		if a == "" || strings.IndexFunc(a, needsQuote) >= 0 || !utf8.ValidString(a) {
+			b.WriteString(strconv.QuoteToASCII(a))
+		} else {
+			b.WriteString(a)
+		}
+	}
+	if f.Info.CmdlineTruncated {
+		b.WriteString(" ...")
+	}
+	return b.String()
+}
+
+func needsQuote(r rune) bool {
+	return r == ' ' || r == '"' || r == '\\' || r == '\'' || !unicode.IsGraphic(r) || r > unicode.MaxASCII
+}
