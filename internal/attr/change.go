@@ -12,6 +12,10 @@ const (
 	Added   Change = "added"   // in the tree, not in the baseline
 	Removed Change = "removed" // in the baseline, not in the tree
 	Changed Change = "changed" // in both, with attributes that differ
+	// Exec is execution drift (package drift): a process runs a file the
+	// baseline does not hold. It is not a result of comparing trees, so
+	// Changes does not list it.
+	Exec Change = "exec"
 )
 
 // Changes lists every Change, in the order reports count them.

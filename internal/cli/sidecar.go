@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/podfim/podfim/internal/baseline"
+	"github.com/podfim/podfim/internal/drift"
 	"github.com/podfim/podfim/internal/kube"
 	"github.com/podfim/podfim/internal/metrics"
 	"github.com/podfim/podfim/internal/policy"
@@ -46,6 +47,8 @@ type sidecarFlags struct {
 	targetExe    string
 	targetID     string
 	inotify      bool
+	execDrift    bool
+	execInterval time.Duration
 	quick        time.Duration
 	full         time.Duration
 	retarget     time.Duration
@@ -83,6 +86,8 @@ func (f *sidecarFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.targetExe, "target-exe", "", "select the app container by the path of its executable inside the container")
 	fs.StringVar(&f.targetID, "target-container", "", "select the app container by container ID (at least 12 hex digits)")
 	fs.BoolVar(&f.inotify, "inotify", true, "watch directories with inotify for changes within milliseconds")
+	fs.BoolVar(&f.execDrift, "exec-drift", true, "report every process of the app container that runs what the baseline does not hold: an added or changed binary, a deleted one, one on a volume, a memfd, a script outside the baseline (docs/drift.md)")
+	fs.DurationVar(&f.execInterval, "exec-interval", drift.DefaultInterval, "how often /proc is polled for new processes of the app (execution drift); a process that lives shorter may escape")
 	fs.DurationVar(&f.quick, "quick-interval", 5*time.Minute, "interval of quick checks (metadata; hash only what changed): the safety net under inotify; 0 disables")
 	fs.DurationVar(&f.full, "full-interval", time.Hour, "interval of full checks (every file hashed: the compliance evidence); 0 disables")
 	fs.DurationVar(&f.retarget, "retarget-interval", target.DefaultInterval, "how often /proc is polled for the app container restarting")
@@ -195,6 +200,8 @@ func (f *sidecarFlags) build(getenv func(string) string) (sidecar.Config, *slog.
 		Subject:        f.subject,
 		StateDir:       f.stateDir,
 		Inotify:        f.inotify,
+		ExecDrift:      f.execDrift,
+		ExecInterval:   f.execInterval,
 		Quick:          f.quick,
 		Full:           f.full,
 		Retarget:       f.retarget,

@@ -40,6 +40,8 @@ const (
 	ReasonImageChanged      = "ImageChanged"      // the app container runs another image than the baseline's
 	ReasonBaselineRefused   = "BaselineRefused"   // no baseline could be used for the running image: unready until one is
 	ReasonCheckIncomplete   = "CheckIncomplete"   // a whole-tree check could not compare some paths (unreadable, not hashed)
+	ReasonExecutionDrift    = "ExecutionDrift"    // a process of the app runs what the baseline does not hold
+	ReasonProcessKilled     = "ProcessKilled"     // kill: the drifted process was killed
 )
 
 // Quarantine marks on the pod. The label lets a NetworkPolicy isolate the

@@ -200,7 +200,7 @@ func (r *Responder) run(ctx context.Context, a Action, f compare.Finding, conten
 			break
 		}
 		// The sender counts the result once delivery is over.
-		r.hook.enqueue(ctx, f, r.clock())
+		r.hook.enqueue(ctx, NewPayload(f, r.clock()))
 		return nil
 	default:
 		return fmt.Errorf("unknown action %q", a)

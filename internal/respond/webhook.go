@@ -37,6 +37,20 @@ type Payload struct {
 	report.Origin
 	Old map[string]any `json:"old,omitempty"`
 	New map[string]any `json:"new,omitempty"`
+	// Exec is the process of an execution-drift finding (kind "exec").
+	Exec *ExecPayload `json:"exec,omitempty"`
+}
+
+// ExecPayload describes a drifted process (docs/drift.md).
+type ExecPayload struct {
+	PID     int      `json:"pid"`
+	PPID    int      `json:"ppid"`
+	UID     int      `json:"uid"`
+	Exe     string   `json:"exe"`
+	Cmdline []string `json:"cmdline"`
+	// CmdlineTruncated says the command line was cut at drift.MaxCmdlineBytes.
+	CmdlineTruncated bool   `json:"cmdline_truncated,omitempty"`
+	Reason           string `json:"reason"`
 }
 
 // NewPayload returns the payload for f handled at t.
@@ -117,19 +131,19 @@ func newClient(cfg WebhookConfig) (*http.Client, error) {
 	}, nil
 }
 
-// enqueue queues f for delivery; when the queue is full (the receiver is
+// enqueue queues p for delivery; when the queue is full (the receiver is
 // down or slow), the finding is dropped and counted as an error.
-func (w *webhook) enqueue(ctx context.Context, f compare.Finding, t time.Time) {
-	body, err := json.Marshal(NewPayload(f, t))
+func (w *webhook) enqueue(ctx context.Context, p Payload) {
+	body, err := json.Marshal(p)
 	if err != nil {
-		w.fail(ctx, f.Path, 0, 0, fmt.Errorf("failed to encode the finding: %w", err))
+		w.fail(ctx, p.Path, 0, 0, fmt.Errorf("failed to encode the finding: %w", err))
 		return
 	}
 	w.mu.RLock()
 	queued := false
 	if !w.closed {
 		select {
-		case w.queue <- delivery{path: f.Path, body: body}:
+		case w.queue <- delivery{path: p.Path, body: body}:
 			queued = true
 		default:
 		}
@@ -138,9 +152,9 @@ func (w *webhook) enqueue(ctx context.Context, f compare.Finding, t time.Time) {
 	w.mu.RUnlock()
 	switch {
 	case closed:
-		w.fail(ctx, f.Path, 0, 0, errors.New("the responder is closed"))
+		w.fail(ctx, p.Path, 0, 0, errors.New("the responder is closed"))
 	case !queued:
-		w.fail(ctx, f.Path, 0, 0, fmt.Errorf("queue full (%d findings waiting): finding dropped", w.cfg.QueueSize))
+		w.fail(ctx, p.Path, 0, 0, fmt.Errorf("queue full (%d findings waiting): finding dropped", w.cfg.QueueSize))
 	}
 }
 

@@ -97,9 +97,14 @@ type Config struct {
 	Inotify     bool
 	Quick, Full time.Duration
 	Retarget    time.Duration
-	Plan        respond.Plan
-	Listen      string
-	Version     string
+	// ExecDrift turns on execution drift (package drift): every process of
+	// the app container is checked against the baseline, every
+	// ExecInterval (drift.DefaultInterval if 0).
+	ExecDrift    bool
+	ExecInterval time.Duration
+	Plan         respond.Plan
+	Listen       string
+	Version      string
 	// Finder overrides target discovery (tests); nil is the default /proc.
 	Finder *target.Finder
 	// Kube, when set, is the Kubernetes API side of the responses
@@ -193,6 +198,10 @@ func (c *Config) restores() bool {
 	return false
 }
 
+// minExecInterval is the shortest --exec-interval: below it polling /proc
+// costs more than the millicore execution drift is allowed idle.
+const minExecInterval = 10 * time.Millisecond
+
 // Validate checks the configuration before anything starts.
 func (c *Config) Validate() error {
 	var errs []error
@@ -216,6 +225,9 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.validateSource()...)
 	if c.Quick < 0 || c.Full < 0 {
 		errs = append(errs, errors.New("check intervals must not be negative"))
+	}
+	if c.ExecInterval < 0 || (c.ExecInterval > 0 && c.ExecInterval < minExecInterval) {
+		errs = append(errs, fmt.Errorf("--exec-interval %s: want at least %s (each poll lists /proc)", c.ExecInterval, minExecInterval))
 	}
 	if c.Quick == 0 && c.Full == 0 && !c.Inotify {
 		errs = append(errs, errors.New("nothing would detect changes: enable inotify or set a quick or full interval"))
@@ -639,6 +651,10 @@ func (s *sidecar) monitor(ctx context.Context, c *target.Container) error {
 	}, k)
 	k.mon = mon
 	s.setHealth(nil)
+	if s.cfg.ExecDrift {
+		stop := s.startDrift(ctx, c, root, idx)
+		defer stop()
+	}
 	return mon.Run(ctx)
 }
 

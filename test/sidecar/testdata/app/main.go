@@ -3,6 +3,9 @@
 // (so that a container has more than one process to kill), prints
 // "ready <worker pid>" and sleeps until killed.
 //
+// `app memfd` copies /app into a memfd and executes that as a worker:
+// fileless execution, for the execution drift tests.
+//
 // `app mmap PATH SIZE` is a process of the app that writes a file through a
 // shared mapping: it maps SIZE bytes of PATH shared and writable, closes the
 // descriptor, prints "mapped", and copies each line of its standard input
@@ -18,11 +21,17 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "worker" {
 		sleep()
+	}
+	if len(os.Args) == 2 && os.Args[1] == "memfd" {
+		memfdExec()
 	}
 	if len(os.Args) == 4 && os.Args[1] == "mmap" {
 		mmapWriter(os.Args[2], os.Args[3])
@@ -68,4 +77,28 @@ func sleep() {
 	for {
 		time.Sleep(time.Hour)
 	}
+}
+
+func memfdExec() {
+	b, err := os.ReadFile("/app")
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "app memfd: %v\n", err)
+		os.Exit(1)
+	}
+	fd, err := unix.MemfdCreate("payload", unix.MFD_CLOEXEC)
+	if err == nil {
+		_, err = unix.Write(fd, b)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "app memfd: %v\n", err)
+		os.Exit(1)
+	}
+	// fexecve: the container's root has no /proc for /proc/self/fd/N.
+	argv, _ := syscall.SlicePtrFromStrings([]string{"payload", "worker"})
+	envv, _ := syscall.SlicePtrFromStrings(os.Environ())
+	empty, _ := unix.BytePtrFromString("")
+	_, _, errno := unix.Syscall6(unix.SYS_EXECVEAT, uintptr(fd), uintptr(unsafe.Pointer(empty)),
+		uintptr(unsafe.Pointer(&argv[0])), uintptr(unsafe.Pointer(&envv[0])), unix.AT_EMPTY_PATH, 0)
+	fmt.Fprintf(os.Stderr, "app memfd: execveat: %v\n", errno)
+	os.Exit(1)
 }
