@@ -43,6 +43,7 @@ const (
 	AnnFull      = Prefix + "full-interval"
 	AnnPort      = Prefix + "port"
 	AnnLogLevel  = Prefix + "log-level"
+	AnnExecDrift = Prefix + "exec-drift"
 	// AnnPrivileges picks the sidecar's privileges: PrivilegesDefault or
 	// PrivilegesRestricted (docs/security.md, "Restricted mode").
 	AnnPrivileges = Prefix + "privileges"
@@ -128,6 +129,7 @@ type Settings struct {
 	// Privileges is PrivilegesDefault or PrivilegesRestricted; "": the
 	// webhook's --sidecar-privileges.
 	Privileges string
+	ExecDrift  *bool // nil: not set (the sidecar's default, on)
 }
 
 // AnnotationError is an invalid annotation: the admission response names the
@@ -168,6 +170,7 @@ var annotations = []annotation{
 	{AnnPort, parsePort},
 	{AnnLogLevel, parseLogLevel},
 	{AnnPrivileges, parsePrivileges},
+	{AnnExecDrift, parseExecDrift},
 }
 
 // knownKeys lists the annotations of the table, in its order.
@@ -354,6 +357,19 @@ func parsePort(s *Settings, v string) error {
 	}
 	s.Port = n
 	return nil
+}
+
+// parseExecDrift takes "true" or "false" only: a "no" or "off" that a
+// looser parser took for true would leave a pod watched that its author
+// meant to exempt, or the reverse.
+func parseExecDrift(s *Settings, v string) error {
+	switch v {
+	case "true", "false":
+		on := v == "true"
+		s.ExecDrift = &on
+		return nil
+	}
+	return fmt.Errorf("%q is not true or false", v)
 }
 
 func parseLogLevel(s *Settings, v string) error {

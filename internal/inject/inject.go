@@ -343,6 +343,9 @@ func sidecarArgs(s Settings, plan respond.Plan, listen, target string) []string 
 		opt("full-interval", s.Full.String())
 	}
 	opt("log-level", s.LogLevel)
+	if s.ExecDrift != nil {
+		opt("exec-drift", strconv.FormatBool(*s.ExecDrift))
+	}
 	return args
 }
 

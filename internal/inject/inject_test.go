@@ -308,6 +308,7 @@ func TestParseAnnotationsErrors(t *testing.T) {
 		{map[string]string{AnnQuick: "10ms"}, AnnQuick, "below 1s"},
 		{map[string]string{AnnPort: "70000"}, AnnPort, "from 1 to 65535"},
 		{map[string]string{AnnLogLevel: "loud"}, AnnLogLevel, "not one of"},
+		{map[string]string{AnnExecDrift: "off"}, AnnExecDrift, "not true or false"},
 		{map[string]string{AnnPaths: strings.Repeat("/a", 3000)}, AnnPaths, "bytes, more than"},
 	} {
 		_, err := ParseAnnotations(tt.ann, []string{"log"})

@@ -128,6 +128,7 @@ policyConfigMap, the name of a ConfigMap whose policy.yaml is the policy, or
   - --kill-limit={{ $s.killLimit }}
   - --kill-window={{ $s.killWindow }}
   - --log-level={{ $s.logLevel }}
+  - --exec-drift={{ $s.execDrift }}
   {{- if $policy }}
   - --policy=/etc/podfim/policy.yaml
   {{- end }}
