@@ -361,6 +361,51 @@ func TestAccess(t *testing.T) {
 	}
 }
 
+// In restricted mode the sidecar runs as the app's uid and gid without
+// CAP_SYS_PTRACE: it finds the app container although it may not inspect
+// the infra process (root) nor another user's container, which cannot be
+// its target; with nothing it may inspect, the denial says why.
+func TestAccessSameUser(t *testing.T) {
+	other := startSleep(t) // another container, as root
+	dir, err := os.MkdirTemp("", "podfim-target-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	exe := filepath.Join(dir, "probe")
+	copyFile(t, testExe(t), exe)
+	as := &syscall.Credential{Uid: 65534, Gid: 65534}
+	probeAs := func() string {
+		t.Helper()
+		cmd := exec.Command(exe)
+		cmd.Env = append(os.Environ(), testPod().RoleEnv+"=probe")
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: as}
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("probe: %v", err)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	if out := probeAs(); !strings.HasPrefix(out, "access ") || !strings.Contains(out, "SYS_PTRACE") {
+		t.Errorf("no process of its own user: %q, want the denial", out)
+	}
+
+	cmd := exec.Command("/bin/sleep", "60")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Cloneflags: syscall.CLONE_NEWNS, Credential: as}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	app := &proc{cmd: cmd, pid: cmd.Process.Pid}
+	t.Cleanup(app.kill)
+	waitExe(t, app.pid, sleepExe(t))
+	if out, want := probeAs(), fmt.Sprintf("ok %d", app.pid); !strings.HasPrefix(out, want) || strings.Contains(out, fmt.Sprint(other.pid)) {
+		t.Errorf("same user as the app: %q, want %q (not the root container %d)", out, want, other.pid)
+	}
+}
+
 func copyFile(t *testing.T, from, to string) {
 	t.Helper()
 	b, err := os.ReadFile(from)

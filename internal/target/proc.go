@@ -1,6 +1,7 @@
 package target
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -56,11 +57,20 @@ func (f *Finder) Containers() ([]Container, error) {
 		return nil, err
 	}
 	skip := map[uint64]bool{self.MountNS: true}
+	// denied is the first process the sidecar may not inspect for lack of
+	// CAP_SYS_PTRACE (restricted mode): the infra process of a pod that
+	// sets its user per container, another user's container, the
+	// sidecar's own non-dumpable probes. None of them can be the target,
+	// which must share the sidecar's uid and gid, so they are left out;
+	// when nothing else is found, the denial says why.
+	var denied error
 	if infra := f.infra(); infra > 0 && infra != self.PID {
 		p, err := f.readOwn(infra, "the infra process")
 		switch {
 		case errors.Is(err, errVanished):
 			// No infra process (no shared pid namespace): nothing to skip.
+		case deniedWithoutPtrace(err):
+			denied = err
 		case err != nil:
 			return nil, err
 		default:
@@ -84,15 +94,30 @@ func (f *Finder) Containers() ([]Container, error) {
 			continue
 		}
 		p, err := readProcess(proc, pid, skip)
-		if errors.Is(err, errVanished) || errors.Is(err, errSkipped) {
+		switch {
+		case errors.Is(err, errVanished) || errors.Is(err, errSkipped):
 			continue
-		}
-		if err != nil {
+		case deniedWithoutPtrace(err):
+			denied = cmp.Or(denied, err)
+			continue
+		case err != nil:
 			return nil, err
 		}
 		procs = append(procs, p)
 	}
-	return group(procs, self.ContainerID, proc), nil
+	cs := group(procs, self.ContainerID, proc)
+	if len(cs) == 0 && denied != nil {
+		return nil, denied
+	}
+	return cs, nil
+}
+
+// deniedWithoutPtrace reports an *AccessError of a sidecar that lacks
+// CAP_SYS_PTRACE. With it, a denial is a security module's or a user
+// namespace's, and stays an error.
+func deniedWithoutPtrace(err error) bool {
+	var ae *AccessError
+	return errors.As(err, &ae) && !ae.Ptrace
 }
 
 // readOwn reads the mount namespace and container ID of the sidecar's own

@@ -163,8 +163,14 @@ func checkRestrictedSidecar(t *testing.T, k *kube, ns, name string) {
 
 // rsPod is the hello app as Pod Security restricted wants it (non-root
 // user and group, no escalation, no capability, RuntimeDefault seccomp), no
-// hostNetwork, with podfim annotations.
+// hostNetwork, with podfim annotations. The kill pod sets its user in the
+// container only: then the pod's infra (pause) process runs as root, which
+// a sidecar without capabilities cannot inspect.
 func rsPod(img kubeImageRefs, name, privileges, respond string) string {
+	podIDs, appIDs := "\n    runAsUser: 65532\n    runAsGroup: 65532", ""
+	if name == "kill" {
+		podIDs, appIDs = "", "\n      runAsUser: 65532\n      runAsGroup: 65532"
+	}
 	return fmt.Sprintf(`apiVersion: v1
 kind: Pod
 metadata:
@@ -178,17 +184,15 @@ spec:
   terminationGracePeriodSeconds: 2
   automountServiceAccountToken: false
   securityContext:
-    runAsNonRoot: true
-    runAsUser: 65532
-    runAsGroup: 65532
+    runAsNonRoot: true%[5]s
     seccompProfile: {type: RuntimeDefault}
   containers:
   - name: app
     image: %[4]s
     imagePullPolicy: Never
     args: [--dir=/www, --addr=127.0.0.1:8080]
-    securityContext:
+    securityContext:%[6]s
       allowPrivilegeEscalation: false
       capabilities: {drop: [ALL]}
-`, name, privileges, respond, img.Hello)
+`, name, privileges, respond, img.Hello, podIDs, appIDs)
 }
