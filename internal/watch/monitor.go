@@ -747,6 +747,10 @@ func (m *Monitor) Restored(ctx context.Context, p string, tolerated attr.Set) (b
 	if !ok {
 		return false, fmt.Errorf("restored %q is not in the baseline", p)
 	}
+	// Looked at alone, as checkPath does: a whole-tree check running now
+	// may have seen p before the restore, and must neither report that
+	// older state again nor resolve what this finds.
+	m.touch(p)
 	cur, err := m.root.EntryWith(p, attrs, m.cfg.Scan)
 	if err != nil {
 		return false, fmt.Errorf("failed to re-verify restored %q: %w", p, err)

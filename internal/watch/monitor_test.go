@@ -2,6 +2,7 @@ package watch
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -601,4 +602,82 @@ func mustIndex(t *testing.T, entries []attr.Entry) *Index {
 		t.Fatal(err)
 	}
 	return x
+}
+
+// A restore that completes while a whole-tree check runs is newer than
+// what that check's scan saw: the check must not report the restored file
+// again. Here the check's scan sees the tampered page, then (held at
+// checkHook, as a check of a large tree is busy for minutes) the page is
+// restored and Restored resolves it. Before, Restored did not mark the
+// path as checked alone, so the check reported the tampered state again: a
+// second restore, a second Event, and with kill, a killed clean container.
+func TestRestoredDuringCheck(t *testing.T) {
+	dir := tree(t)
+	root, err := scan.OpenRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	res, err := root.Tree(context.Background(), scan.Options{Matcher: allMatcher{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	index := filepath.Join(dir, "www", "index.html")
+	var fileSt unix.Stat_t
+	if err := unix.Lstat(index, &fileSt); err != nil {
+		t.Fatal(err)
+	}
+	rec := newRecorder()
+	ctx := context.Background()
+	var m *Monitor
+	var restoreErr error
+	restore := func(metrics.ScanType) {
+		// Restored as the sidecar does: new file, same bytes and mtime,
+		// renamed over (the directory's mtime is not compared here).
+		tmp := filepath.Join(dir, "www", ".restore")
+		if err := os.WriteFile(tmp, []byte("Hello, world!\n"), 0o644); err != nil {
+			restoreErr = err
+			return
+		}
+		if err := unix.UtimesNano(tmp, []unix.Timespec{{Nsec: unix.UTIME_OMIT}, fileSt.Mtim}); err != nil {
+			restoreErr = err
+			return
+		}
+		if err := os.Rename(tmp, index); err != nil {
+			restoreErr = err
+			return
+		}
+		clean, err := m.Restored(ctx, "/www/index.html", attr.Inode|attr.Ctime)
+		if err == nil && !clean {
+			err = errors.New("Restored: not clean")
+		}
+		restoreErr = err
+	}
+	m = New(root, Config{Matcher: contentMatcher{}, Baseline: mustIndex(t, res.Entries)}, rec)
+	if err := os.WriteFile(index, []byte("Hacked!\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.check(ctx, metrics.ScanFull, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	rec.wait(t, time.Second, "changed index", func(e sinkEvent) bool { return e.kind == "changed" && e.path == "/www/index.html" })
+	before := rec.count(func(e sinkEvent) bool { return e.kind == "changed" && e.path == "/www/index.html" })
+
+	m.cfg.checkHook = restore
+	if err := m.check(ctx, metrics.ScanFull, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if restoreErr != nil {
+		t.Fatal(restoreErr)
+	}
+	rec.wait(t, time.Second, "resolved index", func(e sinkEvent) bool { return e.kind == "resolved" && e.path == "/www/index.html" })
+	if n := rec.count(func(e sinkEvent) bool { return e.kind == "changed" && e.path == "/www/index.html" }) - before; n != 0 {
+		t.Errorf("the check that saw the page before its restore reported it %d more time(s)", n)
+	}
+	rec.mu.Lock()
+	open := rec.open["/www/index.html"]
+	rec.mu.Unlock()
+	if open {
+		t.Error("the restored page's violation is open again")
+	}
 }
