@@ -25,7 +25,7 @@ type Action = metrics.Action
 // without it they are counted as errors and everything else goes on.
 const (
 	ActionLog     = metrics.ActionLog     // one JSON log line per finding
-	ActionMetric  = metrics.ActionMetric  // podfim_findings_total{kind}
+	ActionMetric  = metrics.ActionMetric  // podfim_findings_total{kind,origin}
 	ActionUnready = metrics.ActionUnready // /readyz fails until the violation is resolved
 	ActionRestore = metrics.ActionRestore // write the baseline's content and attributes back
 	ActionKill    = metrics.ActionKill    // SIGKILL the app container's processes, bounded
