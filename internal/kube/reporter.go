@@ -20,6 +20,7 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/podfim/podfim/internal/metrics"
+	"github.com/podfim/podfim/internal/safetext"
 )
 
 // Event reasons podfim posts on its pod (docs/kubernetes.md). They are API:
@@ -614,13 +615,5 @@ func eventMessage(s string) string {
 		}
 		s = s[n:]
 	}
-	s = b.String()
-	if len(s) > maxEventMessageBytes {
-		cut := maxEventMessageBytes - len("...")
-		for cut > 0 && !utf8.RuneStart(s[cut]) {
-			cut--
-		}
-		s = s[:cut] + "..."
-	}
-	return s
+	return safetext.Cut(b.String(), maxEventMessageBytes)
 }

@@ -34,14 +34,16 @@ func (f *fakeImages) ImageIDOf(_ context.Context, containerID string) (string, b
 
 // fakeReporter records the Events the sidecar posts.
 type fakeReporter struct {
-	mu     sync.Mutex
-	events []string
+	mu       sync.Mutex
+	events   []string
+	messages []string
 }
 
-func (f *fakeReporter) Event(_, reason, _ string) {
+func (f *fakeReporter) Event(_, reason, message string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.events = append(f.events, reason)
+	f.messages = append(f.messages, message)
 }
 func (f *fakeReporter) SetQuarantine(bool, string)  {}
 func (f *fakeReporter) Delete(time.Duration) error  { return nil }

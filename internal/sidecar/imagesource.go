@@ -15,6 +15,7 @@ import (
 	"github.com/podfim/podfim/internal/kube"
 	"github.com/podfim/podfim/internal/metrics"
 	"github.com/podfim/podfim/internal/referrer"
+	"github.com/podfim/podfim/internal/safetext"
 	"github.com/podfim/podfim/internal/target"
 )
 
@@ -264,10 +265,7 @@ func (s *sidecar) refuse(err error, retry time.Duration) {
 	s.log.Error("baseline refused: the app container is not verified and the pod stays unready",
 		keySource, src, keyReason, reason, keyImageRef, imageID, keyError, err.Error(), keyRetry, retry.String())
 	msg := fmt.Sprintf("no baseline signed by key %s for image %s (%s): %v", baseline.KeyID(s.cfg.VerifyKey), imageID, reason, err)
-	if len(msg) > maxRefusalEvent {
-		msg = msg[:maxRefusalEvent] + "..."
-	}
-	s.event(eventWarning, kube.ReasonBaselineRefused, msg)
+	s.event(eventWarning, kube.ReasonBaselineRefused, safetext.Cut(msg, maxRefusalEvent))
 	s.refusedOnce.Do(func() {
 		if s.refused != nil { // nil in tests that build a bare sidecar
 			close(s.refused)

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
@@ -254,6 +255,30 @@ func TestImageSourceValidate(t *testing.T) {
 		tc.cfg.Policy, tc.cfg.Inotify, tc.cfg.Selector = policy.Default(), true, target.Selector{Exe: "/app"}
 		if err := tc.cfg.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%+v: %v, want %q", tc.cfg.BaselineSource, err, tc.want)
+		}
+	}
+}
+
+// The refusal Event's message is bounded without splitting a character:
+// a reason of multi-byte characters (a repository or registry message in
+// another script) cut at maxRefusalEvent bytes stays valid UTF-8. Before
+// the fix the cut fell inside a "€", and the Event showed a broken byte.
+func TestRefusalEventCutOnRune(t *testing.T) {
+	pub, _, _ := ed25519.GenerateKey(nil)
+	s, rep, _ := newImageSidecar(t, Config{BaselineSource: metrics.BaselineRegistry, VerifyKey: pub, StateDir: t.TempDir()})
+	for pad := range 3 {
+		rep.mu.Lock()
+		rep.messages = nil
+		rep.mu.Unlock()
+		s.refuse(fmt.Errorf("%w: %s%s", referrer.ErrNotFound, strings.Repeat("x", pad), strings.Repeat("€", 400)), time.Second)
+		rep.mu.Lock()
+		msgs := slices.Clone(rep.messages)
+		rep.mu.Unlock()
+		if len(msgs) != 1 {
+			t.Fatalf("%d events, want 1", len(msgs))
+		}
+		if m := msgs[0]; len(m) > maxRefusalEvent || !utf8.ValidString(m) || !strings.HasSuffix(m, "...") {
+			t.Errorf("pad %d: event message of %d bytes, valid UTF-8 %v: %q", pad, len(m), utf8.ValidString(m), m[max(len(m)-12, 0):])
 		}
 	}
 }
