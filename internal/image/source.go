@@ -23,6 +23,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"github.com/podfim/podfim/internal/baseline"
+	"github.com/podfim/podfim/internal/safetext"
 )
 
 // ErrReference is wrapped by the error for an image reference podfim
@@ -365,18 +366,36 @@ func fromIndex(idx v1.ImageIndex, digest string, want *v1.Platform) (*selected, 
 		return nil, err
 	}
 	var have []string
+	rest := 0
 	for _, d := range im.Manifests {
 		if d.Platform == nil || !d.MediaType.IsImage() {
 			continue
 		}
-		have = append(have, quotePlatform(d.Platform))
 		if d.Platform.Satisfies(*want) {
 			img, err := idx.Image(d.Digest)
 			return &selected{img: img, want: d.Digest, index: digest}, err
 		}
+		if len(have) < maxListedPlatforms {
+			have = append(have, safetext.Cut(quotePlatform(d.Platform), maxPlatformText))
+		} else {
+			rest++
+		}
 	}
-	return nil, fmt.Errorf("%w: the index %s has no image for %s (it has: %s)", ErrReference, digest, quotePlatform(want), strings.Join(have, ", "))
+	if rest > 0 {
+		have = append(have, fmt.Sprintf("and %d more", rest))
+	}
+	return nil, fmt.Errorf("%w: the index %s has no image for %s (it has: %s)", ErrReference, digest,
+		safetext.Cut(quotePlatform(want), maxPlatformText), strings.Join(have, ", "))
 }
+
+// An error names at most maxListedPlatforms of an index's platforms, each
+// cut to maxPlatformText bytes, and counts the rest: the index is the
+// registry's (hostile input), and an index of thousands of platforms with
+// long names must not make an error of megabytes.
+const (
+	maxListedPlatforms = 8
+	maxPlatformText    = 128
+)
 
 // Keychain returns the registry credentials of authfile, a docker
 // config.json or podman auth.json (the same format; a Kubernetes

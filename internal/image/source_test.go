@@ -212,6 +212,27 @@ func TestHostilePlatform(t *testing.T) {
 	}
 }
 
+// TestManyPlatforms: an index of many platforms with long names makes an
+// error that names a few, each cut, and counts the rest. Before the fix it
+// listed all 200 (over 100 KiB).
+func TestManyPlatforms(t *testing.T) {
+	img := testImage(t, "linux/amd64")
+	var adds []mutate.IndexAddendum
+	for i := range 200 {
+		arch := fmt.Sprintf("arch%03d%s", i, strings.Repeat("x", 600))
+		adds = append(adds, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: arch}}})
+	}
+	idx := mutate.AppendManifests(mutate.IndexMediaType(empty.Index, types.OCIImageIndex), adds...)
+	_, err := fromIndex(idx, digestOf(t, idx), &v1.Platform{OS: "linux", Architecture: "s390x"})
+	if !errors.Is(err, ErrReference) {
+		t.Fatalf("err = %v, want ErrReference", err)
+	}
+	msg := err.Error()
+	if len(msg) > 2048 || !strings.Contains(msg, "linux/arch000") || !strings.Contains(msg, "and 192 more") || strings.Contains(msg, "arch008") {
+		t.Errorf("error of %d bytes: %.300q", len(msg), msg)
+	}
+}
+
 func TestReferenceErrors(t *testing.T) {
 	for _, ref := range []string{"", "nginx", "ftp://x/y", "oci:", "docker://UPPER/Case:tag"} {
 		if _, err := Open(context.Background(), ref, SourceOptions{}); !errors.Is(err, ErrReference) {
