@@ -20,6 +20,15 @@ type Readiness interface {
 	Readiness(max int) (verified bool, violations []string, total int)
 }
 
+// Blocked may be implemented by a Readiness whose target cannot be
+// verified at all for now: Blocked says why (the sidecar's baseline for the
+// running image was refused), "" when nothing blocks. /readyz then names
+// that instead of "not started". The text is the caller's to bound and to
+// keep free of secrets; Ready quotes it when it is not printable.
+type Blocked interface {
+	Blocked() string
+}
+
 // Ready reports whether r lets the pod receive traffic and, when it does
 // not, why: one human-readable reason per line of /readyz. The pod is ready
 // only once the first full verification of the target has completed
@@ -35,7 +44,7 @@ func Ready(r Readiness) (bool, []string) {
 	verified, keys, total := r.Readiness(maxReasons)
 	var reasons []string
 	if !verified {
-		reasons = append(reasons, "not started: the first full verification of the target has not completed")
+		reasons = append(reasons, notVerified(r))
 	}
 	shown := keys[:min(len(keys), maxReasons)]
 	for _, k := range shown {
@@ -45,6 +54,16 @@ func Ready(r Readiness) (bool, []string) {
 		reasons = append(reasons, fmt.Sprintf("and %d more integrity violations", rest))
 	}
 	return len(reasons) == 0, reasons
+}
+
+// notVerified is the /readyz line of a target not verified yet.
+func notVerified(r Readiness) string {
+	if b, ok := r.(Blocked); ok {
+		if why := b.Blocked(); why != "" {
+			return "not verified: " + quote(why)
+		}
+	}
+	return "not started: the first full verification of the target has not completed"
 }
 
 // quote returns s as is when it is printable UTF-8, and Go-quoted otherwise.

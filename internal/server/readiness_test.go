@@ -3,6 +3,7 @@ package server
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -124,5 +125,30 @@ func TestReadyBoundsAnyReadiness(t *testing.T) {
 	_, reasons := Ready(overlong{})
 	if len(reasons) != maxReasons+1 || reasons[maxReasons] != "and 3 more integrity violations" {
 		t.Errorf("%d reasons, last %q", len(reasons), reasons[len(reasons)-1])
+	}
+}
+
+// blockedReadiness is a Readiness that also says why it cannot verify.
+type blockedReadiness struct {
+	fakeReadiness
+	why string
+}
+
+func (r *blockedReadiness) Blocked() string { return r.why }
+
+// A Readiness that is blocked (a refused baseline) is named on /readyz,
+// quoted when it is not printable; one that is not says "not started".
+func TestReadinessBlocked(t *testing.T) {
+	r := &blockedReadiness{why: "baseline refused (source registry, reason signature)"}
+	if ok, reasons := Ready(r); ok || len(reasons) != 1 || reasons[0] != "not verified: baseline refused (source registry, reason signature)" {
+		t.Errorf("blocked: ready %v, reasons %q", ok, reasons)
+	}
+	r.why = "x\nintegrity violation: forged"
+	if _, reasons := Ready(r); len(reasons) != 1 || strings.ContainsRune(reasons[0], '\n') {
+		t.Errorf("hostile reason not quoted: %q", reasons)
+	}
+	r.why = ""
+	if _, reasons := Ready(r); len(reasons) != 1 || !strings.HasPrefix(reasons[0], "not started:") {
+		t.Errorf("not blocked: %q", reasons)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/podfim/podfim/internal/kube"
 	"github.com/podfim/podfim/internal/metrics"
 	"github.com/podfim/podfim/internal/referrer"
+	"github.com/podfim/podfim/internal/respond"
 	"github.com/podfim/podfim/internal/safetext"
 	"github.com/podfim/podfim/internal/target"
 )
@@ -32,6 +33,7 @@ const (
 	refuseRetryMin    = 5 * time.Second  // first retry after a refusal
 	refuseRetryMax    = 5 * time.Minute  // retries back off to this
 	maxRefusalEvent   = 900              // bytes of the reason an Event carries
+	maxRefusalReady   = 512              // bytes of the refusal /readyz names, before escaping
 	keyReason         = "reason"         // log key of a refusal reason
 	keyImageRef       = "image_ref"      // log key of the image a baseline was looked up for
 	keyRefusedSources = "baseline_files" // log key of a ConfigMap's candidates
@@ -167,6 +169,9 @@ func (s *sidecar) loadImageBaseline(ctx context.Context, c *target.Container) (*
 	if err := s.setBaseline(b, nil, src); err != nil {
 		return nil, err
 	}
+	s.mu.Lock()
+	s.refusal = ""
+	s.mu.Unlock()
 	s.log.Info("baseline verified for the running image", keySource, src, keyImageRef, imageID,
 		keyImage, b.Image.Manifest, "key_id", b.KeyID, "serial", b.Serial)
 	return b, nil
@@ -266,11 +271,57 @@ func (s *sidecar) refuse(err error, retry time.Duration) {
 		keySource, src, keyReason, reason, keyImageRef, imageID, keyError, err.Error(), keyRetry, retry.String())
 	msg := fmt.Sprintf("no baseline signed by key %s for image %s (%s): %v", baseline.KeyID(s.cfg.VerifyKey), imageID, reason, err)
 	s.event(eventWarning, kube.ReasonBaselineRefused, safetext.Cut(msg, maxRefusalEvent))
+	s.mu.Lock()
+	s.refusal = refusalLine(src, reason, imageID, baseline.KeyID(s.cfg.VerifyKey))
+	s.mu.Unlock()
 	s.refusedOnce.Do(func() {
 		if s.refused != nil { // nil in tests that build a bare sidecar
 			close(s.refused)
 		}
 	})
+}
+
+// refusalLine is what /readyz says of a refusal: the source, the reason
+// and what it means, the image and the key, at most maxRefusalReady bytes
+// before /readyz escapes it. It leaves out the error itself (in the log and
+// the Event): the app can read /readyz, and a registry's error text is
+// neither ours to repeat nor bounded in what it says.
+func refusalLine(src metrics.BaselineSource, reason metrics.RefusalReason, imageID, keyID string) string {
+	if imageID == "" {
+		imageID = "unknown"
+	}
+	return safetext.Cut(fmt.Sprintf("baseline refused (source %s, reason %s: %s) for image %s, key %s",
+		src, reason, refusalMeaning(reason), imageID, keyID), maxRefusalReady)
+}
+
+// refusalMeaning says what a refusal reason means, for /readyz.
+func refusalMeaning(r metrics.RefusalReason) string {
+	switch r {
+	case metrics.RefusedNoImage:
+		return "the running image's digest is unknown"
+	case metrics.RefusedNotFound:
+		return "no baseline for the running image's digest"
+	case metrics.RefusedSignature:
+		return "unsigned, or signed by another key"
+	case metrics.RefusedImage:
+		return "signed, but made for another image or subject"
+	case metrics.RefusedInvalid:
+		return "corrupt, a newer format or over a limit"
+	}
+	return "the registry or the file system failed"
+}
+
+// readiness is what /readyz serves: the responder's ledger, and why no
+// baseline can be used when one was refused (server.Blocked).
+type readiness struct {
+	*respond.Responder
+	s *sidecar
+}
+
+func (r readiness) Blocked() string {
+	r.s.mu.Lock()
+	defer r.s.mu.Unlock()
+	return r.s.refusal
 }
 
 // refusalReason classifies a refusal for the metric. The order matters:

@@ -31,6 +31,7 @@ import (
 	"github.com/podfim/podfim/internal/policy"
 	"github.com/podfim/podfim/internal/referrer"
 	"github.com/podfim/podfim/internal/respond"
+	"github.com/podfim/podfim/internal/server"
 	"github.com/podfim/podfim/internal/target"
 )
 
@@ -280,5 +281,62 @@ func TestRefusalEventCutOnRune(t *testing.T) {
 		if m := msgs[0]; len(m) > maxRefusalEvent || !utf8.ValidString(m) || !strings.HasSuffix(m, "...") {
 			t.Errorf("pad %d: event message of %d bytes, valid UTF-8 %v: %q", pad, len(m), utf8.ValidString(m), m[max(len(m)-12, 0):])
 		}
+	}
+}
+
+// /readyz names a refusal: the source, the reason and what it means, the
+// image and the key; and says "not started" again once a baseline is in
+// use. Before, it said only "not started" while every baseline was
+// refused, which sent operators looking for a slow first check.
+func TestReadyzNamesRefusal(t *testing.T) {
+	const cid = "0e768f8db752fcd648adb264498daa1d8f31562320e881d6a9ec593d24b1f779"
+	refs := registryImages(t, 2)
+	pub, key, _ := ed25519.GenerateKey(nil)
+	_, other, _ := ed25519.GenerateKey(nil)
+	dir := t.TempDir()
+	ctx := context.Background()
+	for i, k := range []ed25519.PrivateKey{key, other} {
+		if _, err := referrer.Push(ctx, refs[i], imageBaselineFile(t, dir, fmt.Sprint(i, ".pfb"), refs[i].DigestStr(), 1, k), nil, referrer.Options{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	images := &fakeImages{ids: map[string]string{cid: refs[1].String()}}
+	s, rep, _ := newImageSidecar(t, Config{BaselineSource: metrics.BaselineRegistry, VerifyKey: pub, StateDir: t.TempDir(), Images: images})
+	s.resp = respond.New(s.cfg.Plan, s.log, s.metrics, s, rep, nil)
+	c := &target.Container{PID: 42, ContainerID: cid}
+	ready := readiness{s.resp, s}
+
+	_, err := s.loadImageBaseline(ctx, c)
+	if err == nil {
+		t.Fatal("a baseline signed by another key was used")
+	}
+	s.refuse(err, time.Second)
+	ok, reasons := server.Ready(ready)
+	want := "not verified: baseline refused (source registry, reason signature: unsigned, or signed by another key) for image " +
+		refs[1].String() + ", key " + baseline.KeyID(pub)
+	if ok || len(reasons) != 1 || reasons[0] != want {
+		t.Errorf("/readyz after a refusal: ready %v, reasons %q, want %q", ok, reasons, want)
+	}
+	if strings.Contains(reasons[0], err.Error()) {
+		t.Errorf("/readyz repeats the error: %q", reasons[0])
+	}
+
+	images.ids[cid] = refs[0].String()
+	if _, err := s.loadImageBaseline(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	if _, reasons := server.Ready(ready); len(reasons) != 1 || !strings.HasPrefix(reasons[0], "not started:") {
+		t.Errorf("/readyz once a baseline is in use: %q", reasons)
+	}
+}
+
+// The refusal /readyz names is bounded, whatever the image reference.
+func TestRefusalLineBounded(t *testing.T) {
+	line := refusalLine(metrics.BaselineRegistry, metrics.RefusedNotFound, strings.Repeat("é", 2000), "k")
+	if len(line) > maxRefusalReady || !utf8.ValidString(line) {
+		t.Errorf("refusal line of %d bytes (valid UTF-8 %v)", len(line), utf8.ValidString(line))
+	}
+	if got := refusalLine(metrics.BaselineConfigMap, metrics.RefusedNoImage, "", "k"); !strings.Contains(got, "for image unknown") {
+		t.Errorf("no image: %q", got)
 	}
 }

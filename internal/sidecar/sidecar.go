@@ -395,7 +395,7 @@ func (s *sidecar) serve(ctx context.Context, reg *prometheus.Registry) <-chan er
 		case <-t.C:
 			s.log.Warn("serving before the first full check of the app container completed", keyWaited, serveGrace.String())
 		}
-		srv := server.New(s.cfg.Listen, reg, s.resp, s.health)
+		srv := server.New(s.cfg.Listen, reg, readiness{s.resp, s}, s.health)
 		srv.LimitConns(0, s.connOverflow())
 		go func() {
 			select {
@@ -548,6 +548,9 @@ type sidecar struct {
 	// imageID is the image ID of the container being monitored, when the
 	// API told it ("" otherwise).
 	imageID string
+	// refusal is why the running image's baseline was last refused, for
+	// /readyz; "" once one is in use.
+	refusal string
 }
 
 func (s *sidecar) health() error {
