@@ -155,6 +155,9 @@ func checkParsedBySidecar(t *testing.T, sc corev1.Container, s inject.Settings, 
 	if s.LogLevel != "" && f.logLevel != s.LogLevel {
 		t.Errorf("log level %q, annotation %q", f.logLevel, s.LogLevel)
 	}
+	if cfg.Subject != s.Subject {
+		t.Errorf("subject %q, annotation %q", cfg.Subject, s.Subject)
+	}
 	if s.Target != "" && cfg.TargetName != s.Target {
 		t.Errorf("target %q, annotation %q", cfg.TargetName, s.Target)
 	}

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"k8s.io/apimachinery/pkg/util/validation"
 
@@ -39,6 +41,7 @@ const (
 	AnnWebhook   = Prefix + "webhook-url"
 	AnnBaseline  = Prefix + "baseline"
 	AnnVerifyKey = Prefix + "verify-key"
+	AnnSubject   = Prefix + "subject"
 	AnnQuick     = Prefix + "quick-interval"
 	AnnFull      = Prefix + "full-interval"
 	AnnPort      = Prefix + "port"
@@ -72,6 +75,9 @@ const (
 	maxValueBytes = 4096
 	maxPaths      = 64
 	maxExcludes   = 64
+	// maxSubjectBytes is baseline.MaxSubjectBytes: a longer subject is
+	// one no baseline can carry.
+	maxSubjectBytes = 1024
 	// DefaultPort is the sidecar's /metrics, /healthz and /readyz port.
 	DefaultPort = 9090
 )
@@ -122,6 +128,7 @@ type Settings struct {
 	Baseline  *Ref // nil: first sight, or Registry
 	Registry  bool // podfim.io/baseline: registry
 	VerifyKey *Ref
+	Subject   string         // the sidecar's --subject; "" not set
 	Quick     *time.Duration // nil: not set; 0 disables quick checks
 	Full      *time.Duration
 	Port      int // 0: DefaultPort
@@ -165,6 +172,7 @@ var annotations = []annotation{
 	{AnnWebhook, func(s *Settings, v string) error { s.Webhook = v; return nil }},
 	{AnnBaseline, parseBaseline},
 	{AnnVerifyKey, func(s *Settings, v string) (err error) { s.VerifyKey, err = parseRefPtr(v); return err }},
+	{AnnSubject, parseSubject},
 	{AnnQuick, func(s *Settings, v string) (err error) { s.Quick, err = parseInterval(v); return err }},
 	{AnnFull, func(s *Settings, v string) (err error) { s.Full, err = parseInterval(v); return err }},
 	{AnnPort, parsePort},
@@ -269,6 +277,12 @@ func crossCheck(s *Settings, ann map[string]string, defaultRespond []string) []*
 		// Fail closed: anyone can attach an unsigned baseline to an image.
 		bad(AnnBaseline, "%q needs %s: only a baseline signed by a key you trust can vouch for an image", SourceRegistry, AnnVerifyKey)
 	}
+	if s.Subject != "" && s.Baseline == nil && !s.Registry {
+		// As the sidecar's --subject: a first-sight baseline is made for
+		// whatever runs.
+		bad(AnnSubject, "needs %s (a file, a ConfigMap or %q): a first-sight baseline is made for whatever runs", AnnBaseline, SourceRegistry)
+		s.Subject = ""
+	}
 	// A baseline annotation that failed to parse has its own error.
 	if b := strings.TrimSpace(ann[AnnBaseline]); s.VerifyKey != nil && s.Baseline == nil && (b == "" || b == SourceFirstSight) {
 		bad(AnnVerifyKey, "only a baseline file can be verified: set %s too", AnnBaseline)
@@ -324,6 +338,20 @@ func parseBaseline(s *Settings, v string) error {
 		return fmt.Errorf("%w (or %q, or %q)", err, SourceFirstSight, SourceRegistry)
 	}
 	s.Baseline = &r
+	return nil
+}
+
+// parseSubject reads the subject a baseline must have been made for
+// (baseline --subject): printable UTF-8, at most maxSubjectBytes. It
+// reaches the sidecar's command line and its log lines.
+func parseSubject(s *Settings, v string) error {
+	if len(v) > maxSubjectBytes {
+		return fmt.Errorf("%d bytes, more than %d (a baseline's subject is at most that)", len(v), maxSubjectBytes)
+	}
+	if !utf8.ValidString(v) || strings.ContainsFunc(v, func(r rune) bool { return !unicode.IsPrint(r) }) {
+		return fmt.Errorf("%q: not printable text (letters, digits, punctuation and spaces)", v)
+	}
+	s.Subject = v
 	return nil
 }
 
@@ -527,6 +555,7 @@ func (s Settings) Annotations() map[string]string {
 	if s.VerifyKey != nil {
 		set(AnnVerifyKey, s.VerifyKey.String())
 	}
+	set(AnnSubject, s.Subject)
 	if s.Quick != nil {
 		m[AnnQuick] = s.Quick.String()
 	}

@@ -346,6 +346,7 @@ func sidecarArgs(s Settings, plan respond.Plan, listen, target string) []string 
 	if s.ExecDrift != nil {
 		opt("exec-drift", strconv.FormatBool(*s.ExecDrift))
 	}
+	opt("subject", s.Subject)
 	return args
 }
 

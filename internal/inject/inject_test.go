@@ -310,6 +310,12 @@ func TestParseAnnotationsErrors(t *testing.T) {
 		{map[string]string{AnnLogLevel: "loud"}, AnnLogLevel, "not one of"},
 		{map[string]string{AnnExecDrift: "off"}, AnnExecDrift, "not true or false"},
 		{map[string]string{AnnPaths: strings.Repeat("/a", 3000)}, AnnPaths, "bytes, more than"},
+		{map[string]string{AnnSubject: "web/www"}, AnnSubject, "needs " + AnnBaseline},
+		{map[string]string{AnnSubject: "web/www", AnnBaseline: "first-sight"}, AnnSubject, "needs " + AnnBaseline},
+		{map[string]string{AnnSubject: strings.Repeat("s", 1025), AnnBaseline: "file:/b.pfb"}, AnnSubject, "more than 1024"},
+		{map[string]string{AnnSubject: "web\n--respond=log", AnnBaseline: "file:/b.pfb"}, AnnSubject, "not printable"},
+		{map[string]string{AnnSubject: "web\x1b[2J", AnnBaseline: "file:/b.pfb"}, AnnSubject, "not printable"},
+		{map[string]string{AnnSubject: "web\xff", AnnBaseline: "file:/b.pfb"}, AnnSubject, "not printable"},
 	} {
 		_, err := ParseAnnotations(tt.ann, []string{"log"})
 		var ae *AnnotationError
