@@ -10,10 +10,11 @@ import (
 )
 
 // EntryText is one line describing every collected attribute of a baseline
-// entry, for `podfim baseline show --entries`: the path first, every
-// string from the tree quoted when it is not plainly printable (so an entry
-// can neither start a line of its own nor send a terminal escape), xattr
-// values in base64 (ACLs as text).
+// entry, for `podfim baseline show --entries`: the path first, then the
+// fields, separated by two spaces; every string from the tree quoted when
+// it is not plainly printable or has a space (quote), so that an entry can
+// neither start a line of its own, send a terminal escape, nor forge a
+// field; xattr values in base64 (ACLs as text).
 func EntryText(e *attr.Entry) string {
 	parts := []string{quote(e.Path), typeString(e)}
 	a := e.Attrs
@@ -45,7 +46,7 @@ func EntryText(e *attr.Entry) string {
 		parts = append(parts, "ctime="+Time(e.Ctime))
 	}
 	for _, x := range e.Xattrs {
-		parts = append(parts, "xattr:"+quote(x.Name)+"="+xattrValue(x.Name, x.Value, true))
+		parts = append(parts, "xattr:"+quoteXattrName(x.Name)+"="+xattrValue(x.Name, x.Value, true))
 	}
 	if alg := e.HashAlg(); alg != 0 {
 		parts = append(parts, alg.String()+"="+hashString(e.Hash))

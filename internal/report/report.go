@@ -235,17 +235,43 @@ func Escape(s string) string {
 }
 
 // quote shows a string from the tree (a path, a link target, an xattr name)
-// as is when it is printable UTF-8 without spaces at the ends, and Go-quoted
-// otherwise, so that a hostile name can neither start a line of its own nor
-// send a terminal escape. Every such string in text output goes through it.
+// as is when it is printable UTF-8 without a space, and Go-quoted
+// otherwise, so that a hostile name can neither start a line of its own,
+// send a terminal escape, nor pass for the fields that follow it: text
+// output separates fields with spaces (two in `baseline show --entries`,
+// columns in reports), so a name with a space is always delimited, and in
+// the quoted form of one with two spaces in a row every space is written
+// \x20, so that no field ever holds the two-space separator. Every such
+// string in text output goes through it; strconv.Unquote gives it back.
 func quote(s string) string {
-	if !utf8.ValidString(s) || s != strings.TrimSpace(s) {
-		return strconv.Quote(s)
+	if !needsQuote(s) {
+		return s
+	}
+	q := strconv.Quote(s)
+	if strings.Contains(q, "  ") {
+		q = strings.ReplaceAll(q, " ", `\x20`)
+	}
+	return q
+}
+
+func needsQuote(s string) bool {
+	if !utf8.ValidString(s) {
+		return true
 	}
 	for _, r := range s {
-		if !strconv.IsPrint(r) || r == '"' || r == '\\' {
-			return strconv.Quote(s)
+		if r == ' ' || !strconv.IsPrint(r) || r == '"' || r == '\\' {
+			return true
 		}
 	}
-	return s
+	return false
+}
+
+// quoteXattrName is quote for an xattr name written as NAME=VALUE: a name
+// with '=' in it is quoted too, so that it cannot pass for a shorter name
+// and a value.
+func quoteXattrName(s string) string {
+	if strings.Contains(s, "=") && !needsQuote(s) {
+		return strconv.Quote(s)
+	}
+	return quote(s)
 }

@@ -181,6 +181,9 @@ func TestQuoteMakesLookalikesVisible(t *testing.T) {
 		"/a\nb\x00":  `"/a\nb\x00"`,
 		"/\xff":      `"/\xff"`,
 		"/caf\u00e9": "/caf\u00e9",
+		"/a b":       `"/a b"`,
+		"/a  b":      `"/a\x20\x20b"`,
+		"/a=b":       "/a=b",
 	} {
 		if got := quote(in); got != want {
 			t.Errorf("quote(%q) = %s, want %s", in, got, want)
