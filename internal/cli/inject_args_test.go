@@ -133,6 +133,9 @@ func checkParsedBySidecar(t *testing.T, sc corev1.Container, s inject.Settings, 
 	if s.Registry != (cfg.Source() == metrics.BaselineRegistry) {
 		t.Errorf("baseline source %s, podfim.io/baseline registry %v", cfg.Source(), s.Registry)
 	}
+	if s.MapSource != (cfg.Source() == metrics.BaselineConfigMap) || s.MapSource && cfg.BaselineFile != "/etc/podfim/baseline" {
+		t.Errorf("baseline source %s in %q, podfim.io/baseline configmap %v", cfg.Source(), cfg.BaselineFile, s.MapSource)
+	}
 	want := s.Respond
 	if want == nil {
 		want = defaultRespond
@@ -149,7 +152,7 @@ func checkParsedBySidecar(t *testing.T, sc corev1.Container, s inject.Settings, 
 	if s.Quick != nil && cfg.Quick != *s.Quick || s.Full != nil && cfg.Full != *s.Full {
 		t.Errorf("intervals %s/%s, annotations %v/%v", cfg.Quick, cfg.Full, s.Quick, s.Full)
 	}
-	if s.Baseline != nil && !strings.HasSuffix(cfg.BaselineFile, refName(s.Baseline)) || s.Baseline == nil && cfg.BaselineFile != "" {
+	if s.Baseline != nil && !strings.HasSuffix(cfg.BaselineFile, refName(s.Baseline)) || s.Baseline == nil && !s.MapSource && cfg.BaselineFile != "" {
 		t.Errorf("baseline %q, annotation %v", cfg.BaselineFile, s.Baseline)
 	}
 	if s.LogLevel != "" && f.logLevel != s.LogLevel {

@@ -42,11 +42,14 @@ const (
 	AnnBaseline  = Prefix + "baseline"
 	AnnVerifyKey = Prefix + "verify-key"
 	AnnSubject   = Prefix + "subject"
-	AnnQuick     = Prefix + "quick-interval"
-	AnnFull      = Prefix + "full-interval"
-	AnnPort      = Prefix + "port"
-	AnnLogLevel  = Prefix + "log-level"
-	AnnExecDrift = Prefix + "exec-drift"
+	// AnnBaselineMap names the ConfigMap of baselines for several images
+	// (podfim.io/baseline: configmap).
+	AnnBaselineMap = Prefix + "baseline-configmap"
+	AnnQuick       = Prefix + "quick-interval"
+	AnnFull        = Prefix + "full-interval"
+	AnnPort        = Prefix + "port"
+	AnnLogLevel    = Prefix + "log-level"
+	AnnExecDrift   = Prefix + "exec-drift"
 	// AnnPrivileges picks the sidecar's privileges: PrivilegesDefault or
 	// PrivilegesRestricted (docs/security.md, "Restricted mode").
 	AnnPrivileges = Prefix + "privileges"
@@ -127,12 +130,16 @@ type Settings struct {
 	Webhook   string
 	Baseline  *Ref // nil: first sight, or Registry
 	Registry  bool // podfim.io/baseline: registry
-	VerifyKey *Ref
-	Subject   string         // the sidecar's --subject; "" not set
-	Quick     *time.Duration // nil: not set; 0 disables quick checks
-	Full      *time.Duration
-	Port      int // 0: DefaultPort
-	LogLevel  string
+	// MapSource: podfim.io/baseline: configmap, the baselines of several
+	// images in the ConfigMap BaselineMap (podfim.io/baseline-configmap).
+	MapSource   bool
+	BaselineMap string
+	VerifyKey   *Ref
+	Subject     string         // the sidecar's --subject; "" not set
+	Quick       *time.Duration // nil: not set; 0 disables quick checks
+	Full        *time.Duration
+	Port        int // 0: DefaultPort
+	LogLevel    string
 	// Privileges is PrivilegesDefault or PrivilegesRestricted; "": the
 	// webhook's --sidecar-privileges.
 	Privileges string
@@ -173,6 +180,7 @@ var annotations = []annotation{
 	{AnnBaseline, parseBaseline},
 	{AnnVerifyKey, func(s *Settings, v string) (err error) { s.VerifyKey, err = parseRefPtr(v); return err }},
 	{AnnSubject, parseSubject},
+	{AnnBaselineMap, parseBaselineMap},
 	{AnnQuick, func(s *Settings, v string) (err error) { s.Quick, err = parseInterval(v); return err }},
 	{AnnFull, func(s *Settings, v string) (err error) { s.Full, err = parseInterval(v); return err }},
 	{AnnPort, parsePort},
@@ -277,7 +285,8 @@ func crossCheck(s *Settings, ann map[string]string, defaultRespond []string) []*
 		// Fail closed: anyone can attach an unsigned baseline to an image.
 		bad(AnnBaseline, "%q needs %s: only a baseline signed by a key you trust can vouch for an image", SourceRegistry, AnnVerifyKey)
 	}
-	if s.Subject != "" && s.Baseline == nil && !s.Registry {
+	errs = append(errs, checkMapSource(s)...)
+	if s.Subject != "" && s.Baseline == nil && !s.Registry && !s.MapSource {
 		// As the sidecar's --subject: a first-sight baseline is made for
 		// whatever runs.
 		bad(AnnSubject, "needs %s (a file, a ConfigMap or %q): a first-sight baseline is made for whatever runs", AnnBaseline, SourceRegistry)
@@ -332,10 +341,13 @@ func parseBaseline(s *Settings, v string) error {
 	case SourceRegistry:
 		s.Registry = true
 		return nil
+	case SourceConfigMap:
+		s.MapSource = true
+		return nil
 	}
 	r, err := parseRef(v)
 	if err != nil {
-		return fmt.Errorf("%w (or %q, or %q)", err, SourceFirstSight, SourceRegistry)
+		return fmt.Errorf("%w (or %q, %q, or %q with %s)", err, SourceFirstSight, SourceRegistry, SourceConfigMap, AnnBaselineMap)
 	}
 	s.Baseline = &r
 	return nil
@@ -353,6 +365,33 @@ func parseSubject(s *Settings, v string) error {
 	}
 	s.Subject = v
 	return nil
+}
+
+func parseBaselineMap(s *Settings, v string) error {
+	if errs := validation.IsDNS1123Subdomain(v); len(errs) > 0 {
+		return fmt.Errorf("%q is not a ConfigMap name: %s", v, strings.Join(errs, "; "))
+	}
+	s.BaselineMap = v
+	return nil
+}
+
+// checkMapSource checks podfim.io/baseline: configmap and
+// podfim.io/baseline-configmap together: each needs the other, and, as
+// registry, a key (a ConfigMap is anyone's with write access to the
+// namespace to fill). It clears what it refuses.
+func checkMapSource(s *Settings) []*AnnotationError {
+	var errs []*AnnotationError
+	switch {
+	case s.MapSource && s.BaselineMap == "":
+		errs = append(errs, &AnnotationError{Key: AnnBaseline, Problem: fmt.Sprintf("%q needs %s: the ConfigMap that holds the baselines of the images", SourceConfigMap, AnnBaselineMap)})
+	case !s.MapSource && s.BaselineMap != "":
+		errs = append(errs, &AnnotationError{Key: AnnBaselineMap, Problem: fmt.Sprintf("set, but %s is not %q", AnnBaseline, SourceConfigMap)})
+		s.BaselineMap = ""
+	}
+	if s.MapSource && s.VerifyKey == nil {
+		errs = append(errs, &AnnotationError{Key: AnnBaseline, Problem: fmt.Sprintf("%q needs %s: only a baseline signed by a key you trust can vouch for an image", SourceConfigMap, AnnVerifyKey)})
+	}
+	return errs
 }
 
 func parseRefPtr(v string) (*Ref, error) {
@@ -549,9 +588,15 @@ func (s Settings) Annotations() map[string]string {
 		set(AnnKillWin, s.KillWin.String())
 	}
 	set(AnnWebhook, s.Webhook)
-	if s.Baseline != nil {
+	switch {
+	case s.Baseline != nil:
 		set(AnnBaseline, s.Baseline.String())
+	case s.Registry:
+		set(AnnBaseline, SourceRegistry)
+	case s.MapSource:
+		set(AnnBaseline, SourceConfigMap)
 	}
+	set(AnnBaselineMap, s.BaselineMap)
 	if s.VerifyKey != nil {
 		set(AnnVerifyKey, s.VerifyKey.String())
 	}

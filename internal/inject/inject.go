@@ -215,11 +215,11 @@ func (c *Config) sidecar(pod *corev1.Pod, s Settings) (corev1.Container, []corev
 	args := sidecarArgs(s, plan, listen, target)
 	refArgs, volumes, mounts := stateAndRefs(s)
 	args = append(args, refArgs...)
-	if s.Registry {
-		regArgs, regVolumes, regMounts := registrySource(pod, target)
-		args, volumes, mounts = append(args, regArgs...), append(volumes, regVolumes...), append(mounts, regMounts...)
+	if s.Registry || s.MapSource {
+		imgArgs, imgVolumes, imgMounts := imageSource(pod, target, s)
+		args, volumes, mounts = append(args, imgArgs...), append(volumes, imgVolumes...), append(mounts, imgMounts...)
 	}
-	if target != "" || plan.NeedsAPI() || s.Registry {
+	if target != "" || plan.NeedsAPI() || s.Registry || s.MapSource {
 		// The API responses and --target-name need the service account's
 		// token. The service-account admission plugin ran before this
 		// webhook and mounted its token into the app's containers only (if
@@ -377,18 +377,32 @@ func stateAndRefs(s Settings) (args []string, volumes []corev1.Volume, mounts []
 	return args, volumes, mounts
 }
 
-// registrySource wires podfim.io/baseline: registry. The sidecar reads
-// the app container's imageID from the pod status (it gets the token for
-// that); when the pod names the image by digest, --image-digest says it
-// too, for a sidecar without RBAC on its pod. The pod's first image pull
-// secret, if any, is mounted into the sidecar only, as its registry
-// credentials.
-func registrySource(pod *corev1.Pod, target string) (args []string, volumes []corev1.Volume, mounts []corev1.VolumeMount) {
-	args = []string{"--baseline-source=" + SourceRegistry}
+// imageSource wires the image-bound sources, podfim.io/baseline: registry
+// or configmap. The sidecar reads the app container's imageID from the pod
+// status (it gets the token for that); when the pod names the image by
+// digest, --image-digest says it too, for a sidecar without RBAC on its
+// pod. For registry, the pod's first image pull secret, if any, is mounted
+// into the sidecar only, as its registry credentials; for configmap, the
+// whole ConfigMap of baselines (podfim.io/baseline-configmap), read-only,
+// into the sidecar only: the app must not reach what it is checked
+// against.
+func imageSource(pod *corev1.Pod, target string, s Settings) (args []string, volumes []corev1.Volume, mounts []corev1.VolumeMount) {
+	src := SourceRegistry
+	if s.MapSource {
+		src = SourceConfigMap
+	}
+	args = []string{"--baseline-source=" + src}
 	if ref, ok := digestRef(appImage(pod, target)); ok {
 		args = append(args, "--image-digest="+ref)
 	}
-	if len(pod.Spec.ImagePullSecrets) > 0 && pod.Spec.ImagePullSecrets[0].Name != "" {
+	switch {
+	case s.MapSource:
+		volumes = append(volumes, corev1.Volume{Name: VolumeBaseline, VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
+			LocalObjectReference: corev1.LocalObjectReference{Name: s.BaselineMap},
+		}}})
+		mounts = append(mounts, corev1.VolumeMount{Name: VolumeBaseline, MountPath: baselineDir, ReadOnly: true})
+		args = append(args, "--baseline="+baselineDir)
+	case len(pod.Spec.ImagePullSecrets) > 0 && pod.Spec.ImagePullSecrets[0].Name != "":
 		volumes = append(volumes, corev1.Volume{Name: VolumePull, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
 			SecretName: pod.Spec.ImagePullSecrets[0].Name,
 			Items:      []corev1.KeyToPath{{Key: corev1.DockerConfigJsonKey, Path: "config.json"}},

@@ -186,11 +186,11 @@ func checkSidecar(t *testing.T, before, pod *corev1.Pod) {
 		t.Errorf("hostNetwork %v: probe host %q, args %s", pod.Spec.HostNetwork, sc.ReadinessProbe.HTTPGet.Host, args)
 	}
 	api := strings.Contains(args, "--target-name=") || strings.Contains(args, "event") || strings.Contains(args, "quarantine") || strings.Contains(args, "delete") ||
-		strings.Contains(args, "--baseline-source=registry") // reads the app container's imageID
-	// Only the sidecar mounts the pull secret.
+		strings.Contains(args, "--baseline-source=registry") || strings.Contains(args, "--baseline-source=configmap") // reads the app container's imageID
+	// Only the sidecar mounts the pull secret and the baselines.
 	for _, c := range pod.Spec.Containers {
-		if c.Name != ContainerName && slices.ContainsFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool { return m.Name == VolumePull }) {
-			t.Errorf("container %s mounts the pull secret", c.Name)
+		if c.Name != ContainerName && slices.ContainsFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool { return m.Name == VolumePull || m.Name == VolumeBaseline }) {
+			t.Errorf("container %s mounts the pull secret or the baselines", c.Name)
 		}
 	}
 	hasToken := slices.ContainsFunc(sc.VolumeMounts, func(m corev1.VolumeMount) bool {
@@ -310,6 +310,12 @@ func TestParseAnnotationsErrors(t *testing.T) {
 		{map[string]string{AnnLogLevel: "loud"}, AnnLogLevel, "not one of"},
 		{map[string]string{AnnExecDrift: "off"}, AnnExecDrift, "not true or false"},
 		{map[string]string{AnnPaths: strings.Repeat("/a", 3000)}, AnnPaths, "bytes, more than"},
+		{map[string]string{AnnBaseline: "configmap", AnnVerifyKey: "file:/k.pub"}, AnnBaseline, "needs " + AnnBaselineMap},
+		{map[string]string{AnnBaseline: "configmap", AnnBaselineMap: "web"}, AnnBaseline, "needs " + AnnVerifyKey},
+		{map[string]string{AnnBaselineMap: "web"}, AnnBaselineMap, "is not \"configmap\""},
+		{map[string]string{AnnBaseline: "registry", AnnVerifyKey: "file:/k.pub", AnnBaselineMap: "web"}, AnnBaselineMap, "is not \"configmap\""},
+		{map[string]string{AnnBaseline: "configmap", AnnVerifyKey: "file:/k.pub", AnnBaselineMap: "Web_Baselines"}, AnnBaselineMap, "not a ConfigMap name"},
+		{map[string]string{AnnBaseline: "configmap", AnnVerifyKey: "file:/k.pub", AnnBaselineMap: "web/x"}, AnnBaselineMap, "not a ConfigMap name"},
 		{map[string]string{AnnSubject: "web/www"}, AnnSubject, "needs " + AnnBaseline},
 		{map[string]string{AnnSubject: "web/www", AnnBaseline: "first-sight"}, AnnSubject, "needs " + AnnBaseline},
 		{map[string]string{AnnSubject: strings.Repeat("s", 1025), AnnBaseline: "file:/b.pfb"}, AnnSubject, "more than 1024"},
