@@ -35,6 +35,7 @@ type sidecarFlags struct {
 	config       string
 	policy       string
 	policyYAML   string // inline policy (the admission webhook's podfim.io/paths)
+	allowPolicy  bool   // compare under the given policy although the baseline's differs
 	baseline     string
 	source       string
 	imageDigest  string
@@ -73,6 +74,7 @@ type sidecarFlags struct {
 func (f *sidecarFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.config, "config", "", "YAML file of settings, keyed by flag name (e.g. \"quick-interval: 30s\"); flags and PODFIM_* variables win over it")
 	fs.StringVar(&f.policy, "policy", "", "policy file (YAML); default: the built-in policy for container images")
+	fs.BoolVar(&f.allowPolicy, "allow-policy-change", false, "compare under --policy (or --policy-yaml) although the baseline was made with another policy (paths one of them skips show as added or removed); without it such a baseline is refused, and without --policy a baseline's stored policy is used")
 	fs.StringVar(&f.policyYAML, "policy-yaml", "", "the policy itself, as YAML or JSON (the admission webhook sets PODFIM_POLICY_YAML from the pod's annotations); excludes --policy")
 	fs.StringVar(&f.baseline, "baseline", "", "trusted baseline file (e.g. from a ConfigMap or the sidecar image); with --baseline-source configmap, the mounted ConfigMap's directory of baselines; empty: baseline the container at first sight into --state-dir")
 	fs.StringVar(&f.source, "baseline-source", "", "where the baseline comes from: registry (the running image's signed referrer), configmap (of the baselines in --baseline, the one for the running image), file, first-sight; default: file with --baseline, else first-sight. registry and configmap need --verify-key and fail closed (docs/image-baselines.md)")
@@ -191,22 +193,24 @@ func (f *sidecarFlags) build(getenv func(string) string) (sidecar.Config, *slog.
 		}
 	}
 	cfg = sidecar.Config{
-		Selector:       target.Selector{Exe: f.targetExe, ContainerID: f.targetID},
-		Policy:         p,
-		BaselineFile:   f.baseline,
-		BaselineSource: metrics.BaselineSource(f.source),
-		ImageDigest:    f.imageDigest,
-		Pull:           referrer.Options{Authfile: f.pullAuth, Insecure: f.pullInsecure},
-		Subject:        f.subject,
-		StateDir:       f.stateDir,
-		Inotify:        f.inotify,
-		ExecDrift:      f.execDrift,
-		ExecInterval:   f.execInterval,
-		Quick:          f.quick,
-		Full:           f.full,
-		Retarget:       f.retarget,
-		Listen:         f.listen,
-		Version:        versionString(),
+		Selector:          target.Selector{Exe: f.targetExe, ContainerID: f.targetID},
+		Policy:            p,
+		PolicyGiven:       f.policy != "" || f.policyYAML != "",
+		AllowPolicyChange: f.allowPolicy,
+		BaselineFile:      f.baseline,
+		BaselineSource:    metrics.BaselineSource(f.source),
+		ImageDigest:       f.imageDigest,
+		Pull:              referrer.Options{Authfile: f.pullAuth, Insecure: f.pullInsecure},
+		Subject:           f.subject,
+		StateDir:          f.stateDir,
+		Inotify:           f.inotify,
+		ExecDrift:         f.execDrift,
+		ExecInterval:      f.execInterval,
+		Quick:             f.quick,
+		Full:              f.full,
+		Retarget:          f.retarget,
+		Listen:            f.listen,
+		Version:           versionString(),
 		Plan: respond.Plan{
 			Actions:         respond.ParseActions(f.respond...),
 			Escalate:        respond.ParseActions(f.escalate...),

@@ -30,10 +30,11 @@ const (
 	RefusedSignature RefusalReason = "signature" // unsigned, or signed by another key
 	RefusedImage     RefusalReason = "image"     // authentic, but made for another image (or subject)
 	RefusedInvalid   RefusalReason = "invalid"   // corrupt, a newer format, over a limit
+	RefusedPolicy    RefusalReason = "policy"    // made with another policy than the sidecar was given
 	RefusedError     RefusalReason = "error"     // the registry or the file system failed
 )
 
-var refusalReasons = []RefusalReason{RefusedNoImage, RefusedNotFound, RefusedSignature, RefusedImage, RefusedInvalid, RefusedError}
+var refusalReasons = []RefusalReason{RefusedNoImage, RefusedNotFound, RefusedSignature, RefusedImage, RefusedInvalid, RefusedPolicy, RefusedError}
 
 func newBaselineRefusals() *prometheus.CounterVec {
 	c := prometheus.NewCounterVec(prometheus.CounterOpts{

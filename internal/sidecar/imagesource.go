@@ -307,6 +307,8 @@ func refusalMeaning(r metrics.RefusalReason) string {
 		return "signed, but made for another image or subject"
 	case metrics.RefusedInvalid:
 		return "corrupt, a newer format or over a limit"
+	case metrics.RefusedPolicy:
+		return "made with another policy than the sidecar was given"
 	}
 	return "the registry or the file system failed"
 }
@@ -335,6 +337,8 @@ func refusalReason(err error) metrics.RefusalReason {
 		return metrics.RefusedSignature
 	case errors.Is(err, baseline.ErrBinding):
 		return metrics.RefusedImage
+	case errors.Is(err, ErrPolicy):
+		return metrics.RefusedPolicy
 	case errors.Is(err, baseline.ErrFormat), errors.Is(err, baseline.ErrDigest), errors.Is(err, baseline.ErrVersion),
 		errors.Is(err, referrer.ErrArtifact), errors.Is(err, referrer.ErrTooLarge):
 		return metrics.RefusedInvalid

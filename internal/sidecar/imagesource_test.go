@@ -3,6 +3,7 @@ package sidecar
 import (
 	"context"
 	"crypto/ed25519"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -39,8 +40,19 @@ import (
 // by key, and returns its path.
 func imageBaselineFile(t *testing.T, dir, file, digest string, serial uint64, key ed25519.PrivateKey) string {
 	t.Helper()
+	return policyBaselineFile(t, dir, file, digest, serial, key, policy.Default())
+}
+
+// policyBaselineFile is imageBaselineFile made with, and storing, the
+// policy p (as `podfim baseline --image --policy` does).
+func policyBaselineFile(t *testing.T, dir, file, digest string, serial uint64, key ed25519.PrivateKey, p *policy.Policy) string {
+	t.Helper()
+	doc, err := json.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
 	b := &baseline.Baseline{
-		Header: baseline.Header{Subject: digest, Serial: serial, Compared: attr.ImageStable,
+		Header: baseline.Header{Subject: digest, Serial: serial, Compared: attr.ImageStable, PolicyDigest: p.Digest(), Policy: doc,
 			Image: &baseline.Image{Manifest: digest, Config: "sha256:" + strings.Repeat("c", 64), Platform: "linux/amd64"}},
 		Entries: []attr.Entry{{Path: "/www", Attrs: attr.Type | attr.Mode, Type: attr.TypeDir, Mode: 0o755}},
 	}
@@ -93,7 +105,11 @@ func newImageSidecar(t *testing.T, cfg Config) (*sidecar, *fakeReporter, *promet
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	return &sidecar{cfg: cfg, log: slog.New(slog.DiscardHandler), metrics: m, refused: make(chan struct{})}, rep, reg
+	given, err := cfg.Policy.Compile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &sidecar{cfg: cfg, log: slog.New(slog.DiscardHandler), given: given, metrics: m, refused: make(chan struct{})}, rep, reg
 }
 
 // refusals reads podfim_baseline_refusals_total{source, reason}.
@@ -225,7 +241,7 @@ func TestConfigMapSource(t *testing.T) {
 	}
 	for i, arch := range []string{other, runtime.GOARCH} {
 		bl := &baseline.Baseline{
-			Header: baseline.Header{Subject: idx, Serial: uint64(9 - i), Compared: attr.ImageStable,
+			Header: baseline.Header{Subject: idx, Serial: uint64(9 - i), Compared: attr.ImageStable, PolicyDigest: policy.Default().Digest(),
 				Image: &baseline.Image{Manifest: "sha256:" + strings.Repeat(fmt.Sprint(i), 64), Config: "sha256:" + strings.Repeat("c", 64),
 					Index: idx, Platform: runtime.GOOS + "/" + arch}},
 			Entries: []attr.Entry{{Path: "/www", Attrs: attr.Type | attr.Mode, Type: attr.TypeDir, Mode: 0o755}},
@@ -338,5 +354,73 @@ func TestRefusalLineBounded(t *testing.T) {
 	}
 	if got := refusalLine(metrics.BaselineConfigMap, metrics.RefusedNoImage, "", "k"); !strings.Contains(got, "for image unknown") {
 		t.Errorf("no image: %q", got)
+	}
+}
+
+// Issue 11 item 8 for the sidecar: a baseline is compared under the policy
+// stored in it unless the sidecar is given one; a given policy with another
+// digest is refused (reason "policy", fail closed) unless
+// AllowPolicyChange. Before, the sidecar always used its own --policy (the
+// built-in one by default), so a baseline made with a custom policy gave
+// false "removed" and "added" findings.
+func TestBaselinePolicy(t *testing.T) {
+	a := "sha256:" + strings.Repeat("a", 64)
+	pub, key, _ := ed25519.GenerateKey(nil)
+	custom, err := policy.Parse([]byte("version: 1\nrules:\n- path: /www\n  preset: ReadOnly\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cm := t.TempDir()
+	policyBaselineFile(t, cm, "web.pfb", a, 1, key, custom)
+	c := &target.Container{PID: 42, ContainerID: "c1"}
+	images := &fakeImages{ids: map[string]string{"c1": a}}
+	for _, tc := range []struct {
+		what         string
+		given        *policy.Policy // nil: none given (the built-in one)
+		allow        bool
+		want         error
+		etcProtected bool // the matcher in use protects /etc/passwd
+	}{
+		{"none given: the stored policy", nil, false, nil, false},
+		{"the same one given", custom, false, nil, false},
+		{"another one given", policy.Default(), false, ErrPolicy, false},
+		{"another one given, allowed", policy.Default(), true, nil, true},
+	} {
+		t.Run(tc.what, func(t *testing.T) {
+			cfg := Config{BaselineSource: metrics.BaselineConfigMap, BaselineFile: cm, VerifyKey: pub, StateDir: t.TempDir(), Images: images,
+				AllowPolicyChange: tc.allow}
+			s, _, reg := newImageSidecar(t, cfg)
+			if tc.given != nil {
+				m, err := tc.given.Compile()
+				if err != nil {
+					t.Fatal(err)
+				}
+				s.cfg.Policy, s.cfg.PolicyGiven, s.given = tc.given, true, m
+			}
+			_, err := s.loadImageBaseline(context.Background(), c)
+			if !errors.Is(err, tc.want) || (err == nil) != (tc.want == nil) {
+				t.Fatalf("err = %v, want %v", err, tc.want)
+			}
+			if err != nil {
+				if got := refusalReason(err); got != metrics.RefusedPolicy {
+					t.Errorf("reason %s, want policy", got)
+				}
+				if !strings.Contains(err.Error(), custom.Digest()) || !strings.Contains(err.Error(), policy.Default().Digest()) {
+					t.Errorf("the error does not name both digests: %v", err)
+				}
+				s.refuse(err, time.Second)
+				if n := refusals(t, reg, metrics.BaselineConfigMap, metrics.RefusedPolicy); n != 1 {
+					t.Errorf("refusals{reason=policy} = %v", n)
+				}
+				return
+			}
+			_, skip := s.currentMatcher().Match("/etc/passwd")
+			if !skip != tc.etcProtected {
+				t.Errorf("/etc/passwd protected: %v, want %v", !skip, tc.etcProtected)
+			}
+			if _, skip := s.currentMatcher().Match("/www/index.html"); skip {
+				t.Error("/www/index.html is not protected")
+			}
+		})
 	}
 }

@@ -71,7 +71,13 @@ type Config struct {
 	// Exclusive with Selector.Exe and Selector.ContainerID.
 	TargetName string
 	Names      ContainerLookup
-	Policy     *policy.Policy
+	// Policy is the policy given (PolicyGiven) or the built-in one. A
+	// baseline that stores its policy is compared under that one unless a
+	// policy was given; a given policy with another digest than the
+	// baseline's is refused unless AllowPolicyChange (matcherFor).
+	Policy            *policy.Policy
+	PolicyGiven       bool
+	AllowPolicyChange bool
 	// BaselineSource is where the baseline comes from; "" means file when
 	// BaselineFile is set, first-sight otherwise. registry and configmap
 	// are bound to the running image (imagesource.go) and need VerifyKey.
@@ -259,7 +265,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			return err
 		}
 		if err := s.setBaseline(b, idx, metrics.BaselineFile); err != nil {
-			return err
+			return fmt.Errorf("baseline %s: %w", cfg.BaselineFile, err)
 		}
 	}
 	ctx, cancel := context.WithCancel(ctx)
@@ -293,7 +299,7 @@ func newSidecar(cfg Config, log *slog.Logger) (*sidecar, *prometheus.Registry, e
 	if finder == nil {
 		finder = &target.Finder{}
 	}
-	return &sidecar{cfg: cfg, log: log, matcher: matcher, metrics: m, finder: finder, accepted: watch.NewAccepted(),
+	return &sidecar{cfg: cfg, log: log, given: matcher, matcher: matcher, metrics: m, finder: finder, accepted: watch.NewAccepted(),
 		verified: make(chan struct{}), refused: make(chan struct{})}, reg, nil
 }
 
@@ -519,16 +525,20 @@ func (s *sidecar) start(ctx context.Context, c *target.Container) *running {
 
 // sidecar is the state shared by the loop, the monitor and the responder.
 type sidecar struct {
-	cfg     Config
-	log     *slog.Logger
-	matcher *policy.Matcher
+	cfg Config
+	log *slog.Logger
+	// given is the matcher of Config.Policy: first-sight baselines are
+	// taken with it, and it bounds the baselines read (maxEntries).
+	given   *policy.Matcher
 	metrics *metrics.Sidecar
 	finder  *target.Finder
 	resp    *respond.Responder
 
-	mu        sync.Mutex
-	base      *baseline.Baseline // its header: the entries are in index
-	index     *watch.Index
+	mu    sync.Mutex
+	base  *baseline.Baseline // its header: the entries are in index
+	index *watch.Index
+	// matcher is the policy base is compared under (matcherFor).
+	matcher   *policy.Matcher
 	target    *target.Container
 	writer    *rootWriter // restores into the current target's root
 	accepted  *watch.Accepted
@@ -574,6 +584,10 @@ func (s *sidecar) setTarget(c *target.Container) {
 // setBaseline installs the baseline b (its header) and its index; idx nil:
 // b holds its entries, which are turned into the index and let go.
 func (s *sidecar) setBaseline(b *baseline.Baseline, idx *watch.Index, source metrics.BaselineSource) error {
+	m, err := s.matcherFor(b)
+	if err != nil {
+		return err
+	}
 	if idx == nil {
 		var err error
 		if idx, err = indexOf(b); err != nil {
@@ -581,7 +595,7 @@ func (s *sidecar) setBaseline(b *baseline.Baseline, idx *watch.Index, source met
 		}
 	}
 	s.mu.Lock()
-	s.base, s.index = b, idx
+	s.base, s.index, s.matcher = b, idx, m
 	s.mu.Unlock()
 	s.metrics.SetBaseline(fmt.Sprintf("%x", b.Digest), source, b.Signed)
 	s.metrics.SetFilesMonitored(idx.Len())
@@ -631,7 +645,8 @@ func (s *sidecar) monitor(ctx context.Context, c *target.Container) error {
 			s.mu.Unlock()
 		}()
 	}
-	l := s.matcher.Limits()
+	matcher := s.currentMatcher()
+	l := matcher.Limits()
 	k := &sink{s: s}
 	s.mu.Lock()
 	var image *baseline.Image
@@ -641,7 +656,7 @@ func (s *sidecar) monitor(ctx context.Context, c *target.Container) error {
 	s.mu.Unlock()
 	tolerate, origins := s.mountTolerance(c, image)
 	mon := watch.New(root, watch.Config{
-		Matcher:  s.matcher,
+		Matcher:  matcher,
 		Baseline: idx,
 		Scan:     scan.Options{MaxFiles: l.MaxFiles, MaxDepth: l.MaxDepth, MaxFileBytes: l.MaxFileBytes},
 		Inotify:  s.cfg.Inotify,
@@ -712,7 +727,7 @@ func (s *sidecar) mappings(c *target.Container) func() []watch.Mapping {
 		out := make([]watch.Mapping, 0, len(ms))
 		for _, m := range ms {
 			out = append(out, watch.Mapping{PID: m.PID, Exe: m.Exe, Path: m.Path})
-			if !watch.Protected(s.matcher, m.Path) {
+			if !watch.Protected(s.currentMatcher(), m.Path) {
 				continue
 			}
 			now[m] = true
@@ -757,12 +772,22 @@ func (s *sidecar) mountTolerance(c *target.Container, image *baseline.Image) (ma
 	return tol, origin.New(image != nil, layers, mounts)
 }
 
+// currentMatcher is the policy the baseline in use is compared under.
+func (s *sidecar) currentMatcher() *policy.Matcher {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.matcher == nil {
+		return s.given
+	}
+	return s.matcher
+}
+
 // maxEntries bounds the baselines the sidecar reads by the policy's
 // maxFiles: a scan under the policy never records more, and a baseline is
 // held whole in memory (a 150 KB file of 3M identical entries cost 2.26
 // GB), so more is refused before it is decoded (issue 11 item 4).
 func (s *sidecar) maxEntries() int {
-	return min(s.matcher.Limits().MaxFiles, baseline.MaxEntries)
+	return min(s.given.Limits().MaxFiles, baseline.MaxEntries)
 }
 
 // firstSight returns the stored first-sight baseline, or takes it now. A
@@ -773,7 +798,10 @@ func (s *sidecar) firstSight(ctx context.Context, root *scan.Root) (*watch.Index
 	b, idx, err := loadIndexFile(path, baseline.ReadOptions{MaxEntries: s.maxEntries()})
 	switch {
 	case err == nil:
-		return idx, s.setBaseline(b, idx, metrics.BaselineFirstSight)
+		if err := s.setBaseline(b, idx, metrics.BaselineFirstSight); err != nil {
+			return nil, fmt.Errorf("stored baseline unusable (remove it to re-baseline on purpose): %w", err)
+		}
+		return idx, nil
 	case !errors.Is(err, os.ErrNotExist):
 		// Corrupt or unreadable: refuse to guess; an operator must look.
 		return nil, fmt.Errorf("stored baseline unusable (remove it to re-baseline on purpose): %w", err)
@@ -781,8 +809,8 @@ func (s *sidecar) firstSight(ctx context.Context, root *scan.Root) (*watch.Index
 	if err := os.MkdirAll(s.cfg.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("failed to create state directory: %w", err)
 	}
-	l := s.matcher.Limits()
-	opts := scan.Options{Matcher: s.matcher, MaxFiles: l.MaxFiles, MaxDepth: l.MaxDepth, MaxFileBytes: l.MaxFileBytes}
+	l := s.given.Limits()
+	opts := scan.Options{Matcher: s.given, MaxFiles: l.MaxFiles, MaxDepth: l.MaxDepth, MaxFileBytes: l.MaxFileBytes}
 	b, idx, err = takeBaseline(ctx, root, opts, baseline.Header{PolicyDigest: s.cfg.Policy.Digest()}, path)
 	if err != nil {
 		return nil, err
