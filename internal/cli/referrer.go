@@ -107,7 +107,7 @@ image) or 18.`,
 				return referrerError(err)
 			}
 			if p.Skipped > 0 {
-				fmt.Fprintf(s.errOut, "podfim: warning: %d of %d baseline referrers not fetched (limit %d)\n", p.Skipped, p.Listed, referrer.DefaultMaxCandidates)
+				fmt.Fprintf(s.errOut, "podfim: warning: %d of %d baseline referrers not looked at (limits: %d screened, %d fetched whole)\n", p.Skipped, p.Listed, referrer.DefaultMaxScreened, referrer.DefaultMaxCandidates)
 			}
 			fmt.Fprintf(s.out, "pulled baseline from referrer %s (serial %d, key %s; %d listed, %d refused) to %q\n",
 				p.Referrer, p.Header.Serial, p.KeyID, p.Listed, len(p.Refused), out)

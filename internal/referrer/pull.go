@@ -31,8 +31,9 @@ type Pulled struct {
 	KeyID  string
 	Signed bool
 	// Listed is how many baseline referrers the registry lists for the
-	// image; Skipped how many of them were beyond MaxCandidates and not
-	// fetched.
+	// image; Skipped how many of them were beyond MaxScreened and not
+	// looked at, or passed screening beyond MaxCandidates and were not
+	// fetched whole.
 	Listed, Skipped int
 	// Refused are the candidates fetched and refused, and why.
 	Refused []Refusal
@@ -53,11 +54,18 @@ type Refusal struct {
 // the same every time). The registry's order and annotations choose
 // nothing.
 //
-// At most MaxCandidates referrers are fetched (the rest are counted in
-// Skipped), each blob at most MaxBaselineBytes, one at a time into a
-// temporary file beside out; out is replaced only by a verified baseline.
-// When no candidate is usable the error wraps ErrNotFound and Pulled says
-// why each was refused.
+// Choosing takes two steps, so that referrers anyone with push access to
+// the repository can add cannot crowd out the real one: at most
+// MaxScreened referrers (in digest order) are screened, their manifest
+// checked and only the header at the start of their blob read and
+// authenticated (baseline.Screen: signature by the key, binding); those
+// that pass are ranked by their signed serial and creation time, and at
+// most MaxCandidates of them, best first, are fetched whole (each blob at
+// most MaxBaselineBytes, into a temporary file beside out) and verified in
+// full; the first that verifies is used. Referrers beyond either bound are
+// counted in Skipped. out is replaced only by a verified baseline. When no
+// candidate is usable the error wraps ErrNotFound and Pulled says why each
+// was refused.
 func Pull(ctx context.Context, ref name.Digest, out string, verify baseline.ReadOptions, o Options) (*Pulled, error) {
 	o = o.withDefaults()
 	if verify.ImageDigest == "" {
@@ -75,11 +83,19 @@ func Pull(ctx context.Context, ref name.Digest, out string, verify baseline.Read
 		return nil, err
 	}
 	res := &Pulled{Listed: len(descs)}
-	if len(descs) > o.MaxCandidates {
-		res.Skipped = len(descs) - o.MaxCandidates
-		descs = descs[:o.MaxCandidates]
+	if len(descs) > o.MaxScreened {
+		res.Skipped = len(descs) - o.MaxScreened
+		descs = descs[:o.MaxScreened]
 	}
-	best, err := res.choose(ctx, ref, descs, filepath.Dir(out), verify, ropts, o)
+	passed, err := res.screen(ctx, ref, descs, verify, ropts, o)
+	if err != nil {
+		return res, err
+	}
+	if len(passed) > o.MaxCandidates {
+		res.Skipped += len(passed) - o.MaxCandidates
+		passed = passed[:o.MaxCandidates]
+	}
+	best, err := res.choose(ctx, ref, passed, filepath.Dir(out), verify, ropts, o)
 	if err != nil {
 		return res, err
 	}
@@ -116,38 +132,83 @@ func list(ref name.Digest, ropts []remote.Option) ([]v1.Descriptor, error) {
 	return slices.CompactFunc(descs, func(a, b v1.Descriptor) bool { return a.Digest == b.Digest }), nil
 }
 
-// choose fetches and verifies each candidate and returns the temporary
-// file of the best one ("" if none); the others are removed.
-func (res *Pulled) choose(ctx context.Context, ref name.Digest, descs []v1.Descriptor, dir string, verify baseline.ReadOptions, ropts []remote.Option, o Options) (string, error) {
-	var best string
+// screened is a referrer whose header passed screening.
+type screened struct {
+	desc   v1.Descriptor
+	header baseline.Header
+}
+
+// screen checks each referrer's manifest and the header of its baseline
+// (baseline.Screen) and returns those that pass, best first (newer).
+func (res *Pulled) screen(ctx context.Context, ref name.Digest, descs []v1.Descriptor, verify baseline.ReadOptions, ropts []remote.Option, o Options) ([]screened, error) {
+	var passed []screened
 	for _, d := range descs {
 		if err := ctx.Err(); err != nil {
-			os.Remove(best)
-			return "", err
+			return nil, err
 		}
-		tmp, rd, err := fetch(ref, d, dir, verify, ropts, o)
+		h, err := screenOne(ref, d, verify, ropts, o)
 		if err != nil {
-			var terr *tempError
-			if errors.As(err, &terr) {
-				os.Remove(best)
-				return "", err
-			}
 			res.Refused = append(res.Refused, Refusal{Referrer: d.Digest.String(), Err: err})
 			continue
 		}
-		if best == "" || newer(rd, d.Digest.String(), &res.Header, res.Referrer) {
-			os.Remove(best)
-			best, res.Referrer, res.Header, res.KeyID, res.Signed = tmp, d.Digest.String(), rd.Header, rd.KeyID, rd.Signed
-		} else {
-			os.Remove(tmp)
-		}
+		passed = append(passed, screened{desc: d, header: *h})
 	}
-	return best, nil
+	slices.SortFunc(passed, func(a, b screened) int {
+		switch {
+		case newer(&a.header, a.desc.Digest.String(), &b.header, b.desc.Digest.String()):
+			return -1
+		case newer(&b.header, b.desc.Digest.String(), &a.header, a.desc.Digest.String()):
+			return 1
+		}
+		return 0
+	})
+	return passed, nil
 }
 
-// newer reports whether the baseline rd (referrer digest) is to be
-// preferred over the header h (referrer cur).
-func newer(rd *baseline.Reader, digest string, h *baseline.Header, cur string) bool {
+// screenOne reads the referrer's manifest and the header of its baseline
+// blob, and stops reading there.
+func screenOne(ref name.Digest, d v1.Descriptor, verify baseline.ReadOptions, ropts []remote.Option, o Options) (*baseline.Header, error) {
+	layer, err := artifactLayer(ref, d, ropts, o)
+	if err != nil {
+		return nil, err
+	}
+	l, err := remote.Layer(ref.Context().Digest(layer.Digest.String()), ropts...)
+	if err != nil {
+		return nil, fmt.Errorf("failed to fetch the baseline blob: %w", err)
+	}
+	rc, err := l.Compressed()
+	if err != nil {
+		return nil, fmt.Errorf("failed to fetch the baseline blob: %w", err)
+	}
+	defer rc.Close()
+	return baseline.Screen(io.LimitReader(rc, layer.Size), verify)
+}
+
+// choose fetches and verifies the screened candidates whole, best first,
+// and returns the temporary file of the first that verifies ("" if none).
+func (res *Pulled) choose(ctx context.Context, ref name.Digest, cands []screened, dir string, verify baseline.ReadOptions, ropts []remote.Option, o Options) (string, error) {
+	for _, c := range cands {
+		if err := ctx.Err(); err != nil {
+			return "", err
+		}
+		tmp, rd, err := fetch(ref, c.desc, dir, verify, ropts, o)
+		if err != nil {
+			var terr *tempError
+			if errors.As(err, &terr) {
+				return "", err
+			}
+			res.Refused = append(res.Refused, Refusal{Referrer: c.desc.Digest.String(), Err: err})
+			continue
+		}
+		res.Referrer, res.Header, res.KeyID, res.Signed = c.desc.Digest.String(), rd.Header, rd.KeyID, rd.Signed
+		return tmp, nil
+	}
+	return "", nil
+}
+
+// newer reports whether the baseline of header rd (referrer digest) is to
+// be preferred over the one of header h (referrer cur).
+func newer(rd *baseline.Header, digest string, h *baseline.Header, cur string) bool {
 	if rd.Serial != h.Serial {
 		return rd.Serial > h.Serial
 	}
@@ -268,6 +329,10 @@ func (res *Pulled) notFound(ref name.Digest) error {
 	return &notFoundError{msg: fmt.Sprintf("%s for %s: %s", ErrNotFound, ref, why), refused: res.Refused}
 }
 
+// maxRefusalsListed bounds the refusals a notFoundError's message names
+// (MaxScreened may be hundreds); Unwrap still has them all.
+const maxRefusalsListed = 16
+
 type notFoundError struct {
 	msg     string
 	refused []Refusal
@@ -276,7 +341,11 @@ type notFoundError struct {
 func (e *notFoundError) Error() string {
 	var b strings.Builder
 	b.WriteString(e.msg)
-	for _, r := range e.refused {
+	for i, r := range e.refused {
+		if i == maxRefusalsListed {
+			fmt.Fprintf(&b, "; and %d more refused", len(e.refused)-i)
+			break
+		}
 		fmt.Fprintf(&b, "; %s: %v", r.Referrer, r.Err)
 	}
 	return b.String()

@@ -61,8 +61,18 @@ const (
 	// of about 2 million files.
 	DefaultMaxBaselineBytes = 256 << 20
 	// DefaultMaxCandidates bounds how many baseline referrers of one
-	// image Pull fetches and verifies.
+	// image Pull fetches whole and verifies, of those whose header passed
+	// screening, best first.
 	DefaultMaxCandidates = 16
+	// DefaultMaxScreened bounds how many baseline referrers of one image
+	// Pull screens: their manifest and the header at the start of their
+	// blob, signature and binding checked (baseline.Screen), so that
+	// referrers anyone with push access can add (junk, unsigned, signed by
+	// another key, for another image) cannot crowd out the real one below
+	// DefaultMaxCandidates. Screening one costs a manifest (bounded by
+	// MaxManifestBytes) and the header (a few KiB for a real baseline,
+	// at most 2 MiB of header record).
+	DefaultMaxScreened = 256
 	// maxOtherBytes bounds any other response (token, error, upload).
 	maxOtherBytes = 1 << 20
 	// responseHeaderTimeout bounds the wait for a registry to start
@@ -103,6 +113,9 @@ type Options struct {
 	// MaxCandidates bounds the referrers Pull fetches; 0 means
 	// DefaultMaxCandidates.
 	MaxCandidates int
+	// MaxScreened bounds the referrers Pull screens; 0 means
+	// DefaultMaxScreened.
+	MaxScreened int
 	// Transport is the HTTP transport to wrap; nil means a clone of
 	// remote.DefaultTransport.
 	Transport http.RoundTripper
@@ -117,6 +130,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxCandidates <= 0 {
 		o.MaxCandidates = DefaultMaxCandidates
+	}
+	if o.MaxScreened <= 0 {
+		o.MaxScreened = DefaultMaxScreened
 	}
 	return o
 }

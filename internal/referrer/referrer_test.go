@@ -204,8 +204,13 @@ func TestPullChoosesNewestVerified(t *testing.T) {
 			if got, err = Pull(ctx, ref, out, baseline.ReadOptions{VerifyKey: otherPub}, Options{}); err != nil || got.Header.Serial != 9 {
 				t.Errorf("Pull with the other key = %+v, %v", got, err)
 			}
-			// MaxCandidates bounds what is fetched, and says so.
-			if got, err = Pull(ctx, ref, out, baseline.ReadOptions{VerifyKey: pub}, Options{MaxCandidates: 1}); got == nil || got.Skipped != 3 {
+			// MaxScreened bounds what is looked at, and says so.
+			if got, err = Pull(ctx, ref, out, baseline.ReadOptions{VerifyKey: pub}, Options{MaxScreened: 1}); got == nil || got.Skipped != 3 {
+				t.Errorf("Pull with MaxScreened 1 = %+v, %v", got, err)
+			}
+			// MaxCandidates bounds what passed screening and is fetched
+			// whole: the best first, so the newest still wins.
+			if got, err = Pull(ctx, ref, out, baseline.ReadOptions{VerifyKey: pub}, Options{MaxCandidates: 1}); err != nil || got.Header.Serial != 5 || got.Skipped != 1 {
 				t.Errorf("Pull with MaxCandidates 1 = %+v, %v", got, err)
 			}
 			leftovers, _ := filepath.Glob(filepath.Join(dir, ".podfim-pull-*"))
@@ -413,4 +418,76 @@ func configDigest(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return d.String()
+}
+
+// Referrers anyone with push access can add cannot crowd out the real
+// one. 20 junk referrers (signed by another key, with higher serials) whose
+// digests all sort before the real one's: before the fix Pull fetched the
+// first 16 in digest order and never saw the real one (ErrNotFound); now
+// each is screened by its header alone and refused, and the real one is
+// used.
+func TestPullNotCrowdedOut(t *testing.T) {
+	ctx := context.Background()
+	tr := newRegistry(t, true)
+	ref := tr.pushImage(t, "app")
+	pub, priv := newKey(t)
+	_, junkKey := newKey(t)
+	dir := t.TempDir()
+	// Grind the real referrer's digest high (>= "sha256:c"), on a copy
+	// of the image in another repository: a referrer's manifest names no
+	// repository, so its digest is the same in both.
+	scratch, err := name.NewDigest(tr.host + "/scratch@" + ref.DigestStr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := remote.Image(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(scratch, img); err != nil {
+		t.Fatal(err)
+	}
+	var real string
+	for serial := uint64(1); ; serial++ {
+		if serial > 200 {
+			t.Fatal("no referrer digest at or above sha256:c in 200 tries")
+		}
+		path := writeBaseline(t, dir, "real.pfb", ref.DigestStr(), serial, priv)
+		p, err := Push(ctx, scratch, path, nil, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := p.Referrer.DigestStr(); d >= "sha256:c" {
+			if _, err := Push(ctx, ref, path, nil, Options{}); err != nil {
+				t.Fatal(err)
+			}
+			real = d
+			break
+		}
+	}
+	below := 0
+	for serial := uint64(1000); below < 20; serial++ {
+		if serial > 1400 {
+			t.Fatalf("only %d junk referrers below %s in 400 tries", below, real)
+		}
+		p, err := Push(ctx, ref, writeBaseline(t, dir, "junk.pfb", ref.DigestStr(), serial, junkKey), nil, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Referrer.DigestStr() < real {
+			below++
+		}
+	}
+	got, err := Pull(ctx, ref, filepath.Join(dir, "out.pfb"), baseline.ReadOptions{VerifyKey: pub}, Options{})
+	if err != nil {
+		t.Fatalf("Pull with %d junk referrers before the real one: %v", below, err)
+	}
+	if got.Referrer != real || got.Skipped != 0 || len(got.Refused) != got.Listed-1 {
+		t.Errorf("Pull = referrer %s (want %s), listed %d, refused %d, skipped %d", got.Referrer, real, got.Listed, len(got.Refused), got.Skipped)
+	}
+	for _, r := range got.Refused {
+		if !errors.Is(r.Err, baseline.ErrSignature) {
+			t.Errorf("junk %s refused for %v, want ErrSignature", r.Referrer, r.Err)
+		}
+	}
 }
