@@ -1,8 +1,9 @@
 // Command registry is the OCI registry of podfim's test cluster
 // (test/cluster starts it at `cluster up`): go-containerregistry's
-// pkg/registry with the referrers API (OCI 1.1), blobs on disk, manifests
-// in memory (they last as long as the cluster), on a loopback address
-// only. It lives in the product module because that module already
+// pkg/registry with the referrers API (OCI 1.1), on a loopback address
+// only. With -state DIR it keeps blobs (DIR/blobs) and manifests, and so
+// tags and referrers (DIR/manifests.jsonl, a journal replayed at start),
+// on disk: a restart of the registry, or of the cluster, loses nothing. It lives in the product module because that module already
 // requires go-containerregistry; test/cluster's own module must not (its
 // requirements are Kubernetes 1.34.4's, and any change rebuilds it).
 package main
@@ -12,11 +13,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -32,7 +35,8 @@ func main() {
 
 func run() error {
 	addr := flag.String("addr", "127.0.0.1:5000", "loopback address to listen on")
-	blobs := flag.String("blobs", "", "directory for blobs (default: in memory)")
+	state := flag.String("state", "", "directory for blobs and the manifest journal: everything survives a restart (default: in memory)")
+	blobs := flag.String("blobs", "", "directory for blobs only, manifests in memory (superseded by -state)")
 	referrers := flag.Bool("referrers", true, "serve the OCI 1.1 referrers API (false: clients use the fallback tag)")
 	flag.Parse()
 	host, _, err := net.SplitHostPort(*addr)
@@ -42,18 +46,16 @@ func run() error {
 	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
 		return fmt.Errorf("-addr %s: only a loopback address is allowed", *addr)
 	}
-	opts := []registry.Option{registry.WithReferrersSupport(*referrers), registry.Logger(log.New(os.Stderr, "", log.LstdFlags))}
-	if *blobs != "" {
-		if err := os.MkdirAll(*blobs, 0o755); err != nil {
-			return err
-		}
-		opts = append(opts, registry.WithBlobHandler(registry.NewDiskBlobHandler(*blobs)))
+	h, closer, err := newHandler(*state, *blobs, *referrers, log.New(os.Stderr, "", log.LstdFlags))
+	if err != nil {
+		return err
 	}
+	defer closer.Close()
 	l, err := net.Listen("tcp", *addr)
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: registry.New(opts...), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	go func() {
@@ -62,9 +64,36 @@ func run() error {
 		defer cancel()
 		srv.Shutdown(sctx)
 	}()
-	log.Printf("serving on http://%s (referrers API: %v)", l.Addr(), *referrers)
+	log.Printf("serving on http://%s (referrers API: %v, state: %q)", l.Addr(), *referrers, *state)
 	if err := srv.Serve(l); !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
 	return nil
+}
+
+// newHandler returns the registry: with state, blobs in state/blobs and
+// the manifests journalled to (and replayed from) state/manifests.jsonl;
+// otherwise blobs in the directory blobs (or memory) and manifests in
+// memory.
+func newHandler(state, blobs string, referrers bool, logger *log.Logger) (http.Handler, io.Closer, error) {
+	if state != "" {
+		blobs = filepath.Join(state, "blobs")
+	}
+	opts := []registry.Option{registry.WithReferrersSupport(referrers), registry.Logger(logger)}
+	if blobs != "" {
+		if err := os.MkdirAll(blobs, 0o755); err != nil {
+			return nil, nil, err
+		}
+		opts = append(opts, registry.WithBlobHandler(registry.NewDiskBlobHandler(blobs)))
+	}
+	h := registry.New(opts...)
+	if state == "" {
+		return h, io.NopCloser(nil), nil
+	}
+	j, n, err := openJournal(filepath.Join(state, "manifests.jsonl"), h)
+	if err != nil {
+		return nil, nil, fmt.Errorf("failed to restore the manifests from %s: %w", state, err)
+	}
+	logger.Printf("restored %d manifest requests from %s", n, state)
+	return j.wrap(h), j, nil
 }

@@ -44,12 +44,18 @@ func (c *Config) buildRegistry(ctx context.Context, goBin, src string) error {
 	return nil
 }
 
+// RegistryState is where the registry keeps its blobs and manifests
+// (test/registry -state): beside the cluster's directory, not in it, so
+// that `down` (which removes that directory) and `up` keep what was pushed.
+// Remove it by hand to empty the registry.
+func (c *Config) RegistryState() string { return filepath.Clean(c.Dir) + "-registry" }
+
 // startRegistry starts the registry, waits for it, and pushes the busybox
 // image to it; the digest goes to the cluster dir for `env`.
 func (c *Config) startRegistry(ctx context.Context, run func(*daemon) error) error {
 	d := &daemon{name: "registry", bin: c.bin("registry"), args: []string{
 		"-addr=" + RegistryHost(),
-		"-blobs=" + c.path("registry", "blobs"),
+		"-state=" + c.RegistryState(),
 	}}
 	if err := run(d); err != nil {
 		return err
