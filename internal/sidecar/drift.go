@@ -30,7 +30,7 @@ func (s *sidecar) startDrift(ctx context.Context, c *target.Container, root *sca
 		Baseline:     b,
 		MountPoints:  mps,
 		Interval:     s.cfg.ExecInterval,
-		MaxFileBytes: s.matcher.Limits().MaxFileBytes,
+		MaxFileBytes: s.currentMatcher().Limits().MaxFileBytes,
 		Metrics:      s.metrics,
 		Log:          s.log,
 	}, driftSink{s})
