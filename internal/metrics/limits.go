@@ -27,11 +27,14 @@ const (
 	// LimitExecMappings: executable mappings of one process beyond those
 	// execution drift checks (drift.DefaultMaxMappings).
 	LimitExecMappings Limit = "exec_mappings"
+	// LimitMounts: a container's mount table refused for being over
+	// origin.MaxMountinfoBytes or origin.MaxMounts (once per container).
+	LimitMounts Limit = "mounts"
 )
 
 // Limits lists every Limit.
 func Limits() []Limit {
-	return []Limit{LimitConnections, LimitFindings, LimitMappings, LimitProcesses, LimitExecMappings}
+	return []Limit{LimitConnections, LimitFindings, LimitMappings, LimitProcesses, LimitExecMappings, LimitMounts}
 }
 
 // limitMetrics count what went over a bound.

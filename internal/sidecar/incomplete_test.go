@@ -3,6 +3,7 @@ package sidecar
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -11,10 +12,14 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/podfim/podfim/internal/attr"
+	"github.com/podfim/podfim/internal/baseline"
 	"github.com/podfim/podfim/internal/kube"
 	"github.com/podfim/podfim/internal/metrics"
+	"github.com/podfim/podfim/internal/origin"
 	"github.com/podfim/podfim/internal/respond"
 	"github.com/podfim/podfim/internal/scan"
+	"github.com/podfim/podfim/internal/watch"
 )
 
 // msgReporter records the Events the sidecar posts with their messages.
@@ -120,4 +125,59 @@ func gathered(t *testing.T, reg *prometheus.Registry, name string, labels ...str
 		}
 	}
 	return -1
+}
+
+// A mount table over its bounds (the app mounting without end) is counted
+// in podfim_limit_overflows_total{limit="mounts"}, and the container is
+// compared without one: nothing is dropped as the runtime's, and a
+// finding under the would-be mount point is not a volume's. A table in
+// bounds is used.
+func TestMountTableOverflowCounted(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := metrics.NewSidecar(reg, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &sidecar{log: slog.New(slog.DiscardHandler), metrics: m}
+	image := &baseline.Image{Layers: []string{"sha256:a"}}
+	tol, c := s.mountsUsed(nil, fmt.Errorf("failed to read /proc/7/mountinfo: %w", origin.ErrTooLarge), image)
+	if tol != nil {
+		t.Errorf("tolerated %v without a mount table", tol)
+	}
+	if o, _, ok := c.Classify("/etc/hosts", attr.Added, nil, nil); !ok || o.Kind != origin.Container {
+		t.Errorf("without a mount table /etc/hosts added: %+v kept %v; want reported, origin container", o, ok)
+	}
+	if v := mountOverflows(t, reg); v != 1 {
+		t.Errorf("mounts overflow counted %v, want 1", v)
+	}
+	s.mountsUsed(nil, errors.New("permission denied"), image)
+	tol, c = s.mountsUsed(origin.NewMounts([]string{"/etc/hosts"}), nil, image)
+	if _, _, ok := c.Classify("/etc/hosts", attr.Added, nil, nil); ok || tol["/etc"] != watch.Tolerated {
+		t.Errorf("with the table: /etc/hosts kept %v, /etc tolerated %v", ok, tol["/etc"])
+	}
+	if v := mountOverflows(t, reg); v != 1 {
+		t.Errorf("mounts overflow counted %v after other outcomes, want 1", v)
+	}
+}
+
+func mountOverflows(t *testing.T, reg *prometheus.Registry) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "podfim_limit_overflows_total" {
+			continue
+		}
+		for _, mt := range mf.GetMetric() {
+			for _, lp := range mt.GetLabel() {
+				if lp.GetName() == "limit" && lp.GetValue() == string(metrics.LimitMounts) {
+					return mt.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	t.Fatal("no podfim_limit_overflows_total{limit=\"mounts\"}")
+	return 0
 }

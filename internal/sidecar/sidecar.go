@@ -751,15 +751,25 @@ func (s *sidecar) mappings(c *target.Container) func() []watch.Mapping {
 // classifier says where each finding comes from and drops the runtime's
 // own additions (origin.Classifier).
 func (s *sidecar) mountTolerance(c *target.Container, image *baseline.Image) (map[string]attr.Set, *origin.Classifier) {
+	mounts, err := c.Mounts()
+	return s.mountsUsed(mounts, err, image)
+}
+
+// mountsUsed is mountTolerance once the mount table was read (or failed
+// to be: err).
+func (s *sidecar) mountsUsed(mounts *origin.Mounts, err error, image *baseline.Image) (map[string]attr.Set, *origin.Classifier) {
 	var layers []string
 	if image != nil {
 		layers = image.Layers
 	}
-	mounts, err := c.Mounts()
 	if err != nil {
 		// Compare everything: a restart, and what the runtime mounts over
 		// an image's files, may then be reported, which is noisy but never
-		// blind; origins then say nothing of volumes.
+		// blind; origins then say nothing of volumes. A table over its
+		// bounds is the app's doing (only CAP_SYS_ADMIN mounts): counted.
+		if errors.Is(err, origin.ErrTooLarge) {
+			s.metrics.Overflow(metrics.LimitMounts, 1)
+		}
 		s.log.Warn("cannot read the container's mount table; what the runtime adds is compared in full", keyError, err.Error())
 		return nil, origin.New(image != nil, layers, nil)
 	}
