@@ -136,6 +136,8 @@ type Checker struct {
 	procs    map[int]*tracked
 	verdicts map[fileKey]bool // true: the file is the baseline's
 	pids     []int
+	counter  *target.PIDCounter // nil: /proc is listed at every poll
+	lastPID  int
 	gen      uint64
 	polls    int
 	warned   map[string]bool // warnings said once
@@ -167,6 +169,12 @@ func New(cfg Config, sink Sink) *Checker {
 // ctx ends. It returns ctx's end as nil, and an error only when /proc
 // cannot be listed.
 func (c *Checker) Run(ctx context.Context) error {
+	if pc, err := c.cfg.Finder.OpenPIDCounter(); err == nil {
+		c.counter = pc
+		defer func() { pc.Close(); c.counter = nil }()
+	} else {
+		c.warnOnce("counter", "cannot read the last pid; /proc is listed at every poll", slog.String("error", err.Error()))
+	}
 	t := time.NewTicker(c.cfg.Interval)
 	defer t.Stop()
 	for {
@@ -184,14 +192,17 @@ func (c *Checker) Run(ctx context.Context) error {
 // Poll looks at /proc once: new processes, and executable links that
 // changed.
 func (c *Checker) Poll(ctx context.Context) error {
+	now := c.cfg.Clock()
+	sweep := c.polls%sweepEvery == 0
+	c.polls++
+	if !c.started() {
+		return c.relink(ctx, now, sweep)
+	}
 	pids, err := c.cfg.Finder.PIDs(c.pids)
 	if err != nil {
 		return err
 	}
 	c.pids = pids
-	now := c.cfg.Clock()
-	sweep := c.polls%sweepEvery == 0
-	c.polls++
 	c.gen++
 	over := 0
 	for _, pid := range pids {
@@ -224,6 +235,38 @@ func (c *Checker) Poll(ctx context.Context) error {
 		c.cfg.Metrics.Overflow(metrics.LimitProcesses, over)
 		c.warnOnce("processes", "more processes in the pod than execution drift tracks; the rest are checked when room frees up",
 			slog.Int("limit", c.cfg.MaxProcesses))
+	}
+	return nil
+}
+
+// started reports whether a process was started in the pod since the last
+// poll (always true without the counter). The idle cost of execution drift
+// is this one pread: listing /proc costs about ten times more.
+func (c *Checker) started() bool {
+	if c.counter == nil {
+		return true
+	}
+	last, err := c.counter.LastPID()
+	if err != nil {
+		return true
+	}
+	moved := last != c.lastPID
+	c.lastPID = last
+	return moved
+}
+
+// relink is a poll that started no process: the executable links of the
+// young and pending processes (every sweepEvery polls, all of them) are
+// read again for an exec in place.
+func (c *Checker) relink(ctx context.Context, now time.Time, sweep bool) error {
+	for pid, t := range c.procs {
+		if !t.pending && !sweep && now.Sub(t.seen) >= youngFor {
+			continue
+		}
+		link, err := c.cfg.Finder.ExeLink(pid)
+		if err == nil && link != t.link {
+			c.look(ctx, pid, now)
+		}
 	}
 	return nil
 }

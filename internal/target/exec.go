@@ -255,3 +255,40 @@ func parseExecLine(line []byte) (ExecMapping, bool) {
 func (f *Finder) KillProcess(p Process) (bool, error) {
 	return killProcess(f.proc(), p)
 }
+
+// PIDCounter reads the pid most recently allocated in the reader's pid
+// namespace (the fifth field of /proc/loadavg): when it has not moved, no
+// process was started in the pod, and /proc need not be listed. One pread
+// of a file kept open.
+type PIDCounter struct{ f *os.File }
+
+// OpenPIDCounter opens /proc/loadavg for LastPID.
+func (f *Finder) OpenPIDCounter() (*PIDCounter, error) {
+	fl, err := os.Open(f.proc() + "/loadavg")
+	if err != nil {
+		return nil, fmt.Errorf("failed to open %s/loadavg: %w", f.proc(), err)
+	}
+	return &PIDCounter{f: fl}, nil
+}
+
+// Close closes the file.
+func (c *PIDCounter) Close() error { return c.f.Close() }
+
+// LastPID returns the last pid allocated in the caller's pid namespace.
+func (c *PIDCounter) LastPID() (int, error) {
+	var buf [128]byte
+	n, err := retry(func() (int, error) { return unix.Pread(int(c.f.Fd()), buf[:], 0) })
+	if err != nil {
+		return 0, fmt.Errorf("failed to read %s: %w", c.f.Name(), err)
+	}
+	return parseLastPID(buf[:n])
+}
+
+// parseLastPID parses "0.26 0.31 0.29 1/123 4567\n".
+func parseLastPID(b []byte) (int, error) {
+	f := strings.Fields(string(b))
+	if len(f) < 5 {
+		return 0, fmt.Errorf("malformed loadavg %q", b)
+	}
+	return strconv.Atoi(f[4])
+}

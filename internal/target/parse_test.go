@@ -2,6 +2,7 @@ package target
 
 import (
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 )
@@ -148,5 +149,33 @@ func TestParseExe(t *testing.T) {
 		if p, d := parseExe(tc.link); p != tc.path || d != tc.deleted {
 			t.Errorf("parseExe(%q) = %q, %v; want %q, %v", tc.link, p, d, tc.path, tc.deleted)
 		}
+	}
+}
+
+func TestParseLastPID(t *testing.T) {
+	if n, err := parseLastPID([]byte("0.26 0.31 0.29 1/123 4567\n")); err != nil || n != 4567 {
+		t.Errorf("parseLastPID = %d, %v; want 4567", n, err)
+	}
+	if _, err := parseLastPID([]byte("0.26 0.31\n")); err == nil {
+		t.Error("a short loadavg parsed")
+	}
+}
+
+func TestPIDCounterMoves(t *testing.T) {
+	c, err := (&Finder{}).OpenPIDCounter()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	before, err := c.LastPID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := exec.Command("true").Run(); err != nil {
+		t.Fatal(err)
+	}
+	after, err := c.LastPID()
+	if err != nil || after == before {
+		t.Errorf("last pid %d -> %d (%v): starting a process must move it", before, after, err)
 	}
 }
