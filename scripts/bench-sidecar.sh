@@ -13,7 +13,7 @@
 #   SIDECAR_BENCH_IDLE=30s             idle window of the small app
 #   SIDECAR_BENCH_TREES="10000 100000 300000" files (1-8 KiB) in the app's root for the CPU/RSS runs; "" skips
 #   SIDECAR_BENCH_TREE_IDLE=15s        idle window of each tree run
-#   SIDECAR_BENCH_PHASES=latency,growing,kill,idle,trees   which parts run
+#   SIDECAR_BENCH_PHASES=latency,growing,kill,idle,drift,trees   which parts run
 #   SIDECAR_BENCH_IDLE_FLAGS=          more sidecar flags for the idle runs (experiments)
 #   SIDECAR_BENCH_DIR=/var/tmp/podfim-bench-sidecar  binaries, report.txt, log.txt
 #   GO=go                              the Go toolchain
@@ -66,7 +66,7 @@ export SIDECARBENCH_POLL=${SIDECAR_BENCH_POLL:-10ms}
 export SIDECARBENCH_IDLE=${SIDECAR_BENCH_IDLE:-30s}
 export SIDECARBENCH_TREES=${SIDECAR_BENCH_TREES-10000 100000 300000}
 export SIDECARBENCH_TREE_IDLE=${SIDECAR_BENCH_TREE_IDLE:-15s}
-export SIDECARBENCH_PHASES=${SIDECAR_BENCH_PHASES:-latency,growing,kill,idle,trees}
+export SIDECARBENCH_PHASES=${SIDECAR_BENCH_PHASES:-latency,growing,kill,idle,drift,trees}
 export SIDECARBENCH_IDLE_FLAGS=${SIDECAR_BENCH_IDLE_FLAGS:-}
 rm -f "$SIDECARBENCH_REPORT"
 

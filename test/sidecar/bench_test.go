@@ -55,7 +55,7 @@ type benchConfig struct {
 func benchEnv(t *testing.T) benchConfig {
 	t.Helper()
 	c := benchConfig{tampers: 1000, kills: 50, poll: 10 * time.Millisecond, idle: 30 * time.Second,
-		trees: []int{10000, 100000, 300000}, treeIdle: 15 * time.Second, phases: "latency,growing,kill,idle,trees"}
+		trees: []int{10000, 100000, 300000}, treeIdle: 15 * time.Second, phases: "latency,growing,kill,idle,drift,trees"}
 	c.podfim = os.Getenv("SIDECARBENCH_PODFIM")
 	if c.podfim == "" {
 		t.Fatal("SIDECARBENCH_PODFIM must name the podfim binary under test (scripts/bench-sidecar.sh builds it)")
@@ -477,6 +477,9 @@ func TestSidecarBench(t *testing.T) {
 	if cfg.runs("idle") {
 		t.Run("idle", func(t *testing.T) { idleSmall(t, cfg, rep) })
 	}
+	if cfg.runs("drift") {
+		t.Run("drift", func(t *testing.T) { driftBench(t, cfg, rep) })
+	}
 	if cfg.runs("trees") {
 		for _, n := range cfg.trees {
 			t.Run(fmt.Sprintf("tree-%d", n), func(t *testing.T) { treeRun(t, cfg, rep, n) })
@@ -739,16 +742,20 @@ func killLatency(t *testing.T, cfg benchConfig, rep *benchReport) {
 // follows the app container's restarts (--retarget-interval) off.
 func idleSmall(t *testing.T, cfg benchConfig, rep *benchReport) {
 	extra := strings.Fields(os.Getenv("SIDECARBENCH_IDLE_FLAGS"))
-	settings := "default settings (quick 5m, full 1h, inotify, pidfd wait on the app, /proc listed every 10s)"
+	settings := "default settings (quick 5m, full 1h, inotify, pidfd wait on the app, /proc listed every 10s, execution drift: /proc polled every 50ms)"
 	if len(extra) > 0 {
 		settings = "default settings but " + strings.Join(extra, " ")
 	}
 	// Subtests: each ends its app and sidecar (the next sidecar would see
 	// two apps).
 	t.Run("default", func(t *testing.T) { idleOnce(t, cfg, rep, cfg.idle, extra, settings, true) })
+	t.Run("no-drift", func(t *testing.T) {
+		idleOnce(t, cfg, rep, cfg.idle/2, append(slices.Clone(extra), "--exec-drift=false"),
+			"the same with --exec-drift=false (what execution drift's /proc poll costs)", false)
+	})
 	t.Run("no-poll", func(t *testing.T) {
-		idleOnce(t, cfg, rep, cfg.idle/2, append(slices.Clone(extra), "--retarget-interval", "1h"),
-			"the same with --retarget-interval 1h (no /proc poll: what the poll costs)", false)
+		idleOnce(t, cfg, rep, cfg.idle/2, append(slices.Clone(extra), "--retarget-interval", "1h", "--exec-drift=false"),
+			"the same with --retarget-interval 1h and --exec-drift=false (no /proc poll at all)", false)
 	})
 }
 

@@ -6,6 +6,10 @@
 // `app memfd` copies /app into a memfd and executes that as a worker:
 // fileless execution, for the execution drift tests.
 //
+// `app true` exits at once; `app spawn RATE` runs `/app true` RATE times a
+// second until killed: the short processes of a busy app, for the
+// execution drift benchmark.
+//
 // `app mmap PATH SIZE` is a process of the app that writes a file through a
 // shared mapping: it maps SIZE bytes of PATH shared and writable, closes the
 // descriptor, prints "mapped", and copies each line of its standard input
@@ -32,6 +36,12 @@ func main() {
 	}
 	if len(os.Args) == 2 && os.Args[1] == "memfd" {
 		memfdExec()
+	}
+	if len(os.Args) == 2 && os.Args[1] == "true" {
+		os.Exit(0)
+	}
+	if len(os.Args) == 3 && os.Args[1] == "spawn" {
+		spawn(os.Args[2])
 	}
 	if len(os.Args) == 4 && os.Args[1] == "mmap" {
 		mmapWriter(os.Args[2], os.Args[3])
@@ -80,7 +90,7 @@ func sleep() {
 }
 
 func memfdExec() {
-	b, err := os.ReadFile("/app")
+	b, err := os.ReadFile(os.Args[0]) // /app, or wherever a test copied it
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "app memfd: %v\n", err)
 		os.Exit(1)
@@ -101,4 +111,19 @@ func memfdExec() {
 		uintptr(unsafe.Pointer(&argv[0])), uintptr(unsafe.Pointer(&envv[0])), unix.AT_EMPTY_PATH, 0)
 	fmt.Fprintf(os.Stderr, "app memfd: execveat: %v\n", errno)
 	os.Exit(1)
+}
+
+func spawn(rate string) {
+	n, err := strconv.Atoi(rate)
+	if err != nil || n < 1 {
+		fmt.Fprintf(os.Stderr, "app spawn: bad rate %q\n", rate)
+		os.Exit(1)
+	}
+	fmt.Println("spawning")
+	for range time.Tick(time.Second / time.Duration(n)) {
+		c := exec.Command("/app", "true")
+		if err := c.Start(); err == nil {
+			go c.Wait()
+		}
+	}
 }
