@@ -44,6 +44,8 @@ const (
 	Volume  = metrics.DriftVolume
 	Memory  = metrics.DriftMemory
 	Script  = metrics.DriftScript
+	// Unverified: an entry of the baseline that could not be compared.
+	Unverified = metrics.DriftUnverified
 )
 
 // Bounds and defaults.
@@ -134,7 +136,7 @@ type Checker struct {
 	cfg      Config
 	sink     Sink
 	procs    map[int]*tracked
-	verdicts map[fileKey]bool // true: the file is the baseline's
+	verdicts map[fileKey]Reason // "": the file is the baseline's; Changed
 	pids     []int
 	counter  *target.PIDCounter // nil: /proc is listed at every poll
 	lastPID  int
@@ -160,7 +162,7 @@ func New(cfg Config, sink Sink) *Checker {
 	return &Checker{
 		cfg: cfg, sink: sink,
 		procs:    map[int]*tracked{},
-		verdicts: map[fileKey]bool{},
+		verdicts: map[fileKey]Reason{},
 		warned:   map[string]bool{},
 	}
 }

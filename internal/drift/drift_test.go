@@ -240,14 +240,39 @@ func TestCleanBinaryHashedOnce(t *testing.T) {
 	}
 	f.base.entries[exe] = &e // the right hash, no inode: hashed, then cached
 	c := New(f.cfg, f.sink)
-	if c.same(exe, &e) != true || len(c.verdicts) != 1 {
-		t.Fatalf("same = false or verdicts %v", c.verdicts)
+	if r := c.compare(exe, &e); r != "" || len(c.verdicts) != 1 {
+		t.Fatalf("compare = %q, verdicts %v; want the baseline's, cached", r, c.verdicts)
 	}
 	if err := os.WriteFile(exe, []byte("evil"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if c.same(exe, &e) {
-		t.Error("a rewritten file (new ctime) still taken for the baseline's")
+	if r := c.compare(exe, &e); r != Changed {
+		t.Errorf("a rewritten file (new ctime): compare = %q, want changed", r)
+	}
+}
+
+// TestUnverified: a file of the baseline that cannot be hashed (here larger
+// than MaxFileBytes, as an attacker could pad a binary of the image) is
+// not taken for the baseline's: its process is reported as unverified, and
+// again for each process that runs it (the verdict is not cached).
+func TestUnverified(t *testing.T) {
+	f := newFixture(t)
+	exe := filepath.Join(f.dir, "big")
+	copyExe(t, exe)
+	root, _ := scan.OpenRoot("/")
+	defer root.Close()
+	e, err := root.Entry(exe, attr.Type|attr.SHA256) // the right hash, no inode
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.base.entries[exe] = &e
+	f.cfg.MaxFileBytes = 4096
+	f.run(t)
+	for range 2 {
+		cmd := f.start(t, exe, "sleep")
+		if got := f.waitFor(t, cmd.Process.Pid); got.Reason != Unverified || got.Path != exe {
+			t.Errorf("got %+v, want reason unverified for %s", got, exe)
+		}
 	}
 }
 

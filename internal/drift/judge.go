@@ -80,25 +80,31 @@ func (c *Checker) file(p string, deleted bool) (Reason, bool) {
 	if e.Type != attr.TypeRegular {
 		return Changed, true
 	}
-	if !c.same(p, e) {
-		return Changed, true
+	if r := c.compare(p, e); r != "" {
+		return r, true
 	}
 	return "", false
 }
 
-// same reports whether the file at p is the baseline's entry e. The same
-// inode and ctime as a baseline that recorded them (first sight) prove it
-// without reading (docs/design.md, "Why --quick is sound"); otherwise the
-// file is hashed, once per (path, inode, ctime).
-func (c *Checker) same(p string, e *attr.Entry) bool {
+// compare tells whether the file at p is the baseline's entry e: "" when
+// it is, Changed when it is not, Unverified when its content could not be
+// read to tell (larger than MaxFileBytes, unreadable): a hostile app must
+// not get a file taken for the baseline's by making it unreadable or
+// padding it. The same inode and ctime as a baseline that recorded them
+// (first sight) prove it without reading (docs/design.md, "Why --quick is
+// sound"); otherwise the file is hashed, once per (path, inode, ctime).
+func (c *Checker) compare(p string, e *attr.Entry) Reason {
 	cur, err := c.cfg.Root.Entry(p, attr.Type|attr.Inode|attr.Ctime)
-	if err != nil {
-		// Not at its path in the container's root any more (or not
-		// readable): not the baseline's file.
-		return false
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		// Not at its path in the container's root any more: not the
+		// baseline's file.
+		return Changed
+	case err != nil:
+		return c.unverified(p, err)
 	}
 	if e.Attrs.Has(attr.Inode|attr.Ctime) && cur.Inode == e.Inode && cur.Ctime == e.Ctime {
-		return true
+		return ""
 	}
 	k := fileKey{path: p, inode: cur.Inode, ctime: cur.Ctime}
 	if v, ok := c.verdicts[k]; ok {
@@ -109,22 +115,37 @@ func (c *Checker) same(p string, e *attr.Entry) bool {
 		// The policy records no content for it: what can be compared is
 		// the file's identity, which a baseline without inodes (an image)
 		// does not have. Not reported; docs/drift.md.
-		return true
+		return ""
 	}
 	full, err := c.cfg.Root.EntryWith(p, alg|attr.Type|attr.Inode|attr.Ctime, scan.Options{MaxFileBytes: c.cfg.MaxFileBytes})
-	if err != nil || len(full.Hash) == 0 {
-		if errors.Is(err, fs.ErrNotExist) {
-			return false
-		}
-		c.warnOnce("hash", "cannot hash a file a process runs; it is taken as the baseline's", slog.String("path", p))
-		return true
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return Changed
+	case err != nil || len(full.Hash) == 0:
+		// Not cached: an unreadable file may be read next time.
+		return c.unverified(p, err)
 	}
-	v := bytes.Equal(full.Hash, e.Hash)
+	v := Reason("")
+	if !bytes.Equal(full.Hash, e.Hash) {
+		v = Changed
+	}
 	if len(c.verdicts) >= maxVerdicts {
 		clear(c.verdicts)
 	}
 	c.verdicts[fileKey{path: p, inode: full.Inode, ctime: full.Ctime}] = v
 	return v
+}
+
+// unverified logs (once) why a file of the baseline could not be compared;
+// the process that runs it is reported with reason Unverified.
+func (c *Checker) unverified(p string, err error) Reason {
+	why := "not hashed"
+	if err != nil {
+		why = err.Error()
+	}
+	c.warnOnce("hash", "cannot compare a file a process runs with the baseline; the process is reported as unverified",
+		slog.String("path", p), slog.String("error", why))
+	return Unverified
 }
 
 func (c *Checker) onVolume(p string) bool {

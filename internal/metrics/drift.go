@@ -15,11 +15,14 @@ const (
 	DriftVolume  DriftReason = "volume"  // on a volume mounted into the container
 	DriftMemory  DriftReason = "memory"  // memory-backed: a memfd, /dev/shm (fileless)
 	DriftScript  DriftReason = "script"  // a script outside the baseline given to an interpreter
+	// DriftUnverified: an entry of the baseline whose content could not be
+	// read to compare (larger than maxFileBytes, unreadable).
+	DriftUnverified DriftReason = "unverified"
 )
 
 // DriftReasons lists every DriftReason.
 func DriftReasons() []DriftReason {
-	return []DriftReason{DriftAdded, DriftChanged, DriftDeleted, DriftVolume, DriftMemory, DriftScript}
+	return []DriftReason{DriftAdded, DriftChanged, DriftDeleted, DriftVolume, DriftMemory, DriftScript, DriftUnverified}
 }
 
 // driftMetrics count execution drift.
@@ -31,7 +34,7 @@ func newDriftMetrics() driftMetrics {
 	m := driftMetrics{
 		drift: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "podfim_exec_drift_total",
-			Help: "Processes of the app container that run what the baseline does not hold, by reason (added, changed, deleted, volume, memory, script).",
+			Help: "Processes of the app container that run what the baseline does not hold, by reason (added, changed, deleted, volume, memory, script, unverified).",
 		}, []string{"reason"}),
 	}
 	for _, r := range DriftReasons() {
