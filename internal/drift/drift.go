@@ -46,6 +46,9 @@ const (
 	Script  = metrics.DriftScript
 	// Unverified: an entry of the baseline that could not be compared.
 	Unverified = metrics.DriftUnverified
+	// Namespace: a process of the container in a mount namespace of its
+	// own (unshare -m), whose files are not judged.
+	Namespace = metrics.DriftNamespace
 )
 
 // Bounds and defaults.
@@ -292,24 +295,39 @@ func (c *Checker) look(ctx context.Context, pid int, now time.Time) {
 		c.procs[pid] = t
 	}
 	t.gen, t.link = c.gen, link
-	cont := c.cfg.Container
-	t.member = p.MountNS == cont.MountNS
-	if !t.member {
-		if cont.ContainerID != "" && p.ContainerID == cont.ContainerID {
-			c.warnOnce("nested", "a process of the app container runs in a mount namespace of its own; its executables are not checked",
-				slog.Int("pid", pid), slog.String("exe", p.Exe))
-		}
-		return
+	t.member = p.MountNS == c.cfg.Container.MountNS
+	if !t.member && !c.nested(p) {
+		return // another container's, or a runtime's on its way in
 	}
 	info, err := c.cfg.Finder.Info(p, MaxCmdlineBytes)
 	if err != nil && !target.Exited(err) {
 		c.warnOnce("info", "cannot read a process's command line", slog.Int("pid", pid), slog.String("error", err.Error()))
 	}
-	path, reason, pending, ok := c.judge(p, info)
-	t.pending = pending
+	path, reason, ok := p.Exe, Namespace, true
+	if t.member {
+		path, reason, t.pending, ok = c.judge(p, info)
+	}
 	if ok {
 		c.sink.Drift(ctx, Finding{Process: p, Info: info, Path: path, Reason: reason, Seen: now})
 	}
+}
+
+// nested reports whether p, which is not in the container's mount
+// namespace, is a process of the container (the same container ID) in a
+// mount namespace of its own (`unshare -m`, a sandbox). Its files are named
+// relative to its own root and mounts: they cannot be judged against the
+// baseline through the container's root, so it is reported (Namespace)
+// instead of being left unchecked. Not while the container's main process
+// is gone: a container restarted by a runtime that keeps its ID (podman)
+// runs in a new mount namespace until the sidecar follows it.
+func (c *Checker) nested(p target.Process) bool {
+	cont := c.cfg.Container
+	if cont.ContainerID == "" || p.ContainerID != cont.ContainerID {
+		return false
+	}
+	main := cont.Main()
+	m, err := c.cfg.Finder.Process(main.PID)
+	return err == nil && m.MountNS == cont.MountNS && (main.StartTime == 0 || m.StartTime == main.StartTime)
 }
 
 func (c *Checker) warnOnce(key, msg string, attrs ...slog.Attr) {

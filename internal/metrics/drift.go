@@ -18,11 +18,14 @@ const (
 	// DriftUnverified: an entry of the baseline whose content could not be
 	// read to compare (larger than maxFileBytes, unreadable).
 	DriftUnverified DriftReason = "unverified"
+	// DriftNamespace: a process of the app container in a mount namespace
+	// of its own, whose files cannot be judged through the container's root.
+	DriftNamespace DriftReason = "namespace"
 )
 
 // DriftReasons lists every DriftReason.
 func DriftReasons() []DriftReason {
-	return []DriftReason{DriftAdded, DriftChanged, DriftDeleted, DriftVolume, DriftMemory, DriftScript, DriftUnverified}
+	return []DriftReason{DriftAdded, DriftChanged, DriftDeleted, DriftVolume, DriftMemory, DriftScript, DriftUnverified, DriftNamespace}
 }
 
 // driftMetrics count execution drift.
@@ -34,7 +37,7 @@ func newDriftMetrics() driftMetrics {
 	m := driftMetrics{
 		drift: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "podfim_exec_drift_total",
-			Help: "Processes of the app container that run what the baseline does not hold, by reason (added, changed, deleted, volume, memory, script, unverified).",
+			Help: "Processes of the app container that run what the baseline does not hold, by reason (added, changed, deleted, volume, memory, script, unverified, namespace).",
 		}, []string{"reason"}),
 	}
 	for _, r := range DriftReasons() {

@@ -1,0 +1,132 @@
+package drift
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/podfim/podfim/internal/scan"
+	"github.com/podfim/podfim/internal/target"
+)
+
+// fakeProc is a /proc of plain files and symlinks (no root needed): what
+// target.Finder reads of a process is stat, ns/mnt, exe, cgroup, status,
+// cwd, cmdline and maps.
+type fakeProc struct {
+	t   *testing.T
+	dir string
+}
+
+// add writes /proc/PID for a process started at start in the mount
+// namespace ns, running exe, in the cgroup of container id ("" for none).
+func (f fakeProc) add(pid, ppid int, start, ns uint64, exe, id string, args ...string) target.Process {
+	f.t.Helper()
+	d := filepath.Join(f.dir, fmt.Sprint(pid))
+	cg := "0::/\n"
+	if id != "" {
+		cg = "0::/machine.slice/libpod-" + id + ".scope\n"
+	}
+	stat := fmt.Sprintf("%d (%s) S %d 1 1 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 %d 0 0\n", pid, filepath.Base(exe), ppid, start)
+	for _, err := range []error{
+		os.MkdirAll(filepath.Join(d, "ns"), 0o755),
+		os.WriteFile(filepath.Join(d, "stat"), []byte(stat), 0o644),
+		os.WriteFile(filepath.Join(d, "cgroup"), []byte(cg), 0o644),
+		os.WriteFile(filepath.Join(d, "status"), []byte("Name:\tx\nUid:\t65532\t65532\t65532\t65532\n"), 0o644),
+		os.WriteFile(filepath.Join(d, "cmdline"), []byte(strings.Join(append([]string{exe}, args...), "\x00")+"\x00"), 0o644),
+		os.WriteFile(filepath.Join(d, "maps"), nil, 0o644),
+		os.Symlink(fmt.Sprintf("mnt:[%d]", ns), filepath.Join(d, "ns", "mnt")),
+		os.Symlink(exe, filepath.Join(d, "exe")),
+		os.Symlink("/", filepath.Join(d, "cwd")),
+	} {
+		if err != nil {
+			f.t.Fatal(err)
+		}
+	}
+	return target.Process{PID: pid, StartTime: start, MountNS: ns, Exe: exe, ContainerID: id}
+}
+
+func (f fakeProc) remove(pid int) {
+	if err := os.RemoveAll(filepath.Join(f.dir, fmt.Sprint(pid))); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+// TestNestedMountNamespace: a process of the app container (its container
+// ID) in a mount namespace of its own (`unshare -m`) names its files
+// relative to its own root, which cannot be judged against the baseline:
+// it is reported with reason namespace, not only logged. A process of
+// another container is not; nor is one of the container's while its main
+// process is gone (podman restarts a container under the same ID, in a new
+// mount namespace, before the sidecar follows it).
+func TestNestedMountNamespace(t *testing.T) {
+	const (
+		appNS, nestedNS, otherNS = 4026532001, 4026532002, 4026532003
+	)
+	id := strings.Repeat("ab", 32)
+	other := strings.Repeat("cd", 32)
+	proc := fakeProc{t: t, dir: t.TempDir()}
+	rootDir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(rootDir, "app"), []byte("app"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	root, err := scan.OpenRoot(rootDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	main := proc.add(10, 0, 1000, appNS, "/app", id)
+	proc.add(20, 0, 1001, otherNS, "/other", other)
+	sink := &sink{ch: make(chan Finding, 16)}
+	c := New(Config{
+		Finder:    &target.Finder{Proc: proc.dir, Self: -1, Infra: -1},
+		Container: &target.Container{PID: 10, MountNS: appNS, Exe: "/app", ContainerID: id, Processes: []target.Process{main}},
+		Root:      root,
+		Baseline:  &fakeBase{},
+	}, sink)
+	ctx := context.Background()
+	poll := func() []Finding {
+		t.Helper()
+		if err := c.Poll(ctx); err != nil {
+			t.Fatal(err)
+		}
+		var got []Finding
+		for {
+			select {
+			case f := <-sink.ch:
+				got = append(got, f)
+			default:
+				return got
+			}
+		}
+	}
+	if got := poll(); len(got) != 0 {
+		t.Fatalf("the app and another container: findings %+v, want none", got)
+	}
+
+	proc.add(11, 10, 1002, nestedNS, "/bin/busybox", id, "sh", "-c", "mount --bind /tmp/x /bin/busybox")
+	got := poll()
+	if len(got) != 1 {
+		t.Fatalf("after unshare -m: findings %+v, want one", got)
+	}
+	if f := got[0]; f.Reason != Namespace || f.Process.PID != 11 || f.Path != "/bin/busybox" ||
+		f.Info.PPID != 10 || f.Info.UID != 65532 || f.CommandLine() != `/bin/busybox sh -c "mount --bind /tmp/x /bin/busybox"` {
+		t.Errorf("finding = %+v (command line %s), want reason namespace for pid 11 /bin/busybox", f, f.CommandLine())
+	}
+
+	// The main process gone (the container restarting): a process of the
+	// same container ID in a new mount namespace is the next container's.
+	proc.remove(10)
+	proc.add(12, 0, 1003, nestedNS+10, "/app", id)
+	if got := poll(); len(got) != 0 {
+		t.Errorf("while the main process is gone: findings %+v, want none", got)
+	}
+	// A reused pid 10 (another start time) is no main process either.
+	proc.add(10, 0, 2000, appNS, "/app", id)
+	proc.add(13, 0, 2001, nestedNS, "/bin/busybox", id)
+	if got := poll(); len(got) != 0 {
+		t.Errorf("with pid 10 reused: findings %+v, want none", got)
+	}
+}
