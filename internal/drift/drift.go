@@ -71,6 +71,13 @@ const (
 	// sweepEvery: the executable links of older processes are read every
 	// this many polls (an exec in place by a long-lived process).
 	sweepEvery = 10
+	// helperGrace is how long a process excused as a runtime's helper
+	// (runc init, nsenter between setns and execve: milliseconds) may run
+	// its file before it is judged like any other: the excuse rests on
+	// its parent being outside the pod, which the app's main process (or
+	// a shell of kubectl exec) can give a child of its own with
+	// clone(CLONE_PARENT).
+	helperGrace = 5 * time.Second
 	// maxVerdicts bounds the verdicts kept per (path, inode, ctime); when
 	// full the cache starts afresh (files are hashed again, nothing is
 	// missed).
@@ -124,6 +131,9 @@ type tracked struct {
 	gen     uint64
 	member  bool // in the container's mount namespace: checked
 	pending bool // a runtime's exec helper: judged again once it execs
+	// pendingSince is when the process was first found pending: past
+	// helperGrace it is judged without the excuse.
+	pendingSince time.Time
 }
 
 // fileKey names one version of a file: a write changes ctime, a
@@ -221,15 +231,7 @@ func (c *Checker) Poll(ctx context.Context) error {
 			continue
 		}
 		t.gen = c.gen
-		// Foreign processes too: nsenter and a runtime's helper are seen
-		// in another mount namespace, join the container's, then exec.
-		if !t.pending && !sweep && now.Sub(t.seen) >= youngFor {
-			continue
-		}
-		link, err := c.cfg.Finder.ExeLink(pid)
-		if err == nil && link != t.link {
-			c.look(ctx, pid, now) // exec'd since, or its file was deleted
-		}
+		c.recheck(ctx, pid, t, now, sweep)
 	}
 	for pid, t := range c.procs {
 		if t.gen != c.gen {
@@ -265,15 +267,29 @@ func (c *Checker) started() bool {
 // read again for an exec in place.
 func (c *Checker) relink(ctx context.Context, now time.Time, sweep bool) error {
 	for pid, t := range c.procs {
-		if !t.pending && !sweep && now.Sub(t.seen) >= youngFor {
-			continue
-		}
-		link, err := c.cfg.Finder.ExeLink(pid)
-		if err == nil && link != t.link {
-			c.look(ctx, pid, now)
-		}
+		c.recheck(ctx, pid, t, now, sweep)
 	}
 	return nil
+}
+
+// recheck looks at a tracked process again when its executable link
+// changed (an exec in place, or its file deleted): the link is read for
+// young and pending processes, and for all of them in a sweep. Foreign
+// processes too: nsenter and a runtime's helper are seen in another mount
+// namespace, join the container's, then exec. A pending process that has
+// not exec'd within helperGrace is judged again without the excuse.
+func (c *Checker) recheck(ctx context.Context, pid int, t *tracked, now time.Time, sweep bool) {
+	if t.pending && now.Sub(t.pendingSince) >= helperGrace {
+		c.look(ctx, pid, now)
+		return
+	}
+	if !t.pending && !sweep && now.Sub(t.seen) >= youngFor {
+		return
+	}
+	link, err := c.cfg.Finder.ExeLink(pid)
+	if err == nil && link != t.link {
+		c.look(ctx, pid, now) // exec'd since, or its file was deleted
+	}
 }
 
 // look reads pid and judges it when it is the container's.
@@ -305,7 +321,12 @@ func (c *Checker) look(ctx context.Context, pid int, now time.Time) {
 	}
 	path, reason, ok := p.Exe, Namespace, true
 	if t.member {
-		path, reason, t.pending, ok = c.judge(p, info)
+		excuse := !t.pending || now.Sub(t.pendingSince) < helperGrace
+		wasPending := t.pending
+		path, reason, t.pending, ok = c.judge(p, info, excuse)
+		if t.pending && !wasPending {
+			t.pendingSince = now
+		}
 	}
 	if ok {
 		c.sink.Drift(ctx, Finding{Process: p, Info: info, Path: path, Reason: reason, Seen: now})
@@ -343,9 +364,10 @@ func (c *Checker) warnOnce(key, msg string, attrs ...slog.Attr) {
 // run: runc (1.1) re-executes a copy of itself sealed in a memfd
 // ("runc_cloned:/proc/self/exe") as `runc init`, which setns()es into the
 // container, so for a few milliseconds a process of the container runs
-// from memory. Its parent is outside the pod's pid namespace (PPID 0),
-// which no process started inside the container can have: its orphans go
-// to the pod's init.
+// from memory. Its parent is outside the pod's pid namespace (PPID 0).
+// A process of the container can have that too (clone(CLONE_PARENT) from
+// one whose parent is outside: the main process, a kubectl exec shell), so
+// the excuse lasts helperGrace only.
 func runtimeHelper(p target.Process, info target.Info) bool {
 	return info.PPID == 0 && p.ExeDeleted && strings.HasPrefix(p.Exe, "/memfd:runc_cloned:")
 }

@@ -391,11 +391,23 @@ func TestEnteredFromOutside(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := target.Process{PID: os.Getpid(), Exe: exe}
-	if _, _, pending, ok := c.judge(p, target.Info{PPID: 1}); !pending || ok {
+	if _, _, pending, ok := c.judge(p, target.Info{PPID: 1}, true); !pending || ok {
 		t.Errorf("judge = pending %v, drift %v; want pending", pending, ok)
 	}
+	if f, r, pending, ok := c.judge(p, target.Info{PPID: 1}, false); pending || !ok || r != Added || f != exe {
+		t.Errorf("without the excuse: %s reason %q, pending %v, drift %v; want added", f, r, pending, ok)
+	}
 	p.ExeDeleted = true
-	if _, r, pending, ok := c.judge(p, target.Info{PPID: 1}); pending || !ok || r != Deleted {
+	if _, r, pending, ok := c.judge(p, target.Info{PPID: 1}, true); pending || !ok || r != Deleted {
 		t.Errorf("a deleted executable: reason %q, pending %v, drift %v; want deleted", r, pending, ok)
+	}
+	// runc 1.1's `runc init` runs a detached read-only bind mount of
+	// itself, whose link reads "/".
+	p = target.Process{PID: os.Getpid(), Exe: "/"}
+	if _, _, pending, ok := c.judge(p, target.Info{}, true); !pending || ok {
+		t.Errorf("exe \"/\": pending %v, drift %v; want pending", pending, ok)
+	}
+	if f, r, pending, ok := c.judge(p, target.Info{}, false); pending || !ok || r != Added || f != "/" {
+		t.Errorf("exe \"/\" without the excuse: %s reason %q, pending %v, drift %v; want added", f, r, pending, ok)
 	}
 }

@@ -16,11 +16,17 @@ import (
 
 // judge decides whether p is drift: its executable first, then the other
 // files it maps executable, then the script an interpreter was given. It
-// returns the file and the reason, or pending for a runtime's helper that
-// is judged again once it execs.
-func (c *Checker) judge(p target.Process, info target.Info) (file string, r Reason, pending, ok bool) {
-	if runtimeHelper(p, info) || c.entered(p) {
+// returns the file and the reason, or, when excuse allows it, pending for
+// a runtime's helper that is judged again once it execs. Without the
+// excuse such a helper is judged by its file: a memfd is memory, a file
+// outside the container's root is not an entry of the baseline (added).
+func (c *Checker) judge(p target.Process, info target.Info, excuse bool) (file string, r Reason, pending, ok bool) {
+	outside := c.entered(p)
+	if excuse && (outside || runtimeHelper(p, info)) {
 		return "", "", true, false
+	}
+	if outside {
+		return p.Exe, Added, false, true
 	}
 	if r, ok := c.file(p.Exe, p.ExeDeleted); ok {
 		return p.Exe, r, false, true
@@ -48,7 +54,8 @@ func (c *Checker) judge(p target.Process, info target.Info) (file string, r Reas
 }
 
 // entered reports whether p runs a file that is not in the container's
-// root at all (neither deleted nor memory-backed): a process that entered
+// root at all (neither deleted nor memory-backed, or one that is in no
+// tree, which reads as "/"): a process that entered
 // the container's mount namespace from outside (setns, as nsenter and a
 // runtime's exec helper do) and has not yet exec'ed what it was asked to
 // run. Only a process privileged outside the container can do that; it is
@@ -56,6 +63,13 @@ func (c *Checker) judge(p target.Process, info target.Info) (file string, r Reas
 // container cannot run a file its root does not hold: a file it deletes or
 // renames shows as such in /proc/PID/exe.
 func (c *Checker) entered(p target.Process) bool {
+	if p.Exe == "/" && !p.ExeDeleted {
+		// A file that is the root of its own mount, detached from every
+		// tree: runc 1.1 runs `runc init` from a read-only bind mount of
+		// itself that it unmounted (MNT_DETACH) before exec ("bindfd"),
+		// and only falls back to a memfd without the privilege to mount.
+		return true
+	}
 	if p.ExeDeleted || strings.HasPrefix(p.Exe, "/memfd:") {
 		return false
 	}

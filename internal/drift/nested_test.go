@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/podfim/podfim/internal/scan"
 	"github.com/podfim/podfim/internal/target"
@@ -128,5 +129,86 @@ func TestNestedMountNamespace(t *testing.T) {
 	proc.add(13, 0, 2001, nestedNS, "/bin/busybox", id)
 	if got := poll(); len(got) != 0 {
 		t.Errorf("with pid 10 reused: findings %+v, want none", got)
+	}
+}
+
+// TestHelperGrace: a process excused as a runtime's helper (runc init from
+// a memfd, or from its detached bind mount, whose link reads "/") that has
+// not exec'd within helperGrace is judged like any other: the excuse rests
+// on a parent outside the pod, which clone(CLONE_PARENT) can forge.
+func TestHelperGrace(t *testing.T) {
+	const appNS = 4026532001
+	id := strings.Repeat("ab", 32)
+	proc := fakeProc{t: t, dir: t.TempDir()}
+	rootDir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(rootDir, "app"), []byte("app"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	root, err := scan.OpenRoot(rootDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	main := proc.add(10, 0, 1000, appNS, "/app", id)
+	now := time.Unix(1e9, 0)
+	sink := &sink{ch: make(chan Finding, 16)}
+	c := New(Config{
+		Finder:    &target.Finder{Proc: proc.dir, Self: -1, Infra: -1},
+		Container: &target.Container{PID: 10, MountNS: appNS, Exe: "/app", ContainerID: id, Processes: []target.Process{main}},
+		Root:      root,
+		Baseline:  &fakeBase{},
+		Clock:     func() time.Time { return now },
+	}, sink)
+	poll := func(after time.Duration) []Finding {
+		t.Helper()
+		now = now.Add(after)
+		if err := c.Poll(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		var got []Finding
+		for {
+			select {
+			case f := <-sink.ch:
+				got = append(got, f)
+			default:
+				return got
+			}
+		}
+	}
+	poll(0)
+	proc.add(11, 0, 1001, appNS, "/memfd:runc_cloned:/proc/self/exe (deleted)", id, "runc", "init")
+	proc.add(12, 0, 1002, appNS, "/", id, "runc", "init")
+	if got := poll(10 * time.Millisecond); len(got) != 0 {
+		t.Fatalf("runtime helpers just seen: findings %+v, want none", got)
+	}
+	if got := poll(helperGrace - time.Second); len(got) != 0 {
+		t.Fatalf("runtime helpers within the grace: findings %+v, want none", got)
+	}
+	got := poll(time.Second)
+	want := map[int]Reason{11: Memory, 12: Added}
+	if len(got) != len(want) {
+		t.Fatalf("helpers past the grace: findings %+v, want pids 11 (memory) and 12 (added)", got)
+	}
+	for _, f := range got {
+		if want[f.Process.PID] != f.Reason {
+			t.Errorf("pid %d: reason %q, want %q", f.Process.PID, f.Reason, want[f.Process.PID])
+		}
+	}
+	if got := poll(helperGrace); len(got) != 0 {
+		t.Errorf("reported twice: %+v", got)
+	}
+	// A helper that execs what it was asked within the grace is judged by
+	// what it runs: the image's /app is no drift.
+	proc.add(13, 0, 1003, appNS, "/", id, "runc", "init")
+	if got := poll(10 * time.Millisecond); len(got) != 0 {
+		t.Fatalf("a new helper: findings %+v", got)
+	}
+	proc.remove(13)
+	proc.add(13, 0, 1003, appNS, "/app", id)
+	if got := poll(10 * time.Millisecond); len(got) != 0 {
+		t.Errorf("the helper exec'd the image's /app: findings %+v, want none", got)
+	}
+	if got := poll(helperGrace); len(got) != 0 {
+		t.Errorf("after its exec, past the grace: findings %+v, want none", got)
 	}
 }
