@@ -127,6 +127,7 @@ type Config struct {
 type tracked struct {
 	start   uint64
 	link    string // the executable link as last read
+	mountNS uint64 // its mount namespace as last read
 	seen    time.Time
 	gen     uint64
 	member  bool // in the container's mount namespace: checked
@@ -272,9 +273,10 @@ func (c *Checker) relink(ctx context.Context, now time.Time, sweep bool) error {
 	return nil
 }
 
-// recheck looks at a tracked process again when its executable link
-// changed (an exec in place, or its file deleted): the link is read for
-// young and pending processes, and for all of them in a sweep. Foreign
+// recheck looks at a tracked process again when its executable link or
+// its mount namespace changed (an exec in place, its file deleted, an
+// unshare): they are read for young and pending processes, and for all of
+// them in a sweep. Foreign
 // processes too: nsenter and a runtime's helper are seen in another mount
 // namespace, join the container's, then exec. A pending process that has
 // not exec'd within helperGrace is judged again without the excuse.
@@ -287,8 +289,18 @@ func (c *Checker) recheck(ctx context.Context, pid int, t *tracked, now time.Tim
 		return
 	}
 	link, err := c.cfg.Finder.ExeLink(pid)
-	if err == nil && link != t.link {
+	if err != nil {
+		return
+	}
+	if link != t.link {
 		c.look(ctx, pid, now) // exec'd since, or its file was deleted
+		return
+	}
+	// The same link in another mount namespace: `unshare -m` then an exec
+	// of the same path, which the new namespace may have bound anything
+	// over.
+	if ns, err := c.cfg.Finder.MountNSOf(pid); err == nil && ns != t.mountNS {
+		c.look(ctx, pid, now)
 	}
 }
 
@@ -310,7 +322,7 @@ func (c *Checker) look(ctx context.Context, pid int, now time.Time) {
 		t = &tracked{start: p.StartTime, seen: now}
 		c.procs[pid] = t
 	}
-	t.gen, t.link = c.gen, link
+	t.gen, t.link, t.mountNS = c.gen, link, p.MountNS
 	t.member = p.MountNS == c.cfg.Container.MountNS
 	if !t.member && !c.nested(p) {
 		return // another container's, or a runtime's on its way in

@@ -117,6 +117,30 @@ func TestNestedMountNamespace(t *testing.T) {
 		t.Errorf("finding = %+v (command line %s), want reason namespace for pid 11 /bin/busybox", f, f.CommandLine())
 	}
 
+	// A process of the container seen in its namespace that moves to one
+	// of its own and execs the same path (`busybox unshare -m busybox sh`):
+	// its link does not change, its namespace does.
+	if err := os.MkdirAll(filepath.Join(rootDir, "bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(rootDir, "bin", "busybox"), []byte("busybox"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	proc.add(14, 10, 1004, appNS, "/bin/busybox", id, "unshare", "-m", "busybox", "sh")
+	if got := poll(); len(got) != 0 {
+		t.Fatalf("the image's busybox: findings %+v, want none", got)
+	}
+	link := filepath.Join(proc.dir, "14", "ns", "mnt")
+	if err := os.Remove(link); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(fmt.Sprintf("mnt:[%d]", nestedNS), link); err != nil {
+		t.Fatal(err)
+	}
+	if got := poll(); len(got) != 1 || got[0].Process.PID != 14 || got[0].Reason != Namespace {
+		t.Fatalf("after its unshare: findings %+v, want pid 14 namespace", got)
+	}
+
 	// The main process gone (the container restarting): a process of the
 	// same container ID in a new mount namespace is the next container's.
 	proc.remove(10)

@@ -65,6 +65,20 @@ func (f *Finder) ExeLink(pid int) (string, error) {
 	return string(buf[:n]), nil
 }
 
+// MountNSOf reads the mount namespace of pid (one readlink of ns/mnt, no
+// check of the process's identity: a cheap look for a process that moved
+// to a mount namespace of its own, to be confirmed with Process).
+func (f *Finder) MountNSOf(pid int) (uint64, error) {
+	buf := make([]byte, 64)
+	n, err := retry(func() (int, error) {
+		return unix.Readlink(f.proc()+"/"+strconv.Itoa(pid)+"/ns/mnt", buf)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("pid %d: %w", pid, errVanished)
+	}
+	return parseNS(string(buf[:n]), "mnt")
+}
+
 // Info is what an execution-drift finding says about a process beyond
 // Process: its parent, owner and command line.
 type Info struct {
