@@ -102,15 +102,15 @@ type demoPod struct {
 // state volume: podman 4.3 makes an emptyDir a named volume, shared by
 // every pod that names it alike), waits for the page and for the sidecar's
 // first verification, and removes everything in t.Cleanup.
-func playPod(t *testing.T, p *podmanEnv, file, yamlName string) *demoPod {
+func playPod(t *testing.T, p *podmanEnv, file, yamlName string, replace ...string) *demoPod {
 	t.Helper()
 	requireFreePort(t, "127.0.0.1:8080")
 	requireFreePort(t, "127.0.0.1:9090")
 	name := uniqueName("e2e-" + strings.TrimSuffix(file, ".yaml"))
 	d := &demoPod{p: p, name: name, app: name + "-app", sidecar: name + "-podfim", volume: name + "-state"}
-	d.yaml = renderPod(t, "deploy/podman/"+file,
-		"  name: "+yamlName+"\n", "  name: "+name+"\n",
-		"name: podfim-state", "name: "+d.volume)
+	d.yaml = renderPod(t, "deploy/podman/"+file, append([]string{
+		"  name: " + yamlName + "\n", "  name: " + name + "\n",
+		"name: podfim-state", "name: " + d.volume}, replace...)...)
 	t.Cleanup(func() { d.remove(t) })
 	start := time.Now()
 	r := p.run(2*time.Minute, "kube", "play", d.yaml)
@@ -201,6 +201,7 @@ func TestPodman(t *testing.T) {
 	t.Run("Version", func(t *testing.T) { testPodmanImageVersion(t, p) })
 	t.Run("Restore", func(t *testing.T) { testPodmanRestore(t, p) })
 	t.Run("Kill", func(t *testing.T) { testPodmanKill(t, p) })
+	t.Run("Drift", func(t *testing.T) { testPodmanDrift(t, p) })
 }
 
 // Version: `make images` stamps scripts/version.sh's version into the
@@ -273,6 +274,7 @@ func testPodmanRestore(t *testing.T, p *podmanEnv) {
 	body, _ := waitStatus(t, readyzURL, 200, 10*time.Second)
 	code := 200
 	t.Logf("GET /readyz after restore = %d %q", code, strings.TrimSpace(body))
+	requireNoDrift(t, d)
 }
 
 // Kill (deploy/podman/pod-kill.yaml): podman restarts the app container
@@ -347,6 +349,7 @@ func testPodmanKill(t *testing.T, p *podmanEnv) {
 		t.Fatalf("GET /readyz = 503 %q; want the page named", body)
 	}
 	t.Logf("GET /readyz = 503 %q", strings.TrimSpace(body))
+	requireNoDrift(t, d)
 }
 
 // logGap logs the time between two log lines of the sidecar.
