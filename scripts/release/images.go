@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
@@ -125,16 +127,76 @@ func runImages(args []string, out io.Writer) error {
 
 // buildIndex makes the image of s for each platform and their index.
 func buildIndex(s imageSpec, bin string, m meta) (v1.ImageIndex, error) {
-	idx := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
+	x := &index{images: map[v1.Hash]v1.Image{}}
+	doc := ociIndex{SchemaVersion: 2, MediaType: types.OCIImageIndex, Annotations: m.labels(s)}
 	for _, p := range platforms {
 		img, err := buildImage(s, bin, p, m)
 		if err != nil {
 			return nil, fmt.Errorf("%s/%s: %w", p.OS, p.Architecture, err)
 		}
+		d, err := partial.Descriptor(img)
+		if err != nil {
+			return nil, err
+		}
 		pl := p
-		idx = mutate.AppendManifests(idx, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &pl}})
+		doc.Manifests = append(doc.Manifests, ociDescriptor{MediaType: d.MediaType, Digest: d.Digest, Size: d.Size, Platform: &pl})
+		x.images[d.Digest] = img
 	}
-	return mutate.Annotations(idx, m.labels(s)).(v1.ImageIndex), nil
+	raw, err := json.Marshal(doc)
+	if err != nil {
+		return nil, err
+	}
+	x.raw = raw
+	return x, nil
+}
+
+// ociIndex and ociDescriptor are an image index as the OCI image-spec's
+// Go types write it (field order, no artifactType on image entries), not
+// as go-containerregistry does: tools that re-encode an index with those
+// types, such as skopeo copy --preserve-digests, then get the same bytes
+// and keep its digest instead of refusing to copy it.
+type ociIndex struct {
+	SchemaVersion int64             `json:"schemaVersion"`
+	MediaType     types.MediaType   `json:"mediaType"`
+	Manifests     []ociDescriptor   `json:"manifests"`
+	Annotations   map[string]string `json:"annotations,omitempty"`
+}
+
+type ociDescriptor struct {
+	MediaType types.MediaType `json:"mediaType"`
+	Digest    v1.Hash         `json:"digest"`
+	Size      int64           `json:"size"`
+	Platform  *v1.Platform    `json:"platform,omitempty"`
+}
+
+// index is a v1.ImageIndex of exactly the bytes raw and the images it lists.
+type index struct {
+	raw    []byte
+	images map[v1.Hash]v1.Image
+}
+
+func (x *index) MediaType() (types.MediaType, error) { return types.OCIImageIndex, nil }
+func (x *index) Size() (int64, error)                { return int64(len(x.raw)), nil }
+func (x *index) RawManifest() ([]byte, error)        { return x.raw, nil }
+
+func (x *index) Digest() (v1.Hash, error) {
+	h, _, err := v1.SHA256(bytes.NewReader(x.raw))
+	return h, err
+}
+
+func (x *index) IndexManifest() (*v1.IndexManifest, error) {
+	return v1.ParseIndexManifest(bytes.NewReader(x.raw))
+}
+
+func (x *index) Image(h v1.Hash) (v1.Image, error) {
+	if img, ok := x.images[h]; ok {
+		return img, nil
+	}
+	return nil, fmt.Errorf("no image %s in the index", h)
+}
+
+func (x *index) ImageIndex(h v1.Hash) (v1.ImageIndex, error) {
+	return nil, fmt.Errorf("no index %s in the index: it lists images only", h)
 }
 
 func buildImage(s imageSpec, bin string, p v1.Platform, m meta) (v1.Image, error) {

@@ -92,6 +92,36 @@ func TestRelease(t *testing.T) {
 	t.Run("SBOM", func(t *testing.T) { checkSBOMs(t, a, r) })
 	t.Run("Chart", func(t *testing.T) { checkChart(t, a, r) })
 	t.Run("Baselines", func(t *testing.T) { checkBaselines(t, a, r) })
+	t.Run("SkopeoCopy", func(t *testing.T) { checkSkopeoCopy(t, a, r) })
+}
+
+// checkSkopeoCopy is docs/install.md's air-gapped copy: skopeo copies
+// each multi-platform image out of the layout with its digest kept
+// (skopeo re-encodes an index and refuses --preserve-digests when that
+// changes its bytes). To an oci: directory: no registry needed.
+func checkSkopeoCopy(t *testing.T, dist string, r rel) {
+	if _, err := exec.LookPath("skopeo"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("skopeo is not installed (.ci/run installs it: apt-get install skopeo)")
+		}
+		t.Skip("skopeo is not installed (apt-get install skopeo)")
+	}
+	for _, name := range []string{"podfim", "hello"} {
+		dst := filepath.Join(t.TempDir(), name)
+		out, err := run(t, dist, nil, "skopeo", "copy", "--quiet", "--all", "--preserve-digests",
+			"oci:oci/"+name+":"+r.version, "oci:"+dst+":"+r.version)
+		if err != nil {
+			t.Fatalf("skopeo copy --all --preserve-digests %s: %v\n%s", name, err, out)
+		}
+		want, err := layoutIndex(t, filepath.Join(dist, "oci", name), r.version).Digest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := layoutIndex(t, dst, r.version).Digest()
+		if err != nil || got != want {
+			t.Errorf("%s copied by skopeo: index %s (%v), want %s", name, got, err, want)
+		}
+	}
 }
 
 // TestReleaseRefusesDirty: a version with uncommitted changes is no release.
