@@ -276,10 +276,10 @@ func (c *Checker) relink(ctx context.Context, now time.Time, sweep bool) error {
 // recheck looks at a tracked process again when its executable link or
 // its mount namespace changed (an exec in place, its file deleted, an
 // unshare): they are read for young and pending processes, and for all of
-// them in a sweep. Foreign
-// processes too: nsenter and a runtime's helper are seen in another mount
-// namespace, join the container's, then exec. A pending process that has
-// not exec'd within helperGrace is judged again without the excuse.
+// them in a sweep. Foreign processes too: nsenter and a runtime's helper
+// are seen in another mount namespace, join the container's, then exec. A
+// pending process that has not exec'd within helperGrace is judged again
+// without the excuse.
 func (c *Checker) recheck(ctx context.Context, pid int, t *tracked, now time.Time, sweep bool) {
 	if t.pending && now.Sub(t.pendingSince) >= helperGrace {
 		c.look(ctx, pid, now)
@@ -324,8 +324,11 @@ func (c *Checker) look(ctx context.Context, pid int, now time.Time) {
 	}
 	t.gen, t.link, t.mountNS = c.gen, link, p.MountNS
 	t.member = p.MountNS == c.cfg.Container.MountNS
-	if !t.member && !c.nested(p) {
-		return // another container's, or a runtime's on its way in
+	if !t.member {
+		t.pending = false // only a process of the container is excused
+		if !c.nested(p) {
+			return // another container's, or a runtime's on its way in
+		}
 	}
 	info, err := c.cfg.Finder.Info(p, MaxCmdlineBytes)
 	if err != nil && !target.Exited(err) {

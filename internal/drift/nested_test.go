@@ -221,6 +221,28 @@ func TestHelperGrace(t *testing.T) {
 	if got := poll(helperGrace); len(got) != 0 {
 		t.Errorf("reported twice: %+v", got)
 	}
+	// A helper that moves to a mount namespace of its own is reported
+	// as such, once, not again at each poll past the grace.
+	proc.add(14, 0, 1004, appNS, "/", id, "runc", "init")
+	if got := poll(10 * time.Millisecond); len(got) != 0 {
+		t.Fatalf("a new helper: findings %+v", got)
+	}
+	link := filepath.Join(proc.dir, "14", "ns", "mnt")
+	if err := os.Remove(link); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("mnt:[4026532002]", link); err != nil {
+		t.Fatal(err)
+	}
+	if got := poll(10 * time.Millisecond); len(got) != 1 || got[0].Reason != Namespace {
+		t.Fatalf("the helper in a namespace of its own: findings %+v, want one namespace", got)
+	}
+	for range 3 {
+		if got := poll(helperGrace); len(got) != 0 {
+			t.Fatalf("reported again past the grace: %+v", got)
+		}
+	}
+
 	// A helper that execs what it was asked within the grace is judged by
 	// what it runs: the image's /app is no drift.
 	proc.add(13, 0, 1003, appNS, "/", id, "runc", "init")
