@@ -56,11 +56,7 @@ func waitDrift(t *testing.T, d *demoPod, path, reason string) logLine {
 // time with the host's /proc/uptime (10 ms).
 func driftDelay(t *testing.T, d *demoPod, l logLine) time.Duration {
 	t.Helper()
-	r := runCmd(t, 30*time.Second, d.p.env, "", "podman", "--log-level=error", "exec", d.app, "/bin/busybox", "cat", fmt.Sprintf("/proc/%d/stat", int(l.num("pid"))))
-	if r.Err != nil {
-		t.Fatalf("stat of pid %v: %v\n%s", l["pid"], r.Err, r.Out())
-	}
-	stat := r.Stdout
+	stat := d.p.must(30*time.Second, "exec", d.app, "/bin/busybox", "cat", fmt.Sprintf("/proc/%d/stat", int(l.num("pid"))))
 	i := strings.LastIndexByte(stat, ')')
 	f := strings.Fields(stat[i+1:])
 	if i < 0 || len(f) < 20 {
@@ -95,13 +91,9 @@ func driftDelay(t *testing.T, d *demoPod, l logLine) time.Duration {
 // the image that do the copying included).
 func testPodmanDrift(t *testing.T, p *podmanEnv) {
 	d := playPod(t, p, "pod.yaml", "podfim-demo", "--respond=log,metric,unready,restore", "--respond=log,metric")
-	must := func(args ...string) string { // p.must would fail TestPodman, not this subtest
+	must := func(args ...string) string {
 		t.Helper()
-		r := runCmd(t, 30*time.Second, p.env, "", "podman", append([]string{"--log-level=error"}, args...)...)
-		if r.Err != nil {
-			t.Fatalf("podman %s: %v\n%s", strings.Join(args, " "), r.Err, r.Out())
-		}
-		return r.Stdout
+		return p.must(30*time.Second, args...)
 	}
 	asRoot := func(script string) {
 		t.Helper()

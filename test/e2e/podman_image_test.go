@@ -51,6 +51,7 @@ func TestPodmanImageBaseline(t *testing.T) {
 	}
 
 	t.Run("ImageMountIsClean", func(t *testing.T) {
+		p := p.in(t)
 		mnt := strings.TrimSpace(p.must(time.Minute, "image", "mount", ref))
 		t.Cleanup(func() { p.run(time.Minute, "image", "unmount", ref) })
 		rep := check(t, mnt, base, 0)
@@ -65,6 +66,7 @@ func TestPodmanImageBaseline(t *testing.T) {
 	})
 
 	t.Run("OCIArchiveFromPodmanSave", func(t *testing.T) {
+		p := p.in(t)
 		// podman's own export of what it stored is another image (its
 		// layers are regenerated): its baseline must check clean too.
 		oci := filepath.Join(work, "saved.tar")
@@ -77,6 +79,7 @@ func TestPodmanImageBaseline(t *testing.T) {
 	})
 
 	t.Run("TamperedContainerIsFound", func(t *testing.T) {
+		p := p.in(t)
 		ctr := uniqueName("podfim-e2e-image-ctr")
 		p.must(time.Minute, "create", "--name", ctr, ref, "/bin/app")
 		t.Cleanup(func() { p.run(time.Minute, "rm", "-f", ctr) })

@@ -51,6 +51,11 @@ func newPodman(t *testing.T) *podmanEnv {
 	return p
 }
 
+// in is p for the (sub)test t: must and the helpers built on it fail t,
+// not the test that made p (a subtest calling FailNow on its parent would
+// abort it instead of failing).
+func (p *podmanEnv) in(t *testing.T) *podmanEnv { return &podmanEnv{t: t, env: p.env} }
+
 func (p *podmanEnv) run(timeout time.Duration, args ...string) cmdResult {
 	p.t.Helper()
 	return runCmd(p.t, timeout, p.env, "", "podman", append([]string{"--log-level=error"}, args...)...)
@@ -198,10 +203,10 @@ func (d *demoPod) requireViolation(t *testing.T) logLine {
 func TestPodman(t *testing.T) {
 	p := newPodman(t)
 	buildImages(t, p.env)
-	t.Run("Version", func(t *testing.T) { testPodmanImageVersion(t, p) })
-	t.Run("Restore", func(t *testing.T) { testPodmanRestore(t, p) })
-	t.Run("Kill", func(t *testing.T) { testPodmanKill(t, p) })
-	t.Run("Drift", func(t *testing.T) { testPodmanDrift(t, p) })
+	t.Run("Version", func(t *testing.T) { testPodmanImageVersion(t, p.in(t)) })
+	t.Run("Restore", func(t *testing.T) { testPodmanRestore(t, p.in(t)) })
+	t.Run("Kill", func(t *testing.T) { testPodmanKill(t, p.in(t)) })
+	t.Run("Drift", func(t *testing.T) { testPodmanDrift(t, p.in(t)) })
 }
 
 // Version: `make images` stamps scripts/version.sh's version into the
