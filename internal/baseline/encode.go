@@ -279,7 +279,7 @@ const hashLenRoom = 3
 // (written by tests only, for old files) starts with the policy digest,
 // which version 2 keeps in the header.
 func newBodyEncoder(w io.Writer, hashes func([]byte) error, version int, policyDigest string, count int) (*bodyEncoder, error) {
-	e := &bodyEncoder{w: w, hashes: hashes, buf: make([]byte, 0, flushSize), hb: make([]byte, hashLenRoom, 4096)}
+	e := newEncoder(w, hashes)
 	var start []byte
 	if version == 1 {
 		start = appendString(start, policyDigest)
@@ -287,6 +287,11 @@ func newBodyEncoder(w io.Writer, hashes func([]byte) error, version int, policyD
 	start = binary.AppendUvarint(start, uint64(count))
 	_, err := w.Write(start)
 	return e, err
+}
+
+// newEncoder returns a bodyEncoder that has written nothing yet.
+func newEncoder(w io.Writer, hashes func([]byte) error) *bodyEncoder {
+	return &bodyEncoder{w: w, hashes: hashes, buf: make([]byte, 0, flushSize), hb: make([]byte, hashLenRoom, 4096)}
 }
 
 // add encodes the next entry.

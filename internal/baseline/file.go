@@ -131,6 +131,10 @@ type Writer struct {
 	started bool
 	err     error   // the first failure; sticky
 	h       *header // set by a successful Close
+	// With BeginUncounted: the body goes to spill through spillEnc until
+	// Close (see UnknownCount).
+	spill    *spill
+	spillEnc *bodyEncoder
 }
 
 // CreateFile starts a baseline file at path, signed with key unless it is
@@ -174,7 +178,17 @@ func (w *Writer) fail(err error) error {
 
 // Begin writes the start of the baseline: the header h (what the baseline
 // is for, see Header) and the number of entries that Add will be given.
-func (w *Writer) Begin(h Header, count int) error {
+func (w *Writer) Begin(h Header, count int) error { return w.begin(h, count, false) }
+
+// BeginUncounted is Begin for entries whose number is not known before
+// they are added (a scan that emits as it walks). The body starts with the
+// count, inside the compressed payload, so the Writer spills the encoded
+// body to an unlinked temporary file next to the baseline and compresses
+// it after the count at Close: the file is the same, byte for byte, as
+// with the count given to Begin, and the entries are never held in memory.
+func (w *Writer) BeginUncounted(h Header) error { return w.begin(h, 0, true) }
+
+func (w *Writer) begin(h Header, count int, uncounted bool) error {
 	switch {
 	case w.err != nil:
 		return w.err
@@ -195,6 +209,13 @@ func (w *Writer) Begin(h Header, count int) error {
 	if _, err := w.out.Write(make([]byte, room.size())); err != nil {
 		return w.fail(err)
 	}
+	w.count = count
+	if uncounted {
+		if err := w.beginSpill(); err != nil {
+			return w.fail(err)
+		}
+		return nil
+	}
 	pw, err := newPayloadWriter(w.out)
 	if err == nil {
 		err = pw.begin(count)
@@ -202,7 +223,7 @@ func (w *Writer) Begin(h Header, count int) error {
 	if err != nil {
 		return w.fail(err)
 	}
-	w.pw, w.count = pw, count
+	w.pw = pw
 	return nil
 }
 
@@ -216,13 +237,19 @@ func (w *Writer) Add(e *attr.Entry) error {
 		return w.err
 	case !w.started:
 		return w.fail(errors.New("Add called before Begin"))
-	case w.added == w.count:
+	case w.added == w.count && w.spill == nil:
 		return w.fail(fmt.Errorf("more entries than the %d announced", w.count))
+	case w.added == MaxEntries:
+		return w.fail(fmt.Errorf("more than %d entries", MaxEntries))
 	}
 	if err := checkNext(w.added, w.prev, e, w.layers); err != nil {
 		return w.fail(err)
 	}
-	if err := w.pw.enc.add(e); err != nil {
+	enc := w.spillEnc
+	if enc == nil {
+		enc = w.pw.enc
+	}
+	if err := enc.add(e); err != nil {
 		return w.fail(err)
 	}
 	w.prev = e.Path
@@ -241,8 +268,13 @@ func (w *Writer) Close() error {
 		return nil
 	case !w.started:
 		return w.fail(errors.New("Close called before Begin"))
-	case w.added != w.count:
+	case w.added != w.count && w.spill == nil:
 		return w.fail(fmt.Errorf("%d entries added, %d announced", w.added, w.count))
+	}
+	if w.spill != nil {
+		if err := w.finishSpill(); err != nil {
+			return w.fail(err)
+		}
 	}
 	h, err := w.pw.close(w.key, w.record)
 	if err != nil {
@@ -292,7 +324,8 @@ func (w *Writer) Abort() {
 	}
 	w.tmp.Close()
 	os.Remove(w.tmp.Name())
-	w.tmp, w.pw, w.out = nil, nil, nil
+	w.spill.close()
+	w.tmp, w.pw, w.out, w.spill, w.spillEnc = nil, nil, nil, nil, nil
 	if w.err == nil && w.h == nil {
 		w.err = fmt.Errorf("failed to write baseline %q: aborted", w.path)
 	}

@@ -17,12 +17,18 @@ import (
 // writeStreamed writes b to path with a Writer, entry by entry.
 func writeStreamed(t *testing.T, path string, b *Baseline, key ed25519.PrivateKey) *Writer {
 	t.Helper()
+	return writeWith(t, path, b, key, func(w *Writer) error { return w.Begin(b.Header, len(b.Entries)) })
+}
+
+// writeWith is writeStreamed with begin to start the Writer.
+func writeWith(t *testing.T, path string, b *Baseline, key ed25519.PrivateKey, begin func(*Writer) error) *Writer {
+	t.Helper()
 	w, err := CreateFile(path, key)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer w.Abort()
-	if err := w.Begin(b.Header, len(b.Entries)); err != nil {
+	if err := begin(w); err != nil {
 		t.Fatal(err)
 	}
 	for i := range b.Entries {
