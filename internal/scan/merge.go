@@ -31,12 +31,7 @@ func merge(ws []*worker, emit func(*attr.Entry), count func(int)) *Result {
 		for _, c := range w.chunks {
 			total += len(c)
 		}
-		res.Warnings = append(res.Warnings, w.warnings...)
-		res.Stats.Dirs += w.stats.Dirs
-		res.Stats.Hashed += w.stats.Hashed
-		res.Stats.Reused += w.stats.Reused
-		res.Stats.HashedBytes += w.stats.HashedBytes
-		res.Stats.Pseudo += w.stats.Pseudo
+		res.add(w)
 	}
 	all := func(yield func(*rec) bool) {
 		for _, w := range ws {
@@ -85,6 +80,16 @@ func merge(ws []*worker, emit func(*attr.Entry), count func(int)) *Result {
 	res.Stats.Entries = n
 	slices.SortFunc(res.Warnings, func(a, b Warning) int { return comparePaths(a.Path, b.Path) })
 	return res
+}
+
+// add adds a worker's warnings and stats (but Entries) to res.
+func (res *Result) add(w *worker) {
+	res.Warnings = append(res.Warnings, w.warnings...)
+	res.Stats.Dirs += w.stats.Dirs
+	res.Stats.Hashed += w.stats.Hashed
+	res.Stats.Reused += w.stats.Reused
+	res.Stats.HashedBytes += w.stats.HashedBytes
+	res.Stats.Pseudo += w.stats.Pseudo
 }
 
 // parentOf splits a path into its parent directory and name.

@@ -62,6 +62,12 @@ type Prior interface {
 // QuickHashes is what quick mode needs from a baseline, and all it needs:
 // baseline.QuickIndex answers it from a fraction of the memory of a
 // decoded baseline. It is called concurrently from several goroutines.
+//
+// A QuickHashes with a method Ordered() bool that returns true (such as
+// baseline.QuickCursor) reads the baseline as it is asked: a scan with
+// Emit and without Count then asks it in path order, from the goroutine
+// that walks, but for the rare file swapped under the scan, asked again
+// from elsewhere (an answer of nil only means that the file is hashed).
 type QuickHashes interface {
 	// Unchanged returns the hash recorded for path when the baseline
 	// recorded it as a regular file, not racy, hashed with alg, with this
@@ -122,9 +128,12 @@ type Options struct {
 	Growing     Prior
 	GrowingFull bool
 	// Emit, when set, receives every entry in attr.ComparePaths order
-	// (after the walk, from one goroutine) instead of Result.Entries, which
-	// stays nil: a caller that compares as it goes never holds the whole
-	// tree. The entry is valid during the call only: the next call reuses
+	// (from one goroutine) instead of Result.Entries, which stays nil: a
+	// caller that compares as it goes never holds the whole tree. Without
+	// Count (and without Quick, or a QuickHashes that is not Ordered), the
+	// entries are emitted during the walk, which then holds a bounded
+	// window of them (see ordered.go); otherwise after it, the scan
+	// holding every entry until then. The entry is valid during the call only: the next call reuses
 	// it, so that emitting 100,000 entries makes no garbage (which would
 	// drive the heap to its GC goal at the scan's peak of live memory).
 	// Its strings, hash and xattrs are never overwritten; a callee that
@@ -132,7 +141,8 @@ type Options struct {
 	Emit func(*attr.Entry)
 	// Count, with Emit, is called once before the first Emit with the
 	// number of entries Emit will receive (a baseline file states it
-	// before its entries).
+	// before its entries). It makes the scan hold every entry until the
+	// walk ends.
 	Count func(n int)
 	// Now returns the time the scan starts, for the Racy flag; nil means
 	// time.Now.

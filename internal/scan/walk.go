@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -78,35 +79,22 @@ func (r *Root) Tree(ctx context.Context, opts Options) (*Result, error) {
 		growingFull:  opts.GrowingFull,
 		progress:     opts.Progress,
 	}
+	if opts.Count == nil && opts.Quick == nil && (opts.QuickHashes == nil || orderedHashes(opts.QuickHashes)) {
+		return wk.ordered(ctx, r, opts)
+	}
 	stop := context.AfterFunc(ctx, wk.q.abort)
 	defer stop()
 
 	ws := make([]*worker, workers)
 	for i := range ws {
-		ws[i] = newWorker(&wk.cfg, wk, readBufSize)
-		ws[i].dirent = make([]byte, direntSize)
+		ws[i] = wk.newWorker()
 	}
-	attrs, skip := wk.cfg.match("/")
-	if !skip || wk.cfg.descend("/") {
-		if !skip {
-			if err := ws[0].rootEntry(r.fd, normalize(attrs)); err != nil {
-				return nil, err
-			}
-		}
-		// List a fresh descriptor of the root: getdents advances the file
-		// offset, so listing r.fd itself would leave the next scan (or a
-		// concurrent one) with an empty root.
-		fd, err := unix.Openat(r.fd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			return nil, fmt.Errorf("failed to open root %q: %w", r.path, err)
-		}
-		var st unix.Stat_t
-		if err := fstat(fd, &st); err != nil {
-			unix.Close(fd)
-			return nil, fmt.Errorf("failed to stat root %q: %w", r.path, err)
-		}
-		wk.listed.Add(1)
-		wk.q.push(task{list: newDirHandle(fd, "/", 0, st.Dev)})
+	h, err := ws[0].root(r)
+	if err != nil {
+		return nil, err
+	}
+	if h != nil {
+		wk.q.push(task{list: h})
 	}
 	var wg sync.WaitGroup
 	for _, w := range ws {
@@ -126,6 +114,93 @@ func (r *Root) Tree(ctx context.Context, opts Options) (*Result, error) {
 	wk.cfg.quick, wk.cfg.quickHashes = nil, nil
 	opts.Quick, opts.QuickHashes = nil, nil
 	return merge(ws, opts.Emit, opts.Count), nil
+}
+
+func (wk *walk) newWorker() *worker {
+	w := newWorker(&wk.cfg, wk, readBufSize)
+	w.dirent = make([]byte, direntSize)
+	return w
+}
+
+// root records "/" unless the Matcher skips it, and returns a handle to
+// list it, nil when the Matcher neither records nor descends it.
+func (w *worker) root(r *Root) (*dirHandle, error) {
+	attrs, skip := w.cfg.match("/")
+	if skip && !w.cfg.descend("/") {
+		return nil, nil
+	}
+	if !skip {
+		if err := w.rootEntry(r.fd, normalize(attrs)); err != nil {
+			return nil, err
+		}
+	}
+	// List a fresh descriptor of the root: getdents advances the file
+	// offset, so listing r.fd itself would leave the next scan (or a
+	// concurrent one) with an empty root.
+	fd, err := unix.Openat(r.fd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("failed to open root %q: %w", r.path, err)
+	}
+	var st unix.Stat_t
+	if err := fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("failed to stat root %q: %w", r.path, err)
+	}
+	w.wk.listed.Add(1)
+	return newDirHandle(fd, "/", 0, st.Dev), nil
+}
+
+// orderedHashes reports whether q wants its questions in path order (see
+// QuickHashes).
+func orderedHashes(q QuickHashes) bool {
+	o, ok := q.(interface{ Ordered() bool })
+	return ok && o.Ordered()
+}
+
+// ordered runs an ordered walk (ordered.go): without Options.Count, which
+// needs every entry before the first is emitted, and in quick mode only
+// with a QuickHashes that reads the baseline in order (the other walk
+// lets go of an index before the entries are emitted).
+func (wk *walk) ordered(ctx context.Context, r *Root, opts Options) (*Result, error) {
+	p := newPipe(wk.workers, wk.cfg.done)
+	lister, emitter := wk.newWorker(), wk.newWorker()
+	lister.sink = listerSink{lister, p}
+	res := &Result{}
+	emit := opts.Emit
+	if emit == nil {
+		emit = func(e *attr.Entry) { res.Entries = append(res.Entries, *e) }
+	}
+	h, err := lister.root(r)
+	if err != nil {
+		return nil, err // the root's slot holds no reference
+	}
+	ws := []*worker{lister, emitter}
+	var wg sync.WaitGroup
+	for range wk.workers {
+		w := wk.newWorker()
+		ws = append(ws, w)
+		wg.Go(func() { w.runOrdered(p) })
+	}
+	wg.Go(func() {
+		defer close(p.order)
+		if h != nil {
+			lister.listDir(h)
+			h.release()
+		}
+		p.flush()
+	})
+	res.Stats.Entries = emitter.emitOrdered(p, emit)
+	close(p.stop)
+	wg.Wait()
+	p.release()
+	if err := context.Cause(ctx); err != nil {
+		return nil, fmt.Errorf("scan of %q stopped: %w", r.path, err)
+	}
+	for _, w := range ws {
+		res.add(w)
+	}
+	slices.SortFunc(res.Warnings, func(a, b Warning) int { return comparePaths(a.Path, b.Path) })
+	return res, nil
 }
 
 // matchFunc turns a Matcher (or nil: everything, all attributes) into a func.
@@ -266,12 +341,25 @@ func (w *worker) swapped(parent *dirHandle, p *pending) {
 	w.record(&p.e)
 }
 
-// listDir lists an open directory and handles each child.
+// listDir lists an open directory and handles each child: in the order
+// the listing gives them, or, in an ordered walk (w.sink), sorted by name.
 func (w *worker) listDir(h *dirHandle) {
 	defer w.publish() // after the flush: it may hash the last batch here
 	defer w.flush()
 	// The fast path needs the lstat of no regular file it hashes: see hashListed.
 	fast := w.cfg.quick == nil && w.cfg.quickHashes == nil && !w.wk.noFast.Load()
+	if w.sink != nil {
+		w.listSorted(h, fast)
+		return
+	}
+	w.readDir(h, func(ino uint64, dtype byte, name []byte) bool {
+		return w.listed(h, ino, dtype, name, fast)
+	})
+}
+
+// readDir passes each name listed in h to fn (not "." and ".."), until fn
+// returns false.
+func (w *worker) readDir(h *dirHandle, fn func(ino uint64, dtype byte, name []byte) bool) {
 	for {
 		n, err := getdents(h.fd, w.dirent)
 		if err != nil {
@@ -299,34 +387,42 @@ func (w *worker) listDir(h *dirHandle) {
 			if ino == 0 || len(name) == 0 || string(name) == "." || string(name) == ".." {
 				continue
 			}
-			if w.aborted() {
+			if !fn(ino, dtype, name) {
 				return
 			}
-			path := w.joinPath(h.path, name)
-			attrs, skip := w.cfg.match(path)
-			if skip {
-				if (dtype == unix.DT_DIR || dtype == unix.DT_UNKNOWN) && w.cfg.descend(path) {
-					w.passDir(h, path)
-				}
-				continue
-			}
-			// Counted when listed (one that then vanishes counts too): the
-			// limit must stop a huge directory before it is all in memory.
-			if n := w.wk.listed.Add(1); w.cfg.maxFiles > 0 && n > w.cfg.maxFiles {
-				w.wk.fail(fmt.Errorf("more than %d entries: %w", w.cfg.maxFiles, ErrLimit))
-				return
-			}
-			if w.tooLong(path) {
-				continue
-			}
-			attrs = normalize(attrs)
-			if fast && dtype == unix.DT_REG && attrs&attr.Hashes != 0 {
-				w.add(h, &pending{e: attr.Entry{Path: path, Attrs: attrs}, ino: ino, listed: true}, 0)
-				continue
-			}
-			w.child(h, path, attrs, fromListing)
 		}
 	}
+}
+
+// listed handles one name listed in h; false stops the listing.
+func (w *worker) listed(h *dirHandle, ino uint64, dtype byte, name []byte, fast bool) bool {
+	if w.aborted() {
+		return false
+	}
+	path := w.joinPath(h.path, name)
+	attrs, skip := w.cfg.match(path)
+	if skip {
+		if (dtype == unix.DT_DIR || dtype == unix.DT_UNKNOWN) && w.cfg.descend(path) {
+			w.passDir(h, path)
+		}
+		return true
+	}
+	// Counted when listed (one that then vanishes counts too): the
+	// limit must stop a huge directory before it is all in memory.
+	if n := w.wk.listed.Add(1); w.cfg.maxFiles > 0 && n > w.cfg.maxFiles {
+		w.wk.fail(fmt.Errorf("more than %d entries: %w", w.cfg.maxFiles, ErrLimit))
+		return false
+	}
+	if w.tooLong(path) {
+		return true
+	}
+	attrs = normalize(attrs)
+	if fast && dtype == unix.DT_REG && attrs&attr.Hashes != 0 {
+		w.add(h, &pending{e: attr.Entry{Path: path, Attrs: attrs}, ino: ino, listed: true}, 0)
+		return true
+	}
+	w.child(h, path, attrs, fromListing)
+	return true
 }
 
 // child lstats one name in the open directory h and records it or does or
@@ -351,7 +447,7 @@ func (w *worker) child(h *dirHandle, path string, attrs attr.Set, mode int) {
 		d := new(pending) // one allocation per directory; p itself stays on the stack
 		*d = p
 		h.acquire()
-		w.wk.q.push(task{parent: h, dir: d})
+		w.pushDir(h, d)
 		return
 	case attr.TypeRegular:
 		if attrs&attr.Hashes == 0 {
@@ -403,6 +499,16 @@ func (w *worker) passDir(h *dirHandle, path string) {
 	}
 	d := &pending{e: attr.Entry{Path: path}, dev: st.Dev, ino: st.Ino, hidden: true}
 	h.acquire()
+	w.pushDir(h, d)
+}
+
+// pushDir hands over a directory to open and walk, with a reference to h
+// taken for it: queued, or in an ordered walk, to the sink.
+func (w *worker) pushDir(h *dirHandle, d *pending) {
+	if w.sink != nil {
+		w.sink.dir(h, d)
+		return
+	}
 	w.wk.q.push(task{parent: h, dir: d})
 }
 
@@ -439,8 +545,13 @@ func (w *worker) reuse(e *attr.Entry, st *unix.Stat_t) bool {
 	return true
 }
 
-// add puts a file to hash in the worker's current batch for h.
+// add puts a file to hash in the worker's current batch for h (in an
+// ordered walk, hands it to the sink).
 func (w *worker) add(h *dirHandle, p *pending, size int64) {
+	if w.sink != nil {
+		w.sink.job(h, p)
+		return
+	}
 	if w.batchParent != h {
 		w.flush()
 		h.acquire()

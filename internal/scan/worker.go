@@ -78,6 +78,11 @@ type worker struct {
 	batchBytes  int64
 
 	shownEntries, shownBytes int64 // what publish last added to cfg.progress
+	recorded                 int64 // entries recorded
+
+	// sink, in an ordered walk (ordered.go), takes what the worker
+	// records or hands over instead of its chunks and the queue.
+	sink sink
 }
 
 func newWorker(cfg *config, wk *walk, bufSize int) *worker {
@@ -110,6 +115,14 @@ func (w *worker) warn(path, op string, err error) {
 
 // record appends a finished entry to the worker's results.
 func (w *worker) record(e *attr.Entry) {
+	w.recorded++
+	if e.Type == attr.TypeDir {
+		w.stats.Dirs++
+	}
+	if w.sink != nil {
+		w.sink.put(e)
+		return
+	}
 	if len(w.cur) == cap(w.cur) {
 		if w.cur != nil {
 			w.chunks = append(w.chunks, w.cur)
@@ -117,9 +130,6 @@ func (w *worker) record(e *attr.Entry) {
 		w.cur = make([]rec, 0, chunkEntries)
 	}
 	w.cur = append(w.cur, makeRec(e))
-	if e.Type == attr.TypeDir {
-		w.stats.Dirs++
-	}
 }
 
 // publish adds what the worker recorded and read since its last call to
@@ -129,7 +139,7 @@ func (w *worker) publish() {
 	if p == nil {
 		return
 	}
-	n := int64(len(w.chunks)*chunkEntries + len(w.cur)) // every chunk is full
+	n := w.recorded
 	if d := n - w.shownEntries; d != 0 {
 		p.Entries.Add(d)
 		w.shownEntries = n
