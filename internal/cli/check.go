@@ -168,10 +168,9 @@ func orNone(d string) string {
 //
 // Neither the baseline nor the scan is held whole: the scan emits its
 // entries in path order into a compare.Merger that pulls the baseline's
-// entries one at a time from the file (and into out). A quick check first
-// reads the baseline once into a baseline.QuickIndex, which holds only
-// what quick mode asks (inode, size, times, hash) and which the scan lets
-// go of before it emits, then reads it again for the comparison.
+// entries one at a time from the file (and into out). A quick check reads
+// the baseline a second time at once, through a baseline.QuickCursor that
+// answers the scan's questions in path order as the walk asks them.
 func (f *checkFlags) compare(ctx context.Context, o *opened, out *baseline.Writer) (*checked, error) {
 	mounts, err := f.mounts()
 	if err != nil {
@@ -181,15 +180,14 @@ func (f *checkFlags) compare(ctx context.Context, o *opened, out *baseline.Write
 	if out != nil {
 		hooks = storeHooks(out, o.next)
 	}
+	var cursor *baseline.QuickCursor
 	if f.quick {
-		idx, err := baseline.NewQuickIndex(o.stream)
-		if err == nil {
-			err = o.stream.Rewind()
-		}
+		fork, err := o.stream.Fork()
 		if err != nil {
 			return nil, baselineReadError(err)
 		}
-		hooks.quick = idx
+		cursor = baseline.NewQuickCursor(fork)
+		hooks.quick = cursor
 	}
 	if o.matcher.Collects(attr.Growing) {
 		idx, err := readGrowing(o.stream)
@@ -215,6 +213,13 @@ func (f *checkFlags) compare(ctx context.Context, o *opened, out *baseline.Write
 	res, took, err := f.scanTree(ctx, o.matcher, hooks)
 	if err != nil {
 		return nil, err
+	}
+	// The hashes the cursor gave were read before its digest was checked:
+	// a baseline that does not read to its end fails the whole check.
+	if cursor != nil {
+		if err := cursor.Finish(); err != nil {
+			return nil, baselineReadError(err)
+		}
 	}
 	// An entry that does not decode, or a file that changed since it
 	// was authenticated, fails the whole check: no report, least of all

@@ -66,7 +66,6 @@ type scanHooks struct {
 	quick   scan.QuickHashes  // nil: a full scan
 	growing scan.Prior        // the baseline's Growing files, to check they were only appended to
 	emit    func(*attr.Entry) // nil: collect the entries in the result
-	count   func(int)         // with emit: told the number of entries first
 }
 
 // scanTree scans the root with the policy's matcher and limits.
@@ -86,7 +85,6 @@ func (f *scanFlags) scanTree(ctx context.Context, m *policy.Matcher, h scanHooks
 		Growing:      h.growing,
 		GrowingFull:  true, // the report shows the new hash; update stores it
 		Emit:         h.emit,
-		Count:        h.count,
 		Progress:     new(scan.Progress),
 	}
 	var shown *progress
@@ -157,13 +155,13 @@ func createBaseline(path string, key ed25519.PrivateKey) (*baseline.Writer, erro
 	return w, fail(ExitIO, err)
 }
 
-// storeHooks returns scan hooks that stream the entries into w, under the
-// header h. A failure is kept by w and returned by Close.
+// storeHooks starts w under the header h and returns scan hooks that
+// stream the entries into it as the scan emits them (their number is
+// known at the end only: see baseline.Writer.BeginUncounted). A failure is
+// kept by w and returned by Close.
 func storeHooks(w *baseline.Writer, h baseline.Header) scanHooks {
-	return scanHooks{
-		emit:  func(e *attr.Entry) { _ = w.Add(e) },
-		count: func(n int) { _ = w.Begin(h, n) },
-	}
+	_ = w.BeginUncounted(h)
+	return scanHooks{emit: func(e *attr.Entry) { _ = w.Add(e) }}
 }
 
 // newHeader returns the header of a baseline made now with the policy p,
