@@ -3,6 +3,8 @@
 package e2e
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"net/http"
@@ -15,10 +17,16 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/podfim/podfim/internal/cli"
+	"github.com/podfim/podfim/internal/referrer"
 )
 
 // imagePolicy is the policy of the image baselines below and of
@@ -156,6 +164,10 @@ func refused(t *testing.T, k *kube, ns string, pod nativePod, o nativeOpts, reas
 	if err != nil || !counted {
 		t.Errorf("podfim_baseline_refusals_total counts no %s refusal (%v):\n%s", reason, err, grepLines(body, "podfim_baseline_refusals_total"))
 	}
+	// /readyz names the refusal and its reason, not only "not started".
+	if _, body, err := httpGet(t, fmt.Sprintf("http://127.0.0.1:%d/readyz", o.sidecarPort)); err != nil || !strings.Contains(body, "baseline refused (source ") || !strings.Contains(body, "reason "+reason+":") {
+		t.Errorf("/readyz does not name the %s refusal: %q %v", reason, body, err)
+	}
 	if p := k.pods(t, ns, "app=hello-d"); len(p) != 1 || p[0].Ready == 2 {
 		t.Errorf("pods %v: the refused pod is ready", p)
 	}
@@ -172,6 +184,9 @@ func refused(t *testing.T, k *kube, ns string, pod nativePod, o nativeOpts, reas
 //   - a sidecar trusting another key refuses (signature);
 //   - a ConfigMap holding only v2's baseline, with v1 running, is
 //     refused (image);
+//   - v1's signed baseline attached in the registry to v3 (v1 relabelled:
+//     another digest), with v3 running, is refused (image), through the
+//     registry path that `baseline push` would not take;
 //   - the first-sight gap: an entrypoint that rewrites the page before it
 //     serves is reported by a registry-sourced sidecar and not by a
 //     first-sight one.
@@ -233,6 +248,17 @@ func TestKubeImageBaseline(t *testing.T) {
 		refused(t, k, ns, pod, o, "image")
 	})
 	t.Run("origins", func(t *testing.T) { imageOrigins(t, k, img, v1, key) })
+	t.Run("another image, registry", func(t *testing.T) {
+		// v1's signed baseline attached to v3 (v1 with another label,
+		// so another digest): push refuses that, so the test attaches
+		// it with go-containerregistry directly, as a careless or hostile
+		// pusher could. Pull must refuse it for v3 (binding).
+		v3 := relabel(t, v1, repo, "v3")
+		attachAsReferrer(t, v3, base[v1])
+		o := imageOpts(18270, v3, "--baseline-source=registry")
+		ns, pod := deploy(t, k, img, o, key+".pub")
+		refused(t, k, ns, pod, o, "image")
+	})
 	t.Run("first-sight gap", func(t *testing.T) {
 		rewrite := "echo Rewritten at start-up > /www/index.html"
 		o := imageOpts(18256, v1, "--baseline-source=registry")
@@ -335,6 +361,96 @@ func imageOrigins(t *testing.T, k *kube, img kubeImageRefs, image, key string) {
 		t.Errorf("the emptyDir's directory was reported changed %v times: it is the runtime's", v)
 	}
 }
+
+// relabel pushes image (repo@digest) with one more config label to
+// repo:tag and returns repo@<its digest>: the same files, another image.
+func relabel(t *testing.T, image, repo, tag string) string {
+	t.Helper()
+	ref, err := name.NewDigest(image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := remote.Image(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf = cf.DeepCopy()
+	if cf.Config.Labels == nil {
+		cf.Config.Labels = map[string]string{}
+	}
+	cf.Config.Labels["io.podfim.e2e"] = tag
+	if img, err = mutate.ConfigFile(img, cf); err != nil {
+		t.Fatal(err)
+	}
+	dst, err := name.NewTag(repo + ":" + tag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(dst, img); err != nil {
+		t.Fatal(err)
+	}
+	d, err := img.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return repo + "@" + d.String()
+}
+
+// attachAsReferrer attaches the baseline file to image (repo@digest) as
+// `baseline push` would, without its checks: a referrer of artifact type
+// referrer.ArtifactType whose one layer is the file.
+func attachAsReferrer(t *testing.T, image, file string) {
+	t.Helper()
+	ref, err := name.NewDigest(image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	subject, err := remote.Head(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	config, blob := static.NewLayer([]byte("{}"), types.MediaType(referrer.ArtifactType)), static.NewLayer(data, referrer.LayerMediaType)
+	var descs []v1.Descriptor
+	for _, l := range []v1.Layer{config, blob} {
+		if err := remote.WriteLayer(ref.Context(), l); err != nil {
+			t.Fatal(err)
+		}
+		d, err := partial.Descriptor(l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		descs = append(descs, *d)
+	}
+	raw, err := json.Marshal(&v1.Manifest{
+		SchemaVersion: 2, MediaType: types.OCIManifestSchema1, ArtifactType: referrer.ArtifactType,
+		Config: descs[0], Layers: descs[1:],
+		Subject: &v1.Descriptor{MediaType: subject.MediaType, Digest: subject.Digest, Size: subject.Size},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, _, err := v1.SHA256(bytes.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Put(ref.Context().Digest(h.String()), rawManifest(raw)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// rawManifest is a manifest pushed as it is.
+type rawManifest []byte
+
+func (m rawManifest) RawManifest() ([]byte, error)        { return m, nil }
+func (m rawManifest) MediaType() (types.MediaType, error) { return types.OCIManifestSchema1, nil }
 
 // grepLines returns the lines of text that contain s.
 func grepLines(text, s string) string {
