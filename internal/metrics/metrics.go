@@ -52,6 +52,7 @@ type Sidecar struct {
 	baselineInfo     *prometheus.GaugeVec
 	baselineRefusals *prometheus.CounterVec
 	buildInfo        *prometheus.GaugeVec
+	evidence         *prometheus.CounterVec
 }
 
 // NewSidecar creates the sidecar's metrics, registers them on reg together
@@ -71,9 +72,10 @@ func NewSidecar(reg prometheus.Registerer, version string) (*Sidecar, error) {
 		}, []string{"digest", "source", "signed"}),
 		baselineRefusals: newBaselineRefusals(),
 		buildInfo:        newBuildInfo(version),
+		evidence:         newEvidenceMetric(),
 	}
 	cs := slices.Concat(m.scanMetrics.collectors(), m.responseMetrics.collectors(), m.kubeMetrics.collectors(), m.limitMetrics.collectors(), m.driftMetrics.collectors(),
-		[]prometheus.Collector{m.baselineInfo, m.baselineRefusals, m.buildInfo}, runtimeCollectors())
+		[]prometheus.Collector{m.baselineInfo, m.baselineRefusals, m.buildInfo, m.evidence}, runtimeCollectors())
 	if err := register(reg, cs...); err != nil {
 		return nil, err
 	}

@@ -57,8 +57,8 @@ func TestPromlint(t *testing.T) {
 			podfim++
 		}
 	}
-	if podfim != 20 {
-		t.Errorf("%d podfim_ metric families, want 20", podfim)
+	if podfim != 21 {
+		t.Errorf("%d podfim_ metric families, want 21", podfim)
 	}
 }
 
@@ -78,6 +78,7 @@ func TestPrecreated(t *testing.T) {
 		"podfim_rescans_total":          6,
 		"podfim_build_info":             1,
 		"podfim_baseline_info":          0,
+		"podfim_evidence_total":         7,
 	} {
 		n, err := testutil.GatherAndCount(reg, name)
 		if err != nil {
