@@ -15,6 +15,7 @@ import (
 
 	"github.com/podfim/podfim/internal/baseline"
 	"github.com/podfim/podfim/internal/drift"
+	"github.com/podfim/podfim/internal/evidence"
 	"github.com/podfim/podfim/internal/kube"
 	"github.com/podfim/podfim/internal/metrics"
 	"github.com/podfim/podfim/internal/policy"
@@ -59,6 +60,9 @@ type sidecarFlags struct {
 	killWindow   time.Duration
 	deleteMinAge time.Duration
 	restoreMax   int64
+	evidenceMax  int64
+	evidenceFile int64
+	evidenceDiff int64
 	webhookURL   string
 	webhookTO    time.Duration
 	webhookToken string
@@ -99,6 +103,9 @@ func (f *sidecarFlags) register(fs *pflag.FlagSet) {
 	fs.DurationVar(&f.killWindow, "kill-window", respond.DefaultKillWindow, "sliding window of --kill-limit")
 	fs.DurationVar(&f.deleteMinAge, "delete-min-age", respond.DefaultDeleteMinAge, "youngest pod the delete action deletes (the guard against delete loops: a younger pod gets --escalate); only pods with a controller are ever deleted")
 	fs.Int64Var(&f.restoreMax, "restore-max-bytes", respond.DefaultRestoreMaxBytes, "largest file the restore action keeps and writes back (original bytes are kept in --state-dir/objects)")
+	fs.Int64Var(&f.evidenceMax, "evidence-max-bytes", evidence.DefaultMaxBytes, "most bytes of evidence (changed and added files' content and diffs, kept before the response in --state-dir/evidence); beyond, findings keep only hashes and type, counted in podfim_evidence_total")
+	fs.Int64Var(&f.evidenceFile, "evidence-max-file-bytes", evidence.DefaultMaxFileBytes, "most bytes of evidence kept of one file; the rest is cut (the record says truncated)")
+	fs.Int64Var(&f.evidenceDiff, "evidence-max-diff-bytes", evidence.DefaultMaxDiffBytes, "largest text file (either side) a unified diff against the original is made of; the original is known when restore is in the plan")
 	fs.StringVar(&f.webhookURL, "webhook-url", "", "URL the webhook action POSTs each finding to (JSON)")
 	fs.DurationVar(&f.webhookTO, "webhook-timeout", respond.DefaultWebhookTimeout, "timeout of one webhook attempt")
 	fs.StringVar(&f.webhookToken, "webhook-token-file", "", "file holding a bearer token for the webhook")
@@ -211,6 +218,7 @@ func (f *sidecarFlags) build(getenv func(string) string) (sidecar.Config, *slog.
 		Retarget:          f.retarget,
 		Listen:            f.listen,
 		Version:           versionString(),
+		Evidence:          evidence.Limits{MaxBytes: f.evidenceMax, MaxFileBytes: f.evidenceFile, MaxDiffBytes: f.evidenceDiff},
 		Plan: respond.Plan{
 			Actions:         respond.ParseActions(f.respond...),
 			Escalate:        respond.ParseActions(f.escalate...),

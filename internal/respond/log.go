@@ -43,6 +43,14 @@ const (
 	keyAttempts   = "attempts"
 	keyStatus     = "status"
 	keyCount      = "count"
+	// The evidence kept before the response (evidence.go).
+	keyEvidenceID     = "evidence_id"
+	keyEvidenceResult = "evidence_result"
+	keyEvidenceSHA256 = "evidence_sha256"
+	keyEvidenceType   = "evidence_type"
+	keyDiffExcerpt    = "diff_excerpt"
+	keyAttribution    = "attribution"
+	keyProcesses      = "processes"
 )
 
 // Log messages.
@@ -110,6 +118,7 @@ func (r *Responder) logFinding(ctx context.Context, f compare.Finding) {
 	if f.New != nil {
 		attrs = append(attrs, slog.Any(keyNew, report.EntryFields(f.New)))
 	}
+	attrs = append(attrs, evidenceAttrs(evidenceOf(ctx))...)
 	r.logPath(ctx, slog.LevelWarn, msgViolation, f.Path, attrs...)
 }
 

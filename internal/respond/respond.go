@@ -188,7 +188,7 @@ func (r *Responder) run(ctx context.Context, a Action, f compare.Finding, conten
 			res, err = metrics.ResultSkipped, nil // no API access: logged once at start
 			break
 		}
-		r.kube.Event(corev1EventWarning, findingReason(f.Kind), findingMessage(f))
+		r.kube.Event(corev1EventWarning, findingReason(f.Kind), findingMessage(f)+evidenceMessage(evidenceOf(ctx)))
 	case ActionQuarantine:
 		res, err = r.quarantine(f)
 	case ActionDelete:
@@ -200,7 +200,9 @@ func (r *Responder) run(ctx context.Context, a Action, f compare.Finding, conten
 			break
 		}
 		// The sender counts the result once delivery is over.
-		r.hook.enqueue(ctx, NewPayload(f, r.clock()))
+		p := NewPayload(f, r.clock())
+		p.Evidence = evidencePayload(evidenceOf(ctx))
+		r.hook.enqueue(ctx, p)
 		return nil
 	default:
 		return fmt.Errorf("unknown action %q", a)

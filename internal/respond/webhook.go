@@ -37,6 +37,9 @@ type Payload struct {
 	report.Origin
 	Old map[string]any `json:"old,omitempty"`
 	New map[string]any `json:"new,omitempty"`
+	// Evidence is what was kept of the file before the response, and who
+	// may have written it (docs/drift.md).
+	Evidence *EvidencePayload `json:"evidence,omitempty"`
 	// Exec is the process of an execution-drift finding (kind "exec").
 	Exec *ExecPayload `json:"exec,omitempty"`
 }

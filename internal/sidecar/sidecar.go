@@ -25,6 +25,7 @@ import (
 	"github.com/podfim/podfim/internal/attr"
 	"github.com/podfim/podfim/internal/baseline"
 	"github.com/podfim/podfim/internal/compare"
+	"github.com/podfim/podfim/internal/evidence"
 	"github.com/podfim/podfim/internal/footprint"
 	"github.com/podfim/podfim/internal/kube"
 	"github.com/podfim/podfim/internal/metrics"
@@ -111,6 +112,10 @@ type Config struct {
 	Plan         respond.Plan
 	Listen       string
 	Version      string
+	// Evidence bounds what is kept of changed and added files before the
+	// response, in StateDir/evidence (package evidence); zero fields take
+	// the defaults. Evidence is kept whenever StateDir is set.
+	Evidence evidence.Limits
 	// Finder overrides target discovery (tests); nil is the default /proc.
 	Finder *target.Finder
 	// Kube, when set, is the Kubernetes API side of the responses
@@ -241,6 +246,9 @@ func (c *Config) Validate() error {
 	for _, e := range c.Plan.Validate() {
 		errs = append(errs, e)
 	}
+	if l := c.Evidence; l.MaxBytes < 0 || l.MaxFileBytes < 0 || l.MaxDiffBytes < 0 || l.MaxRecords < 0 {
+		errs = append(errs, errors.New("evidence limits (--evidence-max-bytes, --evidence-max-file-bytes, --evidence-max-diff-bytes) must not be negative"))
+	}
 	if c.restores() && c.StateDir == "" {
 		errs = append(errs, errors.New("the restore action keeps the original bytes in --state-dir: set it"))
 	}
@@ -299,8 +307,10 @@ func newSidecar(cfg Config, log *slog.Logger) (*sidecar, *prometheus.Registry, e
 	if finder == nil {
 		finder = &target.Finder{}
 	}
-	return &sidecar{cfg: cfg, log: log, given: matcher, matcher: matcher, metrics: m, finder: finder, accepted: watch.NewAccepted(),
-		verified: make(chan struct{}), refused: make(chan struct{})}, reg, nil
+	s := &sidecar{cfg: cfg, log: log, given: matcher, matcher: matcher, metrics: m, finder: finder, accepted: watch.NewAccepted(),
+		verified: make(chan struct{}), refused: make(chan struct{})}
+	s.evidence = s.openEvidence()
+	return s, reg, nil
 }
 
 // startResponder starts the Kubernetes API worker (when cfg.Kube is set)
@@ -533,6 +543,9 @@ type sidecar struct {
 	metrics *metrics.Sidecar
 	finder  *target.Finder
 	resp    *respond.Responder
+	// evidence keeps changed files before the response (nil: no state
+	// directory, or it could not be opened: logged at start).
+	evidence *evidence.Store
 
 	mu    sync.Mutex
 	base  *baseline.Baseline // its header: the entries are in index
@@ -647,7 +660,7 @@ func (s *sidecar) monitor(ctx context.Context, c *target.Container) error {
 	}
 	matcher := s.currentMatcher()
 	l := matcher.Limits()
-	k := &sink{s: s}
+	k := &sink{s: s, root: root}
 	s.mu.Lock()
 	var image *baseline.Image
 	if s.base != nil {
@@ -861,11 +874,17 @@ type sink struct {
 	s          *sidecar
 	mon        *watch.Monitor
 	incomplete incompleteChecks
+	root       *scan.Root // the container's root, for the evidence
 }
 
 func (k *sink) Finding(ctx context.Context, f compare.Finding, detected time.Time) {
 	content := k.s.original(f)
-	if err := k.s.resp.Handle(respond.WithEventTime(ctx, detected), f, content); err != nil {
+	ctx = respond.WithEventTime(ctx, detected)
+	// Evidence first: the response may destroy the file.
+	if rec := k.capture(f, content); rec != nil {
+		ctx = respond.WithEvidence(ctx, rec)
+	}
+	if err := k.s.resp.Handle(ctx, f, content); err != nil {
 		k.s.log.Error("response failed", "path", f.Path, keyError, err.Error())
 	}
 	if content != nil && k.mon != nil {
