@@ -30,11 +30,16 @@ const (
 	// LimitMounts: a container's mount table refused for being over
 	// origin.MaxMountinfoBytes or origin.MaxMounts (once per container).
 	LimitMounts Limit = "mounts"
+	// LimitAttributions: findings whose writer was not looked for because
+	// more than the bound of attributions per second were asked (each
+	// reads the app's /proc), and processes or descriptors over an
+	// attribution's bounds.
+	LimitAttributions Limit = "attributions"
 )
 
 // Limits lists every Limit.
 func Limits() []Limit {
-	return []Limit{LimitConnections, LimitFindings, LimitMappings, LimitProcesses, LimitExecMappings, LimitMounts}
+	return []Limit{LimitConnections, LimitFindings, LimitMappings, LimitProcesses, LimitExecMappings, LimitMounts, LimitAttributions}
 }
 
 // limitMetrics count what went over a bound.

@@ -660,7 +660,7 @@ func (s *sidecar) monitor(ctx context.Context, c *target.Container) error {
 	}
 	matcher := s.currentMatcher()
 	l := matcher.Limits()
-	k := &sink{s: s, root: root}
+	k := &sink{s: s, root: root, attrib: newAttribState(time.Now())}
 	s.mu.Lock()
 	var image *baseline.Image
 	if s.base != nil {
@@ -875,6 +875,9 @@ type sink struct {
 	mon        *watch.Monitor
 	incomplete incompleteChecks
 	root       *scan.Root // the container's root, for the evidence
+	// attrib is when the last whole-tree check ended and the bound on
+	// attributions per second (evidence.go).
+	attrib *attribState
 }
 
 func (k *sink) Finding(ctx context.Context, f compare.Finding, detected time.Time) {
@@ -918,6 +921,7 @@ func (k *sink) Resolved(path string) { k.s.resp.Resolved(path) }
 func (k *sink) Open() []string { return k.s.resp.Open() }
 
 func (k *sink) Scanned(kind metrics.ScanType, err error, took time.Duration, entries int) {
+	k.attrib.checked(kind, err)
 	if n := k.incomplete.get(kind); err == nil && kind != metrics.ScanEvent && n > 0 {
 		// Counted as incomplete, and not as the evidence of a full check;
 		// it still verified what it compared (below).
