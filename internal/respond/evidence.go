@@ -62,7 +62,8 @@ func evidenceMessage(rec *evidence.Record) string {
 		s = fmt.Sprintf("; evidence sha256:%.16s (%s)", rec.SHA256, rec.Result)
 	}
 	if rec.Excerpt != "" {
-		s += "; diff: " + evidence.Escape(rec.Excerpt, 120)
+		// Already escaped (one printable line): only cut.
+		s += "; diff: " + cut(rec.Excerpt, 120)
 	}
 	if at := rec.Attribution; at != nil {
 		s += "; attribution: " + string(at.Method)
@@ -72,6 +73,14 @@ func evidenceMessage(rec *evidence.Record) string {
 		}
 	}
 	return s
+}
+
+// cut returns s cut to max bytes, "..." appended when cut.
+func cut(s string, max int) string {
+	if len(s) <= max {
+		return s
+	}
+	return s[:max] + "..."
 }
 
 // EvidencePayload is the evidence of a finding in the webhook's payload.

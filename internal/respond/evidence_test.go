@@ -49,7 +49,7 @@ func TestEvidenceInLogEventWebhook(t *testing.T) {
 	k.mu.Lock()
 	ev := k.events[0]
 	k.mu.Unlock()
-	for _, want := range []string{"evidence sha256:abababababababab (kept)", `diff: -Hello, world!\\n+Hacked \\x1b[2J`, `attribution: open-for-write pid 42 uid 1000 /bin/sh\n`} {
+	for _, want := range []string{"evidence sha256:abababababababab (kept)", `diff: -Hello, world!\n+Hacked \x1b[2J`, `attribution: open-for-write pid 42 uid 1000 /bin/sh\n`} {
 		if !strings.Contains(ev, want) {
 			t.Errorf("event %q lacks %q", ev, want)
 		}

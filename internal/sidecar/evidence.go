@@ -97,7 +97,7 @@ func newAttribState(start time.Time) *attribState {
 
 // checked records the end of a whole-tree check.
 func (a *attribState) checked(kind metrics.ScanType, err error) {
-	if err == nil && kind != metrics.ScanEvent {
+	if a != nil && err == nil && kind != metrics.ScanEvent {
 		a.lastCheck.Store(time.Now().UnixNano())
 	}
 }
@@ -121,7 +121,7 @@ func (k *sink) attribute(dev, ino uint64) *evidence.Attribution {
 	k.s.mu.Lock()
 	c := k.s.target
 	k.s.mu.Unlock()
-	if c == nil {
+	if c == nil || k.attrib == nil {
 		return a
 	}
 	if !k.attrib.allow(time.Now()) {
