@@ -12,6 +12,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/podfim/podfim/internal/kube"
@@ -50,6 +51,9 @@ const (
 	AnnPort        = Prefix + "port"
 	AnnLogLevel    = Prefix + "log-level"
 	AnnExecDrift   = Prefix + "exec-drift"
+	// AnnEvidenceMax bounds the evidence the sidecar keeps
+	// (--evidence-max-bytes), a quantity such as 16Mi.
+	AnnEvidenceMax = Prefix + "evidence-max-bytes"
 	// AnnPrivileges picks the sidecar's privileges: PrivilegesDefault or
 	// PrivilegesRestricted (docs/security.md, "Restricted mode").
 	AnnPrivileges = Prefix + "privileges"
@@ -144,6 +148,8 @@ type Settings struct {
 	// webhook's --sidecar-privileges.
 	Privileges string
 	ExecDrift  *bool // nil: not set (the sidecar's default, on)
+	// EvidenceMax is --evidence-max-bytes; 0: not set.
+	EvidenceMax int64
 }
 
 // AnnotationError is an invalid annotation: the admission response names the
@@ -187,6 +193,7 @@ var annotations = []annotation{
 	{AnnLogLevel, parseLogLevel},
 	{AnnPrivileges, parsePrivileges},
 	{AnnExecDrift, parseExecDrift},
+	{AnnEvidenceMax, parseEvidenceMax},
 }
 
 // knownKeys lists the annotations of the table, in its order.
@@ -322,6 +329,19 @@ func parseKillLimit(s *Settings, v string) error {
 		return fmt.Errorf("%q is not a whole number from 1 to 1000", v)
 	}
 	s.KillLimit = n
+	return nil
+}
+
+// maxEvidenceBytes bounds podfim.io/evidence-max-bytes: the evidence
+// lives in the pod's emptyDir, on the node's disk.
+const maxEvidenceBytes = 16 << 30
+
+func parseEvidenceMax(s *Settings, v string) error {
+	q, err := resource.ParseQuantity(v)
+	if err != nil || q.Sign() <= 0 || q.Cmp(*resource.NewQuantity(maxEvidenceBytes, resource.BinarySI)) > 0 {
+		return fmt.Errorf("%q is not a size from 1 to 16Gi (e.g. 16Mi)", v)
+	}
+	s.EvidenceMax = q.Value()
 	return nil
 }
 

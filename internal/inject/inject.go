@@ -347,6 +347,9 @@ func sidecarArgs(s Settings, plan respond.Plan, listen, target string) []string 
 		opt("exec-drift", strconv.FormatBool(*s.ExecDrift))
 	}
 	opt("subject", s.Subject)
+	if s.EvidenceMax != 0 {
+		opt("evidence-max-bytes", strconv.FormatInt(s.EvidenceMax, 10))
+	}
 	return args
 }
 

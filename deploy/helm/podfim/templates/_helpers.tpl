@@ -127,6 +127,7 @@ policyConfigMap, the name of a ConfigMap whose policy.yaml is the policy, or
   - --full-interval={{ $s.fullInterval }}
   - --kill-limit={{ $s.killLimit }}
   - --kill-window={{ $s.killWindow }}
+  - --evidence-max-bytes={{ int64 $s.evidenceMaxBytes }}
   - --log-level={{ $s.logLevel }}
   - --exec-drift={{ $s.execDrift }}
   {{- if $policy }}
