@@ -280,6 +280,49 @@ func testPodmanRestore(t *testing.T, p *podmanEnv) {
 	code := 200
 	t.Logf("GET /readyz after restore = %d %q", code, strings.TrimSpace(body))
 	requireNoDrift(t, d)
+	checkPodmanEvidence(t, p, d)
+}
+
+// checkPodmanEvidence (issue 12, evidence before repair): after restore
+// rewrote the page, the sidecar still holds what the tamper wrote and a
+// diff, read back with `podfim evidence` through podman exec, as kubectl
+// exec would.
+func checkPodmanEvidence(t *testing.T, p *podmanEnv, d *demoPod) {
+	t.Helper()
+	// The write may be seen twice (truncated, then written): the finding
+	// of the written page is the one that holds "Hacked".
+	var v logLine
+	for _, l := range matching(parseLog(d.sidecarLogs()), "integrity violation", page) {
+		if strings.Contains(l.str("diff_excerpt"), "+Hacked") {
+			v = l
+			break
+		}
+	}
+	id := v.str("evidence_id")
+	if id == "" || v.str("evidence_result") != "kept" {
+		t.Fatalf("no finding names kept evidence with a diff holding +Hacked:\n%s", lastLines(d.sidecarLogs(), 10))
+	}
+	// In the subtest's goroutine: p.must would fail TestPodman's t.
+	evidence := func(args ...string) string {
+		t.Helper()
+		args = append([]string{"--log-level=error", "exec", d.sidecar, "/podfim", "evidence", "show", "--state-dir", "/var/lib/podfim"}, args...)
+		r := runCmd(t, 30*time.Second, p.env, "", "podman", args...)
+		if r.Err != nil {
+			t.Fatalf("podman %s: %v\n%s", strings.Join(args, " "), r.Err, r.Out())
+		}
+		return r.Stdout
+	}
+	content := evidence("--content", id)
+	if content != hacked {
+		t.Errorf("evidence content %q, want %q", content, hacked)
+	}
+	show := evidence(id)
+	for _, want := range []string{"result:   kept", "-Hello, world!", "+Hacked"} {
+		if !strings.Contains(show, want) {
+			t.Errorf("podfim evidence show lacks %q:\n%s", want, show)
+		}
+	}
+	t.Logf("podfim evidence show %s: kept %q, diff_excerpt %q, attribution %s", id, content, v.str("diff_excerpt"), v.str("attribution"))
 }
 
 // Kill (deploy/podman/pod-kill.yaml): podman restarts the app container
