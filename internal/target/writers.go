@@ -103,16 +103,16 @@ func hasOpenForWrite(proc string, pid int, dev, ino uint64) (bool, int, error) {
 	}
 	dir := os.NewFile(uintptr(fdDir), d.path+"/fd")
 	defer dir.Close()
-	names, err := dir.Readdirnames(MaxAttributedFDs + 1)
+	names, err := dir.Readdirnames(MaxAttributedFDs)
+	if errors.Is(err, io.EOF) {
+		return false, 0, nil // no descriptors
+	}
 	if err != nil {
 		return false, 0, d.err("fd", err)
 	}
 	over := 0
-	if len(names) > MaxAttributedFDs {
-		// Readdirnames stops at the bound: count the rest, cheaply.
-		rest, _ := dir.Readdirnames(-1)
-		over = len(names) - MaxAttributedFDs + len(rest)
-		names = names[:MaxAttributedFDs]
+	if len(names) == MaxAttributedFDs {
+		over = countRest(dir)
 	}
 	for _, name := range names {
 		// fstatat through the magic link stats the open file itself,
@@ -126,6 +126,19 @@ func hasOpenForWrite(proc string, pid int, dev, ino uint64) (bool, int, error) {
 		}
 	}
 	return false, over, nil
+}
+
+// countRest counts the names left in dir, a batch at a time: a process
+// may hold a million descriptors, and only their number is wanted.
+func countRest(dir *os.File) int {
+	n := 0
+	for {
+		names, err := dir.Readdirnames(MaxAttributedFDs)
+		n += len(names)
+		if err != nil || len(names) == 0 {
+			return n
+		}
+	}
 }
 
 // fdFlags reads the open flags of a descriptor from /proc/PID/fdinfo/N
