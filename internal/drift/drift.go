@@ -330,7 +330,7 @@ func (c *Checker) look(ctx context.Context, pid int, now time.Time) {
 			return // another container's, or a runtime's on its way in
 		}
 	}
-	info, err := c.cfg.Finder.Info(p, MaxCmdlineBytes)
+	info, err := c.info(p)
 	if err != nil && !target.Exited(err) {
 		c.warnOnce("info", "cannot read a process's command line", slog.Int("pid", pid), slog.String("error", err.Error()))
 	}
@@ -346,6 +346,20 @@ func (c *Checker) look(ctx context.Context, pid int, now time.Time) {
 	if ok {
 		c.sink.Drift(ctx, Finding{Process: p, Info: info, Path: path, Reason: reason, Seen: now})
 	}
+}
+
+// info reads p's parent, user and command line. A process caught inside
+// execve already has its new executable but not yet its arguments: its
+// /proc/PID/cmdline reads empty for a few microseconds. It is read again,
+// a millisecond apart and at most three times, so that a finding names what
+// runs; a process that empties its own arguments costs 3 ms once.
+func (c *Checker) info(p target.Process) (target.Info, error) {
+	info, err := c.cfg.Finder.Info(p, MaxCmdlineBytes)
+	for i := 0; err == nil && len(info.Cmdline) == 0 && i < 3; i++ {
+		time.Sleep(time.Millisecond)
+		info, err = c.cfg.Finder.Info(p, MaxCmdlineBytes)
+	}
+	return info, err
 }
 
 // nested reports whether p, which is not in the container's mount

@@ -110,10 +110,12 @@ func testPodmanDrift(t *testing.T, p *podmanEnv) {
 		t.Errorf("added: %s; want exe /tmp/busybox, cmdline \"/tmp/busybox sleep 120\", uid 65532, ppid 0 (podman exec's parent is outside the pod)", l)
 	}
 	delays := []time.Duration{driftDelay(t, d, l)}
+	seen := map[int]bool{int(l.num("pid")): true}
 	for i := range 9 {
 		arg := strconv.Itoa(121 + i) // a command line of its own to find its line
 		must("exec", "-d", d.app, "/tmp/busybox", "sleep", arg)
-		l := waitDriftCmd(t, d, "/tmp/busybox sleep "+arg)
+		l := waitDriftCmd(t, d, "/tmp/busybox sleep "+arg, seen)
+		seen[int(l.num("pid"))] = true
 		delays = append(delays, driftDelay(t, d, l))
 	}
 	slices.Sort(delays)
@@ -157,14 +159,20 @@ func testPodmanDrift(t *testing.T, p *podmanEnv) {
 }
 
 // waitDriftCmd waits for the execution drift line of the process whose
-// command line is cmdline.
-func waitDriftCmd(t *testing.T, d *demoPod, cmdline string) logLine {
+// command line is cmdline. A line with no command line (the process read
+// inside its execve, past the sidecar's re-reads) of the same executable
+// and a pid not in seen is taken too: it can only be that process.
+func waitDriftCmd(t *testing.T, d *demoPod, cmdline string, seen map[int]bool) logLine {
 	t.Helper()
 	var found logLine
+	exe, _, _ := strings.Cut(cmdline, " ")
 	testwait.Eventually(t, 10*time.Second, 100*time.Millisecond, "execution drift of "+cmdline, func() (bool, string) {
 		text := d.sidecarLogs()
 		for _, l := range parseLog(text) {
-			if l.str("msg") == "execution drift" && l.str("cmdline") == cmdline {
+			if l.str("msg") != "execution drift" {
+				continue
+			}
+			if l.str("cmdline") == cmdline || (l.str("cmdline") == "" && l.str("exe") == exe && !seen[int(l.num("pid"))]) {
 				found = l
 				return true, ""
 			}
