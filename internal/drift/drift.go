@@ -112,6 +112,11 @@ type Config struct {
 	Container *target.Container // the app container followed
 	Root      *scan.Root        // its root, for the files processes run
 	Baseline  Lookup
+	// Covers reports whether the baseline's policy speaks of a path at
+	// all (policy.Matcher.Covers): a file it does not cover and that is
+	// not an entry cannot be called added (a baseline of /www says nothing
+	// of /hello). nil: every path is covered.
+	Covers func(path string) bool
 	// MountPoints are the container's mount points (target.MountPoints);
 	// a file under one other than "/" is on a volume.
 	MountPoints  []string

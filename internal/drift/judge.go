@@ -89,6 +89,9 @@ func (c *Checker) file(p string, deleted bool) (Reason, bool) {
 	}
 	e, ok := c.cfg.Baseline.Lookup(p)
 	if !ok {
+		if !c.covers(p) {
+			return "", false
+		}
 		return Added, true
 	}
 	if e.Type != attr.TypeRegular {
@@ -211,12 +214,24 @@ func (c *Checker) script(info target.Info) (string, bool) {
 		s = path.Join(info.Cwd, s)
 	}
 	s = path.Clean(s)
-	if _, ok := c.cfg.Baseline.Lookup(s); ok {
-		return "", false // its content is the file monitor's to compare
+	if _, ok := c.cfg.Baseline.Lookup(s); ok || !c.covers(s) {
+		return "", false // the file monitor's to compare, or beyond the policy
 	}
 	e, err := c.cfg.Root.Entry(s, attr.Type)
 	if err != nil || e.Type != attr.TypeRegular {
 		return "", false // a word, not a file of the container
 	}
 	return s, true
+}
+
+// covers reports whether the baseline's policy speaks of p
+// (Config.Covers). A file it does not cover is not judged by the baseline:
+// logged once, since every executable outside a policy of part of the
+// image goes unjudged (docs/drift.md).
+func (c *Checker) covers(p string) bool {
+	if c.cfg.Covers == nil || c.cfg.Covers(p) {
+		return true
+	}
+	c.warnOnce("scope", "a process runs a file outside the policy's paths: execution drift cannot tell whether the image holds it; a policy of the whole image (the built-in one, an image baseline) judges every file", slog.String("path", p))
+	return false
 }

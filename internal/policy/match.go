@@ -106,6 +106,17 @@ func (m *Matcher) Match(path string) (attrs attr.Set, skip bool) {
 	return m.rules[r].attrs, false
 }
 
+// Covers reports whether a rule of the policy, one that records or an
+// Ignore rule, is for path or an ancestor of it: whether the policy speaks
+// of path at all. A policy of the whole tree ("/") covers every path, an
+// ignored /tmp included; one for /www only does not cover /hello, so a
+// baseline made with it cannot say that /hello was added. Excluded paths
+// are covered when a rule is for them. Like Match, it does not allocate.
+func (m *Matcher) Covers(path string) bool {
+	r, _, _ := m.lookup(path)
+	return r >= 0
+}
+
 // Transient reports whether a write that left path's content as it was is
 // a finding (Rule.Transient; true unless the rule that matches path says
 // false). Like Match, it does not allocate.

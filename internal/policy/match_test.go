@@ -533,3 +533,41 @@ exclude: [/srv/proc/x]
 		}
 	}
 }
+
+// Covers: a rule for the path or an ancestor, recording or Ignore; a
+// policy of "/" covers everything.
+func TestCovers(t *testing.T) {
+	m := mustCompile(t, `
+version: 1
+rules:
+  - {path: /srv/www, preset: ReadOnly}
+  - {path: /srv/www/cache, preset: Ignore}
+  - {path: /opt/a/b, preset: Ignore}
+`)
+	for p, want := range map[string]bool{
+		"/":                 false,
+		"/srv":              false,
+		"/srv/www":          true,
+		"/srv/www/x":        true,
+		"/srv/www/cache/x":  true, // ignored, yet the policy speaks of it
+		"/srv/wwwx":         false,
+		"/opt/a/b/c":        true,
+		"/hello":            false,
+		"/tmp/copied-shell": false,
+	} {
+		if got := m.Covers(p); got != want {
+			t.Errorf("Covers(%q) = %v, want %v", p, got, want)
+		}
+	}
+	whole := mustCompile(t, `
+version: 1
+rules:
+  - {path: /, preset: ReadOnly}
+  - {path: /tmp, preset: Ignore}
+`)
+	for _, p := range []string{"/", "/hello", "/tmp/copied-shell", "/proc/1/exe"} {
+		if !whole.Covers(p) {
+			t.Errorf("a policy of / does not cover %q", p)
+		}
+	}
+}

@@ -28,6 +28,7 @@ func (s *sidecar) startDrift(ctx context.Context, c *target.Container, root *sca
 		Container:    c,
 		Root:         root,
 		Baseline:     b,
+		Covers:       s.currentMatcher().Covers,
 		MountPoints:  mps,
 		Interval:     s.cfg.ExecInterval,
 		MaxFileBytes: s.currentMatcher().Limits().MaxFileBytes,
