@@ -3,9 +3,11 @@
 package e2e
 
 import (
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -346,6 +348,7 @@ subjects:
 	if len(kills) != 1 {
 		t.Errorf("the sidecar logged %d kills for %s or its directory, want 1:\n%s", len(kills), page, lastLines(logs(), 10))
 	}
+	checkKubeEvidence(t, k, ns, ps.Name, finding)
 	// The finding and the kill as Events on the pod, what `kubectl get
 	// events` and `kubectl describe pod` show.
 	for _, ev := range []struct{ reason, path string }{{"FileChanged", page}, {"ContainerKilled", "/www"}} {
@@ -355,6 +358,24 @@ subjects:
 		})
 	}
 	t.Logf("events of the pod:\n%s", k.run(t, 30*time.Second, "-n", ns, "get", "events", "--field-selector", "involvedObject.name="+ps.Name).Out())
+}
+
+// checkKubeEvidence (issue 12, evidence before repair, on the kubelet):
+// the finding names evidence kept of the tampered page, by its sha256, and
+// after the kill restarted the app, `podfim evidence show --content` in
+// the sidecar (kubectl exec, as an incident responder would) returns the
+// bytes the kill's fresh container no longer holds.
+func checkKubeEvidence(t *testing.T, k *kube, ns, pod string, finding logLine) {
+	t.Helper()
+	sum := sha256.Sum256([]byte("Hacked\n"))
+	id := finding.str("evidence_id")
+	if id == "" || finding.str("evidence_result") != "kept" || finding.str("evidence_sha256") != hex.EncodeToString(sum[:]) {
+		t.Fatalf("the finding names no evidence kept of \"Hacked\\n\" (sha256 %x): %s", sum, finding)
+	}
+	got := k.must(t, "-n", ns, "exec", pod, "-c", "podfim", "--", "/podfim", "evidence", "show", "--state-dir", "/var/lib/podfim", "--content", id)
+	if got != "Hacked\n" {
+		t.Errorf("podfim evidence show --content %s in the sidecar: %q, want %q", id, got, "Hacked\n")
+	}
 }
 
 // testWebhookRestore: with restore annotated, the sidecar gets the
