@@ -94,9 +94,13 @@ func topSnapshot(t *testing.T, ctr func(...string) string) string {
 	if len(top) != 1 {
 		t.Fatalf("snapshots %q: want one top", keys)
 	}
-	ctr("snapshots", "--snapshotter", "native", "view", "podfim-e2e-view", top[0])
-	// "mount -t bind SRC TARGET -o rbind,ro"
-	f := strings.Fields(ctr("snapshots", "--snapshotter", "native", "mounts", "/unused", "podfim-e2e-view"))
+	// The view's mounts are printed as it is made ("mount -t bind SRC
+	// TARGET -o rbind,ro"): asked for in a second ctr call, the view was
+	// once gone already (no lease holds it, and the import's garbage
+	// collection may run in between: "snapshot podfim-e2e-view does not
+	// exist"). Its source is the committed top snapshot's directory,
+	// which the image holds.
+	f := strings.Fields(ctr("snapshots", "--snapshotter", "native", "view", "--target", "/unused", "podfim-e2e-view", top[0]))
 	if len(f) < 5 || f[2] != "bind" {
 		t.Fatalf("mounts of the view: %q", f)
 	}
