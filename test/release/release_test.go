@@ -101,7 +101,7 @@ func TestRelease(t *testing.T) {
 // changes its bytes). To an oci: directory: no registry needed.
 func checkSkopeoCopy(t *testing.T, dist string, r rel) {
 	if _, err := exec.LookPath("skopeo"); err != nil {
-		if os.Getenv("CI") == "true" {
+		if os.Getenv("CI") != "" {
 			t.Fatal("skopeo is not installed (.ci/run installs it: apt-get install skopeo)")
 		}
 		t.Skip("skopeo is not installed (apt-get install skopeo)")
