@@ -1,7 +1,6 @@
 package target
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -191,47 +190,25 @@ type ExecMapping struct {
 // ExecMappings lists the distinct files that p maps executable, at most max
 // of them, and how many more there were. The exe itself is one of them.
 func (f *Finder) ExecMappings(p Process, max int) ([]ExecMapping, int, error) {
-	d, err := openListed(f.proc(), p)
-	if err != nil {
-		return nil, 0, err
-	}
-	defer d.close()
-	fd, err := d.openat("maps", unix.O_RDONLY)
-	if err != nil {
-		return nil, 0, err
-	}
-	fl := os.NewFile(uintptr(fd), d.path+"/maps")
-	defer fl.Close()
-	r := bufio.NewReaderSize(fl, maxMapsLine)
 	var out []ExecMapping
 	over := 0
 	seen := map[string]bool{}
-	for {
-		line, err := r.ReadSlice('\n')
-		if errors.Is(err, bufio.ErrBufferFull) {
-			for errors.Is(err, bufio.ErrBufferFull) {
-				_, err = r.ReadSlice('\n')
-			}
-			continue
+	err := eachMapsLine(f.proc(), p, func(line []byte) {
+		m, ok := parseExecLine(line)
+		if !ok || seen[m.Path] {
+			return
 		}
-		if m, ok := parseExecLine(line); ok && !seen[m.Path] {
-			seen[m.Path] = true
-			if len(out) < max {
-				out = append(out, m)
-			} else {
-				over++
-			}
+		seen[m.Path] = true
+		if len(out) < max {
+			out = append(out, m)
+		} else {
+			over++
 		}
-		switch {
-		case err == nil:
-		case errors.Is(err, io.EOF):
-			return out, over, nil
-		case errors.Is(err, unix.ESRCH):
-			return nil, 0, fmt.Errorf("%s/maps: %w", d.path, errVanished)
-		default:
-			return nil, 0, fmt.Errorf("failed to read %s/maps: %w", d.path, err)
-		}
+	})
+	if err != nil {
+		return nil, 0, err
 	}
+	return out, over, nil
 }
 
 // parseExecLine returns the file of a /proc/PID/maps line that maps it

@@ -76,44 +76,56 @@ func (f *Finder) WritableSharedMappings(c *Container, max int) ([]Mapping, int, 
 }
 
 // writableShared returns the paths of the files p maps shared and writable,
-// each once, read line by line from /proc/PID/maps (a process may have
-// 65,530 mappings: the file is never held whole).
+// each once.
 func writableShared(proc string, p Process) ([]string, error) {
-	d, err := openListed(proc, p)
+	var out []string
+	seen := map[string]bool{}
+	err := eachMapsLine(proc, p, func(line []byte) {
+		if path, ok := parseMapsLine(line); ok && !seen[path] {
+			seen[path] = true
+			out = append(out, path)
+		}
+	})
 	if err != nil {
 		return nil, err
+	}
+	return out, nil
+}
+
+// eachMapsLine calls fn with each line of p's /proc/PID/maps, read line by
+// line (a process may have 65,530 mappings: the file is never held whole);
+// a line too long to be a mapping of a path is skipped. line is valid
+// until fn returns.
+func eachMapsLine(proc string, p Process, fn func(line []byte)) error {
+	d, err := openListed(proc, p)
+	if err != nil {
+		return err
 	}
 	defer d.close()
 	fd, err := d.openat("maps", unix.O_RDONLY)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	f := os.NewFile(uintptr(fd), d.path+"/maps")
 	defer f.Close()
 	r := bufio.NewReaderSize(f, maxMapsLine)
-	var out []string
-	seen := map[string]bool{}
 	for {
 		line, err := r.ReadSlice('\n')
 		if errors.Is(err, bufio.ErrBufferFull) {
-			// Too long to be a mapping of a path: skip the rest of it.
 			for errors.Is(err, bufio.ErrBufferFull) {
 				_, err = r.ReadSlice('\n')
 			}
 			continue
 		}
-		if path, ok := parseMapsLine(line); ok && !seen[path] {
-			seen[path] = true
-			out = append(out, path)
-		}
+		fn(line)
 		switch {
 		case err == nil:
 		case errors.Is(err, io.EOF):
-			return out, nil
+			return nil
 		case errors.Is(err, unix.ESRCH):
-			return nil, fmt.Errorf("%s/maps: %w", d.path, errVanished)
+			return fmt.Errorf("%s/maps: %w", d.path, errVanished)
 		default:
-			return nil, fmt.Errorf("failed to read %s/maps: %w", d.path, err)
+			return fmt.Errorf("failed to read %s/maps: %w", d.path, err)
 		}
 	}
 }
