@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/podfim/podfim/internal/drift"
+	"github.com/podfim/podfim/internal/origin"
 	"github.com/podfim/podfim/internal/scan"
 	"github.com/podfim/podfim/internal/target"
 )
@@ -12,26 +13,21 @@ import (
 // until the returned stop is called: a goroutine beside the file monitor,
 // so a slow hash of a file a process runs never delays file events, and
 // the reverse.
-func (s *sidecar) startDrift(ctx context.Context, c *target.Container, root *scan.Root, b drift.Lookup) (stop func()) {
-	var mps []string
-	mounts, err := c.Mounts()
-	if err == nil {
-		mps = mounts.Points()
-	} else {
-		// Without them a binary on a volume is judged by the baseline
-		// alone (reported as added), never missed.
-		s.log.Warn("cannot read the container's mount points; execution drift cannot tell volumes", keyError, err.Error())
-	}
+func (s *sidecar) startDrift(ctx context.Context, c *target.Container, root *scan.Root, b drift.Lookup, mounts *origin.Mounts) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
+	matcher := s.currentMatcher()
 	ch := drift.New(drift.Config{
-		Finder:       s.finder,
-		Container:    c,
-		Root:         root,
-		Baseline:     b,
-		Covers:       s.currentMatcher().Covers,
-		MountPoints:  mps,
+		Finder:    s.finder,
+		Container: c,
+		Root:      root,
+		Baseline:  b,
+		Covers:    matcher.Covers,
+		// Without the mount table (nil: mountTolerance warned) a binary
+		// on a volume is judged by the baseline alone (added), never
+		// missed.
+		MountPoints:  mounts.Points(),
 		Interval:     s.cfg.ExecInterval,
-		MaxFileBytes: s.currentMatcher().Limits().MaxFileBytes,
+		MaxFileBytes: matcher.Limits().MaxFileBytes,
 		Metrics:      s.metrics,
 		Log:          s.log,
 	}, driftSink{s})

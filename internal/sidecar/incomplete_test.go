@@ -140,7 +140,7 @@ func TestMountTableOverflowCounted(t *testing.T) {
 	}
 	s := &sidecar{log: slog.New(slog.DiscardHandler), metrics: m}
 	image := &baseline.Image{Layers: []string{"sha256:a"}}
-	tol, c := s.mountsUsed(nil, fmt.Errorf("failed to read /proc/7/mountinfo: %w", origin.ErrTooLarge), image)
+	tol, c := s.mountTolerance(nil, fmt.Errorf("failed to read /proc/7/mountinfo: %w", origin.ErrTooLarge), image)
 	if tol != nil {
 		t.Errorf("tolerated %v without a mount table", tol)
 	}
@@ -150,8 +150,8 @@ func TestMountTableOverflowCounted(t *testing.T) {
 	if v := mountOverflows(t, reg); v != 1 {
 		t.Errorf("mounts overflow counted %v, want 1", v)
 	}
-	s.mountsUsed(nil, errors.New("permission denied"), image)
-	tol, c = s.mountsUsed(origin.NewMounts([]string{"/etc/hosts"}), nil, image)
+	s.mountTolerance(nil, errors.New("permission denied"), image)
+	tol, c = s.mountTolerance(origin.NewMounts([]string{"/etc/hosts"}), nil, image)
 	if _, _, ok := c.Classify("/etc/hosts", attr.Added, nil, nil); ok || tol["/etc"] != watch.Tolerated {
 		t.Errorf("with the table: /etc/hosts kept %v, /etc tolerated %v", ok, tol["/etc"])
 	}

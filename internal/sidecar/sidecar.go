@@ -667,7 +667,10 @@ func (s *sidecar) monitor(ctx context.Context, c *target.Container) error {
 		image = s.base.Image
 	}
 	s.mu.Unlock()
-	tolerate, origins := s.mountTolerance(c, image)
+	// The mount table, read once: origins and tolerance here, volumes for
+	// execution drift below.
+	mounts, mountsErr := c.Mounts()
+	tolerate, origins := s.mountTolerance(mounts, mountsErr, image)
 	mon := watch.New(root, watch.Config{
 		Matcher:  matcher,
 		Baseline: idx,
@@ -683,7 +686,7 @@ func (s *sidecar) monitor(ctx context.Context, c *target.Container) error {
 	k.mon = mon
 	s.setHealth(nil)
 	if s.cfg.ExecDrift {
-		stop := s.startDrift(ctx, c, root, idx)
+		stop := s.startDrift(ctx, c, root, idx, mounts)
 		defer stop()
 	}
 	return mon.Run(ctx)
@@ -753,7 +756,7 @@ func (s *sidecar) mappings(c *target.Container) func() []watch.Mapping {
 	}
 }
 
-// mountTolerance reads the container's mount table once, when its
+// mountTolerance takes the container's mount table, read once when its
 // monitor starts (a mount the app makes later is the app's, not the
 // runtime's), and returns what it tolerates and how findings are
 // classified: the directories above the container's mount points may
@@ -763,14 +766,10 @@ func (s *sidecar) mappings(c *target.Container) func() []watch.Mapping {
 // finding, and the kill response would kill each clean new container. The
 // classifier says where each finding comes from and drops the runtime's
 // own additions (origin.Classifier).
-func (s *sidecar) mountTolerance(c *target.Container, image *baseline.Image) (map[string]attr.Set, *origin.Classifier) {
-	mounts, err := c.Mounts()
-	return s.mountsUsed(mounts, err, image)
-}
-
-// mountsUsed is mountTolerance once the mount table was read (or failed
-// to be: err).
-func (s *sidecar) mountsUsed(mounts *origin.Mounts, err error, image *baseline.Image) (map[string]attr.Set, *origin.Classifier) {
+//
+// mounts is the container's mount table, or nil when reading it failed
+// (err).
+func (s *sidecar) mountTolerance(mounts *origin.Mounts, err error, image *baseline.Image) (map[string]attr.Set, *origin.Classifier) {
 	var layers []string
 	if image != nil {
 		layers = image.Layers
@@ -783,7 +782,7 @@ func (s *sidecar) mountsUsed(mounts *origin.Mounts, err error, image *baseline.I
 		if errors.Is(err, origin.ErrTooLarge) {
 			s.metrics.Overflow(metrics.LimitMounts, 1)
 		}
-		s.log.Warn("cannot read the container's mount table; what the runtime adds is compared in full", keyError, err.Error())
+		s.log.Warn("cannot read the container's mount table; what the runtime adds is compared in full, and execution drift cannot tell volumes", keyError, err.Error())
 		return nil, origin.New(image != nil, layers, nil)
 	}
 	dirs := mounts.Ancestors()
