@@ -21,16 +21,7 @@ import (
 const pod = "smoke"
 
 func TestPodExecKillRestart(t *testing.T) {
-	kubectl := os.Getenv("KUBECTL")
-	image := os.Getenv("PODFIM_CLUSTER_BUSYBOX_IMAGE")
-	if kubectl == "" || image == "" || os.Getenv("KUBECONFIG") == "" {
-		// `cluster smoke` (make cluster-smoke, which CI runs) always sets
-		// these; in CI a missing cluster is a failure, never a skip.
-		if os.Getenv("CI") != "" {
-			t.Fatal("no cluster in CI: KUBECTL, KUBECONFIG and PODFIM_CLUSTER_BUSYBOX_IMAGE must come from `cluster smoke`")
-		}
-		t.Skip("no cluster: run `cluster up` and eval \"$(cluster env)\"")
-	}
+	kubectl, image := smokeEnv(t, "PODFIM_CLUSTER_BUSYBOX_IMAGE")
 	k := func(stdin string, args ...string) string {
 		t.Helper()
 		out, err := run(kubectl, stdin, args...)
@@ -160,14 +151,7 @@ spec:
 // reports that registry digest as the container's imageID, the digest a
 // sidecar binds a baseline to.
 func TestRegistryPull(t *testing.T) {
-	kubectl := os.Getenv("KUBECTL")
-	image := os.Getenv("PODFIM_CLUSTER_REGISTRY_BUSYBOX_IMAGE")
-	if kubectl == "" || image == "" || os.Getenv("KUBECONFIG") == "" {
-		if os.Getenv("CI") != "" {
-			t.Fatal("no cluster in CI: KUBECTL, KUBECONFIG and PODFIM_CLUSTER_REGISTRY_BUSYBOX_IMAGE must come from `cluster smoke`")
-		}
-		t.Skip("no cluster: run `cluster up` and eval \"$(cluster env)\"")
-	}
+	kubectl, image := smokeEnv(t, "PODFIM_CLUSTER_REGISTRY_BUSYBOX_IMAGE")
 	const name = "smoke-registry"
 	spec := fmt.Sprintf(`apiVersion: v1
 kind: Pod
@@ -182,18 +166,7 @@ spec:
     imagePullPolicy: Always
     command: ["/bin/sleep", "3600"]
 `, name, image)
-	if out, err := run(kubectl, spec, "apply", "-f", "-"); err != nil {
-		t.Fatalf("apply: %v\n%s", err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := run(kubectl, "", "delete", "pod", name, "--ignore-not-found", "--wait=true", "--timeout=60s"); err != nil {
-			t.Errorf("delete: %v\n%s", err, out)
-		}
-	})
-	if out, err := run(kubectl, "", "wait", "--for=condition=Ready", "pod/"+name, "--timeout=90s"); err != nil {
-		desc, _ := run(kubectl, "", "describe", "pod", name)
-		t.Fatalf("pod not Ready: %v\n%s\n%s", err, out, desc)
-	}
+	startPod(t, kubectl, name, spec)
 	id, err := run(kubectl, "", "get", "pod", name, "-o", `jsonpath={.status.containerStatuses[0].imageID}`)
 	if err != nil {
 		t.Fatal(err)
@@ -209,14 +182,7 @@ spec:
 // reaches only itself (a connect to the node's address fails at once,
 // nothing is sent).
 func TestPodNetwork(t *testing.T) {
-	kubectl := os.Getenv("KUBECTL")
-	image := os.Getenv("PODFIM_CLUSTER_BUSYBOX_IMAGE")
-	if kubectl == "" || image == "" || os.Getenv("KUBECONFIG") == "" {
-		if os.Getenv("CI") != "" {
-			t.Fatal("no cluster in CI: KUBECTL, KUBECONFIG and PODFIM_CLUSTER_BUSYBOX_IMAGE must come from `cluster smoke`")
-		}
-		t.Skip("no cluster: run `cluster up` and eval \"$(cluster env)\"")
-	}
+	kubectl, image := smokeEnv(t, "PODFIM_CLUSTER_BUSYBOX_IMAGE")
 	const name = "smoke-podnet"
 	spec := fmt.Sprintf(`apiVersion: v1
 kind: Pod
@@ -230,18 +196,7 @@ spec:
     imagePullPolicy: Never
     command: ["/bin/sleep", "3600"]
 `, name, image)
-	if out, err := run(kubectl, spec, "apply", "-f", "-"); err != nil {
-		t.Fatalf("apply: %v\n%s", err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := run(kubectl, "", "delete", "pod", name, "--ignore-not-found", "--wait=true", "--timeout=60s"); err != nil {
-			t.Errorf("delete: %v\n%s", err, out)
-		}
-	})
-	if out, err := run(kubectl, "", "wait", "--for=condition=Ready", "pod/"+name, "--timeout=90s"); err != nil {
-		desc, _ := run(kubectl, "", "describe", "pod", name)
-		t.Fatalf("pod not Ready: %v\n%s\n%s", err, out, desc)
-	}
+	startPod(t, kubectl, name, spec)
 	ip, err := run(kubectl, "", "get", "pod", name, "-o", `jsonpath={.status.podIP}`)
 	if err != nil || !strings.HasPrefix(ip, "203.0.113.") {
 		t.Fatalf("podIP %q (%v), want one of 203.0.113.0/24", ip, err)
@@ -260,5 +215,38 @@ spec:
 	out, err := run(kubectl, "", "exec", name, "--", "nc", "-w", "2", node, "6443")
 	if err == nil || !strings.Contains(out, "unreachable") {
 		t.Fatalf("connect from the pod to %s:6443: %v %q, want network unreachable", node, err, out)
+	}
+}
+
+// smokeEnv returns kubectl and the image named by imageVar, which `cluster
+// smoke` (make cluster-smoke, which CI runs) always sets with KUBECONFIG:
+// without them the test skips, and in CI fails, never skips.
+func smokeEnv(t *testing.T, imageVar string) (kubectl, image string) {
+	t.Helper()
+	kubectl, image = os.Getenv("KUBECTL"), os.Getenv(imageVar)
+	if kubectl == "" || image == "" || os.Getenv("KUBECONFIG") == "" {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("no cluster in CI: KUBECTL, KUBECONFIG and %s must come from `cluster smoke`", imageVar)
+		}
+		t.Skip("no cluster: run `cluster up` and eval \"$(cluster env)\"")
+	}
+	return kubectl, image
+}
+
+// startPod applies the pod spec, deletes the pod at the end of the test,
+// and waits until it is Ready.
+func startPod(t *testing.T, kubectl, name, spec string) {
+	t.Helper()
+	if out, err := run(kubectl, spec, "apply", "-f", "-"); err != nil {
+		t.Fatalf("apply: %v\n%s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := run(kubectl, "", "delete", "pod", name, "--ignore-not-found", "--wait=true", "--timeout=60s"); err != nil {
+			t.Errorf("delete: %v\n%s", err, out)
+		}
+	})
+	if out, err := run(kubectl, "", "wait", "--for=condition=Ready", "pod/"+name, "--timeout=90s"); err != nil {
+		desc, _ := run(kubectl, "", "describe", "pod", name)
+		t.Fatalf("pod not Ready: %v\n%s\n%s", err, out, desc)
 	}
 }
