@@ -64,45 +64,13 @@ func (f fakeProc) remove(pid int) {
 // mount namespace, before the sidecar follows it).
 func TestNestedMountNamespace(t *testing.T) {
 	const (
-		appNS, nestedNS, otherNS = 4026532001, 4026532002, 4026532003
+		nestedNS, otherNS = 4026532002, 4026532003
 	)
-	id := strings.Repeat("ab", 32)
-	other := strings.Repeat("cd", 32)
-	proc := fakeProc{t: t, dir: t.TempDir()}
-	rootDir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(rootDir, "app"), []byte("app"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	root, err := scan.OpenRoot(rootDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer root.Close()
-	main := proc.add(10, 0, 1000, appNS, "/app", id)
+	id, other := podID, strings.Repeat("cd", 32)
+	pod := newFakePod(t, "/app", []string{"app"}, Config{})
+	proc := pod.proc
 	proc.add(20, 0, 1001, otherNS, "/other", other)
-	sink := &sink{ch: make(chan Finding, 16)}
-	c := New(Config{
-		Finder:    &target.Finder{Proc: proc.dir, Self: -1, Infra: -1},
-		Container: &target.Container{PID: 10, MountNS: appNS, Exe: "/app", ContainerID: id, Processes: []target.Process{main}},
-		Root:      root,
-		Baseline:  &fakeBase{},
-	}, sink)
-	ctx := context.Background()
-	poll := func() []Finding {
-		t.Helper()
-		if err := c.Poll(ctx); err != nil {
-			t.Fatal(err)
-		}
-		var got []Finding
-		for {
-			select {
-			case f := <-sink.ch:
-				got = append(got, f)
-			default:
-				return got
-			}
-		}
-	}
+	poll := func() []Finding { t.Helper(); return pod.poll(t) }
 	if got := poll(); len(got) != 0 {
 		t.Fatalf("the app and another container: findings %+v, want none", got)
 	}
@@ -120,12 +88,7 @@ func TestNestedMountNamespace(t *testing.T) {
 	// A process of the container seen in its namespace that moves to one
 	// of its own and execs the same path (`busybox unshare -m busybox sh`):
 	// its link does not change, its namespace does.
-	if err := os.MkdirAll(filepath.Join(rootDir, "bin"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(rootDir, "bin", "busybox"), []byte("busybox"), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	pod.write(t, "bin/busybox")
 	proc.add(14, 10, 1004, appNS, "/bin/busybox", id, "unshare", "-m", "busybox", "sh")
 	if got := poll(); len(got) != 0 {
 		t.Fatalf("the image's busybox: findings %+v, want none", got)
@@ -161,43 +124,14 @@ func TestNestedMountNamespace(t *testing.T) {
 // not exec'd within helperGrace is judged like any other: the excuse rests
 // on a parent outside the pod, which clone(CLONE_PARENT) can forge.
 func TestHelperGrace(t *testing.T) {
-	const appNS = 4026532001
-	id := strings.Repeat("ab", 32)
-	proc := fakeProc{t: t, dir: t.TempDir()}
-	rootDir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(rootDir, "app"), []byte("app"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	root, err := scan.OpenRoot(rootDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer root.Close()
-	main := proc.add(10, 0, 1000, appNS, "/app", id)
+	id := podID
 	now := time.Unix(1e9, 0)
-	sink := &sink{ch: make(chan Finding, 16)}
-	c := New(Config{
-		Finder:    &target.Finder{Proc: proc.dir, Self: -1, Infra: -1},
-		Container: &target.Container{PID: 10, MountNS: appNS, Exe: "/app", ContainerID: id, Processes: []target.Process{main}},
-		Root:      root,
-		Baseline:  &fakeBase{},
-		Clock:     func() time.Time { return now },
-	}, sink)
+	pod := newFakePod(t, "/app", []string{"app"}, Config{Clock: func() time.Time { return now }})
+	proc := pod.proc
 	poll := func(after time.Duration) []Finding {
 		t.Helper()
 		now = now.Add(after)
-		if err := c.Poll(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		var got []Finding
-		for {
-			select {
-			case f := <-sink.ch:
-				got = append(got, f)
-			default:
-				return got
-			}
-		}
+		return pod.poll(t)
 	}
 	poll(0)
 	proc.add(11, 0, 1001, appNS, "/memfd:runc_cloned:/proc/self/exe (deleted)", id, "runc", "init")
@@ -256,5 +190,73 @@ func TestHelperGrace(t *testing.T) {
 	}
 	if got := poll(helperGrace); len(got) != 0 {
 		t.Errorf("after its exec, past the grace: findings %+v, want none", got)
+	}
+}
+
+// The fake pod's app container: its mount namespace and container ID.
+const appNS = 4026532001
+
+var podID = strings.Repeat("ab", 32)
+
+// fakePod is a Checker over a fake /proc whose app container's main
+// process (pid 10) runs exe from a root holding files (each with its name
+// as content).
+type fakePod struct {
+	proc fakeProc
+	root string
+	c    *Checker
+	sink *sink
+}
+
+// newFakePod builds it; cfg gives what the test sets (Baseline, Covers,
+// Clock), the rest is the fake's.
+func newFakePod(t *testing.T, exe string, files []string, cfg Config) *fakePod {
+	t.Helper()
+	pod := &fakePod{proc: fakeProc{t: t, dir: t.TempDir()}, root: t.TempDir(), sink: &sink{ch: make(chan Finding, 16)}}
+	for _, f := range files {
+		pod.write(t, f)
+	}
+	root, err := scan.OpenRoot(pod.root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { root.Close() })
+	main := pod.proc.add(10, 0, 1000, appNS, exe, podID)
+	cfg.Finder = &target.Finder{Proc: pod.proc.dir, Self: -1, Infra: -1}
+	cfg.Container = &target.Container{PID: 10, MountNS: appNS, Exe: exe, ContainerID: podID, Processes: []target.Process{main}}
+	cfg.Root = root
+	if cfg.Baseline == nil {
+		cfg.Baseline = &fakeBase{}
+	}
+	pod.c = New(cfg, pod.sink)
+	return pod
+}
+
+// write creates the executable file name (relative to the root).
+func (p *fakePod) write(t *testing.T, name string) {
+	t.Helper()
+	path := filepath.Join(p.root, name)
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(name), 0o755); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// poll polls once and returns the findings it sent.
+func (p *fakePod) poll(t *testing.T) []Finding {
+	t.Helper()
+	if err := p.c.Poll(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var got []Finding
+	for {
+		select {
+		case f := <-p.sink.ch:
+			got = append(got, f)
+		default:
+			return got
+		}
 	}
 }
