@@ -60,9 +60,9 @@ func (w *worker) keep(sum []byte) []byte {
 	return w.slab[start:len(w.slab):len(w.slab)]
 }
 
-// errNotRegular: the name is not a regular file (any more), so it is not
-// opened for reading.
-var errNotRegular = errors.New("not a regular file")
+// ErrNotRegular: the name is not a regular file (any more), so it is not
+// opened for reading (by a scan, or by Root.OpenRegular).
+var ErrNotRegular = errors.New("not a regular file")
 
 // errPseudo: the file is on a pseudo file system no rule names (pseudo.go).
 var errPseudo = errors.New("on a pseudo file system")
@@ -90,7 +90,7 @@ func (w *worker) openFile(dirfd int, name, path string, dirDev uint64, st *unix.
 		return -1, err
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFREG {
-		return -1, errNotRegular
+		return -1, ErrNotRegular
 	}
 	if w.skipPseudo(pfd, path, st.Dev, dirDev) {
 		return -1, errPseudo
@@ -123,7 +123,7 @@ func (w *worker) hashAt(dirfd int, name string, e *attr.Entry, dirDev, dev, ino 
 			return vanished
 		case errPseudo:
 			return pseudoFile
-		case errNotRegular, unix.ENOTDIR:
+		case ErrNotRegular, unix.ENOTDIR:
 			return swapped
 		}
 		w.warn(e.Path, "open", fmt.Errorf("failed to open %q: %w", e.Path, err))

@@ -649,7 +649,7 @@ func (w *worker) hashListed(parent *dirHandle, p *pending) {
 		if err == nil {
 			unix.Close(fd)
 		}
-		if err == errNotRegular || err == nil {
+		if err == ErrNotRegular || err == nil {
 			if misses := w.wk.fastMisses.Add(1); misses >= 256 && misses*2 > tries {
 				w.wk.noFast.Store(true)
 			}

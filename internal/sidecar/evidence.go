@@ -12,6 +12,7 @@ import (
 	"github.com/podfim/podfim/internal/compare"
 	"github.com/podfim/podfim/internal/evidence"
 	"github.com/podfim/podfim/internal/metrics"
+	"github.com/podfim/podfim/internal/scan"
 	"github.com/podfim/podfim/internal/target"
 )
 
@@ -44,9 +45,9 @@ func (k *sink) capture(f compare.Finding, original []byte) *evidence.Record {
 		return nil
 	}
 	src := evidence.Source{Path: f.Path, Kind: f.Kind, Original: original}
-	file, size, err := openRegular(k.root, f.Path)
+	file, size, err := k.root.OpenRegular(f.Path)
 	switch {
-	case errors.Is(err, errNotRegular):
+	case errors.Is(err, scan.ErrNotRegular):
 		// Nothing to keep; the finding holds its type and link target.
 	case err != nil:
 		src.Err = err
@@ -67,8 +68,6 @@ func (k *sink) capture(f compare.Finding, original []byte) *evidence.Record {
 	return rec
 }
 
-// errNotRegular is openRegular's error for anything but a regular file.
-var errNotRegular = errors.New("not a regular file")
 
 // Attribution bounds: attributions per second (each reads the /proc of
 // every process of the app: a flood of findings must not turn into a

@@ -238,7 +238,7 @@ func (o *objects) keepOne(root *scan.Root, e *attr.Entry) (bool, error) {
 // readConfined reads a regular file of the root without following any
 // symlink, up to max bytes.
 func readConfined(root *scan.Root, path string, max int64) ([]byte, error) {
-	f, _, err := openRegular(root, path)
+	f, _, err := root.OpenRegular(path)
 	if err != nil {
 		return nil, err
 	}
@@ -253,49 +253,3 @@ func readConfined(root *scan.Root, path string, max int64) ([]byte, error) {
 	return b, nil
 }
 
-// openRegular opens a regular file of the root for reading without
-// following any symlink (O_NOFOLLOW, never a FIFO's open blocking:
-// O_NONBLOCK), and returns its size from fstat of the inode opened.
-// Anything but a regular file is errNotRegular.
-func openRegular(root *scan.Root, path string) (*os.File, int64, error) {
-	i := strings.LastIndexByte(path, '/')
-	if i < 0 {
-		return nil, 0, fmt.Errorf("%q is not a path", path)
-	}
-	dir, name := path[:i], path[i+1:]
-	if dir == "" {
-		dir = "/"
-	}
-	d, err := root.OpenDir(dir)
-	if err != nil {
-		return nil, 0, err
-	}
-	defer d.Close()
-	// Never open a device or FIFO (an open can have effects): lstat first,
-	// then check after the open that it is the inode lstat saw.
-	var pre unix.Stat_t
-	if err := unix.Fstatat(int(d.Fd()), name, &pre, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-		return nil, 0, err
-	}
-	if pre.Mode&unix.S_IFMT != unix.S_IFREG {
-		return nil, 0, fmt.Errorf("%q: %w", path, errNotRegular)
-	}
-	fd, err := unix.Openat(int(d.Fd()), name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
-	if errors.Is(err, unix.ELOOP) {
-		return nil, 0, fmt.Errorf("%q: %w (a symlink)", path, errNotRegular)
-	}
-	if err != nil {
-		return nil, 0, err
-	}
-	f := os.NewFile(uintptr(fd), name)
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		f.Close()
-		return nil, 0, err
-	}
-	if st.Ino != pre.Ino || st.Dev != pre.Dev {
-		f.Close()
-		return nil, 0, fmt.Errorf("%q was replaced while it was opened", path)
-	}
-	return f, st.Size, nil
-}
