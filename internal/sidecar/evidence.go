@@ -68,7 +68,6 @@ func (k *sink) capture(f compare.Finding, original []byte) *evidence.Record {
 	return rec
 }
 
-
 // Attribution bounds: attributions per second (each reads the /proc of
 // every process of the app: a flood of findings must not turn into a
 // flood of /proc reads), and processes named in one.

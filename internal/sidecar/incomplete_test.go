@@ -147,7 +147,7 @@ func TestMountTableOverflowCounted(t *testing.T) {
 	if o, _, ok := c.Classify("/etc/hosts", attr.Added, nil, nil); !ok || o.Kind != origin.Container {
 		t.Errorf("without a mount table /etc/hosts added: %+v kept %v; want reported, origin container", o, ok)
 	}
-	if v := mountOverflows(t, reg); v != 1 {
+	if v := gathered(t, reg, "podfim_limit_overflows_total", "limit="+string(metrics.LimitMounts)); v != 1 {
 		t.Errorf("mounts overflow counted %v, want 1", v)
 	}
 	s.mountTolerance(nil, errors.New("permission denied"), image)
@@ -155,29 +155,7 @@ func TestMountTableOverflowCounted(t *testing.T) {
 	if _, _, ok := c.Classify("/etc/hosts", attr.Added, nil, nil); ok || tol["/etc"] != watch.Tolerated {
 		t.Errorf("with the table: /etc/hosts kept %v, /etc tolerated %v", ok, tol["/etc"])
 	}
-	if v := mountOverflows(t, reg); v != 1 {
+	if v := gathered(t, reg, "podfim_limit_overflows_total", "limit="+string(metrics.LimitMounts)); v != 1 {
 		t.Errorf("mounts overflow counted %v after other outcomes, want 1", v)
 	}
-}
-
-func mountOverflows(t *testing.T, reg *prometheus.Registry) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != "podfim_limit_overflows_total" {
-			continue
-		}
-		for _, mt := range mf.GetMetric() {
-			for _, lp := range mt.GetLabel() {
-				if lp.GetName() == "limit" && lp.GetValue() == string(metrics.LimitMounts) {
-					return mt.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	t.Fatal("no podfim_limit_overflows_total{limit=\"mounts\"}")
-	return 0
 }

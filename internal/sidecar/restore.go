@@ -252,4 +252,3 @@ func readConfined(root *scan.Root, path string, max int64) ([]byte, error) {
 	}
 	return b, nil
 }
-
