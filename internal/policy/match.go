@@ -106,15 +106,34 @@ func (m *Matcher) Match(path string) (attrs attr.Set, skip bool) {
 	return m.rules[r].attrs, false
 }
 
-// Covers reports whether a rule of the policy, one that records or an
-// Ignore rule, is for path or an ancestor of it: whether the policy speaks
-// of path at all. A policy of the whole tree ("/") covers every path, an
-// ignored /tmp included; one for /www only does not cover /hello, so a
-// baseline made with it cannot say that /hello was added. Excluded paths
-// are covered when a rule is for them. Like Match, it does not allocate.
+// Covers reports whether the policy records path or an ancestor of it,
+// or ignores path inside a tree it records: whether a baseline made with
+// the policy can say that path was added. A policy of the whole tree ("/")
+// covers every path, an ignored /tmp included (a file dropped there is
+// still not the image's); one for /www only does not cover /hello, and
+// neither does one that ignores "/" and records /www (the usual way to
+// watch part of an image): an Ignore rule outside every recorded tree
+// speaks of nothing. Excluded paths are covered when a rule is for them.
+// Like Match, it does not allocate.
 func (m *Matcher) Covers(path string) bool {
-	r, _, _ := m.lookup(path)
-	return r >= 0
+	n := m.root
+	covered := m.records(n.rule)
+	for i := 0; ; {
+		s, e := nextComponent(path, i)
+		if s == len(path) {
+			return covered
+		}
+		if n = n.child(path[s:e]); n == nil {
+			return covered
+		}
+		covered = covered || m.records(n.rule)
+		i = e
+	}
+}
+
+// records reports whether rule r exists and records (is not Ignore).
+func (m *Matcher) records(r int32) bool {
+	return r >= 0 && !m.rules[r].ignore
 }
 
 // Transient reports whether a write that left path's content as it was is

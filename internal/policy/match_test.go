@@ -534,8 +534,10 @@ exclude: [/srv/proc/x]
 	}
 }
 
-// Covers: a rule for the path or an ancestor, recording or Ignore; a
-// policy of "/" covers everything.
+// Covers: a recording rule for the path or an ancestor; an Ignore rule
+// only inside a recorded tree. A policy of "/" covers everything; one
+// that ignores "/" and records /www covers /www only (the e2e tests'
+// policy: the app's /hello was "added" and the pod quarantined at start).
 func TestCovers(t *testing.T) {
 	m := mustCompile(t, `
 version: 1
@@ -551,7 +553,7 @@ rules:
 		"/srv/www/x":        true,
 		"/srv/www/cache/x":  true, // ignored, yet the policy speaks of it
 		"/srv/wwwx":         false,
-		"/opt/a/b/c":        true,
+		"/opt/a/b/c":        false, // an Ignore rule in no recorded tree
 		"/hello":            false,
 		"/tmp/copied-shell": false,
 	} {
@@ -568,6 +570,18 @@ rules:
 	for _, p := range []string{"/", "/hello", "/tmp/copied-shell", "/proc/1/exe"} {
 		if !whole.Covers(p) {
 			t.Errorf("a policy of / does not cover %q", p)
+		}
+	}
+	part := mustCompile(t, `
+version: 1
+rules:
+  - {path: /, preset: Ignore}
+  - {path: /www, preset: ReadOnly}
+  - {path: /www/cache, preset: Ignore}
+`)
+	for p, want := range map[string]bool{"/": false, "/hello": false, "/tmp/x": false, "/www": true, "/www/x": true, "/www/cache/x": true, "/wwwx": false} {
+		if got := part.Covers(p); got != want {
+			t.Errorf("ignore / and record /www: Covers(%q) = %v, want %v", p, got, want)
 		}
 	}
 }
