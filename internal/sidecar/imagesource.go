@@ -326,19 +326,24 @@ func (r readiness) Blocked() string {
 	return r.s.refusal
 }
 
-// refusalReason classifies a refusal for the metric. The order matters:
-// a Pull or ConfigMap that found nothing usable wraps every candidate's
-// reason, and the most telling one wins.
+// refusalReason classifies a refusal for the metric. A Pull or ConfigMap
+// that found nothing usable wraps every candidate's reason, and the one
+// that got furthest through the checks wins: a baseline of ours made with
+// another policy, then one of ours for another image, then one signed by
+// another key, then a malformed one. Someone else's baseline beside ours
+// (a leftover in a shared registry, an attacker's referrer) must not hide
+// that ours is for another image; for a single candidate the order does
+// not matter.
 func refusalReason(err error) metrics.RefusalReason {
 	switch {
 	case errors.Is(err, ErrNoImage):
 		return metrics.RefusedNoImage
-	case errors.Is(err, baseline.ErrSignature):
-		return metrics.RefusedSignature
-	case errors.Is(err, baseline.ErrBinding):
-		return metrics.RefusedImage
 	case errors.Is(err, ErrPolicy):
 		return metrics.RefusedPolicy
+	case errors.Is(err, baseline.ErrBinding):
+		return metrics.RefusedImage
+	case errors.Is(err, baseline.ErrSignature):
+		return metrics.RefusedSignature
 	case errors.Is(err, baseline.ErrFormat), errors.Is(err, baseline.ErrDigest), errors.Is(err, baseline.ErrVersion),
 		errors.Is(err, referrer.ErrArtifact), errors.Is(err, referrer.ErrTooLarge):
 		return metrics.RefusedInvalid

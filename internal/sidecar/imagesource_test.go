@@ -232,6 +232,18 @@ func TestConfigMapSource(t *testing.T) {
 	if refusalReason(err) != metrics.RefusedImage || !strings.Contains(err.Error(), "none of the 2 baselines") {
 		t.Errorf("another image: %v", err)
 	}
+	// Someone else's baseline beside it (another key, a leftover in a
+	// shared registry or ConfigMap) does not hide that ours is for another
+	// image: the refusal that got furthest names the reason.
+	_, stranger, _ := ed25519.GenerateKey(nil)
+	imageBaselineFile(t, cm, "web-3.pfb", strings.TrimPrefix(s.cfg.ImageDigest, "example.com/web@"), 1, stranger)
+	_, err = s.loadImageBaseline(context.Background(), c)
+	if refusalReason(err) != metrics.RefusedImage || !errors.Is(err, baseline.ErrSignature) {
+		t.Errorf("ours for another image, a stranger's for this one: %v (%s), want %s", err, refusalReason(err), metrics.RefusedImage)
+	}
+	if err := os.Remove(filepath.Join(cm, "web-3.pfb")); err != nil {
+		t.Fatal(err)
+	}
 	// The kubelet may name a multi-platform image by its index: only the
 	// baseline of this node's platform fits it.
 	idx := "sha256:" + strings.Repeat("e", 64)

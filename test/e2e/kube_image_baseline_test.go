@@ -185,15 +185,20 @@ func refused(t *testing.T, k *kube, ns string, pod nativePod, o nativeOpts, reas
 //   - a ConfigMap holding only v2's baseline, with v1 running, is
 //     refused (image);
 //   - v1's signed baseline attached in the registry to v3 (v1 relabelled:
-//     another digest), with v3 running, is refused (image), through the
-//     registry path that `baseline push` would not take;
+//     another digest), beside one signed by another key, with v3
+//     running, is refused (image), through the registry path that
+//     `baseline push` would not take;
 //   - the first-sight gap: an entrypoint that rewrites the page before it
 //     serves is reported by a registry-sourced sidecar and not by a
 //     first-sight one.
 func TestKubeImageBaseline(t *testing.T) {
 	k := newKube(t)
 	img := kubeImages(t, k)
-	repo := clusterRegistry(t, k) + "/podfim-e2e/hello-" + kubeTag()
+	// A repository of this run's own: the cluster's registry keeps what
+	// was pushed across `down` and `up`, and the images are reproducible,
+	// so a shared one would collect every earlier run's referrers (signed
+	// by keys long gone) on the same digests.
+	repo := fmt.Sprintf("%s/podfim-e2e/hello-%s-%d", clusterRegistry(t, k), kubeTag(), time.Now().UnixNano())
 	v1 := pushImage(t, img.Hello, repo, "v1")
 	v2 := pushImage(t, buildHelloV2(t, img), repo, "v2")
 	keys := t.TempDir()
@@ -253,8 +258,12 @@ func TestKubeImageBaseline(t *testing.T) {
 		// so another digest): push refuses that, so the test attaches
 		// it with go-containerregistry directly, as a careless or hostile
 		// pusher could. Pull must refuse it for v3 (binding).
+		// Beside it, a baseline of v1 signed by another key (a leftover
+		// in a shared registry, or a stranger's): refused for its
+		// signature, it must not hide that ours is for another image.
 		v3 := relabel(t, v1, repo, "v3")
 		attachAsReferrer(t, v3, base[v1])
+		attachAsReferrer(t, v3, signedBaseline(t, v1, other))
 		o := imageOpts(18270, v3, "--baseline-source=registry")
 		ns, pod := deploy(t, k, img, o, key+".pub")
 		refused(t, k, ns, pod, o, "image")
