@@ -63,11 +63,12 @@ type Prior interface {
 // baseline.QuickIndex answers it from a fraction of the memory of a
 // decoded baseline. It is called concurrently from several goroutines.
 //
-// A QuickHashes with a method Ordered() bool that returns true (such as
-// baseline.QuickCursor) reads the baseline as it is asked: a scan with
-// Emit and without Count then asks it in path order, from the goroutine
-// that walks, but for the rare file swapped under the scan, asked again
-// from elsewhere (an answer of nil only means that the file is hashed).
+// A scan without Count asks it in path order, from the goroutine that
+// walks, but for the rare file swapped under the scan, asked again from
+// elsewhere: so a QuickHashes may read the baseline as it is asked
+// (baseline.QuickCursor, which says so with a method Ordered() bool), and
+// an answer of nil only means that the file is hashed. An index that
+// answers any path (watch.Index) works in either walk.
 type QuickHashes interface {
 	// Unchanged returns the hash recorded for path when the baseline
 	// recorded it as a regular file, not racy, hashed with alg, with this
@@ -130,8 +131,7 @@ type Options struct {
 	// Emit, when set, receives every entry in attr.ComparePaths order
 	// (from one goroutine) instead of Result.Entries, which stays nil: a
 	// caller that compares as it goes never holds the whole tree. Without
-	// Count (and without Quick, or a QuickHashes that is not Ordered), the
-	// entries are emitted during the walk, which then holds a bounded
+	// Count (and without Quick), the entries are emitted during the walk, which then holds a bounded
 	// window of them (see ordered.go); otherwise after it, the scan
 	// holding every entry until then. The entry is valid during the call only: the next call reuses
 	// it, so that emitting 100,000 entries makes no garbage (which would

@@ -50,21 +50,21 @@ func loadIndexFile(path string, opts baseline.ReadOptions) (*baseline.Baseline, 
 }
 
 // takeBaseline scans root and streams its entries into a new baseline
-// file at path (written atomically, 0600) and an index at once: the tree
-// is never held as a list of entries. It returns the baseline's header
-// and the index.
+// file at path (written atomically, 0600) and an index at once: the scan
+// emits as it walks (no Count: the Writer spills the body to disk until
+// the number is known), so neither the tree nor the file's body is ever
+// held, only the index. It returns the baseline's header and the index.
 func takeBaseline(ctx context.Context, root *scan.Root, opts scan.Options, h baseline.Header, path string) (*baseline.Baseline, *watch.Index, error) {
 	w, err := baseline.CreateFile(path, nil)
 	if err != nil {
 		return nil, nil, err
 	}
 	defer w.Abort() // after a successful Close, a no-op
-	var ib *watch.IndexBuilder
-	var emitErr error
-	opts.Count = func(n int) {
-		ib = watch.NewIndexBuilder(n)
-		emitErr = w.Begin(h, n)
+	if err := w.BeginUncounted(h); err != nil {
+		return nil, nil, fmt.Errorf("failed to write the first-sight baseline: %w", err)
 	}
+	ib := watch.NewIndexBuilder(0)
+	var emitErr error
 	opts.Emit = func(e *attr.Entry) {
 		if emitErr == nil {
 			emitErr = errors.Join(w.Add(e), ib.Add(e))
@@ -72,9 +72,6 @@ func takeBaseline(ctx context.Context, root *scan.Root, opts scan.Options, h bas
 	}
 	if _, err := root.Tree(ctx, opts); err != nil {
 		return nil, nil, fmt.Errorf("failed to baseline the container at first sight: %w", err)
-	}
-	if ib == nil { // Count is called before the first Emit; be sure all the same
-		opts.Count(0)
 	}
 	if emitErr != nil {
 		return nil, nil, fmt.Errorf("failed to write the first-sight baseline: %w", emitErr)
