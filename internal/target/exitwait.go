@@ -2,6 +2,7 @@ package target
 
 import (
 	"context"
+	"os"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -14,20 +15,55 @@ import (
 // every DefaultInterval would keep an idle sidecar above a millicore.
 const Recheck = 10 * time.Second
 
-// pollSlice bounds one poll(2) on the pidfd so a cancelled context is seen
-// within it: one wake-up per slice costs microseconds.
+// pollSlice bounds one poll(2) on the pidfd, where the runtime cannot
+// wait for it (waitExitPolling), so a cancelled context is seen within it.
 const pollSlice = time.Second
 
 // waitExit waits until the main process of c exits, ctx ends, or recheck
 // passed, whichever comes first. It returns false when it cannot watch the
 // process (no pidfd support, or the pid no longer names that process), so
 // the caller falls back to polling.
+//
+// The pidfd is waited for by the runtime's poller (it becomes readable
+// when the process exits), with recheck as its deadline and ctx's end
+// moving that deadline to now: an idle sidecar wakes for nothing. Before,
+// a poll(2) of one second at a time woke it every second, and each
+// wake-up also let the runtime's sysmon re-read the CPU limit.
 func (f *Finder) waitExit(ctx context.Context, c *Container, recheck time.Duration) bool {
 	fd, err := pin(f.proc(), c.Main())
 	if err != nil || fd < 0 {
 		return false
 	}
-	defer unix.Close(fd)
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return false
+	}
+	pf := os.NewFile(uintptr(fd), "pidfd")
+	defer pf.Close()
+	rc, err := pf.SyscallConn()
+	if err != nil || pf.SetReadDeadline(time.Now().Add(recheck)) != nil {
+		// Not pollable by the runtime (os.ErrNoDeadline).
+		return waitExitPolling(ctx, int(pf.Fd()), recheck)
+	}
+	stop := context.AfterFunc(ctx, func() { pf.SetReadDeadline(time.Now()) })
+	defer stop()
+	// Read calls exited until it reports true, waiting for readability in
+	// between; a deadline (recheck passed, ctx ended) ends it too. Either
+	// way the caller lists /proc again or sees ctx's end.
+	rc.Read(func(fd uintptr) bool { return exited(int(fd)) })
+	return true
+}
+
+// exited reports whether the process of a pidfd has exited (or the pidfd
+// cannot be polled, which the caller handles as an exit: list /proc).
+func exited(fd int) bool {
+	n, err := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, 0)
+	return n > 0 || (err != nil && err != unix.EINTR)
+}
+
+// waitExitPolling is waitExit where the runtime cannot wait for a pidfd:
+// poll(2) in slices of pollSlice.
+func waitExitPolling(ctx context.Context, fd int, recheck time.Duration) bool {
 	deadline := time.Now().Add(recheck)
 	for ctx.Err() == nil {
 		left := time.Until(deadline)
