@@ -748,18 +748,29 @@ func idleSmall(t *testing.T, cfg benchConfig, rep *benchReport) {
 	}
 	// Subtests: each ends its app and sidecar (the next sidecar would see
 	// two apps).
-	t.Run("default", func(t *testing.T) { idleOnce(t, cfg, rep, cfg.idle, extra, settings, true) })
+	var all, noDrift float64
+	t.Run("default", func(t *testing.T) { all = idleOnce(t, cfg, rep, cfg.idle, extra, settings, true) })
 	t.Run("no-drift", func(t *testing.T) {
-		idleOnce(t, cfg, rep, cfg.idle/2, append(slices.Clone(extra), "--exec-drift=false"),
+		noDrift = idleOnce(t, cfg, rep, cfg.idle/2, append(slices.Clone(extra), "--exec-drift=false"),
 			"the same with --exec-drift=false (what execution drift's /proc poll costs)", false)
 	})
 	t.Run("no-poll", func(t *testing.T) {
 		idleOnce(t, cfg, rep, cfg.idle/2, append(slices.Clone(extra), "--retarget-interval", "1h", "--exec-drift=false"),
 			"the same with --retarget-interval 1h and --exec-drift=false (no /proc poll at all)", false)
 	})
+	t.Run("floor", func(t *testing.T) {
+		progress("idle: %v of the poll floor (a Go thread locked in a 50 ms nanosleep, one pread of /proc/loadavg)", cfg.idle/2)
+		floor := idleFloor(t, cfg.idle/2)
+		rep.add(&rep.resource, "the poll floor, same run: a bare Go thread locked in a 50 ms nanosleep(2) with one pread of /proc/loadavg, %v: %.3f millicores (schedstat)",
+			(cfg.idle / 2).Round(time.Second), floor)
+		drift := all - noDrift
+		rep.add(&rep.targets, "%-62s %10.3f mc  < 1 mc     %s", "idle CPU without execution drift (schedstat)", noDrift, verdict(noDrift < 1))
+		rep.add(&rep.targets, "%-62s %10.2f               info", fmt.Sprintf("execution drift's idle cost / poll floor (%.2f / %.2f mc)", drift, floor), drift/max(floor, 0.001))
+		progress("idle: poll floor %.3f millicores; execution drift costs %.3f", floor, drift)
+	})
 }
 
-func idleOnce(t *testing.T, cfg benchConfig, rep *benchReport, window time.Duration, extra []string, settings string, target bool) {
+func idleOnce(t *testing.T, cfg benchConfig, rep *benchReport, window time.Duration, extra []string, settings string, target bool) float64 {
 	a := startApp(t, makeImage(t, page))
 	s := startBenchSidecar(t, cfg, benchSidecarOpts{extra: extra})
 	waitStarted(t, s, a)
@@ -781,6 +792,7 @@ func idleOnce(t *testing.T, cfg benchConfig, rep *benchReport, window time.Durat
 		rep.add(&rep.targets, "%-62s %10.3f mc  < 1 mc     %s", "idle CPU, small app, default settings (schedstat)", smc, verdict(smc < 1))
 	}
 	progress("idle: %.2f millicores (schedstat %.3f), VmRSS %s MiB", mc, smc, mib(u1.rss))
+	return smc
 }
 
 // treeRun measures the sidecar of an app whose root holds n more files of
