@@ -136,6 +136,10 @@ type tracked struct {
 	start   uint64
 	link    string // the executable link as last read
 	mountNS uint64 // its mount namespace as last read
+	// exe is the identity of the file it runs as last read (zero when it
+	// could not be read): an exec of the same path after the file was
+	// replaced leaves link as it was.
+	exe     target.FileID
 	seen    time.Time
 	gen     uint64
 	member  bool // in the container's mount namespace: checked
@@ -331,6 +335,12 @@ func (c *Checker) recheck(ctx context.Context, pid int, t *tracked, now time.Tim
 	// over.
 	if ns, err := c.cfg.Finder.MountNSOf(pid); err == nil && ns != t.mountNS {
 		c.look(ctx, pid, now)
+		return
+	}
+	// The same link, another file: the path was replaced, then exec'd
+	// again by a process that ran it before (a re-exec to upgrade).
+	if id, err := c.cfg.Finder.ExeID(pid); err == nil && id != t.exe {
+		c.look(ctx, pid, now)
 	}
 }
 
@@ -353,6 +363,7 @@ func (c *Checker) look(ctx context.Context, pid int, now time.Time) {
 		c.procs[pid] = t
 	}
 	t.gen, t.link, t.mountNS = c.gen, link, p.MountNS
+	t.exe, _ = c.cfg.Finder.ExeID(pid) // zero when gone: read again, then differs
 	t.member = p.MountNS == c.cfg.Container.MountNS
 	if !t.member {
 		t.pending = false // only a process of the container is excused

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -29,6 +30,15 @@ func TestMain(m *testing.M) {
 		select {}
 	case "memfd":
 		execMemfd()
+	case "exec-on-signal":
+		// A re-exec of its own path on SIGUSR1 (a server's binary upgrade).
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, syscall.SIGUSR1)
+		<-sig
+		os.Setenv("DRIFT_HELPER", "sleep")
+		err := syscall.Exec(os.Getenv("DRIFT_EXEC"), []string{"again"}, os.Environ())
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(3)
 	case "exec-later":
 		// Fork-then-exec in place: the pid stays, the executable changes
 		// after the process was first seen.
@@ -325,6 +335,93 @@ func TestExecInPlace(t *testing.T) {
 	if got.Reason != Added || got.Process.Exe != exe {
 		t.Errorf("got %+v, want reason added for %s", got, exe)
 	}
+}
+
+// TestReexecReplaced: a process that ran the baseline's file re-execs
+// the same path after the file was replaced by another. Its executable
+// link reads as it did, and so does its mount namespace; the identity of
+// the file it runs does not, and a sweep judges it again: changed.
+func TestReexecReplaced(t *testing.T) {
+	f := newFixture(t)
+	exe := filepath.Join(f.dir, "app")
+	copyExe(t, exe)
+	root, _ := scan.OpenRoot("/")
+	defer root.Close()
+	e, err := root.Entry(exe, attr.Type|attr.SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.base.entries[exe] = &e
+	now := time.Now()
+	f.cfg.Clock = func() time.Time { return now }
+	c := New(f.cfg, f.sink)
+	cmd := f.start(t, exe, "exec-on-signal", "DRIFT_EXEC="+exe)
+	pid := cmd.Process.Pid
+	poll := func() (mine []Finding) {
+		t.Helper()
+		if err := c.Poll(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		for {
+			select {
+			case fd := <-f.sink.ch:
+				if fd.Process.PID == pid {
+					mine = append(mine, fd)
+				}
+			default:
+				return mine
+			}
+		}
+	}
+	waitUntil(t, "the helper runs "+exe, func() bool {
+		link, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+		return err == nil && link == exe
+	})
+	if got := poll(); len(got) != 0 {
+		t.Fatalf("the baseline's own file: findings %+v", got)
+	}
+	now = now.Add(2 * youngFor) // old: its link is read by sweeps only
+	evil := exe + ".new"
+	copyExe(t, evil)
+	if err := os.WriteFile(evil, append(must(os.ReadFile(evil)), "evil"...), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(evil, exe); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Process.Signal(syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the re-exec", func() bool {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		return err == nil && string(b) == "again\x00"
+	})
+	var got []Finding
+	for range sweepEvery {
+		got = append(got, poll()...)
+	}
+	if len(got) != 1 || got[0].Reason != Changed || got[0].Path != exe {
+		t.Errorf("findings %+v, want one, changed, for %s", got, exe)
+	}
+}
+
+// waitUntil waits up to 10 s for cond.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 10 s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }
 
 func TestScript(t *testing.T) {

@@ -64,6 +64,26 @@ func (f *Finder) ExeLink(pid int) (string, error) {
 	return string(buf[:n]), nil
 }
 
+// FileID names one version of a file: its device and inode, and its
+// ctime, which any change of content or metadata moves.
+type FileID struct {
+	Dev, Ino uint64
+	Ctime    int64
+}
+
+// ExeID returns the identity of the file pid runs (a stat(2) of
+// /proc/PID/exe, which the kernel resolves to the file the process
+// executed, in whatever mount namespace). An exec of the same path after
+// the file was replaced keeps the executable link as it was; its identity
+// changes.
+func (f *Finder) ExeID(pid int) (FileID, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(f.proc()+"/"+strconv.Itoa(pid)+"/exe", &st); err != nil {
+		return FileID{}, fmt.Errorf("pid %d: %w", pid, errVanished)
+	}
+	return FileID{Dev: st.Dev, Ino: st.Ino, Ctime: st.Ctim.Nano()}, nil
+}
+
 // MountNSOf reads the mount namespace of pid (one readlink of ns/mnt, no
 // check of the process's identity: a cheap look for a process that moved
 // to a mount namespace of its own, to be confirmed with Process).
