@@ -439,7 +439,7 @@ func (c *Checker) warnOnce(key, msg string, attrs ...slog.Attr) {
 // one whose parent is outside: the main process, a kubectl exec shell), so
 // the excuse lasts helperGrace only.
 func runtimeHelper(p target.Process, info target.Info) bool {
-	return info.PPID == 0 && p.ExeDeleted && strings.HasPrefix(p.Exe, "/memfd:runc_cloned:")
+	return info.PPID == 0 && p.ExeDeleted && p.RuntimeInit()
 }
 
 // CommandLine is the command line for a log line or an Event: the

@@ -63,7 +63,7 @@ func (c *Checker) judge(p target.Process, info target.Info, excuse bool) (file s
 // container cannot run a file its root does not hold: a file it deletes or
 // renames shows as such in /proc/PID/exe.
 func (c *Checker) entered(p target.Process) bool {
-	if p.Exe == "/" && !p.ExeDeleted {
+	if p.RuntimeInit() && !p.ExeDeleted {
 		// A file that is the root of its own mount, detached from every
 		// tree: runc 1.1 runs `runc init` from a read-only bind mount of
 		// itself that it unmounted (MNT_DETACH) before exec ("bindfd"),

@@ -29,6 +29,12 @@ func group(procs []Process, ownID, proc string) []Container {
 				main = p
 			}
 		}
+		if main.RuntimeInit() {
+			// Not started yet: a full check of its root while runc init
+			// set it up found /www removed, and the kill response killed
+			// the container as it restarted. It is listed once it execs.
+			continue
+		}
 		c := Container{
 			PID:         main.PID,
 			MountNS:     main.MountNS,

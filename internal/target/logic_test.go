@@ -37,6 +37,14 @@ func TestGroup(t *testing.T) {
 		// lowest pid.
 		p(90, 400, 13, "/init", ""),
 		p(5, 401, 13, "/worker", ""),
+		// Containers whose main process is still runc init (from a
+		// detached bind mount of itself, or a memfd): not started, left
+		// out until they exec. One already started keeps a helper that
+		// execs in it (kubectl exec).
+		p(95, 500, 14, "/", strings.Repeat("c", 64)),
+		{PID: 96, StartTime: 600, MountNS: 15, Exe: "/memfd:runc_cloned:/proc/self/exe", ExeDeleted: true},
+		p(97, 700, 16, "/srv/app", ""),
+		p(98, 701, 16, "/", ""),
 	}, own, "/proc")
 	want := []Container{
 		{PID: 40, MountNS: 7, Exe: "/app", ContainerID: id1, Processes: []Process{
@@ -44,6 +52,7 @@ func TestGroup(t *testing.T) {
 		{PID: 60, MountNS: 11, Exe: "/bin/a", Processes: []Process{p(60, 200, 11, "/bin/a", ""), p(61, 201, 11, "/bin/a", "")}},
 		{PID: 70, MountNS: 12, Exe: "/bin/b", ContainerID: own, Processes: []Process{p(70, 300, 12, "/bin/b", own)}},
 		{PID: 90, MountNS: 13, Exe: "/init", Processes: []Process{p(5, 401, 13, "/worker", ""), p(90, 400, 13, "/init", "")}},
+		{PID: 97, MountNS: 16, Exe: "/srv/app", Processes: []Process{p(97, 700, 16, "/srv/app", ""), p(98, 701, 16, "/", "")}},
 	}
 	if len(cs) != len(want) {
 		t.Fatalf("got %d containers, want %d: %+v", len(cs), len(want), cs)

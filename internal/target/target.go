@@ -49,6 +49,19 @@ type Process struct {
 	ContainerID string
 }
 
+// RuntimeInit reports whether p is a container runtime's init on its way
+// to exec what the container runs: runc 1.1 runs `runc init` from a bind
+// mount of itself that it detached from every tree ("bindfd": the
+// executable reads as "/", a directory no process can run), or, without
+// the privilege to mount, from a sealed memfd ("/memfd:runc_cloned:...",
+// deleted). Until it execs, the container's root may not be the image's.
+func (p Process) RuntimeInit() bool {
+	if p.ExeDeleted {
+		return strings.HasPrefix(p.Exe, "/memfd:runc_cloned:")
+	}
+	return p.Exe == "/"
+}
+
 // same reports whether p and q are the same process (not merely the same
 // pid).
 func (p Process) same(q Process) bool { return p.PID == q.PID && p.StartTime == q.StartTime }
