@@ -41,7 +41,7 @@ type quickRec struct {
 }
 
 // quickNeed is what a baseline entry must have recorded for quick mode to
-// reuse its hash (see scan.Options.Quick).
+// reuse its hash (see scan.Options.QuickHashes).
 const quickNeed = attr.Size | attr.Mtime | attr.Ctime | attr.Inode
 
 // NewQuickIndex reads the rest of r's entries into an index. It fails as

@@ -71,7 +71,7 @@ func BenchmarkTree(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	prior := priorMap{}
+	prior := hashIndex{}
 	// Make the prior look older than a second, as a real baseline is.
 	for i := range res.Entries {
 		e := &res.Entries[i]
@@ -96,7 +96,7 @@ func BenchmarkTree(b *testing.B) {
 	}
 	b.Run("sha256", func(b *testing.B) { run(b, Options{}) })
 	b.Run("blake3", func(b *testing.B) { run(b, Options{Matcher: setMatcher(attr.All&^attr.SHA256 | attr.BLAKE3)}) })
-	b.Run("quick", func(b *testing.B) { run(b, Options{Quick: prior}) })
+	b.Run("quick", func(b *testing.B) { run(b, Options{QuickHashes: prior}) })
 	b.Run("sha256-1worker", func(b *testing.B) { run(b, Options{Workers: 1}) })
 }
 

@@ -24,10 +24,11 @@
 // Warning or, for the entry count, an error wrapping ErrLimit, never a silent
 // truncation.
 //
-// Speed comes from a fixed set of workers sharing a queue of directories and
-// batches of files, per-worker buffers and hash states, no allocation per file
-// beyond its path and digest (both carved from slabs), and no fstatat for a
-// regular file the listing already names as one (see hashListed).
+// Speed comes from a fixed set of workers hashing batches of files handed
+// over by the goroutine that lists the tree, per-worker buffers and hash
+// states, no allocation per file beyond its path and digest (both carved
+// from slabs), and no fstatat for a regular file the listing already names
+// as one (see hashListed).
 //
 // The package is Linux-only.
 package scan

@@ -8,14 +8,12 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
-	"weak"
 
 	"github.com/podfim/podfim/internal/attr"
 )
@@ -70,16 +68,16 @@ func TestTreeQuick(t *testing.T) {
 	for i := range 5 {
 		write(t, filepath.Join(root, "d", fmt.Sprintf("f%d", i)), fmt.Sprintf("content %d", i))
 	}
-	baseline := func(now func() time.Time) priorMap {
+	baseline := func(now func() time.Time) hashIndex {
 		res := scanT(t, root, Options{Now: now})
-		m := priorMap{}
+		m := hashIndex{}
 		for i := range res.Entries {
 			m[res.Entries[i].Path] = &res.Entries[i]
 		}
 		return m
 	}
 	prior := baseline(future)
-	res := scanT(t, root, Options{Quick: prior, Now: future})
+	res := scanT(t, root, Options{QuickHashes: prior, Now: future})
 	if res.Stats.Reused != 5 || res.Stats.Hashed != 0 {
 		t.Errorf("stats %+v, want 5 reused, 0 hashed", res.Stats)
 	}
@@ -92,7 +90,7 @@ func TestTreeQuick(t *testing.T) {
 
 	// Same size, mtime put back: ctime moved, so the file is hashed again.
 	rewriteKeepingMtime(t, filepath.Join(root, "d", "f1"), "CONTENT 1")
-	res = scanT(t, root, Options{Quick: prior, Now: future})
+	res = scanT(t, root, Options{QuickHashes: prior, Now: future})
 	if res.Stats.Reused != 4 || res.Stats.Hashed != 1 {
 		t.Errorf("stats %+v, want 4 reused, 1 hashed", res.Stats)
 	}
@@ -105,12 +103,12 @@ func TestTreeQuick(t *testing.T) {
 	if !racy["/d/f1"].Racy {
 		t.Errorf("/d/f1 not racy right after a write")
 	}
-	res = scanT(t, root, Options{Quick: racy, Now: future})
+	res = scanT(t, root, Options{QuickHashes: racy, Now: future})
 	if res.Stats.Reused != 0 || res.Stats.Hashed != 5 {
 		t.Errorf("racy prior: stats %+v, want 0 reused", res.Stats)
 	}
 	// Another algorithm, or a prior without a hash: hashed.
-	other := scanT(t, root, Options{Matcher: setMatcher(attr.All&^attr.SHA256 | attr.BLAKE3), Now: future, Quick: prior})
+	other := scanT(t, root, Options{Matcher: setMatcher(attr.All&^attr.SHA256 | attr.BLAKE3), Now: future, QuickHashes: prior})
 	if other.Stats.Reused != 0 {
 		t.Errorf("reused a hash of another algorithm: %+v", other.Stats)
 	}
@@ -130,8 +128,7 @@ func (m hashIndex) Unchanged(path string, alg attr.Set, ino uint64, size, mtime,
 
 // TestTreeQuickHashes checks quick mode with a QuickHashes: unchanged files
 // keep the index's hash (the bytes themselves, not a copy) without being
-// opened, a file whose ctime moved is hashed, and QuickHashes wins over
-// Quick.
+// opened, and a file whose ctime moved is hashed.
 func TestTreeQuickHashes(t *testing.T) {
 	root := t.TempDir()
 	for i := range 5 {
@@ -145,7 +142,7 @@ func TestTreeQuickHashes(t *testing.T) {
 	rewriteKeepingMtime(t, filepath.Join(root, "d", "f1"), "CONTENT 1")
 	var opened []string
 	var mu sync.Mutex
-	opts := Options{QuickHashes: idx, Quick: priorMap{}, Now: future, beforeOpen: func(path string) {
+	opts := Options{QuickHashes: idx, Now: future, beforeOpen: func(path string) {
 		mu.Lock()
 		opened = append(opened, path)
 		mu.Unlock()
@@ -163,50 +160,6 @@ func TestTreeQuickHashes(t *testing.T) {
 	if !slices.Contains(opened, "/d/f1") || slices.Contains(opened, "/d/f2") {
 		t.Errorf("opened %q, want /d/f1 and no unchanged file", opened)
 	}
-}
-
-// TestQuickHashesReleasedBeforeMerge checks that a scan with Count (the
-// one walk that holds every entry until it ends) holds no reference to its
-// QuickHashes once the walk is done, so that an index nobody else keeps is
-// garbage before the merge allocates.
-func TestQuickHashesReleasedBeforeMerge(t *testing.T) {
-	root := t.TempDir()
-	for i := range 20 {
-		write(t, filepath.Join(root, fmt.Sprintf("f%d", i)), "x")
-	}
-	base := scanT(t, root, Options{Now: future})
-	idx := &hashIndexRef{m: hashIndex{}}
-	for i := range base.Entries {
-		idx.m[base.Entries[i].Path] = &base.Entries[i]
-	}
-	ref := weak.Make(idx)
-	released, emitted := false, 0
-	opts := Options{QuickHashes: idx, Now: future, Count: func(int) {}, Emit: func(*attr.Entry) {
-		if emitted == 0 {
-			runtime.GC()
-			released = ref.Value() == nil
-		}
-		emitted++
-	}}
-	idx = nil
-	r, err := OpenRoot(root)
-	must(t, err)
-	defer r.Close()
-	res, err := r.Tree(context.Background(), opts)
-	must(t, err)
-	if res.Stats.Reused != 20 || emitted != len(base.Entries) {
-		t.Fatalf("stats %+v, %d emitted", res.Stats, emitted)
-	}
-	if !released {
-		t.Error("the QuickHashes is still reachable when the entries are emitted")
-	}
-}
-
-// hashIndexRef is a hashIndex behind a pointer, for weak.Make.
-type hashIndexRef struct{ m hashIndex }
-
-func (h *hashIndexRef) Unchanged(path string, alg attr.Set, ino uint64, size, mtime, ctime int64) []byte {
-	return h.m.Unchanged(path, alg, ino, size, mtime, ctime)
 }
 
 // rewriteKeepingMtime writes content (of the same size) to the file at p
@@ -366,9 +319,9 @@ func (c *countingIndex) Unchanged(path string, alg attr.Set, ino uint64, size, m
 // TestQuickIndexStreams checks that a quick scan with an index its caller
 // keeps anyway (the sidecar's watch.Index, which has no Ordered method)
 // emits as it walks, holding a bounded window of the tree: the first entry
-// is emitted before most of the files were asked about. The other walk
-// asks about every file before it emits anything, holding every entry
-// (the sidecar's quick check peaked at 46 MiB at 100,000 files).
+// is emitted before most of the files were asked about. (A walk that asked
+// about every file before it emitted anything held every entry: the
+// sidecar's quick check peaked at 46 MiB at 100,000 files.)
 func TestQuickIndexStreams(t *testing.T) {
 	const files = 8000 // more than the window: batchSlots * orderBatches per worker, 2 workers
 	root := t.TempDir()

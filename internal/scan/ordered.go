@@ -21,12 +21,12 @@ import (
 // any order, and the calling goroutine emits batches in order as they are
 // done. Channels of a few batches bound what is held.
 //
-// Every object is handled by the same code as in the unordered walk
-// (openDir, child, hashOne...); only who calls it, and where its entry
-// goes, differ: see sink. A file that a worker finds swapped for a
-// directory is walked at its place, when the emitter reaches it.
+// Every object is handled by the same code (openDir, child, hashOne...),
+// whichever goroutine calls it; only where its entry goes differs: see
+// sink. A file that a worker finds swapped for a directory is walked at
+// its place, when the emitter reaches it.
 
-// sink takes what a worker records or hands over in an ordered walk.
+// sink takes what a worker records or hands over in a walk.
 type sink interface {
 	put(e *attr.Entry)            // a finished entry, the next in order
 	job(h *dirHandle, p *pending) // a file of h to open and hash, the next in order
@@ -265,8 +265,8 @@ func (w *worker) listSorted(h *dirHandle, fast bool) {
 	}
 }
 
-// runOrdered is a worker of an ordered walk: it hashes the files of the
-// batches it is handed.
+// runOrdered is a worker of the walk: it hashes the files of the batches
+// it is handed.
 func (w *worker) runOrdered(p *pipe) {
 	for {
 		p.idle.Add(1)

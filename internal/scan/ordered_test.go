@@ -19,8 +19,8 @@ func (m skipSuffix) Match(p string) (attr.Set, bool) {
 
 // TestOrderedLimitCountsWhatIsRecorded checks that the ordered walk, which
 // lists a directory whole before it sorts it, counts against MaxFiles only
-// the names the Matcher does not skip, as the other walk does, and still
-// stops a directory with too many of those.
+// the names the Matcher does not skip, and still stops a directory with too
+// many of those.
 func TestOrderedLimitCountsWhatIsRecorded(t *testing.T) {
 	root := t.TempDir()
 	for i := range 30 {

@@ -53,8 +53,8 @@ type Namer interface {
 	Names(dir string) bool
 }
 
-// Prior gives the baseline entry for a path; quick mode uses it. It is called
-// concurrently from several goroutines and its entries are only read.
+// Prior gives the baseline entry for a path; Options.Growing uses it. It is
+// called concurrently from several goroutines and its entries are only read.
 type Prior interface {
 	Lookup(path string) (*attr.Entry, bool)
 }
@@ -63,12 +63,12 @@ type Prior interface {
 // baseline.QuickIndex answers it from a fraction of the memory of a
 // decoded baseline. It is called concurrently from several goroutines.
 //
-// A scan without Count asks it in path order, from the goroutine that
-// walks, but for the rare file swapped under the scan, asked again from
-// elsewhere: so a QuickHashes may read the baseline as it is asked
-// (baseline.QuickCursor, which says so with a method Ordered() bool), and
-// an answer of nil only means that the file is hashed. An index that
-// answers any path (watch.Index) works in either walk.
+// A scan asks it in path order, from the goroutine that walks, but for the
+// rare file swapped under the scan, asked again from elsewhere: so a
+// QuickHashes may read the baseline as it is asked (baseline.QuickCursor,
+// which says so with a method Ordered() bool), and an answer of nil only
+// means that the file is hashed. An index that answers any path
+// (watch.Index) works too.
 type QuickHashes interface {
 	// Unchanged returns the hash recorded for path when the baseline
 	// recorded it as a regular file, not racy, hashed with alg, with this
@@ -98,22 +98,17 @@ type Options struct {
 	// MaxFileBytes > 0: regular files larger than this are recorded without
 	// a hash, with a Warning.
 	MaxFileBytes int64
-	// Quick, when set, turns on quick mode: a regular file whose prior
-	// entry has the same type, size, mtime, ctime and inode, the same hash
-	// algorithm, a hash, and was not racy (and that is not racy now) gets
-	// the prior hash without being opened. This is sound because any write
-	// to the content updates mtime and ctime; mtime can be set back with
-	// utimensat, but that sets ctime to the current time, and ctime cannot
-	// be set from user space; replacing the file by another changes the
-	// inode number. Racy files (changed within a second of the scan that
-	// recorded them) are always re-hashed, since a later write within the
-	// same timestamp tick would leave all of these equal. Everything else
-	// (metadata, xattrs) is still collected.
-	Quick Prior
-	// QuickHashes turns on quick mode as Quick does, with the same rules,
-	// and wins over it. The scan lets go of it once the tree is walked,
-	// before the entries are merged, so that a caller that holds no other
-	// reference has its memory back for the merge.
+	// QuickHashes, when set, turns on quick mode: a regular file whose
+	// prior entry has the same type, size, mtime, ctime and inode, the same
+	// hash algorithm, a hash, and was not racy (and that is not racy now)
+	// gets the prior hash without being opened. This is sound because any
+	// write to the content updates mtime and ctime; mtime can be set back
+	// with utimensat, but that sets ctime to the current time, and ctime
+	// cannot be set from user space; replacing the file by another changes
+	// the inode number. Racy files (changed within a second of the scan
+	// that recorded them) are always re-hashed, since a later write within
+	// the same timestamp tick would leave all of these equal. Everything
+	// else (metadata, xattrs) is still collected.
 	QuickHashes QuickHashes
 	// Growing, when set (the baseline), makes Growing mean append-only: for
 	// a regular file whose rule has the Growing modifier and that is larger
@@ -130,20 +125,15 @@ type Options struct {
 	GrowingFull bool
 	// Emit, when set, receives every entry in attr.ComparePaths order
 	// (from one goroutine) instead of Result.Entries, which stays nil: a
-	// caller that compares as it goes never holds the whole tree. Without
-	// Count (and without Quick), the entries are emitted during the walk, which then holds a bounded
-	// window of them (see ordered.go); otherwise after it, the scan
-	// holding every entry until then. The entry is valid during the call only: the next call reuses
-	// it, so that emitting 100,000 entries makes no garbage (which would
-	// drive the heap to its GC goal at the scan's peak of live memory).
-	// Its strings, hash and xattrs are never overwritten; a callee that
-	// keeps the entry keeps a copy of the struct or an attr.Entry.Clone.
+	// caller that compares as it goes never holds the whole tree. The
+	// entries are emitted during the walk, which then holds a bounded
+	// window of them (see ordered.go). The entry is valid during the call
+	// only: the next call reuses it, so that emitting 100,000 entries makes
+	// no garbage (which would drive the heap to its GC goal at the scan's
+	// peak of live memory). Its strings, hash and xattrs are never
+	// overwritten; a callee that keeps the entry keeps a copy of the struct
+	// or an attr.Entry.Clone.
 	Emit func(*attr.Entry)
-	// Count, with Emit, is called once before the first Emit with the
-	// number of entries Emit will receive (a baseline file states it
-	// before its entries). It makes the scan hold every entry until the
-	// walk ends.
-	Count func(n int)
 	// Now returns the time the scan starts, for the Racy flag; nil means
 	// time.Now.
 	Now func() time.Time

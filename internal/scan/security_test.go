@@ -96,7 +96,7 @@ func TestTreeSymlinkEscape(t *testing.T) {
 // on a hang).
 func TestTreeFIFONeverOpened(t *testing.T) {
 	t.Run("fast", func(t *testing.T) { testFIFO(t, nil) })
-	t.Run("careful", func(t *testing.T) { testFIFO(t, priorMap{}) })
+	t.Run("careful", func(t *testing.T) { testFIFO(t, hashIndex{}) })
 	t.Run("entry", func(t *testing.T) {
 		root := t.TempDir()
 		write(t, filepath.Join(root, "becomes-fifo"), "regular at first")
@@ -124,14 +124,14 @@ func TestTreeFIFONeverOpened(t *testing.T) {
 	})
 }
 
-func testFIFO(t *testing.T, quick Prior) {
+func testFIFO(t *testing.T, quick QuickHashes) {
 	root := t.TempDir()
 	must(t, unix.Mkfifo(filepath.Join(root, "fifo"), 0o644))
 	write(t, filepath.Join(root, "becomes-fifo"), "regular at first")
 	write(t, filepath.Join(root, "becomes-dev"), "regular at first")
 	w := newOpenWatcher(t)
 	w.add(filepath.Join(root, "fifo"))
-	opts := Options{Now: future, Quick: quick, beforeOpen: func(path string) {
+	opts := Options{Now: future, QuickHashes: quick, beforeOpen: func(path string) {
 		p := filepath.Join(root, path)
 		switch path {
 		case "/becomes-fifo":
@@ -192,7 +192,7 @@ func TestTreeRenameRaceOpensNoFIFO(t *testing.T) {
 	for deadline := time.Now().Add(5 * time.Second); scans < 400 && time.Now().Before(deadline); scans++ {
 		opts := Options{Now: future}
 		if scans%2 == 1 {
-			opts.Quick = priorMap{} // the careful path: lstat, then open
+			opts.QuickHashes = hashIndex{} // the careful path: lstat, then open
 		}
 		scanT(t, root, opts)
 	}
@@ -256,10 +256,10 @@ func (w *openWatcher) opens() int {
 // as quick mode does).
 func TestTreeSwaps(t *testing.T) {
 	t.Run("fast", func(t *testing.T) { testSwaps(t, nil, 3) })
-	t.Run("careful", func(t *testing.T) { testSwaps(t, priorMap{}, 2) })
+	t.Run("careful", func(t *testing.T) { testSwaps(t, hashIndex{}, 2) })
 }
 
-func testSwaps(t *testing.T, quick Prior, wantFlips int) {
+func testSwaps(t *testing.T, quick QuickHashes, wantFlips int) {
 	base := t.TempDir()
 	root := filepath.Join(base, "root")
 	outside := filepath.Join(base, "outside")
@@ -273,7 +273,7 @@ func testSwaps(t *testing.T, quick Prior, wantFlips int) {
 	write(t, filepath.Join(root, "stays"), "stays")
 	flips := 0
 	done := map[string]bool{}
-	opts := Options{Now: future, Workers: 1, Quick: quick, beforeOpen: func(path string) {
+	opts := Options{Now: future, Workers: 1, QuickHashes: quick, beforeOpen: func(path string) {
 		p := filepath.Join(root, path)
 		if done[path] && path != "/flip" {
 			return // act once, not again on the retry

@@ -242,11 +242,11 @@ func TestTreeXattrs(t *testing.T) {
 				r.noXattrat.Store(true)
 			case "quick": // regular files are not opened: their xattrs come by name
 				base := scanT(t, root, Options{Now: future})
-				prior := priorMap{}
+				prior := hashIndex{}
 				for i := range base.Entries {
 					prior[base.Entries[i].Path] = &base.Entries[i]
 				}
-				opts.Quick = prior
+				opts.QuickHashes = prior
 			}
 			res, err := r.Tree(t.Context(), opts)
 			must(t, err)

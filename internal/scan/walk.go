@@ -16,17 +16,16 @@ import (
 	"github.com/podfim/podfim/internal/attr"
 )
 
-// The walk is a work queue of directories and file batches shared by a fixed
-// set of workers: a worker opens a directory, lists it, lstats each child
-// (but regular files to hash, see hashListed), records what needs no
-// opening, queues subdirectories, and hands regular files to hash to the
-// queue in batches (so one huge directory or a few big files still use every
-// core). There are no per-file goroutines.
+// The walk is ordered (ordered.go): one goroutine, the lister, opens each
+// directory, lists it, lstats each child (but regular files to hash, see
+// hashListed), records what needs no opening, descends subdirectories, and
+// hands regular files to hash to a fixed set of workers in batches (so one
+// huge directory or a few big files still use every core). There are no
+// per-file goroutines.
 
 // walk is the state of one Tree call shared by its workers.
 type walk struct {
 	cfg    config
-	q      queue
 	listed atomic.Int64
 	fail   context.CancelCauseFunc
 	// Fast path bookkeeping (hashListed): a file system whose d_ino is not
@@ -58,13 +57,11 @@ func (r *Root) Tree(ctx context.Context, opts Options) (*Result, error) {
 	ctx, fail := context.WithCancelCause(ctx)
 	defer fail(nil)
 	wk := &walk{fail: fail, workers: workers}
-	wk.q.cond.L = &wk.q.mu
 	wk.cfg = config{
 		racyNs:       now().Add(-time.Second).UnixNano(),
 		maxFileBytes: opts.MaxFileBytes,
 		maxDepth:     opts.MaxDepth,
 		maxFiles:     int64(opts.MaxFiles),
-		quick:        opts.Quick,
 		quickHashes:  opts.QuickHashes,
 		match:        matchFunc(opts.Matcher),
 		descend:      descendFunc(opts.Matcher),
@@ -79,41 +76,7 @@ func (r *Root) Tree(ctx context.Context, opts Options) (*Result, error) {
 		growingFull:  opts.GrowingFull,
 		progress:     opts.Progress,
 	}
-	if opts.Count == nil && opts.Quick == nil {
-		return wk.ordered(ctx, r, opts)
-	}
-	stop := context.AfterFunc(ctx, wk.q.abort)
-	defer stop()
-
-	ws := make([]*worker, workers)
-	for i := range ws {
-		ws[i] = wk.newWorker()
-	}
-	h, err := ws[0].root(r)
-	if err != nil {
-		return nil, err
-	}
-	if h != nil {
-		wk.q.push(task{list: h})
-	}
-	var wg sync.WaitGroup
-	for _, w := range ws {
-		wg.Go(w.run)
-	}
-	wg.Wait()
-	// After an abort, tasks may be left: drop their references so every
-	// directory fd is closed.
-	for _, t := range wk.q.tasks {
-		t.release()
-	}
-	if err := context.Cause(ctx); err != nil {
-		return nil, fmt.Errorf("scan of %q stopped: %w", r.path, err)
-	}
-	// The prior is done with: let a QuickHashes go before the merge
-	// allocates (the hashes taken from it stay with the entries).
-	wk.cfg.quick, wk.cfg.quickHashes = nil, nil
-	opts.Quick, opts.QuickHashes = nil, nil
-	return merge(ws, opts.Emit, opts.Count), nil
+	return wk.ordered(ctx, r, opts)
 }
 
 func (wk *walk) newWorker() *worker {
@@ -150,12 +113,10 @@ func (w *worker) root(r *Root) (*dirHandle, error) {
 	return newDirHandle(fd, "/", 0, st.Dev), nil
 }
 
-// ordered runs an ordered walk (ordered.go): without Options.Count, which
-// needs every entry before the first is emitted, and in quick mode with a
-// QuickHashes, whether it reads a baseline in order (the CLI's cursor) or
-// is an index its caller keeps anyway (the sidecar's): the other walk
-// holds every entry of the tree until the merge, which at 100,000 files
-// was the sidecar's peak.
+// ordered runs the walk (ordered.go): the lister, the emitter (this
+// goroutine) and wk.workers workers that hash. In quick mode its QuickHashes
+// is asked in path order, which lets it read a baseline as it goes (the
+// CLI's cursor), or it is an index its caller keeps anyway (the sidecar's).
 func (wk *walk) ordered(ctx context.Context, r *Root, opts Options) (*Result, error) {
 	p := newPipe(wk.workers, wk.cfg.done)
 	lister, emitter := wk.newWorker(), wk.newWorker()
@@ -198,6 +159,16 @@ func (wk *walk) ordered(ctx context.Context, r *Root, opts Options) (*Result, er
 	return res, nil
 }
 
+// add adds a worker's warnings and stats (but Entries) to res.
+func (res *Result) add(w *worker) {
+	res.Warnings = append(res.Warnings, w.warnings...)
+	res.Stats.Dirs += w.stats.Dirs
+	res.Stats.Hashed += w.stats.Hashed
+	res.Stats.Reused += w.stats.Reused
+	res.Stats.HashedBytes += w.stats.HashedBytes
+	res.Stats.Pseudo += w.stats.Pseudo
+}
+
 // matchFunc turns a Matcher (or nil: everything, all attributes) into a func.
 func matchFunc(m Matcher) func(string) (attr.Set, bool) {
 	if m == nil {
@@ -225,35 +196,6 @@ func (w *worker) rootEntry(fd int, attrs attr.Set) error {
 	w.finishOpen(fd, &e)
 	w.record(&e)
 	return nil
-}
-
-func (t task) release() {
-	if t.parent != nil {
-		t.parent.release()
-	}
-	if t.list != nil {
-		t.list.release()
-	}
-}
-
-func (w *worker) run() {
-	q := &w.wk.q
-	for {
-		t, ok := q.pop()
-		if !ok {
-			return
-		}
-		switch {
-		case t.list != nil:
-			w.listDir(t.list)
-			t.list.release()
-		case t.dir != nil:
-			w.openDir(t.parent, t.dir)
-		default:
-			w.hashFiles(t.parent, t.files)
-		}
-		q.finish()
-	}
 }
 
 // openDir opens a listed subdirectory of parent, checks it is the listed
@@ -318,7 +260,7 @@ func (w *worker) openDir(parent *dirHandle, p *pending) {
 
 // How child handles a regular file that needs hashing.
 const (
-	fromListing = iota // queue it in a batch
+	fromListing = iota // hand it to the sink (the lister's puts it in a batch)
 	inline             // hash it now (re-examining a file from a batch)
 	retry              // hash it now; it was already swapped once
 )
@@ -336,20 +278,12 @@ func (w *worker) swapped(parent *dirHandle, p *pending) {
 	w.record(&p.e)
 }
 
-// listDir lists an open directory and handles each child: in the order
-// the listing gives them, or, in an ordered walk (w.sink), sorted by name.
+// listDir lists an open directory and handles each child, sorted by name.
 func (w *worker) listDir(h *dirHandle) {
-	defer w.publish() // after the flush: it may hash the last batch here
-	defer w.flush()
+	defer w.publish()
 	// The fast path needs the lstat of no regular file it hashes: see hashListed.
-	fast := w.cfg.quick == nil && w.cfg.quickHashes == nil && !w.wk.noFast.Load()
-	if w.sink != nil {
-		w.listSorted(h, fast)
-		return
-	}
-	w.readDir(h, func(ino uint64, dtype byte, name []byte) bool {
-		return w.listed(h, ino, dtype, name, fast)
-	})
+	fast := w.cfg.quickHashes == nil && !w.wk.noFast.Load()
+	w.listSorted(h, fast)
 }
 
 // readDir passes each name listed in h to fn (not "." and ".."), until fn
@@ -413,7 +347,7 @@ func (w *worker) listed(h *dirHandle, ino uint64, dtype byte, name []byte, fast 
 	}
 	attrs = normalize(attrs)
 	if fast && dtype == unix.DT_REG && attrs&attr.Hashes != 0 {
-		w.add(h, &pending{e: attr.Entry{Path: path, Attrs: attrs}, ino: ino, listed: true}, 0)
+		w.sink.job(h, &pending{e: attr.Entry{Path: path, Attrs: attrs}, ino: ino, listed: true})
 		return true
 	}
 	w.child(h, path, attrs, fromListing)
@@ -421,7 +355,7 @@ func (w *worker) listed(h *dirHandle, ino uint64, dtype byte, name []byte, fast 
 }
 
 // child lstats one name in the open directory h and records it or does or
-// queues the opening it needs.
+// hands over the opening it needs.
 func (w *worker) child(h *dirHandle, path string, attrs attr.Set, mode int) {
 	name := nameOf(h.path, path)
 	st := &w.st
@@ -442,7 +376,7 @@ func (w *worker) child(h *dirHandle, path string, attrs attr.Set, mode int) {
 		d := new(pending) // one allocation per directory; p itself stays on the stack
 		*d = p
 		h.acquire()
-		w.pushDir(h, d)
+		w.sink.dir(h, d)
 		return
 	case attr.TypeRegular:
 		if attrs&attr.Hashes == 0 {
@@ -456,7 +390,7 @@ func (w *worker) child(h *dirHandle, path string, attrs attr.Set, mode int) {
 			break
 		}
 		if mode == fromListing {
-			w.add(h, &p, st.Size)
+			w.sink.job(h, &p)
 		} else {
 			w.hashOne(h, &p)
 		}
@@ -476,7 +410,7 @@ func (w *worker) tooLong(path string) bool {
 	return true
 }
 
-// passDir queues a directory that is walked but not recorded (Descender).
+// passDir hands over a directory that is walked but not recorded (Descender).
 func (w *worker) passDir(h *dirHandle, path string) {
 	st := &w.st
 	if err := lstatAt(h.fd, w.cname(nameOf(h.path, path)), st); err != nil {
@@ -494,117 +428,24 @@ func (w *worker) passDir(h *dirHandle, path string) {
 	}
 	d := &pending{e: attr.Entry{Path: path}, dev: st.Dev, ino: st.Ino, hidden: true}
 	h.acquire()
-	w.pushDir(h, d)
+	w.sink.dir(h, d)
 }
 
-// pushDir hands over a directory to open and walk, with a reference to h
-// taken for it: queued, or in an ordered walk, to the sink.
-func (w *worker) pushDir(h *dirHandle, d *pending) {
-	if w.sink != nil {
-		w.sink.dir(h, d)
-		return
-	}
-	w.wk.q.push(task{parent: h, dir: d})
-}
-
-// reuse implements quick mode: see Options.Quick for why it is sound.
+// reuse implements quick mode: see Options.QuickHashes for why it is sound.
 func (w *worker) reuse(e *attr.Entry, st *unix.Stat_t) bool {
-	if e.Racy {
+	q := w.cfg.quickHashes
+	if e.Racy || q == nil {
 		return false
 	}
-	if q := w.cfg.quickHashes; q != nil {
-		h := q.Unchanged(e.Path, e.HashAlg(), st.Ino, st.Size, st.Mtim.Nano(), st.Ctim.Nano())
-		if len(h) == 0 {
-			return false
-		}
-		// Not copied: the index's bytes are read only, and keeping them
-		// keeps its hash slab alone alive, not the rest of it.
-		e.Hash = h
-		w.stats.Reused++
-		return true
-	}
-	if w.cfg.quick == nil {
+	h := q.Unchanged(e.Path, e.HashAlg(), st.Ino, st.Size, st.Mtim.Nano(), st.Ctim.Nano())
+	if len(h) == 0 {
 		return false
 	}
-	prev, ok := w.cfg.quick.Lookup(e.Path)
-	const need = attr.Size | attr.Mtime | attr.Ctime | attr.Inode
-	if !ok || prev == nil || prev.Racy || prev.Type != attr.TypeRegular || len(prev.Hash) == 0 ||
-		!prev.Attrs.Has(need) || prev.HashAlg() != e.HashAlg() {
-		return false
-	}
-	if prev.Size != st.Size || prev.Mtime != st.Mtim.Nano() || prev.Ctime != st.Ctim.Nano() || prev.Inode != st.Ino {
-		return false
-	}
-	e.Hash = w.keep(prev.Hash)
+	// Not copied: the index's bytes are read only, and keeping them
+	// keeps its hash slab alone alive, not the rest of it.
+	e.Hash = h
 	w.stats.Reused++
 	return true
-}
-
-// add puts a file to hash in the worker's current batch for h (in an
-// ordered walk, hands it to the sink).
-func (w *worker) add(h *dirHandle, p *pending, size int64) {
-	if w.sink != nil {
-		w.sink.job(h, p)
-		return
-	}
-	if w.batchParent != h {
-		w.flush()
-		h.acquire()
-		w.batchParent = h
-		w.batch = w.wk.q.getBatch()
-	}
-	w.batch = append(w.batch, *p)
-	w.batchBytes += size
-	if len(w.batch) >= batchFiles || w.batchBytes >= batchBytes {
-		w.flush()
-	}
-}
-
-// flush hands the current batch to the queue, or hashes it here when the
-// queue already holds enough work for every worker (this keeps a fast lister
-// from running far ahead of the hashers).
-func (w *worker) flush() {
-	h, b := w.batchParent, w.batch
-	if h == nil {
-		return
-	}
-	w.batchParent, w.batch, w.batchBytes = nil, nil, 0
-	if w.aborted() {
-		w.wk.q.putBatch(b)
-		h.release()
-		return
-	}
-	if int(w.wk.q.n.Load()) >= w.wk.workers {
-		w.hashFiles(h, b)
-		return
-	}
-	w.wk.q.push(task{parent: h, files: b})
-}
-
-// hashFiles hashes a batch of files of parent and records them. Sizes are
-// not known before opening (see hashListed), so after a big file, when a
-// worker is idle, half of the rest of the batch is handed over: twenty big
-// files in one directory are then hashed by every worker.
-func (w *worker) hashFiles(parent *dirHandle, files []pending) {
-	for i := 0; i < len(files); i++ {
-		if w.aborted() {
-			break
-		}
-		before := w.stats.HashedBytes
-		w.hashOne(parent, &files[i])
-		rest := len(files) - i - 1
-		if rest > 0 && w.stats.HashedBytes-before >= splitBytes && w.wk.q.idle.Load() > 0 {
-			half := (rest + 1) / 2
-			b := append(w.wk.q.getBatch(), files[len(files)-half:]...)
-			clear(files[len(files)-half:])
-			files = files[:len(files)-half]
-			parent.acquire()
-			w.wk.q.push(task{parent: parent, files: b})
-		}
-	}
-	w.wk.q.putBatch(files)
-	parent.release()
-	w.publish()
 }
 
 func (w *worker) hashOne(parent *dirHandle, p *pending) {

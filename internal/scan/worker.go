@@ -16,8 +16,7 @@ type config struct {
 	maxFileBytes int64
 	maxDepth     int
 	maxFiles     int64
-	quick        Prior
-	quickHashes  QuickHashes // wins over quick
+	quickHashes  QuickHashes
 	match        func(string) (attr.Set, bool)
 	descend      func(string) bool // walk a skipped directory without recording it (Descender)
 	names        func(string) bool // a rule names this pseudo file system mount (Namer)
@@ -36,9 +35,6 @@ const (
 	readBufSize  = 256 << 10 // one per worker: big enough that hashing is not syscall-bound
 	direntSize   = 32 << 10
 	slabSize     = 32 << 10 // hash bytes and paths are carved from slabs of this size
-	chunkEntries = 1024     // results are kept in chunks so they are never copied while growing
-	batchFiles   = 64       // a lister hands files to hashers in batches of this many...
-	batchBytes   = 4 << 20  // ...or this many bytes (when known)
 	splitBytes   = 1 << 20  // a file this big is worth sharing the rest of its batch for
 	maxInterned  = 4096     // bound on each worker's xattr intern tables
 	maxWorkers   = 64       // each has a read buffer: bound the memory whatever Options.Workers says
@@ -67,21 +63,15 @@ type worker struct {
 	slab     []byte
 	names    map[string]string // interned xattr names
 	values   map[string][]byte // interned short xattr values
-	chunks   [][]rec
-	cur      []rec
-	paths    []byte // slab the path strings are carved from
+	paths    []byte            // slab the path strings are carved from
 	warnings []Warning
 	stats    Stats
-
-	batch       []pending
-	batchParent *dirHandle
-	batchBytes  int64
 
 	shownEntries, shownBytes int64 // what publish last added to cfg.progress
 	recorded                 int64 // entries recorded
 
-	// sink, in an ordered walk (ordered.go), takes what the worker
-	// records or hands over instead of its chunks and the queue.
+	// sink takes what the worker records or hands over in a walk
+	// (ordered.go); nil for Root.Entry, which records nothing.
 	sink sink
 }
 
@@ -113,23 +103,13 @@ func (w *worker) warn(path, op string, err error) {
 	w.warnings = append(w.warnings, Warning{Path: path, Op: op, Err: err})
 }
 
-// record appends a finished entry to the worker's results.
+// record hands a finished entry, the next in walk order, to the sink.
 func (w *worker) record(e *attr.Entry) {
 	w.recorded++
 	if e.Type == attr.TypeDir {
 		w.stats.Dirs++
 	}
-	if w.sink != nil {
-		w.sink.put(e)
-		return
-	}
-	if len(w.cur) == cap(w.cur) {
-		if w.cur != nil {
-			w.chunks = append(w.chunks, w.cur)
-		}
-		w.cur = make([]rec, 0, chunkEntries)
-	}
-	w.cur = append(w.cur, makeRec(e))
+	w.sink.put(e)
 }
 
 // publish adds what the worker recorded and read since its last call to
