@@ -18,6 +18,7 @@ import (
 	"github.com/podfim/podfim/internal/respond"
 	"github.com/podfim/podfim/internal/safetext"
 	"github.com/podfim/podfim/internal/target"
+	"github.com/podfim/podfim/internal/watch"
 )
 
 // The image-bound sources (registry, configmap) use a baseline only when it
@@ -155,18 +156,19 @@ func (s *sidecar) loadImageBaseline(ctx context.Context, c *target.Container) (*
 		Binding: baseline.Binding{ImageDigest: im.digest, Subject: s.cfg.Subject, Platform: runtime.GOOS + "/" + runtime.GOARCH},
 	}
 	src := s.cfg.Source()
+	var idx *watch.Index
 	switch src {
 	case metrics.BaselineRegistry:
-		b, err = s.pullBaseline(ctx, im, opts)
+		b, idx, err = s.pullBaseline(ctx, im, opts)
 	case metrics.BaselineConfigMap:
-		b, err = s.pickBaseline(opts)
+		b, idx, err = s.pickBaseline(opts)
 	default:
 		return nil, fmt.Errorf("baseline source %q is not bound to an image", src)
 	}
 	if err != nil {
 		return nil, err
 	}
-	if err := s.setBaseline(b, nil, src); err != nil {
+	if err := s.setBaseline(b, idx, src); err != nil {
 		return nil, err
 	}
 	s.mu.Lock()
@@ -178,33 +180,35 @@ func (s *sidecar) loadImageBaseline(ctx context.Context, c *target.Container) (*
 }
 
 // pullBaseline fetches the image's baseline referrer from the image's own
-// registry into the state directory, then reads it (verified again).
-func (s *sidecar) pullBaseline(ctx context.Context, im runningImage, opts baseline.ReadOptions) (*baseline.Baseline, error) {
+// registry into the state directory, then reads it into an index
+// (verified again; its entries are never held decoded).
+func (s *sidecar) pullBaseline(ctx context.Context, im runningImage, opts baseline.ReadOptions) (*baseline.Baseline, *watch.Index, error) {
 	if im.repo == "" {
-		return nil, fmt.Errorf("%w: the kubelet reports %s without its repository; set --image-digest to REPO@%s", ErrNoImage, im.digest, im.digest)
+		return nil, nil, fmt.Errorf("%w: the kubelet reports %s without its repository; set --image-digest to REPO@%s", ErrNoImage, im.digest, im.digest)
 	}
 	ref, err := referrer.ParseDigest(im.String(), s.cfg.Pull.Insecure)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrNoImage, err)
+		return nil, nil, fmt.Errorf("%w: %w", ErrNoImage, err)
 	}
 	if err := os.MkdirAll(s.cfg.StateDir, 0o700); err != nil {
-		return nil, fmt.Errorf("failed to create state directory: %w", err)
+		return nil, nil, fmt.Errorf("failed to create state directory: %w", err)
 	}
 	path := filepath.Join(s.cfg.StateDir, pulledName)
 	if _, err := referrer.Pull(ctx, ref, path, opts, s.cfg.Pull); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return baseline.ReadFile(path, opts)
+	return loadIndexFile(path, opts)
 }
 
 // pickBaseline chooses, of the baselines in the ConfigMap directory, the
 // newest (signed serial, then creation time, then name) that verifies
-// under opts: signed by the key, for the running image.
-func (s *sidecar) pickBaseline(opts baseline.ReadOptions) (*baseline.Baseline, error) {
+// under opts: signed by the key, for the running image. It reads the one
+// chosen into an index, as pullBaseline does.
+func (s *sidecar) pickBaseline(opts baseline.ReadOptions) (*baseline.Baseline, *watch.Index, error) {
 	dir := s.cfg.BaselineFile
 	ents, err := os.ReadDir(dir)
 	if err != nil {
-		return nil, fmt.Errorf("failed to read the baseline ConfigMap %q: %w", dir, err)
+		return nil, nil, fmt.Errorf("failed to read the baseline ConfigMap %q: %w", dir, err)
 	}
 	var names []string
 	for _, e := range ents {
@@ -235,9 +239,9 @@ func (s *sidecar) pickBaseline(opts baseline.ReadOptions) (*baseline.Baseline, e
 		s.log.Warn("the baseline ConfigMap holds more files than are considered", keyRefusedSources, len(names)+skipped, "considered", maxConfigMapFiles)
 	}
 	if best == nil {
-		return nil, &noneUsable{what: fmt.Sprintf("none of the %d baselines in %s is usable", len(names), dir), refused: refused}
+		return nil, nil, &noneUsable{what: fmt.Sprintf("none of the %d baselines in %s is usable", len(names), dir), refused: refused}
 	}
-	return baseline.ReadFile(filepath.Join(dir, bestName), opts)
+	return loadIndexFile(filepath.Join(dir, bestName), opts)
 }
 
 // noneUsable is the error of a ConfigMap without a usable baseline: it

@@ -85,14 +85,3 @@ func takeBaseline(ctx context.Context, root *scan.Root, opts scan.Options, h bas
 	}
 	return &baseline.Baseline{Header: h, Version: w.Version, Digest: w.Digest}, idx, nil
 }
-
-// indexOf turns a decoded baseline (from the registry or a ConfigMap) into
-// its index and lets go of its entries.
-func indexOf(b *baseline.Baseline) (*watch.Index, error) {
-	idx, err := watch.IndexOf(b.Entries)
-	if err != nil {
-		return nil, err
-	}
-	b.Entries = nil
-	return idx, nil
-}

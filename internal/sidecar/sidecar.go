@@ -594,18 +594,12 @@ func (s *sidecar) setTarget(c *target.Container) {
 	s.mu.Unlock()
 }
 
-// setBaseline installs the baseline b (its header) and its index; idx nil:
-// b holds its entries, which are turned into the index and let go.
+// setBaseline installs the baseline b (its header) and its index (every
+// source reads its file straight into the index: loadIndexFile).
 func (s *sidecar) setBaseline(b *baseline.Baseline, idx *watch.Index, source metrics.BaselineSource) error {
 	m, err := s.matcherFor(b)
 	if err != nil {
 		return err
-	}
-	if idx == nil {
-		var err error
-		if idx, err = indexOf(b); err != nil {
-			return err
-		}
 	}
 	s.mu.Lock()
 	s.base, s.index, s.matcher = b, idx, m
