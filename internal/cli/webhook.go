@@ -37,6 +37,7 @@ type webhookFlags struct {
 	sidecarEnv     []string
 	respond        []string
 	privileges     string
+	evidenceMax    int64
 	shutdownPeriod time.Duration
 	maxConns       int
 	maxInFlight    int
@@ -60,6 +61,7 @@ func (f *webhookFlags) register(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&f.sidecarEnv, "sidecar-env", nil, "NAME=VALUE added to every injected sidecar's environment (repeatable)")
 	fs.StringSliceVar(&f.respond, "default-respond", []string{"log", "metric", "unready"}, "response of pods that do not annotate podfim.io/respond")
 	fs.StringVar(&f.privileges, "sidecar-privileges", inject.PrivilegesDefault, "privileges of sidecars whose pod does not annotate podfim.io/privileges: default (uid 0, SYS_PTRACE, DAC_READ_SEARCH and the actions' capabilities) or restricted (the app's uid and gid, no capability: Pod Security restricted; docs/security.md)")
+	fs.Int64Var(&f.evidenceMax, "default-evidence-max-bytes", 0, "--evidence-max-bytes of sidecars whose pod does not annotate podfim.io/evidence-max-bytes (0: the sidecar's own default, 64 MiB)")
 	fs.DurationVar(&f.shutdownPeriod, "shutdown-timeout", 10*time.Second, "how long in-flight admissions may finish after SIGTERM")
 	d := webhook.DefaultLimits()
 	fs.IntVar(&f.maxConns, "max-connections", d.MaxConnections, "most client connections open at once; more wait in the kernel's accept queue")
@@ -84,10 +86,11 @@ func (f *webhookFlags) build(getenv func(string) string) (webhook.Config, *slog.
 		Version:       versionString(),
 		Limits:        webhook.Limits{MaxConnections: f.maxConns, MaxInFlight: f.maxInFlight, QueueWait: f.queueWait},
 		Inject: inject.Config{
-			Image:      f.image,
-			PullPolicy: corev1.PullPolicy(f.pullPolicy),
-			Respond:    f.respond,
-			Privileges: f.privileges,
+			Image:       f.image,
+			PullPolicy:  corev1.PullPolicy(f.pullPolicy),
+			Respond:     f.respond,
+			Privileges:  f.privileges,
+			EvidenceMax: f.evidenceMax,
 		},
 	}
 	if _, _, err := net.SplitHostPort(f.listen); err != nil {
@@ -102,7 +105,7 @@ func (f *webhookFlags) build(getenv func(string) string) (webhook.Config, *slog.
 		cfg.Inject.Env = append(cfg.Inject.Env, corev1.EnvVar{Name: name, Value: value})
 	}
 	if err := cfg.Inject.Validate(); err != nil {
-		errs = append(errs, fmt.Errorf("--sidecar-image, --sidecar-pull-policy, --sidecar-env, --default-respond, --sidecar-privileges: %w", err))
+		errs = append(errs, fmt.Errorf("--sidecar-image, --sidecar-pull-policy, --sidecar-env, --default-respond, --sidecar-privileges, --default-evidence-max-bytes: %w", err))
 	}
 	if f.shutdownPeriod <= 0 {
 		errs = append(errs, errors.New("--shutdown-timeout must be positive"))

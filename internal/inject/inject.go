@@ -87,6 +87,9 @@ type Config struct {
 	// Privileges of pods that do not annotate podfim.io/privileges:
 	// PrivilegesDefault (also when empty) or PrivilegesRestricted.
 	Privileges string
+	// EvidenceMax is --evidence-max-bytes of pods that do not annotate
+	// podfim.io/evidence-max-bytes; 0: the sidecar's own default.
+	EvidenceMax int64
 }
 
 // DefaultResources are modest: an idle sidecar uses well under a millicore
@@ -124,6 +127,9 @@ func (c *Config) Validate() error {
 		if err := checkPrivileges(c.Privileges); err != nil {
 			errs = append(errs, fmt.Errorf("default privileges: %w", err))
 		}
+	}
+	if c.EvidenceMax < 0 || c.EvidenceMax > maxEvidenceBytes {
+		errs = append(errs, fmt.Errorf("default evidence bound %d bytes: want 0 (the sidecar's default) to %d", c.EvidenceMax, int64(maxEvidenceBytes)))
 	}
 	for _, e := range (respond.Plan{Actions: respond.ParseActions(c.Respond...)}).Validate() {
 		errs = append(errs, fmt.Errorf("default response: %w", e))
@@ -202,6 +208,9 @@ func (c *Config) sidecar(pod *corev1.Pod, s Settings) (corev1.Container, []corev
 		return corev1.Container{}, nil, err
 	}
 	plan := s.plan(c.Respond)
+	if s.EvidenceMax == 0 {
+		s.EvidenceMax = c.EvidenceMax
+	}
 	priv, err := c.privileges(pod, s, plan, target)
 	if err != nil {
 		return corev1.Container{}, nil, err

@@ -531,3 +531,42 @@ func TestPolicyKeepsRuntimeIgnores(t *testing.T) {
 		}
 	}
 }
+
+// TestDefaultEvidenceMax: the webhook's --default-evidence-max-bytes
+// bounds the evidence of pods that do not annotate one; the annotation
+// wins; 0 leaves the sidecar's own default; out of range is refused.
+func TestDefaultEvidenceMax(t *testing.T) {
+	argsOf := func(c *Config, ann map[string]string) string {
+		t.Helper()
+		pod := readPod(t, "testdata/mutate/default.pod.yaml")
+		pod.Annotations = ann
+		ops, outcome, _, err := c.Mutate(pod)
+		if err != nil || outcome != Injected {
+			t.Fatalf("Mutate: %v, %v", outcome, err)
+		}
+		for _, ct := range applyPatch(t, pod, ops).Spec.Containers {
+			if ct.Name == ContainerName {
+				return strings.Join(ct.Args, " ")
+			}
+		}
+		t.Fatal("no sidecar injected")
+		return ""
+	}
+	c := testConfig()
+	if a := argsOf(c, nil); strings.Contains(a, "--evidence-max-bytes") {
+		t.Errorf("no default, no annotation: %s", a)
+	}
+	c.EvidenceMax = 1 << 20
+	if a := argsOf(c, nil); !strings.Contains(a, "--evidence-max-bytes=1048576") {
+		t.Errorf("default 1 MiB: %s", a)
+	}
+	if a := argsOf(c, map[string]string{AnnEvidenceMax: "2Mi"}); !strings.Contains(a, "--evidence-max-bytes=2097152") || strings.Contains(a, "1048576") {
+		t.Errorf("annotated 2Mi over a default of 1 MiB: %s", a)
+	}
+	for _, bad := range []int64{-1, 17 << 30} {
+		c.EvidenceMax = bad
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "evidence") {
+			t.Errorf("default evidence bound %d: %v", bad, err)
+		}
+	}
+}
