@@ -2,6 +2,7 @@ package drift
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -18,6 +19,7 @@ import (
 	"github.com/podfim/podfim/internal/attr"
 	"github.com/podfim/podfim/internal/scan"
 	"github.com/podfim/podfim/internal/target"
+	"github.com/podfim/podfim/internal/testwait"
 )
 
 // The test binary doubles as the processes the tests start: with
@@ -34,6 +36,9 @@ func TestMain(m *testing.M) {
 		// A re-exec of its own path on SIGUSR1 (a server's binary upgrade).
 		sig := make(chan os.Signal, 1)
 		signal.Notify(sig, syscall.SIGUSR1)
+		if err := os.WriteFile(os.Getenv("DRIFT_READY"), nil, 0o600); err != nil {
+			os.Exit(3)
+		}
 		<-sig
 		os.Setenv("DRIFT_HELPER", "sleep")
 		err := syscall.Exec(os.Getenv("DRIFT_EXEC"), []string{"again"}, os.Environ())
@@ -172,6 +177,31 @@ func (f *fixture) start(t *testing.T, path, mode string, env ...string) *exec.Cm
 	return cmd
 }
 
+// baselined copies the test binary to name in the fixture's directory and
+// makes the baseline hold it as it is (type and SHA-256, no inode): the
+// baseline's own file.
+func (f *fixture) baselined(t *testing.T, name string) (string, *attr.Entry) {
+	t.Helper()
+	exe := filepath.Join(f.dir, name)
+	copyExe(t, exe)
+	e, err := f.cfg.Root.Entry(exe, attr.Type|attr.SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.base.entries[exe] = &e
+	return exe, &e
+}
+
+// appendFile appends text to the file at p.
+func appendFile(p, text string) error {
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(text)
+	return errors.Join(err, f.Close())
+}
+
 // copyExe copies the test binary to dst, mode 0755.
 func copyExe(t *testing.T, dst string) {
 	t.Helper()
@@ -240,23 +270,15 @@ func TestChangedBinary(t *testing.T) {
 
 func TestCleanBinaryHashedOnce(t *testing.T) {
 	f := newFixture(t)
-	exe := filepath.Join(f.dir, "app")
-	copyExe(t, exe)
-	root, _ := scan.OpenRoot("/")
-	defer root.Close()
-	e, err := root.Entry(exe, attr.Type|attr.SHA256)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.base.entries[exe] = &e // the right hash, no inode: hashed, then cached
+	exe, e := f.baselined(t, "app") // the right hash, no inode: hashed, then cached
 	c := New(f.cfg, f.sink)
-	if r := c.compare(exe, &e); r != "" || len(c.verdicts) != 1 {
+	if r := c.compare(exe, e); r != "" || len(c.verdicts) != 1 {
 		t.Fatalf("compare = %q, verdicts %v; want the baseline's, cached", r, c.verdicts)
 	}
 	if err := os.WriteFile(exe, []byte("evil"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if r := c.compare(exe, &e); r != Changed {
+	if r := c.compare(exe, e); r != Changed {
 		t.Errorf("a rewritten file (new ctime): compare = %q, want changed", r)
 	}
 }
@@ -267,15 +289,7 @@ func TestCleanBinaryHashedOnce(t *testing.T) {
 // again for each process that runs it (the verdict is not cached).
 func TestUnverified(t *testing.T) {
 	f := newFixture(t)
-	exe := filepath.Join(f.dir, "big")
-	copyExe(t, exe)
-	root, _ := scan.OpenRoot("/")
-	defer root.Close()
-	e, err := root.Entry(exe, attr.Type|attr.SHA256) // the right hash, no inode
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.base.entries[exe] = &e
+	exe, _ := f.baselined(t, "big")
 	f.cfg.MaxFileBytes = 4096
 	f.run(t)
 	for range 2 {
@@ -343,19 +357,12 @@ func TestExecInPlace(t *testing.T) {
 // the file it runs does not, and a sweep judges it again: changed.
 func TestReexecReplaced(t *testing.T) {
 	f := newFixture(t)
-	exe := filepath.Join(f.dir, "app")
-	copyExe(t, exe)
-	root, _ := scan.OpenRoot("/")
-	defer root.Close()
-	e, err := root.Entry(exe, attr.Type|attr.SHA256)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.base.entries[exe] = &e
+	exe, _ := f.baselined(t, "app")
 	now := time.Now()
 	f.cfg.Clock = func() time.Time { return now }
 	c := New(f.cfg, f.sink)
-	cmd := f.start(t, exe, "exec-on-signal", "DRIFT_EXEC="+exe)
+	ready := filepath.Join(t.TempDir(), "ready")
+	cmd := f.start(t, exe, "exec-on-signal", "DRIFT_EXEC="+exe, "DRIFT_READY="+ready)
 	pid := cmd.Process.Pid
 	poll := func() (mine []Finding) {
 		t.Helper()
@@ -373,17 +380,19 @@ func TestReexecReplaced(t *testing.T) {
 			}
 		}
 	}
-	waitUntil(t, "the helper runs "+exe, func() bool {
-		link, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
-		return err == nil && link == exe
-	})
+	// Ready: it runs exe and catches SIGUSR1 (before, the signal would
+	// kill it).
+	testwait.Eventually(t, 10*time.Second, 5*time.Millisecond, "the helper ready", testwait.True(func() bool {
+		_, err := os.Stat(ready)
+		return err == nil
+	}))
 	if got := poll(); len(got) != 0 {
 		t.Fatalf("the baseline's own file: findings %+v", got)
 	}
 	now = now.Add(2 * youngFor) // old: its link is read by sweeps only
 	evil := exe + ".new"
 	copyExe(t, evil)
-	if err := os.WriteFile(evil, append(must(os.ReadFile(evil)), "evil"...), 0o755); err != nil {
+	if err := appendFile(evil, "evil"); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Rename(evil, exe); err != nil {
@@ -392,10 +401,10 @@ func TestReexecReplaced(t *testing.T) {
 	if err := cmd.Process.Signal(syscall.SIGUSR1); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, "the re-exec", func() bool {
+	testwait.Eventually(t, 10*time.Second, 5*time.Millisecond, "the re-exec", testwait.True(func() bool {
 		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 		return err == nil && string(b) == "again\x00"
-	})
+	}))
 	var got []Finding
 	for range sweepEvery {
 		got = append(got, poll()...)
@@ -403,25 +412,6 @@ func TestReexecReplaced(t *testing.T) {
 	if len(got) != 1 || got[0].Reason != Changed || got[0].Path != exe {
 		t.Errorf("findings %+v, want one, changed, for %s", got, exe)
 	}
-}
-
-// waitUntil waits up to 10 s for cond.
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within 10 s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-func must[T any](v T, err error) T {
-	if err != nil {
-		panic(err)
-	}
-	return v
 }
 
 func TestScript(t *testing.T) {
