@@ -91,6 +91,7 @@ func (r *Responder) Resolved(path string) {
 		return
 	}
 	delete(r.ledger.open, path)
+	defer r.changed()
 	n := len(r.ledger.open)
 	release := n == 0 && !r.quarantined.IsZero()
 	if release {
@@ -115,6 +116,7 @@ func (r *Responder) Resolved(path string) {
 // is a new kill, counted against the limit, instead of being coalesced into
 // the last one.
 func (r *Responder) TargetChanged(restarted bool) {
+	defer r.changed()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.ledger.verified = false
@@ -126,6 +128,7 @@ func (r *Responder) TargetChanged(restarted bool) {
 // Verified records that a full check of the current container completed:
 // the pod may be ready again once no violation holds it unready.
 func (r *Responder) Verified() {
+	defer r.changed()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.ledger.verified = true
@@ -162,6 +165,7 @@ func (r *Responder) Readiness(max int) (verified bool, unready []string, total i
 // logged at most once a minute, and, with the unready action, hold the pod
 // out of service until a whole-tree check leaves none out.
 func (r *Responder) Omitted(n int, check bool) {
+	defer r.changed()
 	r.mu.Lock()
 	if check {
 		r.ledger.omitted = n
@@ -193,9 +197,24 @@ func (r *Responder) openViolation(f compare.Finding) int {
 // down until it is resolved. A violation resolved meanwhile (an escalation
 // that ran late) is not opened again: only Handle opens.
 func (r *Responder) holdUnready(path string) {
+	defer r.changed()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if v, ok := r.ledger.open[path]; ok {
 		v.unready = true
+	}
+}
+
+// OnChange registers f, called after every change of what Readiness
+// reports (a violation held or resolved, the target changed or verified,
+// findings left out), without the responder's lock held: the node agent
+// turns it into the pod's readiness gate condition. Call it before the
+// responder is used.
+func (r *Responder) OnChange(f func()) { r.onChange = f }
+
+// changed calls the OnChange function, if any.
+func (r *Responder) changed() {
+	if r.onChange != nil {
+		r.onChange()
 	}
 }

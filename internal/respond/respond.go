@@ -94,6 +94,7 @@ type Responder struct {
 	// deleteRefused: the delete guard refused in this episode; said once.
 	deleteRefused bool
 	deleting      *pending // the finding of the last delete requested; see DeleteFailed
+	onChange      func()   // see OnChange
 }
 
 // New returns a responder for p, which should have passed Validate; zero

@@ -174,6 +174,7 @@ func (s *sidecar) loadImageBaseline(ctx context.Context, c *target.Container) (*
 	s.mu.Lock()
 	s.refusal = ""
 	s.mu.Unlock()
+	s.changed()
 	s.log.Info("baseline verified for the running image", keySource, src, keyImageRef, imageID,
 		keyImage, b.Image.Manifest, "key_id", b.KeyID, "serial", b.Serial)
 	return b, nil
@@ -278,6 +279,7 @@ func (s *sidecar) refuse(err error, retry time.Duration) {
 	s.mu.Lock()
 	s.refusal = refusalLine(src, reason, imageID, baseline.KeyID(s.cfg.VerifyKey))
 	s.mu.Unlock()
+	s.changed()
 	s.refusedOnce.Do(func() {
 		if s.refused != nil { // nil in tests that build a bare sidecar
 			close(s.refused)

@@ -260,11 +260,53 @@ func (c *Config) Validate() error {
 // metrics and probes, then follows the app container and monitors each
 // container it finds.
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
-	s, reg, err := newSidecar(cfg, log)
+	in, err := New(cfg, log)
 	if err != nil {
 		return err
 	}
 	setMemoryLimit(log)
+	return in.Run(ctx)
+}
+
+// Instance protects one app container: the sidecar's whole pipeline
+// without the process-wide settings (the memory limit) that Run adds. The
+// node agent (package agent) runs one per protected container, with
+// Config.Listen empty and readiness read through Ready.
+type Instance struct {
+	s   *sidecar
+	reg *prometheus.Registry
+}
+
+// New validates cfg and builds an instance; Run starts it.
+func New(cfg Config, log *slog.Logger) (*Instance, error) {
+	s, reg, err := newSidecar(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	return &Instance{s: s, reg: reg}, nil
+}
+
+// Ready reports what /readyz would: whether the container may receive
+// traffic and, if not, why (server.Ready).
+func (in *Instance) Ready() (bool, []string) {
+	s := in.s
+	s.mu.Lock()
+	resp := s.resp
+	s.mu.Unlock()
+	if resp == nil {
+		return false, []string{"not started"}
+	}
+	return server.Ready(readiness{resp, s})
+}
+
+// OnChange registers f, called (without locks held, possibly from several
+// goroutines) whenever what Ready reports may have changed. Call it before
+// Run.
+func (in *Instance) OnChange(f func()) { in.s.onChange = f }
+
+// Run runs the instance until ctx ends; see the package's Run.
+func (in *Instance) Run(ctx context.Context) error {
+	s, cfg := in.s, in.s.cfg
 	defer s.startResponder()()
 	if cfg.Source() == metrics.BaselineFile {
 		b, idx, err := loadIndexFile(cfg.BaselineFile, baseline.ReadOptions{VerifyKey: cfg.VerifyKey, MaxEntries: s.maxEntries(),
@@ -280,7 +322,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	defer cancel()
 	sel, stopNames := s.selector(ctx)
 	defer stopNames()
-	return s.follow(ctx, sel, s.serve(ctx, reg))
+	return s.follow(ctx, sel, s.serve(ctx, in.reg))
 }
 
 // newSidecar checks cfg and builds the sidecar's state, with the metrics
@@ -339,7 +381,11 @@ func (s *sidecar) startResponder() (stop func()) {
 			kr.SetQuarantine(false, "")
 		}
 	}
-	s.resp = respond.New(s.cfg.Plan, s.log, s.metrics, s, k, nil)
+	resp := respond.New(s.cfg.Plan, s.log, s.metrics, s, k, nil)
+	resp.OnChange(s.changed)
+	s.mu.Lock()
+	s.resp = resp
+	s.mu.Unlock()
 	if d, ok := s.cfg.Kube.(interface{ OnDeleteFailed(func(error)) }); ok {
 		// A deletion the API server refused leaves the pod running: the
 		// escalation runs then, as when the delete guard refuses.
@@ -574,6 +620,16 @@ type sidecar struct {
 	// refusal is why the running image's baseline was last refused, for
 	// /readyz; "" once one is in use.
 	refusal string
+	// onChange, when set, is told when readiness may have changed
+	// (Instance.OnChange).
+	onChange func()
+}
+
+// changed tells onChange that readiness may have changed.
+func (s *sidecar) changed() {
+	if s.onChange != nil {
+		s.onChange()
+	}
 }
 
 func (s *sidecar) health() error {
