@@ -51,7 +51,6 @@ type Sidecar struct {
 	driftMetrics
 	baselineInfo     *prometheus.GaugeVec
 	baselineRefusals *prometheus.CounterVec
-	buildInfo        *prometheus.GaugeVec
 	evidence         *prometheus.CounterVec
 }
 
@@ -60,7 +59,39 @@ type Sidecar struct {
 // value so that dashboards show zeros instead of gaps. version is podfim's
 // version for podfim_build_info.
 func NewSidecar(reg prometheus.Registerer, version string) (*Sidecar, error) {
-	m := &Sidecar{
+	m := newSidecar()
+	if err := register(reg, slices.Concat(m.collectors(), []prometheus.Collector{newBuildInfo(version)}, runtimeCollectors())...); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// NewProtected creates the metrics of one container the node agent
+// protects and registers them on reg, which labels them with the
+// container's namespace, pod and container (prometheus.WrapRegistererWith):
+// the same metrics as a sidecar's, without the process-wide ones
+// (podfim_build_info, go_*, process_*) that the agent registers once.
+// unregister takes them off reg again when the container is no longer
+// protected, so that the series of deleted pods do not pile up.
+func NewProtected(reg prometheus.Registerer) (m *Sidecar, unregister func(), err error) {
+	m = newSidecar()
+	cs := m.collectors()
+	if err := register(reg, cs...); err != nil {
+		for _, c := range cs {
+			reg.Unregister(c)
+		}
+		return nil, nil, err
+	}
+	return m, func() {
+		for _, c := range cs {
+			reg.Unregister(c)
+		}
+	}, nil
+}
+
+// newSidecar creates the metrics of one protected container, unregistered.
+func newSidecar() *Sidecar {
+	return &Sidecar{
 		scanMetrics:     newScanMetrics(),
 		responseMetrics: newResponseMetrics(),
 		kubeMetrics:     newKubeMetrics(),
@@ -71,15 +102,14 @@ func NewSidecar(reg prometheus.Registerer, version string) (*Sidecar, error) {
 			Help: "The baseline in use: its digest, where it came from and whether it is signed (always 1).",
 		}, []string{"digest", "source", "signed"}),
 		baselineRefusals: newBaselineRefusals(),
-		buildInfo:        newBuildInfo(version),
 		evidence:         newEvidenceMetric(),
 	}
-	cs := slices.Concat(m.scanMetrics.collectors(), m.responseMetrics.collectors(), m.kubeMetrics.collectors(), m.limitMetrics.collectors(), m.driftMetrics.collectors(),
-		[]prometheus.Collector{m.baselineInfo, m.baselineRefusals, m.buildInfo, m.evidence}, runtimeCollectors())
-	if err := register(reg, cs...); err != nil {
-		return nil, err
-	}
-	return m, nil
+}
+
+// collectors are the metrics of one protected container.
+func (m *Sidecar) collectors() []prometheus.Collector {
+	return slices.Concat(m.scanMetrics.collectors(), m.responseMetrics.collectors(), m.kubeMetrics.collectors(), m.limitMetrics.collectors(), m.driftMetrics.collectors(),
+		[]prometheus.Collector{m.baselineInfo, m.baselineRefusals, m.evidence})
 }
 
 // newBuildInfo returns podfim_build_info, set.
@@ -114,4 +144,48 @@ func register(reg prometheus.Registerer, cs ...prometheus.Collector) error {
 		return fmt.Errorf("failed to register metrics: %w", err)
 	}
 	return nil
+}
+
+// Agent is the node agent's own metrics; each protected container's are a
+// Sidecar of NewProtected.
+type Agent struct {
+	protected prometheus.Gauge
+	gate      *prometheus.CounterVec
+}
+
+// NewAgent creates the agent's own metrics and registers them on reg with
+// podfim_build_info and the Go and process collectors.
+func NewAgent(reg prometheus.Registerer, version string) (*Agent, error) {
+	m := &Agent{
+		protected: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "podfim_agent_protected_containers",
+			Help: "Containers of this node's pods the agent protects now.",
+		}),
+		gate: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "podfim_agent_gate_patches_total",
+			Help: "Patches of the podfim.io/integrity readiness gate condition, by result (ok, error).",
+		}, []string{"result"}),
+	}
+	for _, r := range []Result{ResultOK, ResultError} {
+		m.gate.WithLabelValues(string(r))
+	}
+	cs := slices.Concat([]prometheus.Collector{m.protected, m.gate, newBuildInfo(version)}, runtimeCollectors())
+	if err := register(reg, cs...); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// SetProtected sets the number of containers protected.
+func (m *Agent) SetProtected(n int) {
+	if m != nil {
+		m.protected.Set(float64(n))
+	}
+}
+
+// GatePatched counts one patch of a readiness gate condition.
+func (m *Agent) GatePatched(err error) {
+	if m != nil {
+		m.gate.WithLabelValues(string(resultOf(err))).Inc()
+	}
 }
