@@ -125,6 +125,16 @@ func NewForConfig(cfg *rest.Config, pod Pod) (*Client, error) {
 	if pod.Namespace == "" || pod.Name == "" {
 		return nil, fmt.Errorf("%w: empty namespace or name", ErrNoPod)
 	}
+	rc, err := newREST(cfg, DefaultTimeout)
+	if err != nil {
+		return nil, err
+	}
+	return &Client{pod: pod, rest: rc}, nil
+}
+
+// newREST is the REST client of the core/v1 types for cfg; timeout, when
+// cfg has none, bounds each request (0: none, for watches).
+func newREST(cfg *rest.Config, timeout time.Duration) (*rest.RESTClient, error) {
 	c := rest.CopyConfig(cfg)
 	scheme := runtime.NewScheme()
 	if err := corev1.AddToScheme(scheme); err != nil {
@@ -138,7 +148,7 @@ func NewForConfig(cfg *rest.Config, pod Pod) (*Client, error) {
 		c.UserAgent = UserAgent()
 	}
 	if c.Timeout == 0 {
-		c.Timeout = DefaultTimeout
+		c.Timeout = timeout
 	}
 	if c.WarningHandler == nil && c.WarningHandlerWithContext == nil {
 		// Deprecation warnings would go to klog's stderr format, not the
@@ -149,7 +159,7 @@ func NewForConfig(cfg *rest.Config, pod Pod) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("failed to create a Kubernetes API client: %w", err)
 	}
-	return &Client{pod: pod, rest: rc}, nil
+	return rc, nil
 }
 
 // Pod returns the pod the client reads.
@@ -227,6 +237,31 @@ func (c *Client) PatchPod(ctx context.Context, patch []byte) error {
 	return nil
 }
 
+// GetConfigMap reads a ConfigMap of the pod's namespace (the node agent
+// reads the baselines and keys a pod's annotations name).
+func (c *Client) GetConfigMap(ctx context.Context, name string) (*corev1.ConfigMap, error) {
+	var cm corev1.ConfigMap
+	err := c.rest.Get().Namespace(c.pod.Namespace).Resource("configmaps").Name(name).Do(ctx).Into(&cm)
+	if err != nil {
+		return nil, c.apiError("get", "configmaps", err)
+	}
+	return &cm, nil
+}
+
+// PatchPodStatus applies a strategic merge patch to the status
+// subresource of the pod (the node agent's readiness gate condition:
+// conditions merge by type). As with PatchPod, a patch that carries the
+// pod's UID is refused on a pod recreated under the same name.
+func (c *Client) PatchPodStatus(ctx context.Context, patch []byte) error {
+	err := c.rest.Patch(types.StrategicMergePatchType).Namespace(c.pod.Namespace).Resource("pods").Name(c.pod.Name).
+		SubResource("status").Body(patch).Do(ctx).Error()
+	c.m.KubeRequest(metrics.KubePatchPod, err)
+	if err != nil {
+		return c.apiError("patch", "pods/status", err)
+	}
+	return nil
+}
+
 // DeletePod deletes the sidecar's pod, on the condition that its UID is
 // uid: a replacement of the same name (a StatefulSet's) is never deleted.
 func (c *Client) DeletePod(ctx context.Context, uid string) error {
@@ -262,6 +297,12 @@ func (c *Client) PatchEvent(ctx context.Context, ev *corev1.Event, patch []byte)
 		return nil, c.apiError("patch", "events", err)
 	}
 	return out, nil
+}
+
+// ContainerIDsOf is Client.ContainerIDs of a pod already read (the node
+// agent's informer cache).
+func ContainerIDsOf(pod *corev1.Pod, name string) (ids []string, image string, err error) {
+	return containerIDs(pod, name)
 }
 
 // containerIDs finds name in the pod's status, or at least in its spec.
