@@ -27,9 +27,12 @@ const Prefix = "podfim.io/"
 // MutatingWebhookConfiguration selects on it) and the pod annotations that
 // configure the sidecar. docs/webhook.md describes each.
 const (
-	LabelInject  = Prefix + "inject" // "enabled" opts in, "disabled" opts a pod out of an enabled namespace
-	InjectOn     = "enabled"
-	InjectOff    = "disabled"
+	LabelInject = Prefix + "inject" // "enabled" opts in, "disabled" opts a pod out of an enabled namespace
+	InjectOn    = "enabled"
+	InjectOff   = "disabled"
+	// LabelProtect opts a pod, or every pod of a namespace, in to the node
+	// agent (podfim agent): InjectOn or InjectOff, as LabelInject.
+	LabelProtect = Prefix + "protect"
 	AnnStatus    = Prefix + "status" // set by the webhook: "injected"
 	StatusDone   = "injected"
 	AnnTarget    = Prefix + "target"
@@ -277,7 +280,7 @@ func crossCheck(s *Settings, ann map[string]string, defaultRespond []string) []*
 			bad(key, "the policy it makes is invalid: %s", strings.ReplaceAll(err.Error(), "\n", "; "))
 		}
 	}
-	plan := s.plan(defaultRespond)
+	plan := s.Plan(defaultRespond)
 	for _, e := range plan.Validate() {
 		key, msg := planAnnotations[rootField(e.Field)], e.Error()
 		if key == AnnWebhook && s.Webhook == "" {
@@ -655,9 +658,9 @@ func splitList(v string) []string {
 	return out
 }
 
-// plan is the sidecar's response plan of s: its actions, or defaultRespond
+// Plan is the sidecar's response plan of s: its actions, or defaultRespond
 // when the pod names none.
-func (s Settings) plan(defaultRespond []string) respond.Plan {
+func (s Settings) Plan(defaultRespond []string) respond.Plan {
 	list := s.Respond
 	if list == nil {
 		list = defaultRespond

@@ -207,7 +207,7 @@ func (c *Config) sidecar(pod *corev1.Pod, s Settings) (corev1.Container, []corev
 	if err := errors.Join(slices.Concat(checkSpec(spec), checkVolumes(spec), checkPort(spec, port), []error{err})...); err != nil {
 		return corev1.Container{}, nil, err
 	}
-	plan := s.plan(c.Respond)
+	plan := s.Plan(c.Respond)
 	if s.EvidenceMax == 0 {
 		s.EvidenceMax = c.EvidenceMax
 	}

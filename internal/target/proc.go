@@ -22,6 +22,12 @@ type Finder struct {
 	// `podman kube play`), whose mount namespace is skipped; 0 means 1, a
 	// negative value skips nothing.
 	Infra int
+	// SkipDenied leaves out every process it may not inspect, even with
+	// CAP_SYS_PTRACE: the node agent (hostPID) lists the host's own
+	// processes too, some of which a sandbox or security module keeps from
+	// it (pid 1 of this CI machine's VM); none of them is a container it
+	// protects, which it selects by container ID.
+	SkipDenied bool
 }
 
 func (f *Finder) proc() string { return procOrDefault(f.Proc) }
@@ -99,6 +105,8 @@ func (f *Finder) Containers() ([]Container, error) {
 			continue
 		case deniedWithoutPtrace(err):
 			denied = cmp.Or(denied, err)
+			continue
+		case f.SkipDenied && errors.As(err, new(*AccessError)):
 			continue
 		case err != nil:
 			return nil, err
