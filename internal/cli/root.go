@@ -48,6 +48,7 @@ too old, or rolled back), 130 interrupted.`,
 		return fail(ExitUsage, fmt.Errorf("%w (see '%s --help')", err, c.CommandPath()))
 	})
 	root.AddCommand(
+		newAgentCmd(s),
 		newBaselineCmd(s),
 		newCheckCmd(s),
 		newDiffCmd(s),

@@ -117,8 +117,15 @@ func (f *sidecarFlags) register(fs *pflag.FlagSet) {
 // resolve fills the flags not given on the command line from the
 // environment, then from the config file.
 func (f *sidecarFlags) resolve(fs *pflag.FlagSet, getenv func(string) string) error {
+	return resolveFlags(fs, f.config, getenv)
+}
+
+// resolveFlags fills the flags of fs not given on the command line from
+// the environment (PODFIM_<FLAG>), then from the YAML file config (or
+// PODFIM_CONFIG's), keyed by flag name: the sidecar's and the agent's.
+func resolveFlags(fs *pflag.FlagSet, config string, getenv func(string) string) error {
 	var file map[string]any
-	path := f.config
+	path := config
 	if !fs.Changed("config") {
 		if v := getenv("PODFIM_CONFIG"); v != "" {
 			path = v
