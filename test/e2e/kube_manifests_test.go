@@ -3,8 +3,10 @@
 package e2e
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -17,6 +19,7 @@ import (
 	"github.com/podfim/podfim/internal/policy"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	"sigs.k8s.io/yaml"
 )
 
@@ -33,6 +36,7 @@ var (
 	capsKill    = []string{"SYS_PTRACE", "DAC_READ_SEARCH", "KILL"}
 	capsRestore = []string{"SYS_PTRACE", "DAC_READ_SEARCH", "CHOWN", "FOWNER", "DAC_OVERRIDE"}
 	capsReport  = []string{"SYS_PTRACE", "DAC_READ_SEARCH"}
+	capsAll     = []string{"SYS_PTRACE", "DAC_READ_SEARCH", "KILL", "CHOWN", "FOWNER", "DAC_OVERRIDE"}
 )
 
 // demoWant is what a rendering of the demo must contain.
@@ -389,7 +393,8 @@ data: {appListen: "127.0.0.1:18080", appPort: "18080", sidecarListen: "127.0.0.1
 	})
 
 	t.Run("HelmLint", func(t *testing.T) {
-		for _, args := range [][]string{nil, {"--set", "hostNetwork.enabled=true", "--set", "demo.kind=Deployment"}} {
+		for _, args := range [][]string{nil, {"--set", "hostNetwork.enabled=true", "--set", "demo.kind=Deployment"},
+			{"--set", "mode=agent"}, {"--set", "mode=agent", "--set", "agent.respond={log,metric,event,unready,restore,kill,quarantine,delete}"}} {
 			r := helmRun(t, append([]string{"lint", "--strict", helmChart(t)}, args...)...)
 			if r.Err != nil {
 				t.Fatalf("helm lint --strict %v: %v\n%s", args, r.Err, r.Out())
@@ -439,6 +444,17 @@ data: {appListen: "127.0.0.1:18080", appPort: "18080", sidecarListen: "127.0.0.1
 		})
 	})
 
+	// Mode agent: the node agent's DaemonSet and ClusterRole, and the demo
+	// protected through its readiness gate, as the apiserver takes them.
+	t.Run("HelmAgent", func(t *testing.T) {
+		for _, c := range agentCases {
+			t.Run(strings.ReplaceAll(c.name, " ", "_"), func(t *testing.T) {
+				out := helmTemplate(t, "t", ns, setArgs(c.sets)...)
+				checkAgent(t, serverObjects(t, k, ns, out), c.want)
+			})
+		}
+	})
+
 	// An image-bound baseline source without a key fails closed at render time.
 	t.Run("HelmBaselineNeedsKey", func(t *testing.T) {
 		r := helmRun(t, "template", "t", helmChart(t), "--set", "sidecar.baseline.source=registry")
@@ -463,6 +479,12 @@ data: {appListen: "127.0.0.1:18080", appPort: "18080", sidecarListen: "127.0.0.1
 			{"sidecar.image.digest=sha256:1234", "/sidecar/image/digest"},
 			{"demo.app.image.tag=v1 latest", "/demo/app/image/tag"},
 			{"sidecar.image.registry=ghcr.io:port", "/sidecar/image/registry"},
+			{"mode=node", "/mode"},
+			{"agent.respond={log,explode}", "/agent/respond/1"},
+			{"agent.escalate={kill}", "/agent/escalate/0"},
+			{"agent.stateDir=/var/lib/../../etc", "/agent/stateDir"},
+			{"agent.killWindow=soon", "/agent/killWindow"},
+			{"agent.webhookURL=https://user:secret@alerts.example/", "/agent/webhookURL"},
 		}
 		for _, c := range cases {
 			r := helmRun(t, "template", "t", helmChart(t), "--set", c.set)
@@ -526,6 +548,436 @@ func TestKubeHelmImageValues(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// setArgs turns --set values into helm's arguments.
+func setArgs(sets []string) []string {
+	var args []string
+	for _, s := range sets {
+		args = append(args, "--set", s)
+	}
+	return args
+}
+
+// agentWant is what a rendering in mode agent must contain.
+type agentWant struct {
+	caps       []string // the agent's added capabilities
+	podVerbs   []string // its ClusterRole's verbs on pods
+	configMaps bool     // get on configmaps (agent.readConfigMaps)
+}
+
+// agentCases: the agent's capabilities and RBAC derive from its responses,
+// agent.respond and agent.escalate together.
+var agentCases = []struct {
+	name string
+	sets []string
+	want agentWant
+}{
+	{"defaults", []string{"mode=agent"}, agentWant{caps: capsReport, podVerbs: []string{"get", "list", "watch"}}},
+	{"every response", []string{"mode=agent", "agent.respond={log,metric,event,unready,restore,kill,quarantine,delete}"},
+		agentWant{caps: capsAll, podVerbs: []string{"get", "list", "watch", "patch", "delete"}}},
+	{"escalate and configmaps", []string{"mode=agent", "agent.respond={log,metric,kill}", "agent.escalate={quarantine,restore}",
+		"agent.readConfigMaps=true", "demo.kind=Deployment"},
+		agentWant{caps: capsAll, podVerbs: []string{"get", "list", "watch", "patch"}, configMaps: true}},
+}
+
+// agentStateDir is agent.stateDir's default: the agent's only hostPath.
+const agentStateDir = "/var/lib/podfim/agent"
+
+// agentRules are exactly the rules the agent's ClusterRole must hold.
+func agentRules(want agentWant) []rbacv1.PolicyRule {
+	rules := []rbacv1.PolicyRule{
+		{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: want.podVerbs},
+		{APIGroups: []string{""}, Resources: []string{"pods/status"}, Verbs: []string{"patch"}},
+		{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
+		{APIGroups: []string{""}, Resources: []string{"namespaces"}, Verbs: []string{"get", "list", "watch"}},
+	}
+	if want.configMaps {
+		rules = append(rules, rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get"}})
+	}
+	return rules
+}
+
+// checkAgent checks the objects of one rendering in mode agent: the
+// DaemonSet (hostPID, not privileged, only the response's capabilities,
+// the state directory its only hostPath), its ServiceAccount, ClusterRole
+// and binding, and the demo without a sidecar.
+func checkAgent(t *testing.T, objs []json.RawMessage, want agentWant) {
+	t.Helper()
+	var (
+		dss   []appsv1.DaemonSet
+		sas   []corev1.ServiceAccount
+		roles []rbacv1.ClusterRole
+		binds []rbacv1.ClusterRoleBinding
+		demos []corev1.PodTemplateSpec
+	)
+	for _, raw := range objs {
+		var meta struct{ Kind string }
+		if err := json.Unmarshal(raw, &meta); err != nil {
+			t.Fatal(err)
+		}
+		var err error
+		switch meta.Kind {
+		case "DaemonSet":
+			var d appsv1.DaemonSet
+			err = json.Unmarshal(raw, &d)
+			dss = append(dss, d)
+		case "ServiceAccount":
+			var sa corev1.ServiceAccount
+			err = json.Unmarshal(raw, &sa)
+			sas = append(sas, sa)
+		case "ClusterRole":
+			var r rbacv1.ClusterRole
+			err = json.Unmarshal(raw, &r)
+			roles = append(roles, r)
+		case "ClusterRoleBinding":
+			var b rbacv1.ClusterRoleBinding
+			err = json.Unmarshal(raw, &b)
+			binds = append(binds, b)
+		case "Pod":
+			var p corev1.Pod
+			err = json.Unmarshal(raw, &p)
+			demos = append(demos, corev1.PodTemplateSpec{ObjectMeta: p.ObjectMeta, Spec: p.Spec})
+		case "Deployment":
+			var d appsv1.Deployment
+			err = json.Unmarshal(raw, &d)
+			demos = append(demos, d.Spec.Template)
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", meta.Kind, err)
+		}
+	}
+	if len(dss) != 1 || len(sas) != 1 || len(roles) != 1 || len(binds) != 1 || len(demos) != 1 {
+		t.Fatalf("%d DaemonSets, %d ServiceAccounts, %d ClusterRoles, %d ClusterRoleBindings, %d demo workloads: want one each",
+			len(dss), len(sas), len(roles), len(binds), len(demos))
+	}
+	ds, sa := dss[0], sas[0]
+	s := ds.Spec.Template.Spec
+	if !s.HostPID {
+		t.Error("agent: hostPID is not true: it could not see the protected containers' processes")
+	}
+	if s.HostNetwork || s.HostIPC {
+		t.Errorf("agent: hostNetwork %v, hostIPC %v; want neither", s.HostNetwork, s.HostIPC)
+	}
+	if s.AutomountServiceAccountToken == nil || !*s.AutomountServiceAccountToken || s.ServiceAccountName != sa.Name {
+		t.Errorf("agent: service account %q (automount %v), want %q with its token", s.ServiceAccountName, s.AutomountServiceAccountToken, sa.Name)
+	}
+	if l := ds.Spec.Template.Labels; l["podfim.io/inject"] != "disabled" || l["podfim.io/protect"] != "disabled" {
+		t.Errorf("agent pod labels %v: want podfim.io/inject and podfim.io/protect disabled (never injected, never protecting itself)", l)
+	}
+	if u := ds.Spec.UpdateStrategy; u.Type != appsv1.RollingUpdateDaemonSetStrategyType || u.RollingUpdate == nil ||
+		u.RollingUpdate.MaxUnavailable == nil || u.RollingUpdate.MaxUnavailable.String() != "1" {
+		t.Errorf("agent: update strategy %+v, want RollingUpdate with maxUnavailable 1", u)
+	}
+	if len(s.Containers) != 1 || len(s.InitContainers) != 0 {
+		t.Fatalf("agent: %d containers, %d init containers; want the agent alone", len(s.Containers), len(s.InitContainers))
+	}
+	c := s.Containers[0]
+	if len(c.Args) == 0 || c.Args[0] != "agent" || !slices.Contains(c.Args, "--state-dir="+agentStateDir) {
+		t.Errorf("agent: args %v, want agent ... --state-dir=%s", c.Args, agentStateDir)
+	}
+
+	// Not privileged: uid 0 with only the capabilities of its responses.
+	sc := c.SecurityContext
+	if sc == nil || sc.Privileged == nil || *sc.Privileged {
+		t.Fatal("agent: privileged is not false")
+	}
+	if sc.RunAsUser == nil || *sc.RunAsUser != 0 || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem ||
+		sc.SeccompProfile == nil || sc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+		t.Errorf("agent: securityContext %+v, want uid 0, a read-only root and seccomp RuntimeDefault", sc)
+	}
+	checkDropAll(t, "agent", sc, want.caps)
+
+	// The downward API: its node (required), its own pod.
+	fields := map[string]string{}
+	for _, e := range c.Env {
+		if e.ValueFrom != nil && e.ValueFrom.FieldRef != nil {
+			fields[e.Name] = e.ValueFrom.FieldRef.FieldPath
+		}
+	}
+	for name, path := range map[string]string{"NODE_NAME": "spec.nodeName", "POD_NAMESPACE": "metadata.namespace", "POD_NAME": "metadata.name"} {
+		if fields[name] != path {
+			t.Errorf("agent env %s from %q, want the field %s", name, fields[name], path)
+		}
+	}
+	if len(c.Ports) != 1 || c.Ports[0].Name != "metrics" {
+		t.Errorf("agent ports %v, want one named metrics", c.Ports)
+	}
+	for _, pr := range []struct {
+		who  string
+		p    *corev1.Probe
+		path string
+	}{{"liveness", c.LivenessProbe, "/healthz"}, {"readiness", c.ReadinessProbe, "/readyz"}} {
+		if pr.p == nil || pr.p.HTTPGet == nil || pr.p.HTTPGet.Path != pr.path || pr.p.HTTPGet.Port.String() != "metrics" {
+			t.Errorf("agent %s probe %+v, want GET %s on metrics", pr.who, pr.p, pr.path)
+		}
+	}
+
+	// The state directory is the only hostPath, mounted read-write at its own path.
+	var hostPaths []corev1.Volume
+	for _, v := range s.Volumes {
+		if v.HostPath != nil {
+			hostPaths = append(hostPaths, v)
+		}
+	}
+	if len(hostPaths) != 1 || hostPaths[0].HostPath.Path != agentStateDir || hostPaths[0].HostPath.Type == nil ||
+		*hostPaths[0].HostPath.Type != corev1.HostPathDirectoryOrCreate {
+		t.Fatalf("agent: hostPath volumes %+v, want only %s (DirectoryOrCreate)", hostPaths, agentStateDir)
+	}
+	if !slices.ContainsFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool {
+		return m.Name == hostPaths[0].Name && m.MountPath == agentStateDir && !m.ReadOnly
+	}) {
+		t.Errorf("agent: mounts %+v, want %s read-write at %s", c.VolumeMounts, hostPaths[0].Name, agentStateDir)
+	}
+
+	// RBAC: exactly the rules of its responses, bound to its account only.
+	if got, wantRules := roles[0].Rules, agentRules(want); !reflect.DeepEqual(got, wantRules) {
+		t.Errorf("agent ClusterRole rules\n%+v\nwant\n%+v", got, wantRules)
+	}
+	b := binds[0]
+	wantSubjects := []rbacv1.Subject{{Kind: "ServiceAccount", Name: sa.Name, Namespace: ds.Namespace}}
+	if b.RoleRef != (rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: roles[0].Name}) || !reflect.DeepEqual(b.Subjects, wantSubjects) {
+		t.Errorf("agent ClusterRoleBinding %+v -> %+v, want %s -> %+v", b.RoleRef, b.Subjects, roles[0].Name, wantSubjects)
+	}
+
+	// The demo: opted in, gated, no sidecar.
+	demo := demos[0]
+	if demo.Labels["podfim.io/protect"] != "enabled" {
+		t.Errorf("demo labels %v, want podfim.io/protect=enabled", demo.Labels)
+	}
+	if want := []corev1.PodReadinessGate{{ConditionType: "podfim.io/integrity"}}; !reflect.DeepEqual(demo.Spec.ReadinessGates, want) {
+		t.Errorf("demo readiness gates %v, want %v", demo.Spec.ReadinessGates, want)
+	}
+	if len(demo.Spec.Containers) != 1 || demo.Spec.Containers[0].Name != "app" || len(demo.Spec.Volumes) != 0 ||
+		demo.Spec.ShareProcessNamespace != nil && *demo.Spec.ShareProcessNamespace {
+		t.Errorf("demo: %d containers, %d volumes, shareProcessNamespace %v; want the app alone", len(demo.Spec.Containers), len(demo.Spec.Volumes), demo.Spec.ShareProcessNamespace)
+	}
+}
+
+// renderedObjects splits helm's output into its objects, as JSON.
+func renderedObjects(t *testing.T, manifests string) []json.RawMessage {
+	t.Helper()
+	var objs []json.RawMessage
+	for _, doc := range strings.Split(manifests, "\n---") {
+		j, err := yaml.YAMLToJSON([]byte(doc))
+		if err != nil {
+			t.Fatalf("rendered YAML: %v\n%s", err, doc)
+		}
+		if s := strings.TrimSpace(string(j)); s != "null" && s != "" {
+			objs = append(objs, j)
+		}
+	}
+	return objs
+}
+
+// strictObjects decodes the objects of the kinds it knows with unknown
+// fields refused, as --validate=strict would.
+func strictObjects(t *testing.T, objs []json.RawMessage) {
+	t.Helper()
+	for _, raw := range objs {
+		var meta struct{ Kind string }
+		if err := json.Unmarshal(raw, &meta); err != nil {
+			t.Fatal(err)
+		}
+		var v any
+		switch meta.Kind {
+		case "DaemonSet":
+			v = &appsv1.DaemonSet{}
+		case "Deployment":
+			v = &appsv1.Deployment{}
+		case "Pod":
+			v = &corev1.Pod{}
+		case "Service":
+			v = &corev1.Service{}
+		case "ServiceAccount":
+			v = &corev1.ServiceAccount{}
+		case "ClusterRole":
+			v = &rbacv1.ClusterRole{}
+		case "ClusterRoleBinding":
+			v = &rbacv1.ClusterRoleBinding{}
+		default:
+			continue
+		}
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(v); err != nil {
+			t.Errorf("%s: %v", meta.Kind, err)
+		}
+	}
+}
+
+// TestKubeHelmAgent: the chart in mode agent, as helm renders it (what
+// TestKubeManifests/HelmAgent checks again after the apiserver's dry run),
+// its monitoring, and the refusals the schema cannot express. No cluster
+// needed.
+func TestKubeHelmAgent(t *testing.T) {
+	for _, c := range agentCases {
+		t.Run(strings.ReplaceAll(c.name, " ", "_"), func(t *testing.T) {
+			objs := renderedObjects(t, helmTemplate(t, "t", "podfim-agent", setArgs(c.sets)...))
+			strictObjects(t, objs)
+			checkAgent(t, objs, c.want)
+		})
+	}
+
+	// Optional flags are left out unless set, so the agent's defaults apply.
+	t.Run("args", func(t *testing.T) {
+		args := func(sets ...string) []string {
+			for _, raw := range renderedObjects(t, helmTemplate(t, "t", "default", setArgs(append([]string{"mode=agent"}, sets...))...)) {
+				var d appsv1.DaemonSet
+				if err := json.Unmarshal(raw, &d); err == nil && d.Kind == "DaemonSet" {
+					return d.Spec.Template.Spec.Containers[0].Args
+				}
+			}
+			t.Fatal("no DaemonSet")
+			return nil
+		}
+		want := []string{"agent", "--state-dir=" + agentStateDir, "--listen=:9090", "--respond=log,metric,event,unready", "--escalate=unready",
+			"--quick-interval=5m", "--full-interval=1h", "--exec-drift=false", "--log-level=info"}
+		if got := args(); !slices.Equal(got, want) {
+			t.Errorf("default args %v, want %v", got, want)
+		}
+		got := args("agent.killLimit=5", "agent.killWindow=15m", "agent.deleteMinAge=", "agent.evidenceMaxBytes=17179869184",
+			"agent.respond={log,webhook}", "agent.webhookURL=https://alerts.example/podfim", "agent.execDrift=true", "agent.extraArgs={--x=1}")
+		for _, a := range []string{"--kill-limit=5", "--kill-window=15m", "--evidence-max-bytes=17179869184",
+			"--webhook-url=https://alerts.example/podfim", "--exec-drift=true"} {
+			if !slices.Contains(got, a) {
+				t.Errorf("args %v lack %s", got, a)
+			}
+		}
+		if got[len(got)-1] != "--x=1" || slices.ContainsFunc(got, func(a string) bool { return strings.HasPrefix(a, "--delete-min-age") }) {
+			t.Errorf("args %v: extra args last, no --delete-min-age when empty", got)
+		}
+		// Keys are per pod (podfim.io/verify-key): podfim agent has no --verify-key.
+		if slices.ContainsFunc(got, func(a string) bool { return strings.HasPrefix(a, "--verify-key") }) {
+			t.Errorf("args %v: podfim agent has no --verify-key", got)
+		}
+	})
+
+	// On the host network the agent listens on hostNetwork.bindAddress, and
+	// its probes ask that host, as the sidecar's and the demo app's do.
+	t.Run("host network", func(t *testing.T) {
+		out := helmTemplate(t, "t", "default", setArgs([]string{"mode=agent", "hostNetwork.enabled=true", "hostNetwork.bindAddress=127.0.0.2"})...)
+		var ds *appsv1.DaemonSet
+		for _, raw := range renderedObjects(t, out) {
+			var d appsv1.DaemonSet
+			if err := json.Unmarshal(raw, &d); err == nil && d.Kind == "DaemonSet" {
+				ds = &d
+			}
+		}
+		if ds == nil {
+			t.Fatal("no DaemonSet")
+		}
+		s := ds.Spec.Template.Spec
+		if !s.HostNetwork || s.DNSPolicy != corev1.DNSClusterFirstWithHostNet {
+			t.Errorf("agent: hostNetwork %v, dnsPolicy %q; want true, ClusterFirstWithHostNet", s.HostNetwork, s.DNSPolicy)
+		}
+		c := s.Containers[0]
+		if !slices.Contains(c.Args, "--listen=127.0.0.2:9090") {
+			t.Errorf("agent args %v, want --listen=127.0.0.2:9090", c.Args)
+		}
+		for who, p := range map[string]*corev1.Probe{"liveness": c.LivenessProbe, "readiness": c.ReadinessProbe} {
+			if p == nil || p.HTTPGet == nil || p.HTTPGet.Host != "127.0.0.2" {
+				t.Errorf("agent %s probe %+v, want httpGet on host 127.0.0.2", who, p)
+			}
+		}
+	})
+
+	// Values of the agent that do not exist are refused, not ignored: the
+	// agent has no key of its own, and readConfigMaps replaced
+	// configMapBaselines.
+	for _, c := range []struct{ set, reason string }{
+		{"agent.verifyKey.configMap=keys", "additional properties 'verifyKey' not allowed"},
+		{"agent.configMapBaselines=true", "additional properties 'configMapBaselines' not allowed"},
+	} {
+		r := helmRun(t, "template", "t", helmChart(t), "--set", "mode=agent", "--set", c.set)
+		if r.Err == nil || !strings.Contains(r.Stderr, c.reason) {
+			t.Errorf("--set %s: %v %q, want the schema naming %q", c.set, r.Err, strings.TrimSpace(r.Stderr), c.reason)
+		}
+	}
+
+	// The webhook action needs its URL (the agent would refuse to start).
+	for _, sets := range [][]string{{"agent.respond={log,webhook}"}, {"agent.escalate={unready,webhook}"}} {
+		r := helmRun(t, append([]string{"template", "t", helmChart(t), "--set", "mode=agent"}, setArgs(sets)...)...)
+		if r.Err == nil || !strings.Contains(r.Stderr, "agent.webhookURL") {
+			t.Errorf("%v: %v %q, want a refusal naming agent.webhookURL", sets, r.Err, r.Stderr)
+		}
+	}
+
+	// Monitoring: the agent's pods are scraped with their metrics' own
+	// namespace, pod and container labels (honorLabels); the demo has no
+	// sidecar to scrape unless monitoring.podSelector names pods that do.
+	type object struct {
+		Kind     string
+		Metadata struct {
+			Name   string
+			Labels map[string]string
+		}
+		Spec map[string]any
+	}
+	monitoring := func(sets ...string) map[string]object {
+		byName := map[string]object{}
+		out := helmTemplate(t, "t", "default", setArgs(append([]string{"mode=agent", "monitoring.serviceMonitor.enabled=true",
+			"monitoring.prometheusRule.enabled=true"}, sets...))...)
+		for _, raw := range renderedObjects(t, out) {
+			var o object
+			if err := json.Unmarshal(raw, &o); err != nil {
+				t.Fatal(err)
+			}
+			byName[o.Kind+"/"+o.Metadata.Name] = o
+		}
+		return byName
+	}
+	alerts := func(rule object) map[string]string {
+		exprs := map[string]string{}
+		for _, g := range rule.Spec["groups"].([]any) {
+			for _, r := range g.(map[string]any)["rules"].([]any) {
+				r := r.(map[string]any)
+				exprs[r["alert"].(string)] = r["expr"].(string)
+			}
+		}
+		return exprs
+	}
+	objs := monitoring()
+	svc, sm := objs["Service/t-podfim-agent-metrics"], objs["ServiceMonitor/t-podfim-agent-metrics"]
+	if _, ok := objs["ServiceMonitor/t-podfim-sidecar-metrics"]; ok || svc.Kind == "" || sm.Kind == "" {
+		t.Fatalf("mode agent renders %v; want the agent's metrics Service and ServiceMonitor, no sidecars'", slices.Sorted(maps.Keys(objs)))
+	}
+	if sel, _ := svc.Spec["selector"].(map[string]any); sel["app.kubernetes.io/component"] != "agent" {
+		t.Errorf("agent metrics Service selects %v", sel)
+	}
+	smSel, _ := sm.Spec["selector"].(map[string]any)["matchLabels"].(map[string]any)
+	for k, v := range smSel {
+		if svc.Metadata.Labels[k] != v {
+			t.Errorf("the ServiceMonitor selects %s=%v, the Service has %q", k, v, svc.Metadata.Labels[k])
+		}
+	}
+	if ep := sm.Spec["endpoints"].([]any)[0].(map[string]any); ep["port"] != "metrics" || ep["honorLabels"] != true {
+		t.Errorf("agent ServiceMonitor endpoint %v, want port metrics with honorLabels", ep)
+	}
+	exprs := alerts(objs["PrometheusRule/t-podfim-sidecar-metrics"])
+	if _, ok := exprs["PodfimSidecarDown"]; ok || exprs["PodfimAgentDown"] == "" {
+		t.Errorf("alerts %v: want PodfimAgentDown and no PodfimSidecarDown", exprs)
+	}
+	for name, e := range exprs {
+		if !strings.Contains(e, `job="t-podfim-agent-metrics"`) {
+			t.Errorf("alert %s does not select the agent's job: %s", name, e)
+		}
+	}
+	if e := exprs["PodfimViolationOpen"]; !strings.Contains(e, "by (namespace, pod, container)") {
+		t.Errorf("PodfimViolationOpen %s: want the protected container", e)
+	}
+	// Sidecars elsewhere (monitoring.podSelector): both jobs.
+	objs = monitoring("monitoring.podSelector.app=shop")
+	if _, ok := objs["ServiceMonitor/t-podfim-sidecar-metrics"]; !ok {
+		t.Errorf("with monitoring.podSelector: %v, want the sidecars' ServiceMonitor too", slices.Sorted(maps.Keys(objs)))
+	}
+	exprs = alerts(objs["PrometheusRule/t-podfim-sidecar-metrics"])
+	if e := exprs["PodfimViolationOpen"]; !strings.Contains(e, `job=~"t-podfim-sidecar-metrics|t-podfim-agent-metrics"`) {
+		t.Errorf("PodfimViolationOpen %s: want both jobs", e)
+	}
+	if exprs["PodfimSidecarDown"] == "" || exprs["PodfimAgentDown"] == "" {
+		t.Errorf("alerts %v: want PodfimSidecarDown and PodfimAgentDown", slices.Sorted(maps.Keys(exprs)))
 	}
 }
 

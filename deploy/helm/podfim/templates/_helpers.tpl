@@ -67,21 +67,28 @@ chart's appVersion (the podfim release this chart was packaged with).
 {{- end -}}
 
 {{/*
-The sidecar's capabilities, least privilege: only what the chosen responses
-need. SYS_PTRACE: open the app's /proc/<pid>/root (another user's process).
+The capabilities of a podfim container (the sidecar, the agent), least
+privilege: only what its responses need (pass the list of responses).
+SYS_PTRACE: open the app's /proc/<pid>/root (another user's process).
 DAC_READ_SEARCH: read files the app's user keeps to itself (the 0600 page).
 KILL: the kill response. CHOWN, FOWNER, DAC_OVERRIDE: restore writes the
-original bytes, owner and mode back into a file of another user.
+original bytes, owner and mode back into a file of another user. The
+webhook's injected sidecars get the same (internal/inject).
 */}}
-{{- define "podfim.sidecar.capabilities" -}}
+{{- define "podfim.capabilities" -}}
 {{- $caps := list "SYS_PTRACE" "DAC_READ_SEARCH" -}}
-{{- if has "kill" .Values.sidecar.respond -}}
+{{- if has "kill" . -}}
 {{- $caps = append $caps "KILL" -}}
 {{- end -}}
-{{- if has "restore" .Values.sidecar.respond -}}
+{{- if has "restore" . -}}
 {{- $caps = concat $caps (list "CHOWN" "FOWNER" "DAC_OVERRIDE") -}}
 {{- end -}}
 {{- toJson $caps -}}
+{{- end -}}
+
+{{/* The sidecar's capabilities: those of sidecar.respond. */}}
+{{- define "podfim.sidecar.capabilities" -}}
+{{- include "podfim.capabilities" .Values.sidecar.respond -}}
 {{- end -}}
 
 {{/*
