@@ -33,6 +33,7 @@ import (
 	"github.com/podfim/podfim/internal/policy"
 	"github.com/podfim/podfim/internal/referrer"
 	"github.com/podfim/podfim/internal/respond"
+	"github.com/podfim/podfim/internal/scan"
 	"github.com/podfim/podfim/internal/server"
 	"github.com/podfim/podfim/internal/target"
 )
@@ -146,6 +147,10 @@ type Agent struct {
 	metrics *metrics.Agent
 	state   *stateDir
 	finder  *target.Finder
+	// hashes are the hashes of the files the node's protected containers
+	// share (their images' layers): each is read once per node per full
+	// interval (resetHashes), not once per container.
+	hashes *scan.HashCache
 
 	pods, namespaces cache.SharedIndexInformer
 
@@ -189,8 +194,11 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 	}
 	a := &Agent{
 		cfg: cfg, log: log, reg: reg, metrics: m, finder: finder,
-		state: &stateDir{dir: cfg.StateDir},
+		state: &stateDir{dir: cfg.StateDir}, hashes: scan.NewHashCache(maxSharedHashes),
 		byUID: map[string]*protected{}, wake: make(chan struct{}, 1), dirty: map[string]bool{},
+	}
+	if err := m.SharedHashes(reg, a.hashes.Stats); err != nil {
+		return nil, err
 	}
 	a.pods = cache.NewSharedIndexInformer(cfg.Pods, nil, cfg.Resync, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
 	a.namespaces = cache.NewSharedIndexInformer(cfg.Namespaces, nil, cfg.Resync, cache.Indexers{})
@@ -223,6 +231,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.synced = true
 	a.mu.Unlock()
 	defer a.stopAll()
+	go a.resetHashes(ctx)
 	for {
 		a.reconcileDirty(ctx)
 		select {
@@ -231,6 +240,32 @@ func (a *Agent) Run(ctx context.Context) error {
 		case err := <-srvErr:
 			return err
 		case <-a.wake:
+		}
+	}
+}
+
+// maxSharedHashes bounds the shared hashes: about 100 bytes each, 100 MiB
+// at most, for a million distinct file versions on the node (containers of
+// one image share theirs).
+const maxSharedHashes = 1 << 20
+
+// resetHashes empties the shared hashes every full interval (an hour when
+// full checks are off), so that every file of the node is read at least
+// once per interval: a full check is evidence that the bytes were read.
+func (a *Agent) resetHashes(ctx context.Context) {
+	every := a.cfg.Defaults.Full
+	if every <= 0 {
+		every = time.Hour
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			hits, misses, held := a.hashes.Reset()
+			a.log.Info("shared hashes of the node's files reset", "hits", hits, "misses", misses, "held", held)
 		}
 	}
 }

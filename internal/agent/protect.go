@@ -206,6 +206,7 @@ func (a *Agent) instanceConfig(ctx context.Context, p *protected, ref kube.Pod, 
 		Version:        a.cfg.Version,
 		Evidence:       d.Evidence,
 		Finder:         a.finder,
+		SharedHashes:   a.hashes,
 		Metrics:        m,
 		Registry:       a.reg,
 	}

@@ -189,3 +189,24 @@ func (m *Agent) GatePatched(err error) {
 		m.gate.WithLabelValues(string(resultOf(err))).Inc()
 	}
 }
+
+// SharedHashes registers the metrics of the agent's shared hashes, read
+// from stats at each scrape: podfim_agent_shared_hashes_total{result} (a
+// file's hash taken from another container's scan, or not) and
+// podfim_agent_shared_hashes (held now).
+func (m *Agent) SharedHashes(reg prometheus.Registerer, stats func() (hits, misses int64, held int)) error {
+	cs := []prometheus.Collector{
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "podfim_agent_shared_hashes_total", Help: "Lookups of the node's shared file hashes: hit, a file not read because another container's scan hashed that version.",
+			ConstLabels: prometheus.Labels{"result": "hit"},
+		}, func() float64 { h, _, _ := stats(); return float64(h) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "podfim_agent_shared_hashes_total", Help: "Lookups of the node's shared file hashes: hit, a file not read because another container's scan hashed that version.",
+			ConstLabels: prometheus.Labels{"result": "miss"},
+		}, func() float64 { _, mi, _ := stats(); return float64(mi) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "podfim_agent_shared_hashes", Help: "File hashes the node's shared cache holds (emptied every full interval).",
+		}, func() float64 { _, _, n := stats(); return float64(n) }),
+	}
+	return register(reg, cs...)
+}

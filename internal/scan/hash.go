@@ -143,6 +143,13 @@ func (w *worker) hashAt(dirfd int, name string, e *attr.Entry, dirDev, dev, ino 
 // changed while it was read is read again once; if it changed again it is
 // recorded without a hash.
 func (w *worker) hashOpen(fd int, e *attr.Entry, before *unix.Stat_t) outcome {
+	if w.cfg.shared != nil {
+		fill(e, before, w.cfg.racyNs)
+		if w.fromShared(e, before) {
+			w.finishOpen(fd, e)
+			return opened
+		}
+	}
 	at, stop := w.prefixAt(e, before)
 	if lim, read := w.cfg.maxFileBytes, w.readSize(e, before); lim > 0 && read > lim {
 		fill(e, before, w.cfg.racyNs)
@@ -181,6 +188,7 @@ func (w *worker) hashOpen(fd int, e *attr.Entry, before *unix.Stat_t) outcome {
 			if !stop || w.pn == 0 { // a prefix-only read that met EOF first read it all
 				e.Hash = w.keep(w.sum[:n])
 			}
+			w.toShared(e, &after)
 			w.stats.Hashed++
 			w.finishOpen(fd, e)
 			return opened

@@ -110,6 +110,11 @@ type Options struct {
 	// the same timestamp tick would leave all of these equal. Everything
 	// else (metadata, xattrs) is still collected.
 	QuickHashes QuickHashes
+	// Shared, when set, gives and takes the hashes of files that other
+	// scans (of other trees) share (SharedHashes): a regular file that is
+	// not racy and whose version it knows is not read. Files of Growing
+	// rules are left out (what is read of them depends on the prior).
+	Shared SharedHashes
 	// Growing, when set (the baseline), makes Growing mean append-only: for
 	// a regular file whose rule has the Growing modifier and that is larger
 	// than its prior entry (a regular file hashed with the same algorithm),
@@ -178,6 +183,7 @@ type Stats struct {
 	Dirs        int64 // directories among them
 	Hashed      int64 // regular files read and hashed
 	Reused      int64 // regular files whose hash quick mode took from the prior entry
+	Shared      int64 // regular files whose hash Options.Shared gave
 	HashedBytes int64 // bytes read for hashing, retries included
 	// Pseudo counts the mount points of pseudo file systems (procfs,
 	// sysfs...) neither recorded nor entered, and the files of one

@@ -63,6 +63,7 @@ func (r *Root) Tree(ctx context.Context, opts Options) (*Result, error) {
 		maxDepth:     opts.MaxDepth,
 		maxFiles:     int64(opts.MaxFiles),
 		quickHashes:  opts.QuickHashes,
+		shared:       opts.Shared,
 		match:        matchFunc(opts.Matcher),
 		descend:      descendFunc(opts.Matcher),
 		names:        namesFunc(opts.Matcher),
@@ -165,6 +166,7 @@ func (res *Result) add(w *worker) {
 	res.Stats.Dirs += w.stats.Dirs
 	res.Stats.Hashed += w.stats.Hashed
 	res.Stats.Reused += w.stats.Reused
+	res.Stats.Shared += w.stats.Shared
 	res.Stats.HashedBytes += w.stats.HashedBytes
 	res.Stats.Pseudo += w.stats.Pseudo
 }
@@ -435,17 +437,41 @@ func (w *worker) passDir(h *dirHandle, path string) {
 func (w *worker) reuse(e *attr.Entry, st *unix.Stat_t) bool {
 	q := w.cfg.quickHashes
 	if e.Racy || q == nil {
-		return false
+		return w.fromShared(e, st)
 	}
 	h := q.Unchanged(e.Path, e.HashAlg(), st.Ino, st.Size, st.Mtim.Nano(), st.Ctim.Nano())
 	if len(h) == 0 {
-		return false
+		return w.fromShared(e, st)
 	}
 	// Not copied: the index's bytes are read only, and keeping them
 	// keeps its hash slab alone alive, not the rest of it.
 	e.Hash = h
 	w.stats.Reused++
 	return true
+}
+
+// fromShared takes e's hash from Options.Shared when it knows this version
+// of the file (st), e having been filled from st.
+func (w *worker) fromShared(e *attr.Entry, st *unix.Stat_t) bool {
+	sh := w.cfg.shared
+	if sh == nil || e.Racy || e.Attrs.Has(attr.Growing) {
+		return false
+	}
+	h := sh.Get(e.HashAlg(), st.Ino, st.Size, st.Mtim.Nano(), st.Ctim.Nano())
+	if len(h) == 0 {
+		return false
+	}
+	e.Hash = w.keep(h)
+	w.stats.Shared++
+	return true
+}
+
+// toShared gives Options.Shared the hash of e, just computed from the
+// version st of the file.
+func (w *worker) toShared(e *attr.Entry, st *unix.Stat_t) {
+	if sh := w.cfg.shared; sh != nil && !e.Racy && !e.Attrs.Has(attr.Growing) && e.Prefix == nil && len(e.Hash) > 0 {
+		sh.Put(e.HashAlg(), st.Ino, st.Size, st.Mtim.Nano(), st.Ctim.Nano(), e.Hash)
+	}
 }
 
 func (w *worker) hashOne(parent *dirHandle, p *pending) {

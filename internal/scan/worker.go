@@ -17,6 +17,7 @@ type config struct {
 	maxDepth     int
 	maxFiles     int64
 	quickHashes  QuickHashes
+	shared       SharedHashes // Options.Shared
 	match        func(string) (attr.Set, bool)
 	descend      func(string) bool // walk a skipped directory without recording it (Descender)
 	names        func(string) bool // a rule names this pseudo file system mount (Namer)

@@ -118,6 +118,10 @@ type Config struct {
 	Evidence evidence.Limits
 	// Finder overrides target discovery (tests); nil is the default /proc.
 	Finder *target.Finder
+	// SharedHashes, when set, is the node agent's cache of the hashes of
+	// files containers share (their image's layers): a file of the image
+	// is read once per node, not once per container (scan.SharedHashes).
+	SharedHashes scan.SharedHashes
 	// Kube, when set, is the Kubernetes API side of the responses
 	// (Events, quarantine, delete); Run starts and stops its worker. nil
 	// means no API access: those actions are skipped or fail, nothing else
@@ -724,7 +728,7 @@ func (s *sidecar) monitor(ctx context.Context, c *target.Container) error {
 	mon := watch.New(root, watch.Config{
 		Matcher:  matcher,
 		Baseline: idx,
-		Scan:     scan.Options{MaxFiles: l.MaxFiles, MaxDepth: l.MaxDepth, MaxFileBytes: l.MaxFileBytes},
+		Scan:     scan.Options{MaxFiles: l.MaxFiles, MaxDepth: l.MaxDepth, MaxFileBytes: l.MaxFileBytes, Shared: s.cfg.SharedHashes},
 		Inotify:  s.cfg.Inotify,
 		Quick:    s.cfg.Quick,
 		Full:     s.cfg.Full,
@@ -882,7 +886,7 @@ func (s *sidecar) firstSight(ctx context.Context, root *scan.Root) (*watch.Index
 		return nil, fmt.Errorf("failed to create state directory: %w", err)
 	}
 	l := s.given.Limits()
-	opts := scan.Options{Matcher: s.given, MaxFiles: l.MaxFiles, MaxDepth: l.MaxDepth, MaxFileBytes: l.MaxFileBytes}
+	opts := scan.Options{Matcher: s.given, MaxFiles: l.MaxFiles, MaxDepth: l.MaxDepth, MaxFileBytes: l.MaxFileBytes, Shared: s.cfg.SharedHashes}
 	b, idx, err = takeBaseline(ctx, root, opts, baseline.Header{PolicyDigest: s.cfg.Policy.Digest()}, path)
 	if err != nil {
 		return nil, err
