@@ -198,6 +198,13 @@ func TestKubeAgent(t *testing.T) {
 	if v := sidecarMetric(t, agentPort, "podfim_agent_protected_containers"); v != agentProtected {
 		t.Errorf("podfim_agent_protected_containers = %v, want %d", v, agentProtected)
 	}
+	// One image: its files are read once per node, not once per pod.
+	hits := sidecarMetric(t, agentPort, `podfim_agent_shared_hashes_total{result="hit"}`)
+	misses := sidecarMetric(t, agentPort, `podfim_agent_shared_hashes_total{result="miss"}`)
+	t.Logf("shared hashes of the image's files: %v hits, %v misses over 30 pods' first checks", hits, misses)
+	if hits <= 0 {
+		t.Errorf("no file hash shared between 30 containers of one image (%v misses)", misses)
+	}
 	uids, _ := filepath.Glob(filepath.Join(stateDir, "pods", "*", "app", "baseline.pfb"))
 	if len(uids) != agentProtected {
 		t.Errorf("%d first-sight baselines in %s, want %d", len(uids), stateDir, agentProtected)
@@ -369,12 +376,17 @@ func agentDeletedWhileDown(t *testing.T, k *kube, ns, stateDir string) {
 	}
 	k.must(t, "-n", ns, "patch", "daemonset", ds, "--type=json", "-p", `[{"op":"remove","path":"/spec/template/spec/nodeSelector/podfim.io~1e2e"}]`)
 	waitAgent(t, k, ns)
-	k.waitUntil(t, ns, "hello-29's state removed", time.Minute, 250*time.Millisecond, func() (bool, string) {
+	// Every other pod keeps its state (a pod listed late by a new agent
+	// is collected once its deletion is seen: wait, then count).
+	k.waitUntil(t, ns, "hello-29's state removed, the 29 others' kept", time.Minute, 250*time.Millisecond, func() (bool, string) {
 		_, err := os.Stat(dir)
-		return os.IsNotExist(err), fmt.Sprint(err)
+		left, _ := filepath.Glob(filepath.Join(stateDir, "pods", "*"))
+		var who []string
+		for _, d := range left {
+			name, _ := os.ReadFile(filepath.Join(d, "pod"))
+			who = append(who, strings.TrimSpace(string(name)))
+		}
+		slices.Sort(who)
+		return os.IsNotExist(err) && len(left) == agentProtected-1, fmt.Sprintf("hello-29's: %v; %d pods' state: %v", err, len(left), who)
 	})
-	left, _ := filepath.Glob(filepath.Join(stateDir, "pods", "*"))
-	if len(left) != agentProtected-1 {
-		t.Errorf("%d pods' state left, want %d", len(left), agentProtected-1)
-	}
 }
