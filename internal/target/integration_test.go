@@ -378,10 +378,10 @@ func TestAccessSameUser(t *testing.T) {
 	exe := filepath.Join(dir, "probe")
 	copyFile(t, testExe(t), exe)
 	as := &syscall.Credential{Uid: 65534, Gid: 65534}
-	probeAs := func() string {
+	probeAs := func(env ...string) string {
 		t.Helper()
 		cmd := exec.Command(exe)
-		cmd.Env = append(os.Environ(), testPod().RoleEnv+"=probe")
+		cmd.Env = append(append(os.Environ(), testPod().RoleEnv+"=probe"), env...)
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: as}
 		out, err := cmd.Output()
 		if err != nil {
@@ -391,6 +391,11 @@ func TestAccessSameUser(t *testing.T) {
 	}
 	if out := probeAs(); !strings.HasPrefix(out, "access ") || !strings.Contains(out, "SYS_PTRACE") {
 		t.Errorf("no process of its own user: %q, want the denial", out)
+	}
+	// The node agent lists the host's processes too, some of which it may
+	// not inspect: they are left out, never an error (SkipDenied).
+	if out := probeAs(skipEnv + "=1"); out != "ok" {
+		t.Errorf("listing as the node agent, nothing it may inspect: %q, want ok and no container", out)
 	}
 
 	cmd := exec.Command("/bin/sleep", "60")
@@ -403,6 +408,9 @@ func TestAccessSameUser(t *testing.T) {
 	waitExe(t, app.pid, sleepExe(t))
 	if out, want := probeAs(), fmt.Sprintf("ok %d", app.pid); !strings.HasPrefix(out, want) || strings.Contains(out, fmt.Sprint(other.pid)) {
 		t.Errorf("same user as the app: %q, want %q (not the root container %d)", out, want, other.pid)
+	}
+	if out, want := probeAs(skipEnv+"=1"), fmt.Sprintf("ok %d", app.pid); !strings.HasPrefix(out, want) || strings.Contains(out, fmt.Sprint(other.pid)) {
+		t.Errorf("as the node agent: %q, want %q (not the root container %d)", out, want, other.pid)
 	}
 }
 

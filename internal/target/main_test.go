@@ -42,6 +42,7 @@ const (
 	workerEnv = "PODFIM_TARGET_TEST_WORKER" // "1": start a worker process
 	markEnv   = "PODFIM_TARGET_TEST_MARK"   // a directory: mount a tmpfs there, write "mark"
 	chrootEnv = "PODFIM_TARGET_TEST_CHROOT" // a directory: chroot into it (after the worker started)
+	skipEnv   = "PODFIM_TARGET_TEST_SKIP"   // "1": the probe lists as the node agent does (SkipDenied)
 )
 
 func TestMain(m *testing.M) { testPod().Main(m) }
@@ -92,7 +93,11 @@ func app() {
 // probe runs Containers with the credentials it was started with and prints
 // the outcome on one line: "ok <main pid>..." or "access <pid> <ptrace> <message>".
 func probe() {
-	cs, err := (&Finder{}).Containers()
+	f := &Finder{}
+	if os.Getenv(skipEnv) == "1" {
+		f = &Finder{Infra: -1, SkipDenied: true} // the node agent's
+	}
+	cs, err := f.Containers()
 	var ae *AccessError
 	if errors.As(err, &ae) {
 		fmt.Printf("access %d %v %s\n", ae.PID, ae.Ptrace, ae)

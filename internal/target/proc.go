@@ -103,10 +103,10 @@ func (f *Finder) Containers() ([]Container, error) {
 		switch {
 		case errors.Is(err, errVanished) || errors.Is(err, errSkipped):
 			continue
+		case f.SkipDenied && errors.As(err, new(*AccessError)):
+			continue
 		case deniedWithoutPtrace(err):
 			denied = cmp.Or(denied, err)
-			continue
-		case f.SkipDenied && errors.As(err, new(*AccessError)):
 			continue
 		case err != nil:
 			return nil, err
