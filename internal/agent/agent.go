@@ -27,6 +27,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/podfim/podfim/internal/drift"
 	"github.com/podfim/podfim/internal/evidence"
 	"github.com/podfim/podfim/internal/kube"
 	"github.com/podfim/podfim/internal/metrics"
@@ -151,6 +152,9 @@ type Agent struct {
 	// share (their images' layers): each is read once per node per full
 	// interval (resetHashes), not once per container.
 	hashes *scan.HashCache
+	// drift polls execution drift for every protected container that has
+	// it on: one thread, one /proc listing per interval for the node.
+	drift *drift.Poller
 
 	pods, namespaces cache.SharedIndexInformer
 
@@ -197,6 +201,7 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 		state: &stateDir{dir: cfg.StateDir}, hashes: scan.NewHashCache(maxSharedHashes),
 		byUID: map[string]*protected{}, wake: make(chan struct{}, 1), dirty: map[string]bool{},
 	}
+	a.drift = drift.NewPoller(finder, cfg.Defaults.ExecInterval, log)
 	if err := m.SharedHashes(reg, a.hashes.Stats); err != nil {
 		return nil, err
 	}
@@ -232,6 +237,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.mu.Unlock()
 	defer a.stopAll()
 	go a.resetHashes(ctx)
+	go func() {
+		if err := a.drift.Run(ctx); err != nil {
+			a.log.Error("execution drift stopped: /proc cannot be listed", keyError, err.Error())
+		}
+	}()
 	for {
 		a.reconcileDirty(ctx)
 		select {

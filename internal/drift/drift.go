@@ -169,6 +169,7 @@ type Checker struct {
 	gen      uint64
 	polls    int
 	warned   map[string]bool // warnings said once
+	primed   bool            // had its first round in a Poller
 }
 
 // New returns a Checker; Run starts it.
@@ -253,6 +254,13 @@ func (c *Checker) Poll(ctx context.Context) error {
 		return err
 	}
 	c.pids = pids
+	c.step(ctx, now, sweep, pids)
+	return nil
+}
+
+// step looks at the pids listed in /proc: the new ones, and again the
+// tracked ones that may have exec'd since (recheck).
+func (c *Checker) step(ctx context.Context, now time.Time, sweep bool, pids []int) {
 	c.gen++
 	over := 0
 	for _, pid := range pids {
@@ -278,7 +286,6 @@ func (c *Checker) Poll(ctx context.Context) error {
 		c.warnOnce("processes", "more processes in the pod than execution drift tracks; the rest are checked when room frees up",
 			slog.Int("limit", c.cfg.MaxProcesses))
 	}
-	return nil
 }
 
 // started reports whether a process was started in the pod since the last

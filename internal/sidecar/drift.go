@@ -31,6 +31,13 @@ func (s *sidecar) startDrift(ctx context.Context, c *target.Container, root *sca
 		Metrics:      s.metrics,
 		Log:          s.log,
 	}, driftSink{s})
+	if p := s.cfg.DriftPoller; p != nil {
+		remove := p.Add(ctx, ch)
+		return func() {
+			remove()
+			cancel()
+		}
+	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

@@ -25,6 +25,7 @@ import (
 	"github.com/podfim/podfim/internal/attr"
 	"github.com/podfim/podfim/internal/baseline"
 	"github.com/podfim/podfim/internal/compare"
+	"github.com/podfim/podfim/internal/drift"
 	"github.com/podfim/podfim/internal/evidence"
 	"github.com/podfim/podfim/internal/footprint"
 	"github.com/podfim/podfim/internal/kube"
@@ -109,9 +110,13 @@ type Config struct {
 	// ExecInterval (drift.DefaultInterval if 0).
 	ExecDrift    bool
 	ExecInterval time.Duration
-	Plan         respond.Plan
-	Listen       string
-	Version      string
+	// DriftPoller, when set, polls execution drift instead of a thread of
+	// the instance's own (the node agent's one poller for all its
+	// containers; ExecInterval is then the poller's).
+	DriftPoller *drift.Poller
+	Plan        respond.Plan
+	Listen      string
+	Version     string
 	// Evidence bounds what is kept of changed and added files before the
 	// response, in StateDir/evidence (package evidence); zero fields take
 	// the defaults. Evidence is kept whenever StateDir is set.
