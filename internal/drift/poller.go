@@ -45,11 +45,11 @@ func (p *Poller) Add(ctx context.Context, c *Checker) (remove func()) {
 	p.checkers[c] = ctx
 	p.mu.Unlock()
 	return func() {
+		p.round.Lock() // a poll in flight ends first
+		defer p.round.Unlock()
 		p.mu.Lock()
 		delete(p.checkers, c)
 		p.mu.Unlock()
-		p.round.Lock() // a poll in flight ends first
-		p.round.Unlock()
 	}
 }
 
