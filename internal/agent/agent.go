@@ -35,6 +35,7 @@ import (
 	"github.com/podfim/podfim/internal/referrer"
 	"github.com/podfim/podfim/internal/respond"
 	"github.com/podfim/podfim/internal/scan"
+	"github.com/podfim/podfim/internal/sidecar"
 	"github.com/podfim/podfim/internal/server"
 	"github.com/podfim/podfim/internal/target"
 )
@@ -171,6 +172,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	sidecar.SetMemoryLimit(log)
 	return a.Run(ctx)
 }
 

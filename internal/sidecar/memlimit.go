@@ -75,10 +75,10 @@ const (
 	keyGoLimit     = "go_limit_bytes"
 )
 
-// setMemoryLimit sets the Go runtime's soft memory limit from the cgroup's
+// SetMemoryLimit sets the Go runtime's soft memory limit from the cgroup's
 // memory limit, unless GOMEMLIMIT is set (the runtime read it) or there is
-// no limit.
-func setMemoryLimit(log *slog.Logger) {
+// no limit: Run does it for the sidecar, the node agent for itself.
+func SetMemoryLimit(log *slog.Logger) {
 	if os.Getenv("GOMEMLIMIT") != "" {
 		return
 	}

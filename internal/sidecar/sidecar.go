@@ -273,7 +273,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	setMemoryLimit(log)
+	SetMemoryLimit(log)
 	return in.Run(ctx)
 }
 
