@@ -35,8 +35,8 @@ import (
 	"github.com/podfim/podfim/internal/referrer"
 	"github.com/podfim/podfim/internal/respond"
 	"github.com/podfim/podfim/internal/scan"
-	"github.com/podfim/podfim/internal/sidecar"
 	"github.com/podfim/podfim/internal/server"
+	"github.com/podfim/podfim/internal/sidecar"
 	"github.com/podfim/podfim/internal/target"
 )
 
